@@ -1,0 +1,789 @@
+//! Decoding request bodies into [`Record`]s: native JSON, Segment's tracking spec, pixel query
+//! strings and beacon bodies. Every error names the record index and the field.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::entity::*;
+use crate::error::{BodyError, RecordError};
+use crate::ids::{json_type, parse_timestamp, Currency, Id, Kind};
+
+/// Limits and mappings applied while decoding. Defaults are the brief's.
+#[derive(Clone, Debug)]
+pub struct DecodeOptions {
+    /// Largest single record, in bytes of its JSON.
+    pub max_record_bytes: usize,
+    /// Most records (items) in one request.
+    pub max_batch_records: usize,
+    /// Segment `track` event names that are also conversions, with the conversion kind.
+    /// Matching ignores case.
+    pub conversion_events: BTreeMap<String, String>,
+    /// A client timestamp further than this into the future (after skew correction) is replaced
+    /// by the server time.
+    pub max_future: Duration,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        let mut conversion_events = BTreeMap::new();
+        conversion_events.insert("order completed".to_owned(), "purchase".to_owned());
+        conversion_events.insert("signed up".to_owned(), "signup".to_owned());
+        DecodeOptions {
+            max_record_bytes: 32 * 1024,
+            max_batch_records: 2_500,
+            conversion_events,
+            max_future: Duration::hours(23),
+        }
+    }
+}
+
+/// What the collector knows about the request that the body cannot be trusted to say.
+#[derive(Clone, Debug)]
+pub struct RequestCtx {
+    pub account_id: Uuid,
+    pub received_at: DateTime<Utc>,
+    /// Client address, used for `context.ip` when the record has none.
+    pub ip: Option<String>,
+    /// `User-Agent` header, used for `context.user_agent` when the record has none.
+    pub user_agent: Option<String>,
+}
+
+/// Segment message types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentType {
+    Track,
+    Page,
+    Screen,
+    Identify,
+    Alias,
+    Group,
+}
+
+impl SegmentType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentType::Track => "track",
+            SegmentType::Page => "page",
+            SegmentType::Screen => "screen",
+            SegmentType::Identify => "identify",
+            SegmentType::Alias => "alias",
+            SegmentType::Group => "group",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "track" => SegmentType::Track,
+            "page" => SegmentType::Page,
+            "screen" => SegmentType::Screen,
+            "identify" => SegmentType::Identify,
+            "alias" => SegmentType::Alias,
+            "group" => SegmentType::Group,
+            _ => return None,
+        })
+    }
+}
+
+/// What an endpoint accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// `/v1/batch` and the beacon: each item names its type.
+    Any,
+    /// `/v1/events`, `/v1/conversions`, …: native records of one entity; `type` may be omitted.
+    Entity(EntityKind),
+    /// `/v1/track`, `/v1/page`, …: Segment messages of one type.
+    Segment(SegmentType),
+}
+
+const TYPE_LIST: &str = "event, session, touchpoint, link_click, conversion, spend, identify, alias, track, page, screen, group";
+
+/// A request body split into its items, before authentication.
+#[derive(Debug)]
+pub struct ParsedBody<'a> {
+    pub items: Vec<&'a RawValue>,
+    /// `writeKey` / `write_key` from the body (top level, or the first item).
+    pub write_key: Option<String>,
+    /// Batch-level `sentAt`, the fallback for items without their own.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// True when the body was a `{"batch": […]}` or an array.
+    pub is_batch: bool,
+}
+
+#[derive(Deserialize)]
+struct KeyPeek {
+    #[serde(rename = "writeKey")]
+    write_key_camel: Option<String>,
+    write_key: Option<String>,
+}
+
+/// Splits a JSON body into items: `{"batch":[…]}`, `[…]`, or one object.
+pub fn parse_body<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> Result<ParsedBody<'a>, BodyError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        BodyError::Malformed(format!("body is not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+    })?;
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(BodyError::Empty);
+    }
+    let malformed = |e: serde_json::Error| BodyError::Malformed(e.to_string());
+    let (items, mut write_key, sent_at, is_batch) = if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(malformed)?;
+        (items, None, None, true)
+    } else if trimmed.starts_with('{') {
+        let top: BTreeMap<Cow<'a, str>, &'a RawValue> = serde_json::from_str(text).map_err(malformed)?;
+        let key = peek_key(&top);
+        if let Some(batch) = top.get("batch") {
+            let items: Vec<&RawValue> = serde_json::from_str(batch.get())
+                .map_err(|e| BodyError::Shape(format!("field `batch`: expected an array of records ({e})")))?;
+            let sent_at = match top.get("sentAt").or_else(|| top.get("sent_at")) {
+                Some(raw) => {
+                    let v: Value = serde_json::from_str(raw.get()).map_err(malformed)?;
+                    if v.is_null() {
+                        None
+                    } else {
+                        Some(parse_timestamp(&v).map_err(|m| BodyError::Shape(format!("field `sentAt`: {m}")))?)
+                    }
+                }
+                None => None,
+            };
+            (items, key, sent_at, true)
+        } else {
+            let whole: &RawValue = serde_json::from_str(text).map_err(malformed)?;
+            (vec![whole], key, None, false)
+        }
+    } else {
+        // Let serde_json describe what it found.
+        let e = serde_json::from_str::<Value>(text).err();
+        return Err(match e {
+            Some(e) => BodyError::Malformed(e.to_string()),
+            None => BodyError::Shape("expected a JSON object, an array of objects, or {\"batch\": [...]}".into()),
+        });
+    };
+    if items.len() > opts.max_batch_records {
+        return Err(BodyError::TooManyRecords { count: items.len(), limit: opts.max_batch_records });
+    }
+    if write_key.is_none() && is_batch {
+        if let Some(first) = items.first() {
+            if let Ok(p) = serde_json::from_str::<KeyPeek>(first.get()) {
+                write_key = p.write_key_camel.or(p.write_key);
+            }
+        }
+    }
+    Ok(ParsedBody { items, write_key, sent_at, is_batch })
+}
+
+fn peek_key(top: &BTreeMap<Cow<'_, str>, &RawValue>) -> Option<String> {
+    let raw = top.get("writeKey").or_else(|| top.get("write_key"))?;
+    serde_json::from_str::<String>(raw.get()).ok()
+}
+
+/// The outcome of decoding a request's items.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub records: Vec<Record>,
+    pub rejected: Vec<RecordError>,
+    /// Items accepted (one item may give more than one record, e.g. a Segment
+    /// `Order Completed` gives an event and a conversion).
+    pub accepted_items: usize,
+}
+
+/// Decodes every item; invalid ones are listed in `rejected` with their index.
+pub fn decode_items(parsed: &ParsedBody<'_>, ctx: &RequestCtx, expect: Expect, opts: &DecodeOptions) -> Decoded {
+    let mut out = Decoded { records: Vec::with_capacity(parsed.items.len()), ..Decoded::default() };
+    for (i, raw) in parsed.items.iter().enumerate() {
+        match decode_item(i, raw, ctx, expect, parsed.sent_at, opts) {
+            Ok(mut recs) => {
+                out.accepted_items += 1;
+                out.records.append(&mut recs);
+            }
+            Err(e) => out.rejected.push(e),
+        }
+    }
+    out
+}
+
+/// Decodes one item of a request.
+pub fn decode_item(
+    index: usize,
+    raw: &RawValue,
+    ctx: &RequestCtx,
+    expect: Expect,
+    batch_sent_at: Option<DateTime<Utc>>,
+    opts: &DecodeOptions,
+) -> Result<Vec<Record>, RecordError> {
+    let len = raw.get().len();
+    if len > opts.max_record_bytes {
+        return Err(RecordError::too_large(index, len, opts.max_record_bytes));
+    }
+    let map: Map<String, Value> = match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(m)) => m,
+        Ok(other) => {
+            return Err(RecordError::invalid(index, None, format!("expected a JSON object, found {}", json_type(&other))))
+        }
+        Err(e) => return Err(RecordError::invalid(index, None, format!("malformed JSON: {e}"))),
+    };
+    decode_map(index, map, ctx, expect, batch_sent_at, opts)
+}
+
+/// Decodes one record already parsed into a JSON object.
+pub fn decode_map(
+    index: usize,
+    map: Map<String, Value>,
+    ctx: &RequestCtx,
+    expect: Expect,
+    batch_sent_at: Option<DateTime<Utc>>,
+    opts: &DecodeOptions,
+) -> Result<Vec<Record>, RecordError> {
+    let ty = match map.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(other))))
+        }
+    };
+    let d = ItemDecoder { index, ctx, opts, batch_sent_at };
+    match expect {
+        Expect::Entity(kind) => match ty {
+            None => d.native(kind, map),
+            Some(t) if t == kind.as_str() => d.native(kind, map),
+            Some(t) => Err(RecordError::invalid(
+                index,
+                Some("type"),
+                format!("this endpoint takes `{}` records, not `{t}`", kind.as_str()),
+            )),
+        },
+        Expect::Segment(st) => match ty {
+            None => d.segment(st, map),
+            Some(t) if t == st.as_str() => d.segment(st, map),
+            Some(t) => Err(RecordError::invalid(
+                index,
+                Some("type"),
+                format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str()),
+            )),
+        },
+        Expect::Any => {
+            let Some(t) = ty else {
+                return Err(RecordError::invalid(index, Some("type"), format!("required; one of {TYPE_LIST}")));
+            };
+            let segment_style = ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"]
+                .iter()
+                .any(|k| map.contains_key(*k));
+            match (EntityKind::parse(t), SegmentType::parse(t)) {
+                (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style => d.segment(st, map),
+                (Some(kind), _) => d.native(kind, map),
+                (None, Some(st)) => d.segment(st, map),
+                (None, None) => Err(RecordError::invalid(
+                    index,
+                    Some("type"),
+                    format!("unknown type `{t}`; expected one of {TYPE_LIST}"),
+                )),
+            }
+        }
+    }
+}
+
+struct ItemDecoder<'a> {
+    index: usize,
+    ctx: &'a RequestCtx,
+    opts: &'a DecodeOptions,
+    batch_sent_at: Option<DateTime<Utc>>,
+}
+
+/// Common fields as given by the client, before validation and time correction.
+#[derive(Default)]
+struct RawMeta {
+    record_id: Option<Id>,
+    timestamp: Option<DateTime<Utc>>,
+    sent_at: Option<DateTime<Utc>>,
+    anonymous_id: Option<Id>,
+    customer_id: Option<Id>,
+}
+
+impl ItemDecoder<'_> {
+    fn err(&self, field: &str, msg: impl Into<String>) -> RecordError {
+        RecordError::invalid(self.index, Some(field), msg)
+    }
+
+    fn take_id(&self, map: &mut Map<String, Value>, field: &str) -> Result<Option<Id>, RecordError> {
+        match map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Id::deserialize(v).map(Some).map_err(|e| self.err(field, e.to_string())),
+        }
+    }
+
+    fn take_ts(&self, map: &mut Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>, RecordError> {
+        match map.remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => parse_timestamp(&v).map(Some).map_err(|m| self.err(field, m)),
+        }
+    }
+
+    fn take_object(&self, map: &mut Map<String, Value>, field: &str) -> Result<Map<String, Value>, RecordError> {
+        match map.remove(field) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(o)) => Ok(o),
+            Some(other) => Err(self.err(field, format!("expected an object, found {}", json_type(&other)))),
+        }
+    }
+
+    /// First of several alias fields that is present; more than one is an error.
+    fn take_id_alias(&self, map: &mut Map<String, Value>, fields: &[&str]) -> Result<Option<Id>, RecordError> {
+        let mut found: Option<(&str, Id)> = None;
+        for f in fields {
+            if let Some(id) = self.take_id(map, f)? {
+                if let Some((prev, prev_id)) = &found {
+                    if *prev_id != id {
+                        return Err(self.err(f, format!("conflicts with `{prev}`; send one record id")));
+                    }
+                } else {
+                    found = Some((f, id));
+                }
+            }
+        }
+        Ok(found.map(|(_, id)| id))
+    }
+
+    fn deserialize<T: DeserializeOwned>(&self, map: Map<String, Value>) -> Result<T, RecordError> {
+        serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." || path.is_empty() { None } else { Some(path) };
+            RecordError::invalid(self.index, field.as_deref(), e.inner().to_string())
+        })
+    }
+
+    /// Applies Segment's clock-skew correction and the future guard; generates the record id.
+    fn finish_meta(&self, raw: RawMeta, sent_fallback: Option<DateTime<Utc>>) -> Meta {
+        let received_at = self.ctx.received_at;
+        let sent_at = raw.sent_at.or(sent_fallback);
+        let mut timestamp = match (raw.timestamp, sent_at) {
+            (Some(t), Some(s)) => received_at - (s - t),
+            (Some(t), None) => t,
+            (None, _) => received_at,
+        };
+        if timestamp > received_at + self.opts.max_future {
+            timestamp = received_at;
+        }
+        let record_id = raw.record_id.unwrap_or_else(|| Id::from_uuid(Uuid::now_v7()));
+        Meta {
+            record_id,
+            account_id: self.ctx.account_id,
+            timestamp,
+            received_at,
+            sent_at,
+            anonymous_id: raw.anonymous_id,
+            customer_id: raw.customer_id,
+        }
+    }
+
+    fn native(&self, kind: EntityKind, mut map: Map<String, Value>) -> Result<Vec<Record>, RecordError> {
+        map.remove("type");
+        // Never trusted from the body: the tenant comes from the key.
+        map.remove("account_id");
+        map.remove("write_key");
+        map.remove("writeKey");
+        let raw = RawMeta {
+            record_id: self.take_id_alias(&mut map, &["message_id", "event_id", "record_id"])?,
+            timestamp: self.take_ts(&mut map, "timestamp")?,
+            sent_at: self.take_ts(&mut map, "sent_at")?,
+            anonymous_id: self.take_id(&mut map, "anonymous_id")?,
+            customer_id: self.take_id(&mut map, "customer_id")?,
+        };
+        let body = match kind {
+            EntityKind::Event => {
+                let mut e: Event = self.deserialize(map)?;
+                self.fill_context(&mut e.context);
+                Body::Event(e)
+            }
+            EntityKind::Session => Body::Session(self.deserialize(map)?),
+            EntityKind::Touchpoint => Body::Touchpoint(self.deserialize(map)?),
+            EntityKind::LinkClick => Body::LinkClick(self.deserialize(map)?),
+            EntityKind::Conversion => Body::Conversion(self.deserialize(map)?),
+            EntityKind::Spend => Body::Spend(self.deserialize(map)?),
+            EntityKind::Identify => Body::Identify(self.deserialize(map)?),
+            EntityKind::Alias => Body::Alias(self.deserialize(map)?),
+        };
+        let meta = self.finish_meta(raw, self.batch_sent_at);
+        let record = Record { v: ENVELOPE_VERSION, meta, body };
+        validate(self.index, &record)?;
+        Ok(vec![record])
+    }
+
+    fn fill_context(&self, c: &mut Context) {
+        c.fill_utm_from_url();
+        if c.ip.is_none() {
+            c.ip.clone_from(&self.ctx.ip);
+        }
+        if c.user_agent.is_none() {
+            c.user_agent.clone_from(&self.ctx.user_agent);
+        }
+    }
+
+    fn segment(&self, st: SegmentType, mut map: Map<String, Value>) -> Result<Vec<Record>, RecordError> {
+        let raw = RawMeta {
+            record_id: self.take_id(&mut map, "messageId")?,
+            timestamp: match self.take_ts(&mut map, "timestamp")? {
+                Some(t) => Some(t),
+                None => self.take_ts(&mut map, "originalTimestamp")?,
+            },
+            sent_at: self.take_ts(&mut map, "sentAt")?,
+            anonymous_id: self.take_id(&mut map, "anonymousId")?,
+            customer_id: self.take_id(&mut map, "userId")?,
+        };
+        let context = self.segment_context(&mut map)?;
+        let mut properties = self.take_object(&mut map, "properties")?;
+        let meta = self.finish_meta(raw, self.batch_sent_at);
+        let mut out = Vec::with_capacity(1);
+        let body = match st {
+            SegmentType::Track => {
+                let name = match map.remove("event") {
+                    Some(Value::String(s)) if !s.trim().is_empty() => s,
+                    Some(Value::String(_)) | None | Some(Value::Null) => {
+                        return Err(self.err("event", "required for a track call"))
+                    }
+                    Some(other) => return Err(self.err("event", format!("expected a string, found {}", json_type(&other)))),
+                };
+                if let Some(kind) = self.opts.conversion_events.get(&name.to_lowercase()) {
+                    out.push(self.segment_conversion(&meta, kind, &properties)?);
+                }
+                Body::Event(Event {
+                    event_name: name,
+                    session_id: None,
+                    campaign_id: None,
+                    advertisement_id: None,
+                    properties,
+                    context,
+                })
+            }
+            SegmentType::Page | SegmentType::Screen => {
+                let mut context = context;
+                for (key, field) in [("name", "name"), ("category", "category")] {
+                    if let Some(v) = map.remove(key) {
+                        if !v.is_null() {
+                            properties.entry(field.to_owned()).or_insert(v);
+                        }
+                    }
+                }
+                if st == SegmentType::Page {
+                    let prop_str = |k: &str| properties.get(k).and_then(Value::as_str).map(str::to_owned);
+                    if context.page_url.is_none() {
+                        context.page_url = prop_str("url");
+                        context.fill_utm_from_url();
+                    }
+                    if context.page_path.is_none() {
+                        context.page_path = prop_str("path");
+                    }
+                    if context.page_title.is_none() {
+                        context.page_title = prop_str("title");
+                    }
+                    if context.referrer.is_none() {
+                        context.referrer = prop_str("referrer");
+                    }
+                }
+                Body::Event(Event {
+                    event_name: if st == SegmentType::Page { "page_view" } else { "screen_view" }.to_owned(),
+                    session_id: None,
+                    campaign_id: None,
+                    advertisement_id: None,
+                    properties,
+                    context,
+                })
+            }
+            SegmentType::Identify => Body::Identify(Identify { traits: self.take_object(&mut map, "traits")? }),
+            SegmentType::Alias => {
+                let previous_id = self.take_id(&mut map, "previousId")?.ok_or_else(|| self.err("previousId", "required for an alias call"))?;
+                Body::Alias(Alias { previous_id })
+            }
+            SegmentType::Group => {
+                let group_id = self.take_id(&mut map, "groupId")?.ok_or_else(|| self.err("groupId", "required for a group call"))?;
+                let traits = self.take_object(&mut map, "traits")?;
+                let mut props = properties;
+                props.insert("group_id".into(), Value::String(group_id.into_string()));
+                if !traits.is_empty() {
+                    props.insert("traits".into(), Value::Object(traits));
+                }
+                Body::Event(Event {
+                    event_name: "group".to_owned(),
+                    session_id: None,
+                    campaign_id: None,
+                    advertisement_id: None,
+                    properties: props,
+                    context,
+                })
+            }
+        };
+        let record = Record { v: ENVELOPE_VERSION, meta, body };
+        validate(self.index, &record)?;
+        out.insert(0, record);
+        Ok(out)
+    }
+
+    /// Maps Segment's `context` onto ours: page, campaign (UTM), ip, userAgent, locale; the rest
+    /// is kept in `extra`.
+    fn segment_context(&self, map: &mut Map<String, Value>) -> Result<Context, RecordError> {
+        let mut src = self.take_object(map, "context")?;
+        let mut c = Context::default();
+        let s = |v: Option<Value>| match v {
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            _ => None,
+        };
+        if let Some(Value::Object(mut page)) = src.remove("page") {
+            c.page_url = s(page.remove("url"));
+            c.page_path = s(page.remove("path"));
+            c.page_title = s(page.remove("title"));
+            c.referrer = s(page.remove("referrer"));
+        }
+        match src.remove("campaign") {
+            Some(Value::Object(mut camp)) => {
+                c.utm_source = s(camp.remove("source"));
+                c.utm_medium = s(camp.remove("medium"));
+                c.utm_campaign = s(camp.remove("name")).or_else(|| s(camp.remove("campaign")));
+                c.utm_term = s(camp.remove("term"));
+                c.utm_content = s(camp.remove("content"));
+            }
+            None | Some(Value::Null) => {}
+            Some(other) => {
+                return Err(self.err("context.campaign", format!("expected an object, found {}", json_type(&other))))
+            }
+        }
+        c.ip = s(src.remove("ip"));
+        c.user_agent = s(src.remove("userAgent"));
+        c.locale = s(src.remove("locale"));
+        c.extra = src;
+        self.fill_context(&mut c);
+        Ok(c)
+    }
+
+    /// A Segment `track` that is configured as a conversion (e.g. `Order Completed`).
+    fn segment_conversion(&self, meta: &Meta, kind: &str, props: &Map<String, Value>) -> Result<Record, RecordError> {
+        let kind = Kind::new(kind).map_err(|m| self.err("event", m))?;
+        let mut value = None;
+        for key in ["revenue", "total", "value"] {
+            if let Some(v) = props.get(key) {
+                if v.is_null() {
+                    continue;
+                }
+                value = Some(decimal_from(v).map_err(|m| self.err(&format!("properties.{key}"), m))?);
+                break;
+            }
+        }
+        let currency = match props.get("currency") {
+            Some(Value::String(s)) => Some(Currency::new(s).map_err(|m| self.err("properties.currency", m))?),
+            _ if value.is_some() => Some(Currency::USD),
+            _ => None,
+        };
+        let order_id = match props.get("order_id").or_else(|| props.get("orderId")) {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Id::deserialize(v.clone()).map_err(|e| self.err("properties.order_id", e.to_string()))?),
+        };
+        // A deterministic id, so an SDK retry of the same message dedups the conversion too.
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("conversion:{}", meta.record_id).as_bytes());
+        let mut m = meta.clone();
+        m.record_id = Id::from_uuid(id);
+        let record = Record {
+            v: ENVELOPE_VERSION,
+            meta: m,
+            body: Body::Conversion(Conversion {
+                kind,
+                value,
+                currency,
+                order_id,
+                campaign_id: None,
+                advertisement_id: None,
+                session_id: None,
+                properties: Map::new(),
+            }),
+        };
+        validate(self.index, &record)?;
+        Ok(record)
+    }
+}
+
+fn decimal_from(v: &Value) -> Result<Decimal, String> {
+    match v {
+        Value::Number(n) => n.to_string().parse::<Decimal>().or_else(|_| {
+            n.as_f64().and_then(|f| Decimal::try_from(f).ok()).ok_or_else(|| format!("{n} is not a decimal number"))
+        }),
+        Value::String(s) => s.trim().parse::<Decimal>().map_err(|_| format!("{s:?} is not a decimal number")),
+        other => Err(format!("expected a decimal number, found {}", json_type(other))),
+    }
+}
+
+/// Rules serde cannot express: identities, value/currency pairs, non-negative money, ….
+pub fn validate(index: usize, r: &Record) -> Result<(), RecordError> {
+    let err = |field: &str, msg: &str| Err(RecordError::invalid(index, Some(field), msg));
+    let m = &r.meta;
+    let has_person = m.anonymous_id.is_some() || m.customer_id.is_some();
+    match &r.body {
+        Body::Event(e) => {
+            if e.event_name.trim().is_empty() {
+                return err("event_name", "must not be empty");
+            }
+            if e.event_name.chars().count() > 255 {
+                return err("event_name", "is over the limit of 255 characters");
+            }
+            if !has_person {
+                return err("anonymous_id", "a record needs `anonymous_id` or `customer_id`");
+            }
+        }
+        Body::Session(s) => {
+            if let Some(end) = s.ended_at {
+                if end < s.started_at {
+                    return err("ended_at", "is before `started_at`");
+                }
+            }
+            if !has_person && s.device_id.is_none() {
+                return err("anonymous_id", "a session needs `anonymous_id`, `customer_id` or `device_id`");
+            }
+        }
+        Body::Touchpoint(_) => {
+            if !has_person {
+                return err("anonymous_id", "a record needs `anonymous_id` or `customer_id`");
+            }
+        }
+        Body::LinkClick(c) => {
+            if c.link_id.is_none() && c.short_code.is_none() {
+                return err("short_code", "a link click needs `short_code` or `link_id`");
+            }
+        }
+        Body::Conversion(c) => {
+            if !has_person {
+                return err("customer_id", "a conversion needs `customer_id` or `anonymous_id`");
+            }
+            if let Some(v) = c.value {
+                if v.is_sign_negative() && !v.is_zero() {
+                    return err("value", "must not be negative");
+                }
+                if c.currency.is_none() {
+                    return err("currency", "required when `value` is set (ISO 4217, e.g. USD)");
+                }
+            }
+        }
+        Body::Spend(s) => {
+            if s.cost.is_sign_negative() && !s.cost.is_zero() {
+                return err("cost", "must not be negative");
+            }
+            if s.source.trim().is_empty() || s.source.len() > 64 {
+                return err("source", "must be 1 to 64 characters");
+            }
+        }
+        Body::Identify(_) => {
+            if m.customer_id.is_none() {
+                return err("customer_id", "an identify needs `customer_id` (Segment: `userId`)");
+            }
+        }
+        Body::Alias(a) => {
+            let Some(c) = &m.customer_id else {
+                return err("customer_id", "an alias needs `customer_id` (Segment: `userId`)");
+            };
+            if *c == a.previous_id {
+                return err("previous_id", "is the same as `customer_id`");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a tracking-pixel query string (`GET /p.gif?k=…&t=event&e=page_view&aid=…`).
+///
+/// Returns the write key (`k`) and the records. Short names are accepted beside the native
+/// field names: `t` type, `e` event_name, `aid` anonymous_id, `uid` customer_id, `mid`
+/// message_id, `ts` timestamp, `cid` campaign_id, `adid` advertisement_id, `sid` session_id,
+/// `url` page url, `ref` referrer. `cb` and `_` (cache busters) are ignored; any other parameter
+/// goes into `properties` (events, conversions) or `detail` (touchpoints).
+pub fn decode_pixel(
+    query: &str,
+    referer_header: Option<&str>,
+    ctx: &RequestCtx,
+    opts: &DecodeOptions,
+) -> (Option<String>, Result<Vec<Record>, RecordError>) {
+    let mut key = None;
+    let mut map = Map::new();
+    let mut extra = Map::new();
+    let mut page = Map::new();
+    let mut ty = "event".to_owned();
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        let v = v.into_owned();
+        let field = match &*k {
+            "k" | "writeKey" | "write_key" => {
+                key = Some(v);
+                continue;
+            }
+            "t" | "type" => {
+                ty = v;
+                continue;
+            }
+            "cb" | "_" => continue,
+            "e" | "event" | "event_name" => "event_name",
+            "aid" | "anonymous_id" => "anonymous_id",
+            "uid" | "customer_id" => "customer_id",
+            "mid" | "message_id" => "message_id",
+            "ts" | "timestamp" => "timestamp",
+            "cid" | "campaign_id" => "campaign_id",
+            "adid" | "advertisement_id" => "advertisement_id",
+            "sid" | "session_id" => "session_id",
+            "kind" | "channel" | "value" | "currency" | "order_id" => {
+                map.insert(k.into_owned(), Value::String(v));
+                continue;
+            }
+            "url" | "page_url" => {
+                page.insert("page_url".into(), Value::String(v));
+                continue;
+            }
+            "ref" | "referrer" => {
+                page.insert("referrer".into(), Value::String(v));
+                continue;
+            }
+            "title" | "page_title" => {
+                page.insert("page_title".into(), Value::String(v));
+                continue;
+            }
+            u @ ("utm_source" | "utm_medium" | "utm_campaign" | "utm_term" | "utm_content") => {
+                page.insert(u.to_owned(), Value::String(v));
+                continue;
+            }
+            _ => {
+                extra.insert(k.into_owned(), Value::String(v));
+                continue;
+            }
+        };
+        map.insert(field.to_owned(), Value::String(v));
+    }
+    if !page.contains_key("page_url") {
+        if let Some(r) = referer_header {
+            page.insert("page_url".into(), Value::String(r.to_owned()));
+        }
+    }
+    let Some(kind) = EntityKind::parse(&ty).filter(|k| matches!(k, EntityKind::Event | EntityKind::Touchpoint | EntityKind::Conversion))
+    else {
+        return (key, Err(RecordError::invalid(0, Some("t"), format!("the pixel takes type event, touchpoint or conversion, not `{ty}`"))));
+    };
+    match kind {
+        EntityKind::Event => {
+            map.insert("context".into(), Value::Object(page));
+            map.insert("properties".into(), Value::Object(extra));
+        }
+        EntityKind::Touchpoint => {
+            page.remove("page_title");
+            for (k, v) in page {
+                map.insert(k, v);
+            }
+            map.insert("detail".into(), Value::Object(extra));
+        }
+        _ => {
+            for (k, v) in page {
+                extra.insert(k, v);
+            }
+            map.insert("properties".into(), Value::Object(extra));
+        }
+    }
+    let d = ItemDecoder { index: 0, ctx, opts, batch_sent_at: None };
+    (key, d.native(kind, map))
+}

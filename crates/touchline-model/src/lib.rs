@@ -1,0 +1,16 @@
+//! touchline's data model: the entities of the design brief, their decoding from native JSON,
+//! Segment's spec, pixel query strings and beacon bodies, validation, and the partition key.
+//!
+//! Pure: no I/O, no async. The collector, the engine and the sinks all speak these types.
+
+pub mod decode;
+pub mod entity;
+pub mod error;
+pub mod ids;
+pub mod partition;
+
+pub use decode::{decode_item, decode_items, decode_pixel, parse_body, DecodeOptions, Decoded, Expect, ParsedBody, RequestCtx, SegmentType};
+pub use entity::*;
+pub use error::{BodyError, RecordError};
+pub use ids::{Currency, Id, Kind, MAX_ID_LEN};
+pub use partition::{murmur2, partition_for};
