@@ -1,0 +1,420 @@
+//! Touches, the six heuristic attribution models and the rows they produce.
+//!
+//! The model functions are pure: given the conversion time and the touches in its lookback
+//! window, sorted by `(timestamp, record id)`, they return one weight per touch; the weights sum
+//! to 1 (the caller handles the empty case as `(direct)`).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::prelude::FromPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use touchline_model::{Currency, Id, Kind};
+use uuid::Uuid;
+
+/// Attribution models. The first six are computed per conversion as records arrive; `markov` and
+/// `shapley` are data-driven and computed over the paths of a period (see [`crate::datadriven`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    FirstTouch,
+    LastTouch,
+    LastNonDirect,
+    Linear,
+    TimeDecay,
+    PositionBased,
+    Markov,
+    Shapley,
+}
+
+impl Model {
+    /// The per-conversion models, in output order.
+    pub const HEURISTIC: [Model; 6] = [
+        Model::FirstTouch,
+        Model::LastTouch,
+        Model::LastNonDirect,
+        Model::Linear,
+        Model::TimeDecay,
+        Model::PositionBased,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::FirstTouch => "first_touch",
+            Model::LastTouch => "last_touch",
+            Model::LastNonDirect => "last_non_direct",
+            Model::Linear => "linear",
+            Model::TimeDecay => "time_decay",
+            Model::PositionBased => "position_based",
+            Model::Markov => "markov",
+            Model::Shapley => "shapley",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Model> {
+        [Model::Markov, Model::Shapley]
+            .into_iter()
+            .chain(Model::HEURISTIC)
+            .find(|m| m.as_str() == s)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Model::FirstTouch => 0,
+            Model::LastTouch => 1,
+            Model::LastNonDirect => 2,
+            Model::Linear => 3,
+            Model::TimeDecay => 4,
+            Model::PositionBased => 5,
+            Model::Markov => 6,
+            Model::Shapley => 7,
+        }
+    }
+}
+
+/// Which record a touch comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TouchSource {
+    Touchpoint,
+    LinkClick,
+    Event,
+    Session,
+}
+
+/// A marketing touch as the engine keeps it (derived from a touchpoint, a link click, or an
+/// event/session that carries a campaign or UTM source; see the crate docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Touch {
+    /// Record id of the record this touch comes from (the earliest, when several collapse).
+    pub id: Id,
+    /// Dedup key: `r:{record_id}`, or `s:{session_id}|{source}|{medium}|{campaign}|{campaign_id}`
+    /// for events/sessions of one client session (one visit is one touch).
+    pub key: String,
+    /// Identity the record was keyed by (customer id, else anonymous id), without the account.
+    pub identity: String,
+    pub at: DateTime<Utc>,
+    /// Server time of the record (tie-break between retries of one record id).
+    pub received_at: DateTime<Utc>,
+    pub source: TouchSource,
+    /// View-class touch (impressions): the view lookback window applies.
+    pub view: bool,
+    /// `impression`, `click`, … for touchpoints; `link_click`, `event`, `session` otherwise.
+    pub kind: String,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertisement_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm_campaign: Option<String>,
+    /// Carried here from another partition by an identity transfer: used for attribution, never
+    /// counted in this partition's daily metrics (the origin partition counted it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
+    /// How many partitions this touch was carried across (a guard against transfer cycles).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hops: u8,
+}
+
+fn is_zero(x: &u8) -> bool {
+    *x == 0
+}
+
+impl Touch {
+    /// A direct touch has no campaign and no UTM source.
+    pub fn is_direct(&self) -> bool {
+        self.campaign_id.is_none() && self.utm_source.is_none()
+    }
+
+    /// Order of touches on a path: `(timestamp, record id)`.
+    pub fn order_key(&self) -> (DateTime<Utc>, &str) {
+        (self.at, self.id.as_str())
+    }
+
+    /// Which of two versions of one touch (same dedup key) wins: the smaller
+    /// `(timestamp, record id, received_at)`, whatever the arrival order.
+    pub(crate) fn wins_over(&self, other: &Touch) -> bool {
+        (self.at, self.id.as_str(), self.received_at) < (other.at, other.id.as_str(), other.received_at)
+    }
+
+    /// The campaign key of daily metrics: campaign id, else utm_campaign.
+    pub fn metric_campaign(&self) -> Option<&str> {
+        self.campaign_id.as_deref().or(self.utm_campaign.as_deref())
+    }
+}
+
+/// Weights of `model` for the touches of one conversion, sorted by `(timestamp, record id)`.
+/// `conv_at` is the conversion time; `half_life_secs` is used by time decay. Writes one weight per
+/// touch into `out` (cleared first); the weights sum to 1 when `touches` is non-empty.
+pub fn model_weights(model: Model, conv_at: DateTime<Utc>, touches: &[&Touch], half_life_secs: i64, out: &mut Vec<f64>) {
+    out.clear();
+    let n = touches.len();
+    if n == 0 {
+        return;
+    }
+    out.resize(n, 0.0);
+    let last = n - 1;
+    match model {
+        Model::FirstTouch => set(out, 0, 1.0),
+        Model::LastTouch => set(out, last, 1.0),
+        Model::LastNonDirect => {
+            let i = touches.iter().rposition(|t| !t.is_direct()).unwrap_or(last);
+            set(out, i, 1.0);
+        }
+        Model::Linear | Model::Markov | Model::Shapley => {
+            let w = 1.0 / n as f64;
+            out.iter_mut().for_each(|x| *x = w);
+        }
+        Model::TimeDecay => {
+            let h = half_life_secs.max(1) as f64;
+            let mut sum = 0.0;
+            for (x, t) in out.iter_mut().zip(touches) {
+                let dt = (conv_at - t.at).num_milliseconds().max(0) as f64 / 1000.0;
+                *x = (-dt / h).exp2();
+                sum += *x;
+            }
+            if sum > 0.0 && sum.is_finite() {
+                out.iter_mut().for_each(|x| *x /= sum);
+            } else {
+                // Every weight underflowed (touches far older than the half-life): equal split.
+                let w = 1.0 / n as f64;
+                out.iter_mut().for_each(|x| *x = w);
+            }
+        }
+        Model::PositionBased => match n {
+            1 => set(out, 0, 1.0),
+            2 => {
+                set(out, 0, 0.5);
+                set(out, 1, 0.5);
+            }
+            _ => {
+                let mid = 0.2 / (n - 2) as f64;
+                out.iter_mut().for_each(|x| *x = mid);
+                set(out, 0, 0.4);
+                set(out, last, 0.4);
+            }
+        },
+    }
+}
+
+fn set(out: &mut [f64], i: usize, w: f64) {
+    if let Some(x) = out.get_mut(i) {
+        *x = w;
+    }
+}
+
+/// Converts weights into exact decimal shares of `total` rounded to `dp` places, the rounding
+/// remainder going to the largest weight (first on ties), so that the shares sum to `total` exactly.
+pub(crate) fn split_exact(weights: &[f64], total: Decimal, dp: u32) -> Vec<Decimal> {
+    let mut out: Vec<Decimal> = weights
+        .iter()
+        .map(|w| {
+            Decimal::from_f64(*w)
+                .and_then(|w| w.checked_mul(total))
+                .map(|x| x.round_dp(dp))
+                .unwrap_or(Decimal::ZERO)
+        })
+        .collect();
+    let mut big = 0usize;
+    for (i, w) in weights.iter().enumerate() {
+        if weights.get(big).is_some_and(|b| w > b) {
+            big = i;
+        }
+    }
+    let sum = out.iter().try_fold(Decimal::ZERO, |a, b| a.checked_add(*b));
+    if let (Some(sum), Some(slot)) = (sum, out.get_mut(big)) {
+        if let Some(fixed) = total.checked_sub(sum).and_then(|rem| slot.checked_add(rem)) {
+            *slot = fixed;
+        }
+    }
+    out
+}
+
+/// The touch a credit goes to: a touch of the path, or `(direct)` when the window held none.
+pub const DIRECT: &str = "(direct)";
+
+/// One credited touch of one conversion under one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributionRow {
+    /// Record id of the touch; `None` for `(direct)`.
+    pub touchpoint_id: Option<Id>,
+    /// The touch's record id, or `(direct)`.
+    pub touchpoint: String,
+    pub touch_kind: String,
+    pub channel: String,
+    pub campaign_id: Option<Id>,
+    pub advertisement_id: Option<Id>,
+    pub touched_at: Option<DateTime<Utc>>,
+    /// Share of the conversion, in (0, 1]; the weights of one conversion and model sum to 1.
+    pub weight: f64,
+    /// The same share as an exact decimal (12 places) whose sum over the set is exactly 1.
+    pub credit: Decimal,
+    /// `value × weight`, rounded to the value's scale (at least 2), summing exactly to the value.
+    pub attributed_revenue: Decimal,
+}
+
+/// The complete attribution of one conversion under one model. This is the replacement unit:
+/// sinks keep, per `(account_id, conversion_key, model)`, the set with the highest `version` and
+/// replace all rows of older versions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributionSet {
+    pub account_id: Uuid,
+    /// `order:{kind}:{order_id}` or `record:{record_id}`: the conversion dedup key.
+    pub conversion_key: String,
+    /// Record id of the conversion record that won dedup.
+    pub conversion_id: Id,
+    pub conversion_kind: Kind,
+    pub converted_at: DateTime<Utc>,
+    /// Identity the conversion was keyed by.
+    pub identity: String,
+    pub model: Model,
+    /// Increases by at least one each time this conversion's attribution changes.
+    pub version: u64,
+    pub value: Decimal,
+    pub currency: Option<Currency>,
+    pub rows: Vec<AttributionRow>,
+}
+
+impl AttributionSet {
+    pub fn weight_sum(&self) -> f64 {
+        self.rows.iter().map(|r| r.weight).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn touch(id: &str, at: DateTime<Utc>, campaign: Option<&str>) -> Touch {
+        Touch {
+            id: Id::new(id).unwrap_or_else(|_| Id::from_uuid(Uuid::nil())),
+            key: format!("r:{id}"),
+            identity: "u".into(),
+            at,
+            received_at: at,
+            source: TouchSource::Touchpoint,
+            view: false,
+            kind: "click".into(),
+            channel: "c".into(),
+            campaign_id: campaign.map(|c| Id::new(c).unwrap_or_else(|_| Id::from_uuid(Uuid::nil()))),
+            advertisement_id: None,
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+            foreign: false,
+            hops: 0,
+        }
+    }
+
+    fn conv_at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).single().unwrap_or_default()
+    }
+
+    fn days_before(d: i64) -> DateTime<Utc> {
+        conv_at() - chrono::Duration::days(d)
+    }
+
+    fn weights(model: Model, ts: &[Touch]) -> Vec<f64> {
+        let refs: Vec<&Touch> = ts.iter().collect();
+        let mut out = Vec::new();
+        model_weights(model, conv_at(), &refs, 7 * 86_400, &mut out);
+        out
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+        }
+    }
+
+    fn four() -> Vec<Touch> {
+        vec![
+            touch("t1", days_before(21), Some("c1")),
+            touch("t2", days_before(14), None),
+            touch("t3", days_before(7), Some("c3")),
+            touch("t4", days_before(0), None),
+        ]
+    }
+
+    #[test]
+    fn first_last_and_linear() {
+        let ts = four();
+        close(&weights(Model::FirstTouch, &ts), &[1.0, 0.0, 0.0, 0.0]);
+        close(&weights(Model::LastTouch, &ts), &[0.0, 0.0, 0.0, 1.0]);
+        close(&weights(Model::Linear, &ts), &[0.25; 4]);
+    }
+
+    #[test]
+    fn last_non_direct_skips_direct_touches_and_falls_back_to_last() {
+        let ts = four();
+        // t4 is direct (no campaign, no utm_source): the credit goes to t3.
+        close(&weights(Model::LastNonDirect, &ts), &[0.0, 0.0, 1.0, 0.0]);
+        let all_direct = vec![touch("a", days_before(2), None), touch("b", days_before(1), None)];
+        close(&weights(Model::LastNonDirect, &all_direct), &[0.0, 1.0]);
+        let mut utm_only = touch("c", days_before(3), None);
+        utm_only.utm_source = Some("google".into());
+        let ts = vec![utm_only, touch("d", days_before(1), None)];
+        close(&weights(Model::LastNonDirect, &ts), &[1.0, 0.0]);
+    }
+
+    /// Two touches 7 days and 0 days before the conversion, half-life 7 days: raw weights
+    /// 2^-1 = 0.5 and 2^0 = 1, normalised 1/3 and 2/3.
+    #[test]
+    fn time_decay_two_touches() {
+        let ts = vec![touch("a", days_before(7), None), touch("b", days_before(0), None)];
+        close(&weights(Model::TimeDecay, &ts), &[1.0 / 3.0, 2.0 / 3.0]);
+    }
+
+    /// Published table (A. Vermorel, "Time-decay attribution model",
+    /// https://adriennevermorel.com/notes/time-decay-attribution-model/): with a 7-day half-life
+    /// the raw weights are 1.0 on the conversion day, 0.5 at day 7, 0.25 at day 14 and 0.125 at
+    /// day 21, "divided by the sum of all weights". Sum 1.875.
+    #[test]
+    fn time_decay_published_table() {
+        let ts = four();
+        let sum = 0.125 + 0.25 + 0.5 + 1.0;
+        close(&weights(Model::TimeDecay, &ts), &[0.125 / sum, 0.25 / sum, 0.5 / sum, 1.0 / sum]);
+    }
+
+    #[test]
+    fn time_decay_far_touches_do_not_divide_by_zero() {
+        let ts = vec![touch("a", days_before(100_000), None), touch("b", days_before(90_000), None)];
+        let w = weights(Model::TimeDecay, &ts);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
+    }
+
+    /// Position-based (U-shaped) as Google Analytics defined it: 40% first, 40% last, the
+    /// remaining 20% spread evenly over the middle touches; one touch 100%, two touches 50/50.
+    #[test]
+    fn position_based() {
+        let ts = four();
+        close(&weights(Model::PositionBased, &ts), &[0.4, 0.1, 0.1, 0.4]);
+        close(&weights(Model::PositionBased, &ts[..1]), &[1.0]);
+        close(&weights(Model::PositionBased, &ts[..2]), &[0.5, 0.5]);
+        close(&weights(Model::PositionBased, &ts[..3]), &[0.4, 0.2, 0.4]);
+    }
+
+    #[test]
+    fn split_exact_conserves_the_total() {
+        let w = [1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0];
+        let parts = split_exact(&w, Decimal::new(10000, 2), 2);
+        assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::new(10000, 2));
+        assert_eq!(parts[1], Decimal::new(3333, 2));
+        let parts = split_exact(&w, Decimal::ONE, 12);
+        assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::ONE);
+    }
+
+    #[test]
+    fn model_names_round_trip() {
+        for m in Model::HEURISTIC.into_iter().chain([Model::Markov, Model::Shapley]) {
+            assert_eq!(Model::parse(m.as_str()), Some(m));
+            assert_eq!(serde_json::to_string(&m).unwrap_or_default(), format!("\"{}\"", m.as_str()));
+        }
+    }
+}

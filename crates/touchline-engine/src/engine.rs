@@ -1,0 +1,1321 @@
+//! The engine: state of one partition, ingest, flush, watermark, snapshot/restore.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use touchline_model::{
+    partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint,
+};
+use uuid::Uuid;
+
+use crate::attribution::{model_weights, split_exact, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
+use crate::config::EngineConfig;
+use crate::datadriven::{aggregate_paths, PathCount};
+use crate::metrics::{add_d, add_u, Cell, CellKey, DailyPartial};
+use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
+use crate::util::{vecmap, Fnv};
+
+/// Version of the snapshot format written by [`Engine::snapshot`].
+pub const SNAPSHOT_VERSION: u32 = 1;
+const SNAPSHOT_FORMAT: &str = "touchline-engine-state";
+/// Touches are carried across at most this many partitions (guards against alias cycles).
+const MAX_HOPS: u8 = 4;
+/// Identity chains/groups longer than this are cut (guards against pathological alias graphs).
+const MAX_GROUP: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("snapshot is not valid JSON of the engine state: {0}")]
+    Snapshot(String),
+    #[error("snapshot format {found:?} version {version} is not supported (want {SNAPSHOT_FORMAT:?} version {SNAPSHOT_VERSION})")]
+    SnapshotVersion { found: String, version: u32 },
+    #[error("snapshot was taken for partition {found}, not {want}")]
+    SnapshotPartition { found: u32, want: u32 },
+    #[error("identities message is neither a record nor an identity transfer: {0}")]
+    Decode(String),
+}
+
+/// What happened to one ingested record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ingest {
+    /// The record changed (or may change) the results.
+    Applied,
+    /// Same record id (or dedup key) seen before and this copy does not win: no effect.
+    Duplicate,
+    /// Older than `watermark − allowed_lateness`: not applied, counted in
+    /// [`Counters::too_late`]. The runtime keeps it for replay (e.g. to the DLQ).
+    TooLate,
+    /// Carries nothing the engine uses (a bot link click, a click without campaign, …).
+    Ignored,
+}
+
+/// Running counters (part of the snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub records: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub too_late: u64,
+    pub ignored: u64,
+    pub transfers_in: u64,
+    pub transfers_out: u64,
+    pub evicted_touches: u64,
+    pub evicted_conversions: u64,
+}
+
+/// A re-key record for `touchline.identities`: carries the touches of an anonymous identity (and
+/// of identities stitched to it) to the partition of the customer it was linked to.
+///
+/// Wire form: JSON `{"v":1,"type":"identity_transfer","account_id":…,"from":…,"to":…,
+/// "linked_at":…,"link_record_id":…,"touches":[…]}`, bus key [`IdentityTransfer::partition_key`].
+/// Applying one twice is harmless (touches are deduplicated by key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdentityTransfer {
+    pub v: u8,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub account_id: Uuid,
+    /// The previous (anonymous) identity.
+    pub from: String,
+    /// The identity it was linked to (customer id).
+    pub to: String,
+    pub linked_at: DateTime<Utc>,
+    pub link_record_id: Id,
+    pub touches: Vec<Touch>,
+}
+
+impl IdentityTransfer {
+    pub const TYPE: &'static str = "identity_transfer";
+
+    /// Topic to append it to: `touchline.identities`.
+    pub fn topic(&self) -> &'static str {
+        topics::IDENTITIES
+    }
+
+    /// Bus key `{account_id}:{to}`: the partition of the customer.
+    pub fn partition_key(&self) -> String {
+        format!("{}:{}", self.account_id, self.to)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<IdentityTransfer, String> {
+        let t: IdentityTransfer = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if t.kind != Self::TYPE || t.v != 1 {
+            return Err(format!("not an identity transfer v1 (type {:?}, v {})", t.kind, t.v));
+        }
+        Ok(t)
+    }
+}
+
+/// Everything a flush produced. Write `attributions`, `sessions` and `metrics` to the sinks
+/// (upserts), append `transfers` to `touchline.identities`, then checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flush {
+    pub attributions: Vec<AttributionSet>,
+    pub sessions: Vec<SessionChange>,
+    pub metrics: Vec<DailyPartial>,
+    pub transfers: Vec<IdentityTransfer>,
+}
+
+impl Flush {
+    pub fn is_empty(&self) -> bool {
+        self.attributions.is_empty() && self.sessions.is_empty() && self.metrics.is_empty() && self.transfers.is_empty()
+    }
+}
+
+/// Sizes of the state, for metrics and for the "bytes per identity" figure.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateStats {
+    pub identities: usize,
+    pub touches: usize,
+    pub conversions: usize,
+    pub event_points: usize,
+    pub explicit_sessions: usize,
+    pub links: usize,
+    pub cells: usize,
+    pub spend_reports: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Link {
+    to: String,
+    at: DateTime<Utc>,
+    rid: Id,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ConvState {
+    account: Uuid,
+    key: String,
+    record_id: Id,
+    identity: String,
+    ident: String,
+    at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    kind: Kind,
+    value: Decimal,
+    #[serde(default)]
+    currency: Option<Currency>,
+    #[serde(default)]
+    campaign_id: Option<Id>,
+    #[serde(default)]
+    advertisement_id: Option<Id>,
+    version: u64,
+    #[serde(default)]
+    fingerprints: Vec<u64>,
+    /// Contributions of the default model currently added to the daily cells.
+    #[serde(default)]
+    applied: Vec<(CellKey, Decimal, Decimal)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct DerivedIdent {
+    account: Uuid,
+    identity: String,
+    points: Vec<EventPoint>,
+    emitted: BTreeMap<String, SessionRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ExplicitEntry {
+    account: Uuid,
+    identity: String,
+    session_id: String,
+    s: ExplicitSession,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct SpendKey {
+    account: Uuid,
+    date: NaiveDate,
+    campaign_id: String,
+    advertisement_id: Option<String>,
+    source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SpendRec {
+    order: (DateTime<Utc>, DateTime<Utc>, Id),
+    cost: Decimal,
+    impressions: u64,
+    clicks: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    account: Uuid,
+    from: String,
+    to: String,
+    linked_at: DateTime<Utc>,
+    link_record_id: Id,
+    touches: BTreeMap<String, Touch>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    watermark: Option<DateTime<Utc>>,
+    counters: Counters,
+    /// identity key (`{account}:{identity}`) → its touches (unordered, unique by dedup key).
+    touches: HashMap<String, Vec<Touch>>,
+    /// previous identity key → the identity key it was linked to.
+    links: HashMap<String, Link>,
+    /// identity key → identity keys linked to it.
+    members: HashMap<String, BTreeSet<String>>,
+    /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
+    convs: HashMap<String, ConvState>,
+    convs_by_ident: HashMap<String, BTreeSet<String>>,
+    derived: HashMap<String, DerivedIdent>,
+    /// `{identity key}\u{1f}{session_id}` → client session.
+    explicit: HashMap<String, ExplicitEntry>,
+    /// `{account}:{record id}` of events seen → event time.
+    events_seen: HashMap<String, DateTime<Utc>>,
+    #[serde(with = "vecmap")]
+    cells: HashMap<CellKey, Cell>,
+    #[serde(with = "vecmap")]
+    spend: HashMap<SpendKey, SpendRec>,
+    dirty_convs: BTreeSet<String>,
+    dirty_derived: BTreeSet<String>,
+    dirty_explicit: BTreeSet<String>,
+    dirty_cells: BTreeSet<CellKey>,
+    /// `{from key}\u{1f}{to key}` → touches to send.
+    pending: BTreeMap<String, Pending>,
+}
+
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    format: &'a str,
+    version: u32,
+    partition: u32,
+    state: &'a State,
+}
+
+#[derive(Deserialize)]
+struct SnapshotIn {
+    format: String,
+    version: u32,
+    partition: u32,
+    state: State,
+}
+
+/// The engine of one partition. See the crate docs for how the runtime drives it.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    st: State,
+}
+
+fn ik(account: &Uuid, id: &str) -> String {
+    format!("{account}:{id}")
+}
+
+fn secs(s: i64) -> Duration {
+    Duration::try_seconds(s.max(0)).unwrap_or(Duration::MAX)
+}
+
+fn sub(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_sub_signed(d).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        Engine { cfg, st: State::default() }
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Replaces the campaign catalog (time zones). Applies to records ingested from now on.
+    pub fn set_catalog(&mut self, catalog: crate::config::Catalog) {
+        self.cfg.catalog = catalog;
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.st.counters
+    }
+
+    pub fn watermark(&self) -> Option<DateTime<Utc>> {
+        self.st.watermark
+    }
+
+    pub fn stats(&self) -> StateStats {
+        let mut ids: HashSet<&str> = HashSet::new();
+        ids.extend(self.st.touches.keys().map(String::as_str));
+        ids.extend(self.st.derived.keys().map(String::as_str));
+        ids.extend(self.st.convs_by_ident.keys().map(String::as_str));
+        StateStats {
+            identities: ids.len(),
+            touches: self.st.touches.values().map(Vec::len).sum(),
+            conversions: self.st.convs.len(),
+            event_points: self.st.derived.values().map(|d| d.points.len()).sum::<usize>()
+                + self.st.explicit.values().map(|e| e.s.points.len()).sum::<usize>(),
+            explicit_sessions: self.st.explicit.len(),
+            links: self.st.links.len(),
+            cells: self.st.cells.len(),
+            spend_reports: self.st.spend.len(),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Snapshot
+
+    /// The whole state as versioned JSON: `{"format":"touchline-engine-state","version":1,
+    /// "partition":N,"state":{…}}`. The configuration is not included: restore with the same one.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let s = SnapshotOut { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, partition: self.cfg.partition, state: &self.st };
+        serde_json::to_vec(&s).unwrap_or_default()
+    }
+
+    /// Rebuilds an engine from [`Engine::snapshot`] output. Ingesting the records consumed after
+    /// the snapshot then gives the same results as an uninterrupted run.
+    pub fn restore(cfg: EngineConfig, bytes: &[u8]) -> Result<Engine, EngineError> {
+        let s: SnapshotIn = serde_json::from_slice(bytes).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        if s.format != SNAPSHOT_FORMAT || s.version != SNAPSHOT_VERSION {
+            return Err(EngineError::SnapshotVersion { found: s.format, version: s.version });
+        }
+        if s.partition != cfg.partition {
+            return Err(EngineError::SnapshotPartition { found: s.partition, want: cfg.partition });
+        }
+        Ok(Engine { cfg, st: s.state })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Ingest
+
+    /// Applies one record of any entity topic.
+    pub fn ingest(&mut self, r: &Record) -> Ingest {
+        self.st.counters.records += 1;
+        let res = self.ingest_inner(r);
+        let c = &mut self.st.counters;
+        match res {
+            Ingest::Applied => c.applied += 1,
+            Ingest::Duplicate => c.duplicates += 1,
+            Ingest::TooLate => c.too_late += 1,
+            Ingest::Ignored => c.ignored += 1,
+        }
+        res
+    }
+
+    /// Applies one message of `touchline.identities`: a record (identify/alias) or an
+    /// [`IdentityTransfer`].
+    pub fn ingest_identities_message(&mut self, bytes: &[u8]) -> Result<Ingest, EngineError> {
+        if let Ok(t) = IdentityTransfer::from_json(bytes) {
+            return Ok(self.ingest_transfer(&t));
+        }
+        let r = Record::from_json(bytes).map_err(EngineError::Decode)?;
+        Ok(self.ingest(&r))
+    }
+
+    fn too_late(&self, t: DateTime<Utc>) -> bool {
+        self.st.watermark.is_some_and(|w| t < sub(w, self.cfg.lateness()))
+    }
+
+    fn ingest_inner(&mut self, r: &Record) -> Ingest {
+        let m = &r.meta;
+        let acct = m.account_id;
+        match &r.body {
+            Body::Identify(_) => {
+                let (Some(a), Some(c)) = (&m.anonymous_id, &m.customer_id) else { return Ingest::Ignored };
+                self.link(&acct, a, c, m.timestamp, &m.record_id, 0)
+            }
+            Body::Alias(al) => {
+                let Some(to) = m.customer_id.as_ref().or(m.anonymous_id.as_ref()) else { return Ingest::Ignored };
+                self.link(&acct, &al.previous_id, to, m.timestamp, &m.record_id, 0)
+            }
+            Body::Spend(s) => self.on_spend(r, s),
+            body => {
+                if self.too_late(m.timestamp) {
+                    return Ingest::TooLate;
+                }
+                // A record carrying both ids links them (Segment semantics), locally.
+                if let (Some(a), Some(c)) = (&m.anonymous_id, &m.customer_id) {
+                    self.link(&acct, a, c, m.timestamp, &m.record_id, 0);
+                }
+                let identity = r.identity();
+                let ident = ik(&acct, &identity);
+                match body {
+                    Body::Event(e) => self.on_event(r, e, identity, ident),
+                    Body::Session(s) => self.on_session(r, s, identity, ident),
+                    Body::Touchpoint(t) => self.on_touchpoint(r, t, identity, ident),
+                    Body::LinkClick(c) => self.on_link_click(r, c, identity, ident),
+                    Body::Conversion(c) => self.on_conversion(r, c, identity, ident),
+                    _ => Ingest::Ignored,
+                }
+            }
+        }
+    }
+
+    /// Applies an identity transfer from another partition.
+    pub fn ingest_transfer(&mut self, t: &IdentityTransfer) -> Ingest {
+        self.st.counters.transfers_in += 1;
+        let acct = t.account_id;
+        let (Ok(from), Ok(to)) = (Id::new(t.from.clone()), Id::new(t.to.clone())) else { return Ingest::Ignored };
+        self.link(&acct, &from, &to, t.linked_at, &t.link_record_id, 1);
+        let cutoff = self.touch_cutoff();
+        let mut any = false;
+        for touch in &t.touches {
+            if cutoff.is_some_and(|c| touch.at < c) {
+                continue;
+            }
+            if touch.identity != t.from && touch.identity != t.to {
+                if let Ok(tid) = Id::new(touch.identity.clone()) {
+                    self.link(&acct, &tid, &to, t.linked_at, &t.link_record_id, 1);
+                }
+            }
+            let mut touch = touch.clone();
+            touch.foreign = true;
+            let ident = ik(&acct, &touch.identity);
+            if self.on_touch(&acct, &ident, touch) == Ingest::Applied {
+                any = true;
+            }
+        }
+        if any {
+            Ingest::Applied
+        } else {
+            Ingest::Duplicate
+        }
+    }
+
+    fn on_touchpoint(&mut self, r: &Record, t: &Touchpoint, identity: String, ident: String) -> Ingest {
+        let m = &r.meta;
+        let touch = Touch {
+            id: m.record_id.clone(),
+            key: format!("r:{}", m.record_id),
+            identity,
+            at: m.timestamp,
+            received_at: m.received_at,
+            source: TouchSource::Touchpoint,
+            view: t.is_view(),
+            kind: t.kind.as_str().to_owned(),
+            channel: t.channel.clone().or_else(|| t.utm_source.clone()).unwrap_or_else(|| "(none)".to_owned()),
+            campaign_id: t.campaign_id.clone(),
+            advertisement_id: t.advertisement_id.clone(),
+            utm_source: t.utm_source.clone(),
+            utm_medium: t.utm_medium.clone(),
+            utm_campaign: t.utm_campaign.clone(),
+            foreign: false,
+            hops: 0,
+        };
+        self.on_touch(&m.account_id, &ident, touch)
+    }
+
+    fn on_link_click(&mut self, r: &Record, c: &LinkClick, identity: String, ident: String) -> Ingest {
+        if c.bot || c.campaign_id.is_none() {
+            return Ingest::Ignored;
+        }
+        let m = &r.meta;
+        let touch = Touch {
+            id: m.record_id.clone(),
+            key: format!("r:{}", m.record_id),
+            identity,
+            at: m.timestamp,
+            received_at: m.received_at,
+            source: TouchSource::LinkClick,
+            view: false,
+            kind: "link_click".to_owned(),
+            channel: "short_link".to_owned(),
+            campaign_id: c.campaign_id.clone(),
+            advertisement_id: c.advertisement_id.clone(),
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+            foreign: false,
+            hops: 0,
+        };
+        self.on_touch(&m.account_id, &ident, touch)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn derived_touch(
+        r: &Record,
+        source: TouchSource,
+        at: DateTime<Utc>,
+        session_id: Option<&Id>,
+        utm: Option<&Utm>,
+        campaign_id: Option<&Id>,
+        ad: Option<&Id>,
+        identity: String,
+    ) -> Touch {
+        let m = &r.meta;
+        let u = utm.cloned().unwrap_or_default();
+        let key = match session_id {
+            Some(sid) => format!(
+                "s:{sid}|{}|{}|{}|{}",
+                u.source.as_deref().unwrap_or(""),
+                u.medium.as_deref().unwrap_or(""),
+                u.campaign.as_deref().unwrap_or(""),
+                campaign_id.map(Id::as_str).unwrap_or("")
+            ),
+            None => format!("r:{}", m.record_id),
+        };
+        Touch {
+            id: m.record_id.clone(),
+            key,
+            identity,
+            at,
+            received_at: m.received_at,
+            source,
+            view: false,
+            kind: match source {
+                TouchSource::Session => "session",
+                _ => "event",
+            }
+            .to_owned(),
+            channel: u.source.clone().unwrap_or_else(|| "(none)".to_owned()),
+            campaign_id: campaign_id.cloned(),
+            advertisement_id: ad.cloned(),
+            utm_source: u.source,
+            utm_medium: u.medium,
+            utm_campaign: u.campaign,
+            foreign: false,
+            hops: 0,
+        }
+    }
+
+    fn on_event(&mut self, r: &Record, e: &Event, identity: String, ident: String) -> Ingest {
+        let m = &r.meta;
+        let acct = m.account_id;
+        let seen = format!("{acct}:{}", m.record_id);
+        if self.st.events_seen.contains_key(&seen) {
+            return Ingest::Duplicate;
+        }
+        self.st.events_seen.insert(seen, m.timestamp);
+        let p = EventPoint::from_event(m.timestamp, &m.record_id, e);
+        // Engagement on the event's campaign.
+        let campaign = e.campaign_id.as_deref().or(p.utm.as_ref().and_then(|u| u.campaign.as_deref()));
+        if let Some(c) = campaign {
+            let ck = self.cell_key(&acct, c, e.advertisement_id.as_deref(), m.timestamp);
+            add_u(&mut self.cell(ck).engagements, 1);
+        }
+        // Touch.
+        if p.utm.is_some() || e.campaign_id.is_some() {
+            let t = Self::derived_touch(
+                r,
+                TouchSource::Event,
+                m.timestamp,
+                e.session_id.as_ref(),
+                p.utm.as_ref(),
+                e.campaign_id.as_ref(),
+                e.advertisement_id.as_ref(),
+                identity.clone(),
+            );
+            self.on_touch(&acct, &ident, t);
+        }
+        match &e.session_id {
+            Some(sid) => {
+                let k = format!("{ident}\u{1f}{sid}");
+                let entry = self.st.explicit.entry(k.clone()).or_insert_with(|| ExplicitEntry {
+                    account: acct,
+                    identity,
+                    session_id: sid.to_string(),
+                    s: ExplicitSession::default(),
+                });
+                insert_point(&mut entry.s.points, p);
+                self.st.dirty_explicit.insert(k);
+            }
+            None => {
+                let d = self.st.derived.entry(ident.clone()).or_insert_with(|| DerivedIdent {
+                    account: acct,
+                    identity,
+                    ..DerivedIdent::default()
+                });
+                insert_point(&mut d.points, p);
+                self.st.dirty_derived.insert(ident);
+            }
+        }
+        Ingest::Applied
+    }
+
+    fn on_session(&mut self, r: &Record, s: &Session, identity: String, ident: String) -> Ingest {
+        let m = &r.meta;
+        let acct = m.account_id;
+        let k = format!("{ident}\u{1f}{}", s.session_id);
+        let entry = self.st.explicit.entry(k.clone()).or_insert_with(|| ExplicitEntry {
+            account: acct,
+            identity: identity.clone(),
+            session_id: s.session_id.to_string(),
+            s: ExplicitSession::default(),
+        });
+        let before = entry.s.record.clone();
+        entry.s.merge_record(m.timestamp, &m.record_id, s);
+        let changed = before != entry.s.record;
+        self.st.dirty_explicit.insert(k);
+        let utm = Utm::from_session(s);
+        if utm.is_some() || s.campaign_id.is_some() {
+            let t = Self::derived_touch(
+                r,
+                TouchSource::Session,
+                s.started_at,
+                Some(&s.session_id),
+                utm.as_ref(),
+                s.campaign_id.as_ref(),
+                s.advertisement_id.as_ref(),
+                identity,
+            );
+            self.on_touch(&acct, &ident, t);
+        }
+        if changed {
+            Ingest::Applied
+        } else {
+            Ingest::Duplicate
+        }
+    }
+
+    fn on_conversion(&mut self, r: &Record, c: &Conversion, identity: String, ident: String) -> Ingest {
+        let m = &r.meta;
+        let acct = m.account_id;
+        let ckey = match &c.order_id {
+            Some(o) => format!("order:{}:{o}", c.kind),
+            None => format!("record:{}", m.record_id),
+        };
+        let key = format!("{acct}|{ckey}");
+        let new = ConvState {
+            account: acct,
+            key: ckey,
+            record_id: m.record_id.clone(),
+            identity,
+            ident: ident.clone(),
+            at: m.timestamp,
+            received_at: m.received_at,
+            kind: c.kind.clone(),
+            value: c.value.unwrap_or(Decimal::ZERO),
+            currency: c.currency,
+            campaign_id: c.campaign_id.clone(),
+            advertisement_id: c.advertisement_id.clone(),
+            version: 0,
+            fingerprints: Vec::new(),
+            applied: Vec::new(),
+        };
+        match self.st.convs.get_mut(&key) {
+            Some(old) => {
+                let wins = (new.at, new.record_id.as_str(), new.received_at) < (old.at, old.record_id.as_str(), old.received_at);
+                if !wins {
+                    return Ingest::Duplicate;
+                }
+                let old_ident = std::mem::replace(&mut old.ident, ident.clone());
+                old.record_id = new.record_id;
+                old.identity = new.identity;
+                old.at = new.at;
+                old.received_at = new.received_at;
+                old.value = new.value;
+                old.currency = new.currency;
+                old.campaign_id = new.campaign_id;
+                old.advertisement_id = new.advertisement_id;
+                if old_ident != ident {
+                    if let Some(set) = self.st.convs_by_ident.get_mut(&old_ident) {
+                        set.remove(&key);
+                        if set.is_empty() {
+                            self.st.convs_by_ident.remove(&old_ident);
+                        }
+                    }
+                }
+            }
+            None => {
+                self.st.convs.insert(key.clone(), new);
+            }
+        }
+        self.st.convs_by_ident.entry(ident).or_default().insert(key.clone());
+        self.st.dirty_convs.insert(key);
+        Ingest::Applied
+    }
+
+    fn on_spend(&mut self, r: &Record, s: &Spend) -> Ingest {
+        let m = &r.meta;
+        if let Some(min) = self.min_cell_date() {
+            if s.date < min {
+                return Ingest::TooLate;
+            }
+        }
+        let key = SpendKey {
+            account: m.account_id,
+            date: s.date,
+            campaign_id: s.campaign_id.to_string(),
+            advertisement_id: s.advertisement_id.as_ref().map(|a| a.to_string()),
+            source: s.source.clone(),
+        };
+        let rec = SpendRec {
+            order: (m.timestamp, m.received_at, m.record_id.clone()),
+            cost: s.cost,
+            impressions: s.impressions.unwrap_or(0),
+            clicks: s.clicks.unwrap_or(0),
+        };
+        let ck = CellKey { account_id: m.account_id, campaign_id: key.campaign_id.clone(), advertisement_id: key.advertisement_id.clone(), date: s.date };
+        let old = match self.st.spend.get(&key) {
+            Some(old) if old.order >= rec.order => return Ingest::Duplicate,
+            old => old.cloned(),
+        };
+        let cell = self.cell(ck);
+        if let Some(o) = &old {
+            add_d(&mut cell.cost, o.cost, -1);
+            cell.reported_impressions = cell.reported_impressions.saturating_sub(o.impressions);
+            cell.reported_clicks = cell.reported_clicks.saturating_sub(o.clicks);
+        }
+        add_d(&mut cell.cost, rec.cost, 1);
+        cell.reported_impressions = cell.reported_impressions.saturating_add(rec.impressions);
+        cell.reported_clicks = cell.reported_clicks.saturating_add(rec.clicks);
+        self.st.spend.insert(key, rec);
+        Ingest::Applied
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Touches and identities
+
+    fn on_touch(&mut self, acct: &Uuid, ident: &str, touch: Touch) -> Ingest {
+        if touch.foreign && self.touch_cutoff().is_some_and(|c| touch.at < c) {
+            return Ingest::TooLate;
+        }
+        let list = self.st.touches.entry(ident.to_owned()).or_default();
+        let old = match list.iter().position(|t| t.key == touch.key) {
+            Some(pos) => {
+                let Some(slot) = list.get_mut(pos) else { return Ingest::Duplicate };
+                if !touch.wins_over(slot) {
+                    return Ingest::Duplicate;
+                }
+                Some(std::mem::replace(slot, touch.clone()))
+            }
+            None => {
+                list.push(touch.clone());
+                None
+            }
+        };
+        if let Some(o) = old.filter(|o| !o.foreign) {
+            self.touch_metrics(acct, &o, -1);
+        }
+        if !touch.foreign {
+            self.touch_metrics(acct, &touch, 1);
+        }
+        // Conversions this touch can reach.
+        let root = self.resolve(ident);
+        let reach_until = add(touch.at, secs(self.cfg.settings(acct).max_lookback_secs()));
+        for g in self.group(&root) {
+            if let Some(set) = self.st.convs_by_ident.get(&g) {
+                for ck in set {
+                    if let Some(c) = self.st.convs.get(ck) {
+                        if c.at >= touch.at && c.at <= reach_until {
+                            self.st.dirty_convs.insert(ck.clone());
+                        }
+                    }
+                }
+            }
+        }
+        // Carry it to the customer's partition when stitched elsewhere.
+        if root != ident && self.partition_of(&root) != self.cfg.partition && touch.hops < MAX_HOPS {
+            if let Some(link) = self.st.links.get(ident).cloned() {
+                self.queue_transfer(acct, ident, &root, &link, std::iter::once(touch));
+            }
+        }
+        Ingest::Applied
+    }
+
+    fn touch_metrics(&mut self, acct: &Uuid, t: &Touch, sign: i8) {
+        enum F {
+            Imp,
+            Click,
+            Eng,
+        }
+        let f = match t.source {
+            TouchSource::Touchpoint if t.view => F::Imp,
+            TouchSource::Touchpoint if t.kind == "click" => F::Click,
+            TouchSource::Touchpoint => F::Eng,
+            TouchSource::LinkClick => F::Click,
+            TouchSource::Event | TouchSource::Session => return,
+        };
+        let Some(campaign) = t.metric_campaign() else { return };
+        let ck = self.cell_key(acct, campaign, t.advertisement_id.as_deref(), t.at);
+        let cell = self.cell(ck);
+        match f {
+            F::Imp => {
+                add_u(&mut cell.impressions, sign);
+                cell.reach_add(&t.identity, sign);
+            }
+            F::Click => {
+                add_u(&mut cell.clicks, sign);
+                cell.reach_add(&t.identity, sign);
+            }
+            F::Eng => add_u(&mut cell.engagements, sign),
+        }
+    }
+
+    fn partition_of(&self, ident: &str) -> u32 {
+        partition_for(ident.as_bytes(), self.cfg.partitions)
+    }
+
+    /// The identity key an identity key finally resolves to through links.
+    fn resolve(&self, ident: &str) -> String {
+        let mut cur = ident;
+        let mut seen = 0usize;
+        while let Some(l) = self.st.links.get(cur) {
+            if l.to == ident || seen >= 32 {
+                break;
+            }
+            cur = &l.to;
+            seen += 1;
+        }
+        cur.to_owned()
+    }
+
+    /// `root` and every identity linked to it (transitively).
+    fn group(&self, root: &str) -> Vec<String> {
+        let mut out = vec![root.to_owned()];
+        let mut seen: HashSet<String> = HashSet::new();
+        seen.insert(root.to_owned());
+        let mut i = 0;
+        while let Some(cur) = out.get(i) {
+            if out.len() >= MAX_GROUP {
+                break;
+            }
+            if let Some(ms) = self.st.members.get(cur) {
+                let add: Vec<String> = ms.iter().filter(|m| !seen.contains(*m)).cloned().collect();
+                for a in add {
+                    seen.insert(a.clone());
+                    out.push(a);
+                }
+            }
+            i += 1;
+        }
+        out
+    }
+
+    fn mark_group_dirty(&mut self, root: &str) {
+        for g in self.group(root) {
+            if let Some(set) = self.st.convs_by_ident.get(&g) {
+                self.st.dirty_convs.extend(set.iter().cloned());
+            }
+        }
+    }
+
+    /// Links `from` → `to`. The link with the smallest `(timestamp, record id)` wins when an
+    /// identity is linked to two customers.
+    fn link(&mut self, acct: &Uuid, from: &Id, to: &Id, at: DateTime<Utc>, rid: &Id, hops: u8) -> Ingest {
+        if from == to {
+            return Ingest::Ignored;
+        }
+        let fk = ik(acct, from);
+        let tk = ik(acct, to);
+        if let Some(l) = self.st.links.get(&fk) {
+            if (l.at, l.rid.as_str()) <= (at, rid.as_str()) {
+                return Ingest::Duplicate;
+            }
+            let old_to = l.to.clone();
+            if let Some(ms) = self.st.members.get_mut(&old_to) {
+                ms.remove(&fk);
+            }
+            let old_root = self.resolve(&old_to);
+            self.mark_group_dirty(&old_root);
+        }
+        let link = Link { to: tk.clone(), at, rid: rid.clone() };
+        self.st.links.insert(fk.clone(), link.clone());
+        self.st.members.entry(tk).or_default().insert(fk.clone());
+        let root = self.resolve(&fk);
+        self.mark_group_dirty(&root);
+        if root != fk && self.partition_of(&root) != self.cfg.partition && hops < MAX_HOPS {
+            let mut touches = Vec::new();
+            for g in self.group(&fk) {
+                if let Some(list) = self.st.touches.get(&g) {
+                    touches.extend(list.iter().filter(|t| t.hops < MAX_HOPS).cloned());
+                }
+            }
+            self.queue_transfer(acct, &fk, &root, &link, touches.into_iter());
+        }
+        Ingest::Applied
+    }
+
+    fn queue_transfer(&mut self, acct: &Uuid, from_key: &str, root: &str, link: &Link, touches: impl Iterator<Item = Touch>) {
+        let prefix = format!("{acct}:");
+        let from = from_key.strip_prefix(&prefix).unwrap_or(from_key).to_owned();
+        let to = root.strip_prefix(&prefix).unwrap_or(root).to_owned();
+        let p = self.st.pending.entry(format!("{from_key}\u{1f}{root}")).or_insert_with(|| Pending {
+            account: *acct,
+            from,
+            to,
+            linked_at: link.at,
+            link_record_id: link.rid.clone(),
+            touches: BTreeMap::new(),
+        });
+        for t in touches {
+            match p.touches.get(&t.key) {
+                Some(o) if !t.wins_over(o) => {}
+                _ => {
+                    p.touches.insert(t.key.clone(), t);
+                }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Metrics cells
+
+    fn cell_key(&self, acct: &Uuid, campaign: &str, ad: Option<&str>, at: DateTime<Utc>) -> CellKey {
+        let tz = self.cfg.time_zone(acct, campaign);
+        CellKey {
+            account_id: *acct,
+            campaign_id: campaign.to_owned(),
+            advertisement_id: ad.map(str::to_owned),
+            date: at.with_timezone(&tz).date_naive(),
+        }
+    }
+
+    fn cell(&mut self, k: CellKey) -> &mut Cell {
+        if !self.st.dirty_cells.contains(&k) {
+            self.st.dirty_cells.insert(k.clone());
+        }
+        self.st.cells.entry(k).or_default()
+    }
+
+    fn session_metrics(&mut self, row: &SessionRow, sign: i8) {
+        let Some(c) = row.metric_campaign() else { return };
+        let ck = self.cell_key(&row.account_id, c, row.advertisement_id.as_deref(), row.started_at);
+        add_u(&mut self.cell(ck).sessions, sign);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Flush
+
+    /// Computes everything that changed since the last flush: attribution sets (new versions),
+    /// session upserts/deletes, daily partial rows (absolute values) and identity transfers.
+    /// Output is sorted deterministically.
+    pub fn flush(&mut self) -> Flush {
+        let mut out = Flush::default();
+        for key in std::mem::take(&mut self.st.dirty_convs) {
+            self.attribute(&key, &mut out.attributions);
+        }
+        for ident in std::mem::take(&mut self.st.dirty_derived) {
+            self.flush_derived(&ident, &mut out.sessions);
+        }
+        for k in std::mem::take(&mut self.st.dirty_explicit) {
+            self.flush_explicit(&k, &mut out.sessions);
+        }
+        for (_, p) in std::mem::take(&mut self.st.pending) {
+            if p.touches.is_empty() {
+                continue;
+            }
+            self.st.counters.transfers_out += 1;
+            out.transfers.push(IdentityTransfer {
+                v: 1,
+                kind: IdentityTransfer::TYPE.to_owned(),
+                account_id: p.account,
+                from: p.from,
+                to: p.to,
+                linked_at: p.linked_at,
+                link_record_id: p.link_record_id,
+                touches: p
+                    .touches
+                    .into_values()
+                    .map(|mut t| {
+                        t.hops = t.hops.saturating_add(1);
+                        t.foreign = true;
+                        t
+                    })
+                    .collect(),
+            });
+        }
+        for ck in std::mem::take(&mut self.st.dirty_cells) {
+            if let Some(cell) = self.st.cells.get(&ck) {
+                out.metrics.push(cell.partial(self.cfg.partition, &ck));
+            }
+        }
+        out
+    }
+
+    fn flush_derived(&mut self, ident: &str, out: &mut Vec<SessionChange>) {
+        let Some(d) = self.st.derived.get(ident) else { return };
+        let settings = self.cfg.settings(&d.account);
+        let rows = sessionize(d.account, &d.identity, &d.points, settings);
+        let old = d.emitted.clone();
+        let mut new_map = BTreeMap::new();
+        for row in rows {
+            match old.get(&row.session_id) {
+                Some(o) if *o == row => {}
+                o => {
+                    if let Some(o) = o {
+                        self.session_metrics(o, -1);
+                    }
+                    self.session_metrics(&row, 1);
+                    out.push(SessionChange::Upsert(row.clone()));
+                }
+            }
+            new_map.insert(row.session_id.clone(), row);
+        }
+        for (sid, o) in &old {
+            if !new_map.contains_key(sid) {
+                self.session_metrics(o, -1);
+                out.push(SessionChange::Delete { account_id: o.account_id, identity: o.identity.clone(), session_id: sid.clone() });
+            }
+        }
+        if let Some(d) = self.st.derived.get_mut(ident) {
+            d.emitted = new_map;
+        }
+    }
+
+    fn flush_explicit(&mut self, k: &str, out: &mut Vec<SessionChange>) {
+        let Some(e) = self.st.explicit.get(k) else { return };
+        let row = e.s.row(e.account, &e.identity, &e.session_id);
+        if row == e.s.emitted {
+            return;
+        }
+        let old = e.s.emitted.clone();
+        if let Some(o) = &old {
+            self.session_metrics(o, -1);
+        }
+        if let Some(r) = &row {
+            self.session_metrics(r, 1);
+            out.push(SessionChange::Upsert(r.clone()));
+        }
+        if let Some(e) = self.st.explicit.get_mut(k) {
+            e.s.emitted = row;
+        }
+    }
+
+    /// The touches of `ident`'s stitched identity in the lookback window of a conversion at
+    /// `at`, sorted by `(timestamp, record id)`, one per dedup key.
+    fn window<'a>(&'a self, acct: &Uuid, ident: &str, at: DateTime<Utc>) -> Vec<&'a Touch> {
+        let s = self.cfg.settings(acct);
+        let click_from = sub(at, secs(s.click_lookback_secs));
+        let view_from = sub(at, secs(s.view_lookback_secs));
+        let root = self.resolve(ident);
+        let mut v: Vec<&Touch> = Vec::new();
+        for g in self.group(&root) {
+            if let Some(list) = self.st.touches.get(&g) {
+                v.extend(list.iter().filter(|t| t.at <= at && t.at >= if t.view { view_from } else { click_from }));
+            }
+        }
+        v.sort_by(|a, b| (a.at, a.id.as_str(), a.received_at).cmp(&(b.at, b.id.as_str(), b.received_at)));
+        if v.len() > 1 {
+            let mut keys: HashSet<&str> = HashSet::with_capacity(v.len());
+            v.retain(|t| keys.insert(t.key.as_str()));
+        }
+        v
+    }
+
+    fn attribute(&mut self, key: &str, out: &mut Vec<AttributionSet>) {
+        let Some(c) = self.st.convs.get(key) else { return };
+        let settings = self.cfg.settings(&c.account);
+        let default_model = if Model::HEURISTIC.contains(&settings.default_model) { settings.default_model } else { Model::LastTouch };
+        let touches = self.window(&c.account, &c.ident, c.at);
+        let dp = c.value.scale().max(2);
+        let mut weights = Vec::with_capacity(touches.len());
+        let mut sets: Vec<AttributionSet> = Vec::with_capacity(6);
+        let mut fps: Vec<u64> = Vec::with_capacity(6);
+        let mut contrib: BTreeMap<CellKey, (Decimal, Decimal)> = BTreeMap::new();
+        for model in Model::HEURISTIC {
+            let rows: Vec<AttributionRow> = if touches.is_empty() {
+                vec![AttributionRow {
+                    touchpoint_id: None,
+                    touchpoint: DIRECT.to_owned(),
+                    touch_kind: DIRECT.to_owned(),
+                    channel: DIRECT.to_owned(),
+                    campaign_id: c.campaign_id.clone(),
+                    advertisement_id: c.advertisement_id.clone(),
+                    touched_at: None,
+                    weight: 1.0,
+                    credit: Decimal::ONE,
+                    attributed_revenue: c.value,
+                }]
+            } else {
+                model_weights(model, c.at, &touches, settings.half_life_secs, &mut weights);
+                let credits = split_exact(&weights, Decimal::ONE, 12);
+                let revenue = split_exact(&weights, c.value, dp);
+                touches
+                    .iter()
+                    .zip(weights.iter().zip(credits.into_iter().zip(revenue)))
+                    .filter(|(_, (w, _))| **w > 0.0)
+                    .map(|(t, (w, (cr, rev)))| AttributionRow {
+                        touchpoint_id: Some(t.id.clone()),
+                        touchpoint: t.id.to_string(),
+                        touch_kind: t.kind.clone(),
+                        channel: t.channel.clone(),
+                        campaign_id: t.campaign_id.clone(),
+                        advertisement_id: t.advertisement_id.clone(),
+                        touched_at: Some(t.at),
+                        weight: *w,
+                        credit: cr,
+                        attributed_revenue: rev,
+                    })
+                    .collect()
+            };
+            let mut h = Fnv::new();
+            h.u64(model.index() as u64);
+            h.bytes(c.record_id.as_bytes());
+            h.u64(c.at.timestamp_micros() as u64);
+            h.bytes(&c.value.serialize());
+            h.bytes(c.currency.as_ref().map(Currency::as_str).unwrap_or("").as_bytes());
+            for r in &rows {
+                h.bytes(r.touchpoint.as_bytes());
+                h.u64(r.weight.to_bits());
+                h.bytes(&r.attributed_revenue.serialize());
+                h.bytes(r.campaign_id.as_deref().unwrap_or("").as_bytes());
+            }
+            fps.push(h.0);
+            if model == default_model {
+                for r in &rows {
+                    let campaign = r.campaign_id.as_deref().or_else(|| {
+                        touches.iter().find(|t| Some(&t.id) == r.touchpoint_id.as_ref()).and_then(|t| t.utm_campaign.as_deref())
+                    });
+                    if let Some(campaign) = campaign {
+                        let ck = self.cell_key(&c.account, campaign, r.advertisement_id.as_deref(), c.at);
+                        let e = contrib.entry(ck).or_insert((Decimal::ZERO, Decimal::ZERO));
+                        add_d(&mut e.0, r.credit, 1);
+                        add_d(&mut e.1, r.attributed_revenue, 1);
+                    }
+                }
+            }
+            sets.push(AttributionSet {
+                account_id: c.account,
+                conversion_key: c.key.clone(),
+                conversion_id: c.record_id.clone(),
+                conversion_kind: c.kind.clone(),
+                converted_at: c.at,
+                identity: c.identity.clone(),
+                model,
+                version: 0,
+                value: c.value,
+                currency: c.currency,
+                rows,
+            });
+        }
+        let contrib: Vec<(CellKey, Decimal, Decimal)> = contrib.into_iter().map(|(k, (a, b))| (k, a, b)).collect();
+        let Some(c) = self.st.convs.get_mut(key) else { return };
+        let changed: Vec<bool> = (0..fps.len()).map(|i| c.fingerprints.get(i) != fps.get(i)).collect();
+        if changed.iter().any(|x| *x) {
+            c.version += 1;
+            c.fingerprints = fps;
+            for (set, ch) in sets.into_iter().zip(&changed) {
+                if *ch {
+                    out.push(AttributionSet { version: c.version, ..set });
+                }
+            }
+        }
+        if c.applied != contrib {
+            let old = std::mem::replace(&mut c.applied, contrib.clone());
+            for (ck, cr, rev) in old {
+                let cell = self.cell(ck);
+                add_d(&mut cell.conversions, cr, -1);
+                add_d(&mut cell.revenue, rev, -1);
+            }
+            for (ck, cr, rev) in contrib {
+                let cell = self.cell(ck);
+                add_d(&mut cell.conversions, cr, 1);
+                add_d(&mut cell.revenue, rev, 1);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Watermark and eviction
+
+    fn touch_cutoff(&self) -> Option<DateTime<Utc>> {
+        self.st.watermark.map(|w| sub(sub(w, self.cfg.lateness()), secs(self.cfg.max_lookback_secs())))
+    }
+
+    fn min_cell_date(&self) -> Option<NaiveDate> {
+        self.st.watermark.map(|w| sub(sub(w, self.cfg.lateness()), Duration::days(2)).date_naive())
+    }
+
+    /// Advances the watermark (ignored if older than the current one) and evicts what no
+    /// accepted record can change any more:
+    /// - records older than `watermark − allowed_lateness` are refused from now on ([`Ingest::TooLate`]);
+    /// - touches older than that minus the longest lookback; conversions older than the cutoff;
+    /// - derived-session chains that ended more than the inactivity timeout before the cutoff,
+    ///   client sessions idle for more than the maximum session length before it;
+    /// - metric cells and spend reports dated two days before the cutoff (time-zone margin);
+    /// - event dedup entries older than the cutoff.
+    ///
+    /// Identity links are kept (one small entry per stitched identity).
+    pub fn advance_watermark(&mut self, w: DateTime<Utc>) {
+        if self.st.watermark.is_some_and(|cur| w <= cur) {
+            return;
+        }
+        self.st.watermark = Some(w);
+        let cutoff = sub(w, self.cfg.lateness());
+        if let Some(tc) = self.touch_cutoff() {
+            let mut evicted = 0u64;
+            self.st.touches.retain(|_, list| {
+                let before = list.len();
+                list.retain(|t| t.at >= tc);
+                evicted += (before - list.len()) as u64;
+                !list.is_empty()
+            });
+            self.st.counters.evicted_touches += evicted;
+            for p in self.st.pending.values_mut() {
+                p.touches.retain(|_, t| t.at >= tc);
+            }
+        }
+        let dirty = &self.st.dirty_convs;
+        let gone: Vec<String> = self.st.convs.iter().filter(|(k, c)| c.at < cutoff && !dirty.contains(*k)).map(|(k, _)| k.clone()).collect();
+        for k in gone {
+            if let Some(c) = self.st.convs.remove(&k) {
+                self.st.counters.evicted_conversions += 1;
+                if let Some(set) = self.st.convs_by_ident.get_mut(&c.ident) {
+                    set.remove(&k);
+                    if set.is_empty() {
+                        self.st.convs_by_ident.remove(&c.ident);
+                    }
+                }
+            }
+        }
+        // Derived sessions: drop whole gap-separated chains that ended before cutoff − timeout.
+        let cfg = &self.cfg;
+        let dirty_derived = &self.st.dirty_derived;
+        self.st.derived.retain(|k, d| {
+            if dirty_derived.contains(k) {
+                return true;
+            }
+            let timeout = secs(cfg.settings(&d.account).session_timeout_secs);
+            let limit = sub(cutoff, timeout);
+            let mut cut = 0usize;
+            for (i, p) in d.points.iter().enumerate() {
+                if p.at >= limit {
+                    break;
+                }
+                let next_gap_ok = d.points.get(i + 1).is_none_or(|n| n.at - p.at >= timeout);
+                if next_gap_ok {
+                    cut = i + 1;
+                }
+            }
+            if cut > 0 {
+                let last = d.points.get(cut - 1).map(|p| p.at);
+                d.points.drain(..cut);
+                if let Some(last) = last {
+                    d.emitted.retain(|_, r| r.started_at > last);
+                }
+            }
+            !d.points.is_empty() || !d.emitted.is_empty()
+        });
+        let max_session = secs(cfg.max_session_secs());
+        let dirty_explicit = &self.st.dirty_explicit;
+        self.st.explicit.retain(|k, e| {
+            dirty_explicit.contains(k) || e.s.last_activity().is_some_and(|t| t >= sub(cutoff, max_session))
+        });
+        self.st.events_seen.retain(|_, t| *t >= cutoff);
+        if let Some(min_date) = self.min_cell_date() {
+            let dirty_cells = &self.st.dirty_cells;
+            self.st.cells.retain(|k, _| k.date >= min_date || dirty_cells.contains(k));
+            self.st.spend.retain(|k, _| k.date >= min_date);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Paths for the data-driven models
+
+    /// Conversion paths of `account` on this partition for conversions in `[from, to)`, and
+    /// non-converting paths (touches in `[from, to)` after an identity's last conversion in the
+    /// period, or all of them if it did not convert). A converting path holds the channels of the
+    /// touches in the conversion's lookback window (the same touches the heuristic models see).
+    /// Identities stitched to a customer on another partition contribute no non-converting path
+    /// here (their touches were carried there). Merge the paths of all partitions with
+    /// [`aggregate_paths`] and pass them to [`crate::markov`] / [`crate::shapley`].
+    pub fn paths(&self, account: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<PathCount> {
+        let prefix = format!("{account}:");
+        let mut roots: BTreeSet<String> = BTreeSet::new();
+        for k in self.st.touches.keys().chain(self.st.convs_by_ident.keys()) {
+            if k.starts_with(&prefix) {
+                roots.insert(self.resolve(k));
+            }
+        }
+        let mut out = Vec::new();
+        for root in roots {
+            let group = self.group(&root);
+            let mut convs: Vec<&ConvState> = group
+                .iter()
+                .filter_map(|g| self.st.convs_by_ident.get(g))
+                .flatten()
+                .filter_map(|k| self.st.convs.get(k))
+                .filter(|c| c.at >= from && c.at < to)
+                .collect();
+            convs.sort_by(|a, b| (a.at, a.record_id.as_str()).cmp(&(b.at, b.record_id.as_str())));
+            convs.dedup_by(|a, b| a.key == b.key);
+            let mut last_conv: Option<DateTime<Utc>> = None;
+            for c in &convs {
+                let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel.clone()).collect();
+                out.push(PathCount { channels, conversions: 1.0, nulls: 0.0, value: rust_decimal::prelude::ToPrimitive::to_f64(&c.value).unwrap_or(0.0) });
+                last_conv = Some(c.at);
+            }
+            if self.partition_of(&root) != self.cfg.partition && self.cfg.partitions > 1 {
+                continue;
+            }
+            let mut tail: Vec<&Touch> = group
+                .iter()
+                .filter_map(|g| self.st.touches.get(g))
+                .flatten()
+                .filter(|t| t.at >= from && t.at < to && last_conv.is_none_or(|l| t.at > l))
+                .collect();
+            tail.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            let mut keys: HashSet<&str> = HashSet::new();
+            tail.retain(|t| keys.insert(t.key.as_str()));
+            if !tail.is_empty() {
+                out.push(PathCount { channels: tail.iter().map(|t| t.channel.clone()).collect(), conversions: 0.0, nulls: 1.0, value: 0.0 });
+            }
+        }
+        aggregate_paths(out)
+    }
+}

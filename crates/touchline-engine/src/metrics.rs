@@ -1,0 +1,238 @@
+//! Daily campaign metrics: per-partition partial rows and their combination into report rows.
+//!
+//! The engine of partition `p` emits [`DailyPartial`] rows keyed by
+//! `(partition, account_id, campaign_id, advertisement_id, date)` with **absolute** values (the
+//! current total of that partition), so a sink upserts them idempotently. The report row of a
+//! `(account, campaign, ad, date)` is the sum of the partials of all partitions
+//! ([`combine_partials`]), after which the ratios are derived ([`DailyReportRow`]).
+//!
+//! Every count is additive across partitions:
+//! - impressions, clicks, engagements, sessions, conversions, revenue: each record / session /
+//!   conversion is counted on exactly one partition (touches carried to another partition by an
+//!   identity transfer are never counted there).
+//! - reach: distinct identities (the record's partition identity: customer id, else anonymous id)
+//!   per cell. The bus key is `{account}:{identity}`, so one identity's records all live on one
+//!   partition and no identity is counted by two partitions: the sum is exact. An anonymous id and
+//!   the customer id it is later stitched to count as two identities (they can live on different
+//!   partitions; stitching does not move counted records).
+//! - cost: spend records are keyed by campaign, so one partition holds a campaign's spend.
+//! - frequency, ctr, cpc, cpm, cpa, roas are **not** additive: derive them after summing.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A metrics cell: one campaign/ad/day of one account.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CellKey {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    pub advertisement_id: Option<String>,
+    pub date: NaiveDate,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Cell {
+    pub impressions: u64,
+    pub clicks: u64,
+    pub engagements: u64,
+    pub sessions: u64,
+    /// identity → impressions + clicks of that identity in this cell.
+    pub reach: HashMap<String, u32>,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub reported_impressions: u64,
+    pub reported_clicks: u64,
+}
+
+pub(crate) fn add_u(x: &mut u64, sign: i8) {
+    if sign >= 0 {
+        *x = x.saturating_add(1);
+    } else {
+        *x = x.saturating_sub(1);
+    }
+}
+
+pub(crate) fn add_d(x: &mut Decimal, d: Decimal, sign: i8) {
+    let r = if sign >= 0 { x.checked_add(d) } else { x.checked_sub(d) };
+    if let Some(r) = r {
+        *x = r;
+    }
+}
+
+impl Cell {
+    pub fn reach_add(&mut self, identity: &str, sign: i8) {
+        if sign >= 0 {
+            *self.reach.entry(identity.to_owned()).or_insert(0) += 1;
+        } else if let Some(n) = self.reach.get_mut(identity) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.reach.remove(identity);
+            }
+        }
+    }
+
+    pub fn partial(&self, partition: u32, k: &CellKey) -> DailyPartial {
+        DailyPartial {
+            partition,
+            account_id: k.account_id,
+            campaign_id: k.campaign_id.clone(),
+            advertisement_id: k.advertisement_id.clone(),
+            date: k.date,
+            impressions: self.impressions,
+            clicks: self.clicks,
+            reach: self.reach.len() as u64,
+            engagements: self.engagements,
+            sessions: self.sessions,
+            conversions: self.conversions.normalize(),
+            revenue: self.revenue.normalize(),
+            cost: self.cost.normalize(),
+            reported_impressions: self.reported_impressions,
+            reported_clicks: self.reported_clicks,
+        }
+    }
+}
+
+/// One partition's share of one campaign/ad/day, in absolute values. Upsert by
+/// `(partition, account_id, campaign_id, advertisement_id, date)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyPartial {
+    pub partition: u32,
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    /// `None` for campaign-level records (no advertisement).
+    pub advertisement_id: Option<String>,
+    /// Day in the campaign's time zone (spend: the date the source reported).
+    pub date: NaiveDate,
+    /// View touches (touchpoints of kind `impression`/`view`).
+    pub impressions: u64,
+    /// Touchpoints of kind `click` and non-bot link clicks.
+    pub clicks: u64,
+    /// Distinct identities with an impression or a click (exact, additive across partitions).
+    pub reach: u64,
+    /// Other touchpoint kinds (cta, email_open, …) and events that carry the campaign.
+    pub engagements: u64,
+    /// Sessions (client or derived) whose entry carries the campaign, on their start day.
+    pub sessions: u64,
+    /// Conversions credited under the account's default model (sum of credits).
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    /// Sum over sources of the latest spend report per (date, campaign, ad, source).
+    pub cost: Decimal,
+    /// Impressions/clicks as reported by the ad platforms on spend records.
+    pub reported_impressions: u64,
+    pub reported_clicks: u64,
+}
+
+impl DailyPartial {
+    /// The report row of this partial alone (the whole truth when there is one partition).
+    pub fn report(&self) -> DailyReportRow {
+        combine_partials(std::slice::from_ref(self)).into_iter().next().unwrap_or_else(|| DailyReportRow::empty(self))
+    }
+}
+
+/// A campaign/ad/day over all partitions, with derived ratios (`None` when the denominator is 0).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyReportRow {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    pub advertisement_id: Option<String>,
+    pub date: NaiveDate,
+    pub impressions: u64,
+    pub clicks: u64,
+    pub reach: u64,
+    /// impressions / reach.
+    pub frequency: Option<f64>,
+    pub engagements: u64,
+    pub sessions: u64,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    /// clicks / impressions.
+    pub ctr: Option<f64>,
+    /// cost / clicks.
+    pub cpc: Option<Decimal>,
+    /// cost × 1000 / impressions.
+    pub cpm: Option<Decimal>,
+    /// cost / conversions.
+    pub cpa: Option<Decimal>,
+    /// revenue / cost.
+    pub roas: Option<Decimal>,
+    pub reported_impressions: u64,
+    pub reported_clicks: u64,
+}
+
+impl DailyReportRow {
+    fn empty(p: &DailyPartial) -> DailyReportRow {
+        DailyReportRow {
+            account_id: p.account_id,
+            campaign_id: p.campaign_id.clone(),
+            advertisement_id: p.advertisement_id.clone(),
+            date: p.date,
+            impressions: 0,
+            clicks: 0,
+            reach: 0,
+            frequency: None,
+            engagements: 0,
+            sessions: 0,
+            conversions: Decimal::ZERO,
+            revenue: Decimal::ZERO,
+            cost: Decimal::ZERO,
+            ctr: None,
+            cpc: None,
+            cpm: None,
+            cpa: None,
+            roas: None,
+            reported_impressions: 0,
+            reported_clicks: 0,
+        }
+    }
+
+    fn derive(&mut self) {
+        let ratio = |a: f64, b: u64| if b == 0 { None } else { Some(a / b as f64) };
+        let div = |a: Decimal, b: Decimal| if b.is_zero() { None } else { a.checked_div(b).map(|x| x.round_dp(6).normalize()) };
+        self.frequency = ratio(self.impressions as f64, self.reach);
+        self.ctr = ratio(self.clicks as f64, self.impressions);
+        self.cpc = div(self.cost, Decimal::from(self.clicks));
+        self.cpm = self.cost.checked_mul(Decimal::from(1000)).and_then(|c| div(c, Decimal::from(self.impressions)));
+        self.cpa = div(self.cost, self.conversions);
+        self.roas = div(self.revenue, self.cost);
+    }
+
+    /// `roas` as a float, for consumers that want one.
+    pub fn roas_f64(&self) -> Option<f64> {
+        self.roas.and_then(|r| r.to_f64())
+    }
+}
+
+/// Sums partial rows (any partitions, any cells) into report rows, one per
+/// `(account, campaign, ad, date)`, sorted by that key. Give it the *latest* partial of each
+/// `(partition, cell)`.
+pub fn combine_partials(parts: &[DailyPartial]) -> Vec<DailyReportRow> {
+    let mut m: std::collections::BTreeMap<CellKey, DailyReportRow> = std::collections::BTreeMap::new();
+    for p in parts {
+        let k = CellKey { account_id: p.account_id, campaign_id: p.campaign_id.clone(), advertisement_id: p.advertisement_id.clone(), date: p.date };
+        let r = m.entry(k).or_insert_with(|| DailyReportRow::empty(p));
+        r.impressions = r.impressions.saturating_add(p.impressions);
+        r.clicks = r.clicks.saturating_add(p.clicks);
+        r.reach = r.reach.saturating_add(p.reach);
+        r.engagements = r.engagements.saturating_add(p.engagements);
+        r.sessions = r.sessions.saturating_add(p.sessions);
+        r.reported_impressions = r.reported_impressions.saturating_add(p.reported_impressions);
+        r.reported_clicks = r.reported_clicks.saturating_add(p.reported_clicks);
+        add_d(&mut r.conversions, p.conversions, 1);
+        add_d(&mut r.revenue, p.revenue, 1);
+        add_d(&mut r.cost, p.cost, 1);
+    }
+    m.into_values()
+        .map(|mut r| {
+            r.derive();
+            r
+        })
+        .collect()
+}

@@ -1,0 +1,335 @@
+//! Sessions: derived from events when the client does not send them, and explicit client sessions
+//! (a `session` record and/or events carrying a `session_id`), never both for one event.
+//!
+//! Derived sessions are a pure function of the identity's retained events sorted by
+//! `(timestamp, record id)` ([`sessionize`]): a new session starts when the gap to the previous
+//! event is `>=` the inactivity timeout, when the event is `>=` the maximum duration after the
+//! session's first event, or (if enabled) when the event carries a UTM source/medium/campaign
+//! different from the session's entry UTMs. Being a function of the set, the result does not
+//! depend on arrival order; a late event can merge or split sessions, in which case the engine
+//! emits [`SessionChange::Delete`] for the sessions that no longer exist.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use touchline_model::{Context, Event, Id, Session};
+use uuid::Uuid;
+
+use crate::config::AccountSettings;
+
+/// UTM parameters of an event or session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Utm {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+impl Utm {
+    pub fn from_context(c: &Context) -> Option<Utm> {
+        let mut u = Utm {
+            source: c.utm_source.clone(),
+            medium: c.utm_medium.clone(),
+            campaign: c.utm_campaign.clone(),
+            term: c.utm_term.clone(),
+            content: c.utm_content.clone(),
+        };
+        if !u.is_set() && c.page_url.as_deref().is_some_and(|p| p.contains("utm_")) {
+            let mut c2 = Context { page_url: c.page_url.clone(), ..Context::default() };
+            c2.fill_utm_from_url();
+            u = Utm {
+                source: c2.utm_source,
+                medium: c2.utm_medium,
+                campaign: c2.utm_campaign,
+                term: c2.utm_term,
+                content: c2.utm_content,
+            };
+        }
+        u.is_set().then_some(u)
+    }
+
+    pub fn from_session(s: &Session) -> Option<Utm> {
+        let u = Utm {
+            source: s.utm_source.clone(),
+            medium: s.utm_medium.clone(),
+            campaign: s.utm_campaign.clone(),
+            term: s.utm_term.clone(),
+            content: s.utm_content.clone(),
+        };
+        u.is_set().then_some(u)
+    }
+
+    /// Source, medium or campaign present (term/content alone do not make a campaign source).
+    pub fn is_set(&self) -> bool {
+        self.source.is_some() || self.medium.is_some() || self.campaign.is_some()
+    }
+
+    fn same_source(&self, other: &Utm) -> bool {
+        self.source == other.source && self.medium == other.medium && self.campaign == other.campaign
+    }
+}
+
+/// What the sessionizer keeps of one event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventPoint {
+    pub at: DateTime<Utc>,
+    pub id: Id,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utm: Option<Utm>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertisement_id: Option<Id>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_page: bool,
+}
+
+impl EventPoint {
+    pub fn from_event(at: DateTime<Utc>, id: &Id, e: &Event) -> EventPoint {
+        let name = e.event_name.to_ascii_lowercase();
+        let is_page = matches!(name.as_str(), "page" | "screen" | "pageview" | "page_view" | "screen_view")
+            || e.context.page_url.is_some()
+            || e.context.page_path.is_some();
+        EventPoint {
+            at,
+            id: id.clone(),
+            utm: Utm::from_context(&e.context),
+            page: e.context.page_url.clone().or_else(|| e.context.page_path.clone()),
+            referrer: e.context.referrer.clone(),
+            campaign_id: e.campaign_id.clone(),
+            advertisement_id: e.advertisement_id.clone(),
+            is_page,
+        }
+    }
+
+    fn key(&self) -> (DateTime<Utc>, &str) {
+        (self.at, self.id.as_str())
+    }
+}
+
+/// Inserts `p` into `points` (sorted by `(timestamp, record id)`); false if that key is present.
+pub(crate) fn insert_point(points: &mut Vec<EventPoint>, p: EventPoint) -> bool {
+    match points.binary_search_by(|q| q.key().cmp(&p.key())) {
+        Ok(_) => false,
+        Err(i) => {
+            points.insert(i, p);
+            true
+        }
+    }
+}
+
+/// One session as emitted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRow {
+    pub account_id: Uuid,
+    /// The client's session id, or `derived:{record id of the first event}` for derived sessions.
+    pub session_id: String,
+    pub identity: String,
+    pub derived: bool,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub duration_secs: i64,
+    pub page_count: u64,
+    pub event_count: u64,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub landing_page: Option<String>,
+    pub referrer: Option<String>,
+    pub campaign_id: Option<Id>,
+    pub advertisement_id: Option<Id>,
+}
+
+impl SessionRow {
+    /// Campaign key for daily metrics: campaign id, else utm_campaign.
+    pub fn metric_campaign(&self) -> Option<&str> {
+        self.campaign_id.as_deref().or(self.utm_campaign.as_deref())
+    }
+}
+
+/// A session output: upsert by `(account_id, identity, session_id)`, or delete a derived session
+/// that a late event merged into another or split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SessionChange {
+    Upsert(SessionRow),
+    Delete { account_id: Uuid, identity: String, session_id: String },
+}
+
+fn secs(s: i64) -> Duration {
+    Duration::try_seconds(s.max(0)).unwrap_or(Duration::MAX)
+}
+
+/// Derived sessions of one identity's events (sorted by `(timestamp, record id)`).
+pub fn sessionize(account: Uuid, identity: &str, points: &[EventPoint], s: &AccountSettings) -> Vec<SessionRow> {
+    let timeout = secs(s.session_timeout_secs);
+    let max = secs(s.session_max_secs);
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    for i in 1..=points.len() {
+        let split = match (points.get(i), points.get(i - 1), points.get(start)) {
+            (Some(p), Some(prev), Some(first)) => {
+                p.at - prev.at >= timeout
+                    || p.at - first.at >= max
+                    || (s.split_session_on_utm_change
+                        && p.utm.as_ref().is_some_and(|u| !first.utm.as_ref().is_some_and(|f| f.same_source(u))))
+            }
+            _ => true,
+        };
+        if split {
+            if let Some(seg) = points.get(start..i) {
+                if let Some(row) = derived_row(account, identity, seg) {
+                    out.push(row);
+                }
+            }
+            start = i;
+        }
+    }
+    out
+}
+
+fn derived_row(account: Uuid, identity: &str, seg: &[EventPoint]) -> Option<SessionRow> {
+    let first = seg.first()?;
+    let last = seg.last()?;
+    let utm = first.utm.clone().unwrap_or_default();
+    Some(SessionRow {
+        account_id: account,
+        session_id: format!("derived:{}", first.id),
+        identity: identity.to_owned(),
+        derived: true,
+        started_at: first.at,
+        ended_at: last.at,
+        duration_secs: (last.at - first.at).num_seconds(),
+        page_count: seg.iter().filter(|p| p.is_page).count() as u64,
+        event_count: seg.len() as u64,
+        utm_source: utm.source,
+        utm_medium: utm.medium,
+        utm_campaign: utm.campaign,
+        utm_term: utm.term,
+        utm_content: utm.content,
+        landing_page: first.page.clone(),
+        referrer: first.referrer.clone(),
+        campaign_id: first.campaign_id.clone(),
+        advertisement_id: first.advertisement_id.clone(),
+    })
+}
+
+/// A client session: the merged `session` records (if any) and the events that name it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExplicitSession {
+    /// The session record with the greatest `(timestamp, record id)` supplies the descriptive
+    /// fields; `started_at` is the minimum and `ended_at` the maximum over all its records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<SessionRecord>,
+    #[serde(default)]
+    pub points: Vec<EventPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emitted: Option<SessionRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub order: (DateTime<Utc>, Id),
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    pub session: Session,
+}
+
+impl ExplicitSession {
+    /// Merges one `session` record (idempotent, order independent).
+    pub fn merge_record(&mut self, at: DateTime<Utc>, id: &Id, s: &Session) {
+        let ended = s.ended_at;
+        match &mut self.record {
+            None => {
+                self.record = Some(SessionRecord { order: (at, id.clone()), started_at: s.started_at, ended_at: ended, session: s.clone() })
+            }
+            Some(r) => {
+                r.started_at = r.started_at.min(s.started_at);
+                r.ended_at = match (r.ended_at, ended) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if (at, id) > (r.order.0, &r.order.1) {
+                    r.order = (at, id.clone());
+                    r.session = s.clone();
+                }
+            }
+        }
+    }
+
+    pub fn last_activity(&self) -> Option<DateTime<Utc>> {
+        let r = self.record.as_ref().map(|r| r.ended_at.unwrap_or(r.started_at));
+        let p = self.points.last().map(|p| p.at);
+        r.max(p)
+    }
+
+    /// The row for this session.
+    pub fn row(&self, account: Uuid, identity: &str, session_id: &str) -> Option<SessionRow> {
+        let first = self.points.first();
+        let last = self.points.last();
+        let started = match (&self.record, first) {
+            (Some(r), Some(f)) => r.started_at.min(f.at),
+            (Some(r), None) => r.started_at,
+            (None, Some(f)) => f.at,
+            (None, None) => return None,
+        };
+        let ended = [self.record.as_ref().and_then(|r| r.ended_at), last.map(|p| p.at)]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(started)
+            .max(started);
+        let (utm, landing, referrer, campaign_id, ad_id) = match &self.record {
+            Some(r) => {
+                let s = &r.session;
+                (
+                    Utm::from_session(s).or_else(|| first.and_then(|f| f.utm.clone())).unwrap_or_default(),
+                    s.landing_page.clone().or_else(|| first.and_then(|f| f.page.clone())),
+                    s.referrer.clone().or_else(|| first.and_then(|f| f.referrer.clone())),
+                    s.campaign_id.clone().or_else(|| first.and_then(|f| f.campaign_id.clone())),
+                    s.advertisement_id.clone().or_else(|| first.and_then(|f| f.advertisement_id.clone())),
+                )
+            }
+            None => (
+                first.and_then(|f| f.utm.clone()).unwrap_or_default(),
+                first.and_then(|f| f.page.clone()),
+                first.and_then(|f| f.referrer.clone()),
+                first.and_then(|f| f.campaign_id.clone()),
+                first.and_then(|f| f.advertisement_id.clone()),
+            ),
+        };
+        Some(SessionRow {
+            account_id: account,
+            session_id: session_id.to_owned(),
+            identity: identity.to_owned(),
+            derived: false,
+            started_at: started,
+            ended_at: ended,
+            duration_secs: (ended - started).num_seconds(),
+            page_count: self.points.iter().filter(|p| p.is_page).count() as u64,
+            event_count: self.points.len() as u64,
+            utm_source: utm.source,
+            utm_medium: utm.medium,
+            utm_campaign: utm.campaign,
+            utm_term: utm.term,
+            utm_content: utm.content,
+            landing_page: landing,
+            referrer,
+            campaign_id,
+            advertisement_id: ad_id,
+        })
+    }
+}
