@@ -1,0 +1,401 @@
+//! Scenario tests: identity stitching (same and cross partition), sessionization boundaries,
+//! daily metrics in a campaign time zone, dedup, lookback windows, lateness, snapshots.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use chrono::{Duration, NaiveDate};
+use common::*;
+use rust_decimal::Decimal;
+use touchline_engine::*;
+use touchline_model::partition_for;
+
+fn set<'a>(f: &'a Flush, model: Model) -> Vec<&'a AttributionSet> {
+    f.attributions.iter().filter(|s| s.model == model).collect()
+}
+
+#[test]
+fn anonymous_touches_credit_a_later_server_side_conversion() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("tp1", "2026-11-10T10:00:00Z", (Some("anon-1"), None), "click", Some("camp-1")));
+    e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
+    e.ingest(&conversion("cv1", "2026-11-12T10:00:00Z", (None, Some("cust-1")), 5000, Some("o-1")));
+    let f = e.flush();
+    assert_eq!(f.attributions.len(), 6);
+    for s in &f.attributions {
+        assert_eq!(s.rows.len(), 1, "{s:?}");
+        assert_eq!(s.rows[0].touchpoint, "tp1");
+        assert_eq!(s.rows[0].attributed_revenue, Decimal::new(5000, 2));
+        assert_eq!(s.version, 1);
+        assert_eq!(s.conversion_key, "order:purchase:o-1");
+    }
+    assert!(f.transfers.is_empty());
+}
+
+#[test]
+fn identify_after_the_conversion_re_attributes_it_with_a_new_version() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&conversion("cv1", "2026-11-12T10:00:00Z", (None, Some("cust-1")), 5000, None));
+    let f1 = e.flush();
+    assert!(f1.attributions.iter().all(|s| s.rows[0].touchpoint == DIRECT && s.version == 1));
+    e.ingest(&touchpoint("tp1", "2026-11-10T10:00:00Z", (Some("anon-1"), None), "click", Some("camp-1")));
+    assert!(e.flush().attributions.is_empty(), "touch of an unknown anonymous id changes nothing yet");
+    e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
+    let f2 = e.flush();
+    assert_eq!(f2.attributions.len(), 6);
+    assert!(f2.attributions.iter().all(|s| s.rows[0].touchpoint == "tp1" && s.version == 2));
+    // Replaying the same records changes nothing.
+    e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
+    e.ingest(&touchpoint("tp1", "2026-11-10T10:00:00Z", (Some("anon-1"), None), "click", Some("camp-1")));
+    assert!(e.flush().attributions.is_empty());
+}
+
+/// Finds an anonymous id and a customer id that live on different partitions of `n`.
+fn split_pair(n: u32) -> (String, String, u32, u32) {
+    let a = "anon-x".to_owned();
+    let pa = partition_for(format!("{}:{a}", acct()).as_bytes(), n);
+    for i in 0..1000 {
+        let c = format!("cust-{i}");
+        let pc = partition_for(format!("{}:{c}", acct()).as_bytes(), n);
+        if pc != pa {
+            return (a, c, pa, pc);
+        }
+    }
+    unreachable!("no split pair")
+}
+
+#[test]
+fn cross_partition_identify_emits_re_key_records_to_the_customer_partition() {
+    let n = 8;
+    let (anon, cust, pa, pc) = split_pair(n);
+    let cfg = |p| EngineConfig { partition: p, partitions: n, ..EngineConfig::default() };
+    let mut ea = Engine::new(cfg(pa));
+    let mut ec = Engine::new(cfg(pc));
+
+    // Customer partition: a server-side conversion with only the customer id.
+    let conv = conversion("cv1", "2026-11-12T10:00:00Z", (None, Some(&cust)), 1000, None);
+    assert_eq!(partition_for(conv.partition_key().as_bytes(), n), pc);
+    ec.ingest(&conv);
+    assert_eq!(ec.flush().attributions[0].rows[0].touchpoint, DIRECT);
+
+    // Anonymous partition: touches, then identify.
+    let tp = touchpoint("tp1", "2026-11-10T10:00:00Z", (Some(&anon), None), "click", Some("camp-1"));
+    let idf = identify("id1", "2026-11-11T10:00:00Z", &anon, &cust);
+    assert_eq!(partition_for(tp.partition_key().as_bytes(), n), pa);
+    assert_eq!(partition_for(idf.partition_key().as_bytes(), n), pa);
+    ea.ingest(&tp);
+    ea.ingest(&idf);
+    let fa = ea.flush();
+    assert_eq!(fa.transfers.len(), 1);
+    let t = &fa.transfers[0];
+    assert_eq!(t.topic(), "touchline.identities");
+    assert_eq!(partition_for(t.partition_key().as_bytes(), n), pc);
+    assert_eq!(t.touches.len(), 1);
+    // The impression/click was counted on the anonymous partition only.
+    assert_eq!(fa.metrics.iter().map(|m| m.clicks).sum::<u64>(), 1);
+
+    // Deliver it as bytes, as the bus would.
+    assert_eq!(ec.ingest_identities_message(&t.to_json()).unwrap(), Ingest::Applied);
+    let fc = ec.flush();
+    let lt = set(&fc, Model::LastTouch);
+    assert_eq!(lt.len(), 1);
+    assert_eq!(lt[0].rows[0].touchpoint, "tp1");
+    assert_eq!(lt[0].version, 2);
+    // Carried touches are not counted again in the customer partition's click metrics.
+    assert_eq!(fc.metrics.iter().map(|m| m.clicks).sum::<u64>(), 0);
+    // Conversion credit lands on the campaign, on the customer's partition.
+    assert_eq!(fc.metrics.iter().map(|m| m.conversions).sum::<Decimal>(), Decimal::ONE);
+
+    // A later anonymous-only touch on the anonymous partition is forwarded too.
+    ea.ingest(&touchpoint("tp2", "2026-11-11T12:00:00Z", (Some(&anon), None), "click", Some("camp-2")));
+    let fa2 = ea.flush();
+    assert_eq!(fa2.transfers.len(), 1);
+    assert_eq!(fa2.transfers[0].touches[0].id.as_str(), "tp2");
+    ec.ingest_transfer(&fa2.transfers[0]);
+    let fc2 = ec.flush();
+    assert_eq!(set(&fc2, Model::LastTouch)[0].rows[0].touchpoint, "tp2");
+    assert_eq!(set(&fc2, Model::FirstTouch).len(), 0, "first touch unchanged, not re-emitted");
+    // Re-delivery is harmless.
+    assert_eq!(ec.ingest_transfer(&fa2.transfers[0]), Ingest::Duplicate);
+    assert!(ec.flush().attributions.is_empty());
+}
+
+fn derived_rows(f: &Flush) -> Vec<SessionRow> {
+    f.sessions
+        .iter()
+        .filter_map(|c| match c {
+            SessionChange::Upsert(r) => Some(r.clone()),
+            SessionChange::Delete { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn inactivity_of_29_59_continues_and_30_00_splits() {
+    let t0 = ts("2026-11-20T08:00:00Z");
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&event("e1", t0, "a", None));
+    e.ingest(&event("e2", t0 + Duration::seconds(29 * 60 + 59), "a", None));
+    let rows = derived_rows(&e.flush());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].event_count, 2);
+    assert_eq!(rows[0].duration_secs, 29 * 60 + 59);
+
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&event("e1", t0, "a", None));
+    e.ingest(&event("e2", t0 + Duration::seconds(30 * 60), "a", None));
+    let rows = derived_rows(&e.flush());
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.derived && r.event_count == 1));
+}
+
+#[test]
+fn utm_change_starts_a_new_session_and_plain_pages_do_not() {
+    let t0 = ts("2026-11-20T08:00:00Z");
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&event("e1", t0, "a", Some(("google", "cpc", "spring"))));
+    e.ingest(&event("e2", t0 + Duration::minutes(5), "a", None));
+    e.ingest(&event("e3", t0 + Duration::minutes(10), "a", Some(("google", "cpc", "spring"))));
+    e.ingest(&event("e4", t0 + Duration::minutes(15), "a", Some(("facebook", "social", "spring"))));
+    let mut rows = derived_rows(&e.flush());
+    rows.sort_by_key(|r| r.started_at);
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0].event_count, 3);
+    assert_eq!(rows[0].utm_source.as_deref(), Some("google"));
+    assert_eq!(rows[0].landing_page.as_deref(), Some("https://shop.example/p"));
+    assert_eq!(rows[1].utm_source.as_deref(), Some("facebook"));
+}
+
+#[test]
+fn sessions_are_capped_at_24_hours() {
+    let t0 = ts("2026-11-20T00:00:00Z");
+    let mut e = Engine::new(EngineConfig::single());
+    // An event every 20 minutes for 25 hours: no inactivity split, so the cap splits at 24 h.
+    for i in 0..=75 {
+        e.ingest(&event(&format!("e{i:03}"), t0 + Duration::minutes(20 * i), "a", None));
+    }
+    let mut rows = derived_rows(&e.flush());
+    rows.sort_by_key(|r| r.started_at);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].event_count, 72, "events at 0..=23h40 (24h itself starts the next)");
+    assert_eq!(rows[1].started_at, t0 + Duration::hours(24));
+}
+
+#[test]
+fn explicit_sessions_are_respected_not_duplicated() {
+    let t0 = ts("2026-11-20T08:00:00Z");
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&rec("s1", t0, Some("a"), None, session_body("S-1", t0, None, Some("newsletter"))));
+    for i in 0..3 {
+        let at = t0 + Duration::minutes(40 * i); // gaps over 30 min: the client's session wins
+        e.ingest(&rec(&format!("e{i}"), at, Some("a"), None, event_body("page", Some("S-1"), None, None, Some("https://x/"))));
+    }
+    e.ingest(&rec("s1b", t0 + Duration::hours(2), Some("a"), None, session_body("S-1", t0, Some(t0 + Duration::hours(2)), Some("newsletter"))));
+    let f = e.flush();
+    let rows = derived_rows(&f);
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert!(!rows[0].derived);
+    assert_eq!(rows[0].session_id, "S-1");
+    assert_eq!(rows[0].page_count, 3);
+    assert_eq!(rows[0].duration_secs, 7200);
+    assert_eq!(rows[0].utm_source.as_deref(), Some("newsletter"));
+}
+
+#[test]
+fn a_late_event_merges_two_derived_sessions_and_deletes_one() {
+    let t0 = ts("2026-11-20T08:00:00Z");
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&event("e1", t0, "a", None));
+    e.ingest(&event("e3", t0 + Duration::minutes(40), "a", None));
+    assert_eq!(derived_rows(&e.flush()).len(), 2);
+    e.ingest(&event("e2", t0 + Duration::minutes(20), "a", None));
+    let f = e.flush();
+    let deletes: Vec<_> = f.sessions.iter().filter(|c| matches!(c, SessionChange::Delete { .. })).collect();
+    assert_eq!(deletes.len(), 1);
+    let ups = derived_rows(&f);
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].event_count, 3);
+}
+
+#[test]
+fn daily_metrics_use_the_campaign_time_zone() {
+    let mut cfg = EngineConfig::single();
+    assert!(cfg.catalog.set_time_zone(acct(), "camp-vn", "Asia/Ho_Chi_Minh"));
+    let mut e = Engine::new(cfg);
+    e.ingest(&touchpoint("imp1", "2026-11-20T18:30:00Z", (Some("a"), None), "impression", Some("camp-vn")));
+    e.ingest(&touchpoint("imp2", "2026-11-20T18:30:00Z", (Some("b"), None), "impression", Some("camp-utc")));
+    let f = e.flush();
+    let vn = f.metrics.iter().find(|m| m.campaign_id == "camp-vn").unwrap();
+    assert_eq!(vn.date, NaiveDate::from_ymd_opt(2026, 11, 21).unwrap());
+    assert_eq!(vn.impressions, 1);
+    assert_eq!(vn.reach, 1);
+    let utc = f.metrics.iter().find(|m| m.campaign_id == "camp-utc").unwrap();
+    assert_eq!(utc.date, NaiveDate::from_ymd_opt(2026, 11, 20).unwrap());
+    let r = vn.report();
+    assert_eq!(r.ctr, Some(0.0));
+    assert_eq!(r.cpc, None, "no clicks");
+    assert_eq!(r.roas, None, "no cost");
+    assert_eq!(r.cpa, None, "no conversions");
+    assert_eq!(r.cpm, Some(Decimal::ZERO));
+    assert_eq!(r.frequency, Some(1.0));
+}
+
+#[test]
+fn derived_metrics_are_none_when_nothing_was_seen() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&spend("sp1", "2026-11-21T00:00:00Z", NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "camp-1", "meta", 1000));
+    let r = e.flush().metrics[0].report();
+    assert_eq!((r.ctr, r.cpc, r.cpm, r.cpa, r.frequency), (None, None, None, None, None));
+    assert_eq!(r.roas, Some(Decimal::ZERO));
+    assert_eq!(r.cost, Decimal::new(1000, 2));
+}
+
+#[test]
+fn metrics_count_clicks_reach_engagements_sessions_conversions_and_cost() {
+    let day = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("i1", "2026-11-20T08:00:00Z", (Some("a"), None), "impression", Some("c")));
+    e.ingest(&touchpoint("i2", "2026-11-20T08:01:00Z", (Some("a"), None), "impression", Some("c")));
+    e.ingest(&touchpoint("i3", "2026-11-20T08:02:00Z", (Some("b"), None), "impression", Some("c")));
+    e.ingest(&touchpoint("k1", "2026-11-20T08:03:00Z", (Some("b"), None), "click", Some("c")));
+    e.ingest(&touchpoint("k1", "2026-11-20T08:03:00Z", (Some("b"), None), "click", Some("c"))); // SDK retry
+    e.ingest(&touchpoint("x1", "2026-11-20T08:04:00Z", (Some("b"), None), "cta", Some("c")));
+    e.ingest(&rec("ev1", ts("2026-11-20T08:05:00Z"), Some("b"), None, event_body("page", None, None, Some("c"), None)));
+    e.ingest(&conversion("cv1", "2026-11-20T09:00:00Z", (Some("b"), None), 12000, Some("o1")));
+    e.ingest(&conversion("cv1-dup", "2026-11-20T09:00:30Z", (Some("b"), None), 12000, Some("o1"))); // same order
+    e.ingest(&spend("sp1", "2026-11-20T10:00:00Z", day, "c", "meta", 3000));
+    e.ingest(&spend("sp2", "2026-11-20T11:00:00Z", day, "c", "meta", 4000)); // replaces sp1
+    e.ingest(&spend("sp3", "2026-11-20T11:00:00Z", day, "c", "google", 1000)); // another source
+    e.ingest(&spend("sp1", "2026-11-20T10:00:00Z", day, "c", "meta", 3000)); // old report again: ignored
+    let f = e.flush();
+    let m = f.metrics.iter().find(|m| m.campaign_id == "c" && m.date == day).unwrap();
+    assert_eq!((m.impressions, m.clicks, m.reach, m.engagements), (3, 1, 2, 2));
+    assert_eq!(m.sessions, 1, "the event with campaign c starts a derived session");
+    assert_eq!(m.conversions, Decimal::ONE);
+    assert_eq!(m.revenue, Decimal::new(12000, 2));
+    assert_eq!(m.cost, Decimal::new(5000, 2));
+    let r = m.report();
+    assert_eq!(r.cpc, Some(Decimal::new(50, 0)));
+    assert_eq!(r.roas, Some(Decimal::new(24, 1)));
+    assert_eq!(r.frequency, Some(1.5));
+    assert_eq!(f.attributions.iter().filter(|s| s.model == Model::Linear).count(), 1, "one conversion for order o1");
+}
+
+#[test]
+fn lookback_windows_per_class() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("view-2d", "2026-11-18T10:00:00Z", (Some("a"), None), "impression", Some("c")));
+    e.ingest(&touchpoint("click-31d", "2026-10-12T09:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&touchpoint("click-29d", "2026-10-22T10:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&touchpoint("view-12h", "2026-11-19T22:00:00Z", (Some("a"), None), "impression", Some("c")));
+    e.ingest(&touchpoint("after", "2026-11-20T10:00:01Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 100, None));
+    let f = e.flush();
+    let lin = set(&f, Model::Linear)[0];
+    let ids: Vec<&str> = lin.rows.iter().map(|r| r.touchpoint.as_str()).collect();
+    assert_eq!(ids, ["click-29d", "view-12h"]);
+}
+
+#[test]
+fn ties_are_ordered_by_record_id() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("b", "2026-11-20T10:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&touchpoint("a", "2026-11-20T10:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&conversion("cv", "2026-11-20T11:00:00Z", (Some("a"), None), 100, None));
+    let f = e.flush();
+    assert_eq!(set(&f, Model::FirstTouch)[0].rows[0].touchpoint, "a");
+    assert_eq!(set(&f, Model::LastTouch)[0].rows[0].touchpoint, "b");
+}
+
+#[test]
+fn default_model_of_the_account_drives_metric_credit() {
+    let mut cfg = EngineConfig::single();
+    cfg.accounts.insert(acct(), AccountSettings { default_model: Model::Linear, ..AccountSettings::default() });
+    let mut e = Engine::new(cfg);
+    e.ingest(&touchpoint("t1", "2026-11-20T08:00:00Z", (Some("a"), None), "click", Some("c1")));
+    e.ingest(&touchpoint("t2", "2026-11-20T09:00:00Z", (Some("a"), None), "click", Some("c2")));
+    e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
+    let f = e.flush();
+    for c in ["c1", "c2"] {
+        let m = f.metrics.iter().find(|m| m.campaign_id == c).unwrap();
+        assert_eq!(m.conversions, Decimal::new(5, 1));
+        assert_eq!(m.revenue, Decimal::new(500, 2));
+    }
+}
+
+#[test]
+fn watermark_refuses_too_late_records_and_evicts_state() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("old", "2026-09-01T10:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&touchpoint("new", "2026-11-19T10:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.flush();
+    e.advance_watermark(ts("2026-11-20T00:00:00Z"));
+    assert_eq!(e.counters().evicted_touches, 1);
+    assert_eq!(e.ingest(&touchpoint("late", "2026-11-01T10:00:00Z", (Some("a"), None), "click", Some("c"))), Ingest::TooLate);
+    assert_eq!(e.counters().too_late, 1);
+    assert_eq!(e.ingest(&touchpoint("ok", "2026-11-15T10:00:00Z", (Some("a"), None), "click", Some("c"))), Ingest::Applied);
+}
+
+#[test]
+fn snapshot_restore_round_trip_and_version_check() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("t1", "2026-11-20T08:00:00Z", (Some("a"), None), "click", Some("c1")));
+    e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
+    let snap = e.snapshot();
+    let mut r = Engine::restore(EngineConfig::single(), &snap).unwrap();
+    let mut r2 = Engine::restore(EngineConfig::single(), &r.snapshot()).unwrap();
+    let (a, b, c) = (r.flush(), r2.flush(), e.flush());
+    assert_eq!(a, c);
+    assert_eq!(b, c);
+    assert_eq!(a.attributions.len(), 6);
+    let bad = String::from_utf8(snap).unwrap().replace("\"version\":1", "\"version\":99");
+    assert!(matches!(Engine::restore(EngineConfig::single(), bad.as_bytes()), Err(EngineError::SnapshotVersion { .. })));
+    let other = EngineConfig { partition: 3, partitions: 4, ..EngineConfig::default() };
+    assert!(Engine::restore(other, &e.snapshot()).is_err());
+}
+
+#[test]
+fn paths_feed_markov_and_shapley() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&rec("t1", ts("2026-11-20T08:00:00Z"), Some("a"), None, tp_body("click", Some("c"), None, Some("search"), None)));
+    e.ingest(&rec("t2", ts("2026-11-20T09:00:00Z"), Some("a"), None, tp_body("click", Some("c"), None, Some("email"), None)));
+    e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
+    e.ingest(&rec("t3", ts("2026-11-20T08:00:00Z"), Some("b"), None, tp_body("click", Some("c"), None, Some("search"), None)));
+    let paths = e.paths(acct(), ts("2026-11-01T00:00:00Z"), ts("2026-12-01T00:00:00Z"));
+    assert_eq!(paths.len(), 2);
+    let m = markov(&paths);
+    assert!((m.channels.iter().map(|c| c.conversions).sum::<f64>() - 1.0).abs() < 1e-9);
+    // search → email → conv; search → null. Removing email kills the only conversion: RE 1;
+    // removing search also: RE 1 → 0.5 each.
+    assert!(m.channels.iter().all(|c| (c.conversions - 0.5).abs() < 1e-9), "{m:?}");
+    let s = shapley(&paths, ShapleyOptions::default());
+    assert!(s.channels.iter().all(|c| (c.conversions - 0.5).abs() < 1e-9), "{s:?}");
+}
+
+#[test]
+fn link_clicks_count_unless_bots_or_without_campaign() {
+    use touchline_model::{Body, LinkClick};
+    let lc = |bot: bool, campaign: Option<&str>| {
+        Body::LinkClick(LinkClick {
+            link_id: None,
+            short_code: Some(id("abc")),
+            target_url: None,
+            referer: None,
+            user_agent: None,
+            ip: None,
+            device_id: None,
+            campaign_id: campaign.map(id),
+            advertisement_id: None,
+            bot,
+            unique: None,
+        })
+    };
+    let mut e = Engine::new(EngineConfig::single());
+    assert_eq!(e.ingest(&rec("l1", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc(false, Some("c")))), Ingest::Applied);
+    assert_eq!(e.ingest(&rec("l2", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc(true, Some("c")))), Ingest::Ignored);
+    assert_eq!(e.ingest(&rec("l3", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc(false, None))), Ingest::Ignored);
+    e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
+    let f = e.flush();
+    assert_eq!(set(&f, Model::LastTouch)[0].rows[0].channel, "short_link");
+    assert_eq!(f.metrics.iter().find(|m| m.campaign_id == "c").unwrap().clicks, 1);
+}
