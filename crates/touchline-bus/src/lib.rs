@@ -13,6 +13,7 @@ use async_trait::async_trait;
 pub mod conformance;
 pub mod log;
 
+pub use log::reader::LogReader;
 pub use log::{EmbeddedLog, LogConfig};
 
 /// A record to append. The partition is chosen from `key` (Kafka's murmur2 partitioner).

@@ -260,3 +260,27 @@ async fn sigkill_loses_no_acknowledged_record() {
     }
     eprintln!("acknowledged {} appends before SIGKILL; {} records recovered", acked.len(), stored.len());
 }
+
+#[tokio::test]
+async fn read_only_reader_sees_records_while_the_log_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), small()).await;
+    for i in 0..30 {
+        log.append(vec![rec("touchline.events", &format!("acct:{}", i % 3), &format!("v{i}"), i)]).await.unwrap();
+    }
+    let reader = touchline_bus::LogReader::new(dir.path()).unwrap();
+    assert_eq!(reader.topics(), vec!["touchline.events".to_owned()]);
+    let mut total = 0;
+    for p in reader.partitions("touchline.events") {
+        let recs = reader.read("touchline.events", p, 0, 1000).unwrap();
+        for w in recs.windows(2) {
+            assert_eq!(w[1].offset, w[0].offset + 1);
+        }
+        total += recs.len();
+        if let Some(last) = recs.last() {
+            assert_eq!(reader.read("touchline.events", p, last.offset, 10).unwrap().len(), 1);
+        }
+    }
+    assert_eq!(total, 30);
+    assert!(touchline_bus::LogReader::new(dir.path().join("nope")).is_err());
+}

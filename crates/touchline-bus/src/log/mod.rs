@@ -13,6 +13,7 @@
 //! partial or checksum-failing frame left by a crash) is cut off.
 
 pub mod frame;
+pub mod reader;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};

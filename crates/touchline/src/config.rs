@@ -1,0 +1,168 @@
+//! Typed configuration: every default in this one file, then a TOML file (`--config`), then
+//! `TOUCHLINE_*` environment variables (nested keys with `__`, e.g. `TOUCHLINE_LOG__PARTITIONS`).
+//! Validated at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use touchline_bus::LogConfig;
+use touchline_collector::CollectorConfig;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listen address (`TOUCHLINE_HTTP_ADDR`).
+    pub http_addr: SocketAddr,
+    /// Base URL clients use to reach this server (printed in examples; short links later).
+    pub public_url: Option<String>,
+    /// Embedded data: the log, accounts (`TOUCHLINE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Fixes the write key of account `default` (`TOUCHLINE_WRITE_KEY`).
+    pub write_key: Option<String>,
+    /// Fixes the secret key of account `default` (`TOUCHLINE_SECRET_KEY`).
+    pub secret_key: Option<String>,
+    /// Kafka bootstrap servers (`TOUCHLINE_KAFKA_BROKERS`); the embedded log when unset.
+    pub kafka_brokers: Option<String>,
+    /// ClickHouse HTTP URL (`TOUCHLINE_CLICKHOUSE_URL`).
+    pub clickhouse_url: Option<String>,
+    /// Postgres or `sqlite://…` URL (`TOUCHLINE_DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// Log filter for tracing (`TOUCHLINE_LOG_LEVEL`, e.g. `info,touchline=debug`).
+    pub log_level: String,
+    /// The embedded log (`TOUCHLINE_LOG__PARTITIONS`, `TOUCHLINE_LOG__RETENTION_SECS`, …).
+    pub log: LogConfig,
+    /// Collector limits and mappings (`TOUCHLINE_COLLECTOR__MAX_BODY_BYTES`, …).
+    pub collector: CollectorConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("./data"),
+            write_key: None,
+            secret_key: None,
+            kafka_brokers: None,
+            clickhouse_url: None,
+            database_url: None,
+            log_level: "info".to_owned(),
+            log: LogConfig::default(),
+            collector: CollectorConfig::default(),
+        }
+    }
+}
+
+/// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
+const ENV_KEYS: [&str; 11] = [
+    "http_addr",
+    "public_url",
+    "data_dir",
+    "write_key",
+    "secret_key",
+    "kafka_brokers",
+    "clickhouse_url",
+    "database_url",
+    "log_level",
+    "log",
+    "collector",
+];
+
+impl Config {
+    /// Loads defaults, then the TOML file if given, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        // `split` has turned `__` into `.` by the time the filter sees a key.
+        let env = Env::prefixed("TOUCHLINE_").split("__").filter(|k| {
+            let key = k.as_str().to_ascii_lowercase();
+            ENV_KEYS.iter().any(|e| key == *e || key.starts_with(&format!("{e}.")))
+        });
+        fig = fig.merge(env);
+        let cfg: Config = fig.extract().context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.log.partitions == 0 || self.log.partitions > 1024 {
+            bail!("log.partitions must be between 1 and 1024, not {}", self.log.partitions);
+        }
+        if self.collector.max_record_bytes == 0 || self.collector.max_record_bytes > self.collector.max_body_bytes {
+            bail!("collector.max_record_bytes must be between 1 and collector.max_body_bytes");
+        }
+        if self.collector.max_batch_records == 0 {
+            bail!("collector.max_batch_records must be at least 1");
+        }
+        for (name, key) in [("write_key", &self.write_key), ("secret_key", &self.secret_key)] {
+            if let Some(k) = key {
+                if k.len() < 16 || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    bail!("{name} must be 16 to 256 characters without spaces");
+                }
+            }
+        }
+        if let (Some(w), Some(s)) = (&self.write_key, &self.secret_key) {
+            if w == s {
+                bail!("write_key and secret_key must differ");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// The URL printed in examples.
+    pub fn base_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.http_addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_env_layer_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "http_addr = \"127.0.0.1:9000\"\n[log]\npartitions = 4\n")?;
+            jail.set_env("TOUCHLINE_HTTP_ADDR", "127.0.0.1:9100");
+            jail.set_env("TOUCHLINE_COLLECTOR__MAX_BATCH_RECORDS", "10");
+            jail.set_env("TOUCHLINE_SOMETHING_ELSE", "ignored");
+            let c = Config::load(Some(Path::new("t.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.http_addr.port(), 9100, "env wins over file");
+            assert_eq!(c.log.partitions, 4, "file wins over default");
+            assert_eq!(c.collector.max_batch_records, 10);
+            assert_eq!(c.data_dir, PathBuf::from("./data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOUCHLINE_LOG__PARTITIONS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("log.partitions"), "{e}");
+            jail.set_env("TOUCHLINE_LOG__PARTITIONS", "8");
+            jail.set_env("TOUCHLINE_HTTP_ADDR", "not an address");
+            let e = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(e.to_lowercase().contains("http_addr"), "{e}");
+            jail.set_env("TOUCHLINE_HTTP_ADDR", "127.0.0.1:1");
+            jail.set_env("TOUCHLINE_WRITE_KEY", "short");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("write_key"), "{e}");
+            Ok(())
+        });
+    }
+}

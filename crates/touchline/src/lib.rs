@@ -1,0 +1,6 @@
+//! The touchline binary's pieces: configuration, accounts, and the roles it runs.
+
+pub mod accounts;
+pub mod app;
+pub mod config;
+pub mod tail;

@@ -1,0 +1,129 @@
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use touchline::app::App;
+use touchline::config::Config;
+use touchline::tail::{self, TailArgs};
+
+/// touchline: marketing analytics ingestion, attribution and daily campaign metrics.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file; TOUCHLINE_* environment variables override it.
+    #[arg(long, global = true, env = "TOUCHLINE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything on this machine: collector + embedded log (no servers needed).
+    Serve,
+    /// Print the records of a topic of the embedded log as JSON lines.
+    Tail {
+        /// Topic to print, e.g. touchline.events, touchline.conversions.
+        #[arg(long, default_value = "touchline.events")]
+        topic: String,
+        /// Print only the last N records of each partition.
+        #[arg(long)]
+        last: Option<usize>,
+        /// Keep printing new records as they arrive.
+        #[arg(long, short)]
+        follow: bool,
+        /// Wrap each record with its partition, offset and key.
+        #[arg(long)]
+        meta: bool,
+        /// Stop after N records.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Print the effective configuration (keys redacted) and exit.
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Tail { topic, last, follow, meta, limit } => {
+            let mut out = std::io::stdout();
+            tail::run(&config.log_dir(), TailArgs { topic, last, follow, meta, limit }, &mut out).await?;
+            Ok(())
+        }
+        Command::Config => {
+            let mut c = config.clone();
+            for k in [&mut c.write_key, &mut c.secret_key] {
+                if k.is_some() {
+                    *k = Some("<redacted>".into());
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&c)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let addr = config.http_addr;
+    let app = App::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let base = app.config.public_url.clone().unwrap_or_else(|| format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default()));
+    print_banner(&app, &base);
+    app.serve(listener, shutdown_signal()).await
+}
+
+fn print_banner(app: &App, base: &str) {
+    let mut s = String::new();
+    s.push_str(&format!("touchline {} listening on {base}\n", env!("CARGO_PKG_VERSION")));
+    s.push_str(&format!("  data dir: {} (embedded log, accounts)\n", app.config.data_dir.display()));
+    if let Some(id) = app.default_account {
+        s.push_str(&format!("  account `default`: {id}\n"));
+    }
+    let nk = &app.new_keys;
+    if nk.write.is_some() || nk.secret.is_some() {
+        s.push_str("  new keys (shown once; stored hashed):\n");
+        if let Some(k) = &nk.write {
+            s.push_str(&format!("    write key:  {k}\n"));
+        }
+        if let Some(k) = &nk.secret {
+            s.push_str(&format!("    secret key: {k}\n"));
+        }
+    }
+    let key = nk.write.clone().or_else(|| app.config.write_key.clone()).unwrap_or_else(|| "<your write key>".into());
+    s.push_str("Send an event:\n");
+    s.push_str(&format!(
+        "  curl -s {base}/v1/events -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"event_name\":\"page_view\",\"anonymous_id\":\"visitor-1\",\"context\":{{\"page_url\":\"https://shop.example/?utm_source=newsletter\"}}}}'\n"
+    ));
+    s.push_str("See it land:\n  touchline tail --topic touchline.events\n");
+    println!("{s}");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
