@@ -87,14 +87,7 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Reads up to `max` records of one partition starting at `from`. Waits up to `wait` for
     /// records when none are available yet; an empty result means none arrived in time.
-    async fn read(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<StoredRecord>, BusError>;
+    async fn read(&self, topic: &str, partition: u32, from: u64, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, BusError>;
 
     /// The first offset still held (earlier ones were removed by retention).
     async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError>;

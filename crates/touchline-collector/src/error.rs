@@ -23,6 +23,8 @@ pub enum ApiError {
     AllRejected { rejected: Vec<RecordError>, too_large: bool },
     #[error("the bus is unavailable, retry later: {0}")]
     Unavailable(String),
+    #[error("over the account's rate limit; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
 }
@@ -38,6 +40,7 @@ impl ApiError {
             ApiError::AllRejected { too_large: true, .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AllRejected { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::AllRejected { .. } => "all_rejected",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound => "not_found",
         }
     }
@@ -80,6 +84,11 @@ impl IntoResponse for ApiError {
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited { retry_after_secs } = &self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic realm=\"touchline\""));

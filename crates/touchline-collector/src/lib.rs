@@ -44,6 +44,9 @@ pub struct CollectorConfig {
     /// Segment `track` names that are conversions too, with the conversion kind
     /// (matched without regard to case). Default: Order Completed → purchase, Signed Up → signup.
     pub conversion_events: std::collections::BTreeMap<String, String>,
+    /// Records per second one account may send (0 = no limit); over it the collector answers
+    /// 429 with `Retry-After`. Bursts up to one full batch are allowed.
+    pub rate_limit_per_sec: u32,
 }
 
 impl Default for CollectorConfig {
@@ -55,6 +58,7 @@ impl Default for CollectorConfig {
             max_batch_records: d.max_batch_records,
             trust_forwarded_for: false,
             conversion_events: d.conversion_events,
+            rate_limit_per_sec: 0,
         }
     }
 }
@@ -78,7 +82,10 @@ pub struct CollectorStats {
     pub records_rejected: AtomicU64,
     pub bus_failures: AtomicU64,
     pub pixels_dropped: AtomicU64,
+    pub rate_limited: AtomicU64,
 }
+
+type Limiter = governor::DefaultKeyedRateLimiter<uuid::Uuid>;
 
 /// What every handler shares.
 pub struct AppState {
@@ -87,19 +94,28 @@ pub struct AppState {
     pub config: CollectorConfig,
     pub stats: CollectorStats,
     decode: DecodeOptions,
+    limiter: Option<Limiter>,
 }
 
 impl AppState {
     pub fn new(bus: Arc<dyn Bus>, keys: Arc<dyn KeyStore>, config: CollectorConfig) -> Arc<Self> {
         let decode = config.decode_options();
-        Arc::new(AppState { bus, keys, config, stats: CollectorStats::default(), decode })
+        let limiter = std::num::NonZeroU32::new(config.rate_limit_per_sec).map(|rate| {
+            let burst = std::num::NonZeroU32::new(config.rate_limit_per_sec.max(config.max_batch_records as u32).max(1)).unwrap_or(rate);
+            governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst))
+        });
+        Arc::new(AppState { bus, keys, config, stats: CollectorStats::default(), decode, limiter })
     }
 }
 
 /// The collector's routes. The binary may merge more (reports, links) into it.
 pub fn router(state: Arc<AppState>) -> Router {
-    let entity = |k: EntityKind| post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Entity(k)));
-    let segment = |t: SegmentType| post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Segment(t)));
+    let entity = |k: EntityKind| {
+        post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Entity(k)))
+    };
+    let segment = |t: SegmentType| {
+        post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Segment(t)))
+    };
     let batch = || post(|s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Any));
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
@@ -145,9 +161,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -178,9 +192,25 @@ fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 fn query_key(query: Option<&str>) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "k" || k == "writeKey" || k == "write_key")
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "k" || k == "writeKey" || k == "write_key").map(|(_, v)| v.into_owned())
+}
+
+/// Takes `n` records from the account's budget, or says how long to wait.
+fn check_rate(state: &AppState, account: uuid::Uuid, n: usize) -> Result<(), ApiError> {
+    let Some(limiter) = &state.limiter else { return Ok(()) };
+    let Some(n) = std::num::NonZeroU32::new(n.min(u32::MAX as usize) as u32) else { return Ok(()) };
+    match limiter.check_key_n(&account, n) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => {
+            state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) })
+        }
+        Err(_) => {
+            state.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            Err(ApiError::RateLimited { retry_after_secs: 1 })
+        }
+    }
 }
 
 fn authenticate(state: &AppState, key: &str) -> Result<KeyInfo, ApiError> {
@@ -261,9 +291,7 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
 fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ApiError> {
     let mut out = Vec::new();
     let mut limited = reader.take(limit as u64 + 1);
-    limited
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::BadRequest(format!("body is not valid {what}: {e}")))?;
+    limited.read_to_end(&mut out).map_err(|e| ApiError::BadRequest(format!("body is not valid {what}: {e}")))?;
     if out.len() > limit {
         return Err(ApiError::TooLarge(format!("decompressed body is over the limit of {limit} bytes")));
     }
@@ -333,6 +361,7 @@ async fn handle_json(
         let too_large = decoded.rejected.iter().all(|r| r.code == "too_large");
         return Err(ApiError::AllRejected { rejected: decoded.rejected, too_large });
     }
+    check_rate(state, info.account_id, decoded.records.len())?;
     append(state, &decoded.records).await?;
     Ok(json!({
         "success": true,
@@ -364,9 +393,8 @@ async fn beacon(
 
 /// A transparent 1×1 GIF (43 bytes).
 pub const PIXEL_GIF: [u8; 43] = [
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x21,
-    0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44,
-    0x01, 0x00, 0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04,
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
 /// `GET /p.gif?k=KEY&…`: always answers the GIF so pages never break; stores the record only
@@ -399,6 +427,9 @@ async fn pixel_inner(state: &AppState, peer: SocketAddr, query: &str, headers: &
     }
     let key = query_key(Some(query));
     let Some(info) = key.and_then(|k| state.keys.lookup(&k)) else { return "bad_key" };
+    if check_rate(state, info.account_id, 1).is_err() {
+        return "rate_limited";
+    }
     let ctx = request_ctx(state, headers, peer, info);
     let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
     let (_, result) = touchline_model::decode_pixel(query, referer, &ctx, &state.decode);

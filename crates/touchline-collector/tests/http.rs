@@ -26,13 +26,17 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(CollectorConfig::default()).await
+}
+
+async fn start_with(config: CollectorConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus = EmbeddedLog::open(dir.path(), LogConfig { partitions: 4, retention_check_secs: 0, ..LogConfig::default() }).await.unwrap();
     let keys = MemoryKeys::new();
     keys.insert(WRITE, KeyInfo { account_id: ACCOUNT, kind: KeyKind::Write });
     keys.insert(SECRET, KeyInfo { account_id: ACCOUNT, kind: KeyKind::Secret });
     keys.insert(OTHER, KeyInfo { account_id: Uuid::from_u128(0xb), kind: KeyKind::Write });
-    let state = AppState::new(bus.clone(), Arc::new(keys), CollectorConfig::default());
+    let state = AppState::new(bus.clone(), Arc::new(keys), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -157,10 +161,13 @@ async fn segment_sdk_payloads_with_basic_auth() {
 
     // analytics.js (apiHost pointed here): /v1/p and /v1/t with writeKey in the body.
     for (path, msg) in [
-        ("/v1/p", json!({"writeKey": WRITE, "anonymousId": "anon-9", "type": "page", "name": "Home",
+        (
+            "/v1/p",
+            json!({"writeKey": WRITE, "anonymousId": "anon-9", "type": "page", "name": "Home",
                           "properties": {"url": "https://s.example/?utm_source=zalo&utm_campaign=tet"},
                           "context": {"page": {"url": "https://s.example/?utm_source=zalo&utm_campaign=tet", "referrer": ""}, "userAgent": "Mozilla/5.0"},
-                          "messageId": "ajs-next-1", "timestamp": "2026-11-21T10:00:00.000Z", "sentAt": "2026-11-21T10:00:00.100Z"})),
+                          "messageId": "ajs-next-1", "timestamp": "2026-11-21T10:00:00.000Z", "sentAt": "2026-11-21T10:00:00.100Z"}),
+        ),
         ("/v1/t", json!({"writeKey": WRITE, "anonymousId": "anon-9", "type": "track", "event": "Add To Cart", "properties": {"sku": "X"}})),
         ("/v1/screen", json!({"writeKey": WRITE, "userId": "u-1", "name": "Cart"})),
         ("/v1/alias", json!({"writeKey": WRITE, "userId": "u-1", "previousId": "anon-10"})),
@@ -190,14 +197,40 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn gzip_by_header_and_by_magic_bytes() {
     let h = start().await;
-    let body = json!([{"type": "event", "event_name": "a", "anonymous_id": "x"}, {"type": "event", "event_name": "b", "anonymous_id": "x"}]);
+    let body =
+        json!([{"type": "event", "event_name": "a", "anonymous_id": "x"}, {"type": "event", "event_name": "b", "anonymous_id": "x"}]);
     let gz = gzip(body.to_string().as_bytes());
-    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-encoding", "gzip").header("content-type", "application/json").body(gz.clone()).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/batch", h.base))
+        .bearer_auth(WRITE)
+        .header("content-encoding", "gzip")
+        .header("content-type", "application/json")
+        .body(gz.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-type", "application/json").body(gz).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/batch", h.base))
+        .bearer_auth(WRITE)
+        .header("content-type", "application/json")
+        .body(gz)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "gzip detected by magic bytes");
     assert_eq!(h.count("touchline.events").await, 4);
-    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-encoding", "gzip").body("not gzip").send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/batch", h.base))
+        .bearer_auth(WRITE)
+        .header("content-encoding", "gzip")
+        .body("not gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("not valid gzip"));
     let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-encoding", "br").body("x").send().await.unwrap();
@@ -245,10 +278,24 @@ async fn pixel_and_beacon() {
 
     // sendBeacon: text/plain, key in the body.
     let beacon = json!({"writeKey": WRITE, "batch": [{"type": "event", "event_name": "unload", "anonymous_id": "anon-1"}]});
-    let r = h.http.post(format!("{}/v1/beacon", h.base)).header("content-type", "text/plain;charset=UTF-8").body(beacon.to_string()).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/beacon", h.base))
+        .header("content-type", "text/plain;charset=UTF-8")
+        .body(beacon.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     // Key on the query string.
-    let r = h.http.post(format!("{}/v1/beacon?k={WRITE}", h.base)).header("content-type", "text/plain").body(json!({"type": "event", "event_name": "x", "anonymous_id": "a"}).to_string()).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/beacon?k={WRITE}", h.base))
+        .header("content-type", "text/plain")
+        .body(json!({"type": "event", "event_name": "x", "anonymous_id": "a"}).to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(h.count("touchline.events").await, 3);
 }
@@ -256,7 +303,15 @@ async fn pixel_and_beacon() {
 #[tokio::test]
 async fn malformed_unknown_fields_and_wrong_types_name_the_problem() {
     let h = start().await;
-    let r = h.http.post(format!("{}/v1/events", h.base)).bearer_auth(WRITE).header("content-type", "application/json").body("{\"event_name\": \"x\",").send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/events", h.base))
+        .bearer_auth(WRITE)
+        .header("content-type", "application/json")
+        .body("{\"event_name\": \"x\",")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     let msg = body["error"].as_str().unwrap();
@@ -295,7 +350,13 @@ async fn keys_are_required_and_checked() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = h.http.post(format!("{}/v1/events", h.base)).header("authorization", "Basic !!!").json(&rec).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = h.http.post(format!("{}/v1/events", h.base)).json(&json!({"writeKey": "wrong", "event_name": "x", "anonymous_id": "a"})).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/events", h.base))
+        .json(&json!({"writeKey": "wrong", "event_name": "x", "anonymous_id": "a"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The secret key may send too; another account's key stores under that account.
     let r = h.http.post(format!("{}/v1/events", h.base)).bearer_auth(SECRET).json(&rec).send().await.unwrap();
@@ -325,12 +386,21 @@ async fn size_limits_answer_413() {
     assert_eq!(body["rejected"][0]["code"], "too_large");
     // A body over 5 MiB.
     let big = "x".repeat(6 * 1024 * 1024);
-    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/batch", h.base))
+        .bearer_auth(WRITE)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // A gzip bomb: 64 KiB compressed, 64 MiB inflated.
     let bomb = gzip(&vec![b' '; 64 * 1024 * 1024]);
     assert!(bomb.len() < 200 * 1024);
-    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-encoding", "gzip").body(bomb).send().await.unwrap();
+    let r =
+        h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).header("content-encoding", "gzip").body(bomb).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.text().await.unwrap().contains("decompressed body"));
     // More than 2,500 records.
@@ -344,10 +414,26 @@ async fn size_limits_answer_413() {
 #[tokio::test]
 async fn wrong_content_type_is_415() {
     let h = start().await;
-    let r = h.http.post(format!("{}/v1/events", h.base)).bearer_auth(WRITE).header("content-type", "application/x-www-form-urlencoded").body("event_name=x").send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/events", h.base))
+        .bearer_auth(WRITE)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("event_name=x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(r.text().await.unwrap().contains("application/json"));
-    let r = h.http.post(format!("{}/v1/events", h.base)).bearer_auth(WRITE).header("content-type", "application/xml").body("<x/>").send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/events", h.base))
+        .bearer_auth(WRITE)
+        .header("content-type", "application/xml")
+        .body("<x/>")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
@@ -365,7 +451,15 @@ async fn cors_health_and_readiness() {
         .unwrap();
     assert!(r.status().is_success());
     assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example");
-    let r = h.http.post(format!("{}/v1/events", h.base)).header("origin", "https://shop.example").bearer_auth(WRITE).json(&json!({"event_name": "x", "anonymous_id": "a"})).send().await.unwrap();
+    let r = h
+        .http
+        .post(format!("{}/v1/events", h.base))
+        .header("origin", "https://shop.example")
+        .bearer_auth(WRITE)
+        .json(&json!({"event_name": "x", "anonymous_id": "a"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["access-control-allow-origin"], "https://shop.example");
     assert_eq!(h.http.get(format!("{}/healthz", h.base)).send().await.unwrap().status(), StatusCode::OK);
     let r = h.http.get(format!("{}/readyz", h.base)).send().await.unwrap();
@@ -394,4 +488,21 @@ async fn concurrent_clients_all_stored() {
     assert_eq!(stored.len(), 2_000);
     let ids: std::collections::HashSet<_> = stored.iter().map(|r| r["record_id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(ids.len(), 2_000);
+}
+
+#[tokio::test]
+async fn over_the_tenant_rate_is_429_per_account() {
+    let h = start_with(CollectorConfig { rate_limit_per_sec: 5, max_batch_records: 20, ..CollectorConfig::default() }).await;
+    let batch: Vec<Value> = (0..20).map(|_| json!({"type": "event", "event_name": "x", "anonymous_id": "a"})).collect();
+    let (s, _) = h.post("/v1/batch", Value::Array(batch.clone())).await;
+    assert_eq!(s, StatusCode::OK, "a full batch fits the burst");
+    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(WRITE).json(&batch).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&wait), "retry after {wait}s");
+    assert!(r.text().await.unwrap().contains("rate limit"));
+    // Another account has its own budget.
+    let r = h.http.post(format!("{}/v1/batch", h.base)).bearer_auth(OTHER).json(&batch).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(h.count("touchline.events").await, 40, "the refused batch was not stored");
 }

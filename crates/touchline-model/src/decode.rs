@@ -36,12 +36,7 @@ impl Default for DecodeOptions {
         let mut conversion_events = BTreeMap::new();
         conversion_events.insert("order completed".to_owned(), "purchase".to_owned());
         conversion_events.insert("signed up".to_owned(), "signup".to_owned());
-        DecodeOptions {
-            max_record_bytes: 32 * 1024,
-            max_batch_records: 2_500,
-            conversion_events,
-            max_future: Duration::hours(23),
-        }
+        DecodeOptions { max_record_bytes: 32 * 1024, max_batch_records: 2_500, conversion_events, max_future: Duration::hours(23) }
     }
 }
 
@@ -126,9 +121,8 @@ struct KeyPeek {
 
 /// Splits a JSON body into items: `{"batch":[…]}`, `[…]`, or one object.
 pub fn parse_body<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> Result<ParsedBody<'a>, BodyError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        BodyError::Malformed(format!("body is not UTF-8 (invalid byte at offset {})", e.valid_up_to()))
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| BodyError::Malformed(format!("body is not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     let trimmed = text.trim_start();
     if trimmed.is_empty() {
         return Err(BodyError::Empty);
@@ -225,9 +219,7 @@ pub fn decode_item(
     }
     let map: Map<String, Value> = match serde_json::from_str::<Value>(raw.get()) {
         Ok(Value::Object(m)) => m,
-        Ok(other) => {
-            return Err(RecordError::invalid(index, None, format!("expected a JSON object, found {}", json_type(&other))))
-        }
+        Ok(other) => return Err(RecordError::invalid(index, None, format!("expected a JSON object, found {}", json_type(&other)))),
         Err(e) => return Err(RecordError::invalid(index, None, format!("malformed JSON: {e}"))),
     };
     decode_map(index, map, ctx, expect, batch_sent_at, opts)
@@ -245,46 +237,35 @@ pub fn decode_map(
     let ty = match map.get("type") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => {
-            return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(other))))
-        }
+        Some(other) => return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(other)))),
     };
     let d = ItemDecoder { index, ctx, opts, batch_sent_at };
     match expect {
         Expect::Entity(kind) => match ty {
             None => d.native(kind, map),
             Some(t) if t == kind.as_str() => d.native(kind, map),
-            Some(t) => Err(RecordError::invalid(
-                index,
-                Some("type"),
-                format!("this endpoint takes `{}` records, not `{t}`", kind.as_str()),
-            )),
+            Some(t) => {
+                Err(RecordError::invalid(index, Some("type"), format!("this endpoint takes `{}` records, not `{t}`", kind.as_str())))
+            }
         },
         Expect::Segment(st) => match ty {
             None => d.segment(st, map),
             Some(t) if t == st.as_str() => d.segment(st, map),
-            Some(t) => Err(RecordError::invalid(
-                index,
-                Some("type"),
-                format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str()),
-            )),
+            Some(t) => {
+                Err(RecordError::invalid(index, Some("type"), format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str())))
+            }
         },
         Expect::Any => {
             let Some(t) = ty else {
                 return Err(RecordError::invalid(index, Some("type"), format!("required; one of {TYPE_LIST}")));
             };
-            let segment_style = ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"]
-                .iter()
-                .any(|k| map.contains_key(*k));
+            let segment_style =
+                ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"].iter().any(|k| map.contains_key(*k));
             match (EntityKind::parse(t), SegmentType::parse(t)) {
                 (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style => d.segment(st, map),
                 (Some(kind), _) => d.native(kind, map),
                 (None, Some(st)) => d.segment(st, map),
-                (None, None) => Err(RecordError::invalid(
-                    index,
-                    Some("type"),
-                    format!("unknown type `{t}`; expected one of {TYPE_LIST}"),
-                )),
+                (None, None) => Err(RecordError::invalid(index, Some("type"), format!("unknown type `{t}`; expected one of {TYPE_LIST}"))),
             }
         }
     }
@@ -445,22 +426,13 @@ impl ItemDecoder<'_> {
             SegmentType::Track => {
                 let name = match map.remove("event") {
                     Some(Value::String(s)) if !s.trim().is_empty() => s,
-                    Some(Value::String(_)) | None | Some(Value::Null) => {
-                        return Err(self.err("event", "required for a track call"))
-                    }
+                    Some(Value::String(_)) | None | Some(Value::Null) => return Err(self.err("event", "required for a track call")),
                     Some(other) => return Err(self.err("event", format!("expected a string, found {}", json_type(&other)))),
                 };
                 if let Some(kind) = self.opts.conversion_events.get(&name.to_lowercase()) {
                     out.push(self.segment_conversion(&meta, kind, &properties)?);
                 }
-                Body::Event(Event {
-                    event_name: name,
-                    session_id: None,
-                    campaign_id: None,
-                    advertisement_id: None,
-                    properties,
-                    context,
-                })
+                Body::Event(Event { event_name: name, session_id: None, campaign_id: None, advertisement_id: None, properties, context })
             }
             SegmentType::Page | SegmentType::Screen => {
                 let mut context = context;
@@ -498,7 +470,8 @@ impl ItemDecoder<'_> {
             }
             SegmentType::Identify => Body::Identify(Identify { traits: self.take_object(&mut map, "traits")? }),
             SegmentType::Alias => {
-                let previous_id = self.take_id(&mut map, "previousId")?.ok_or_else(|| self.err("previousId", "required for an alias call"))?;
+                let previous_id =
+                    self.take_id(&mut map, "previousId")?.ok_or_else(|| self.err("previousId", "required for an alias call"))?;
                 Body::Alias(Alias { previous_id })
             }
             SegmentType::Group => {
@@ -549,9 +522,7 @@ impl ItemDecoder<'_> {
                 c.utm_content = s(camp.remove("content"));
             }
             None | Some(Value::Null) => {}
-            Some(other) => {
-                return Err(self.err("context.campaign", format!("expected an object, found {}", json_type(&other))))
-            }
+            Some(other) => return Err(self.err("context.campaign", format!("expected an object, found {}", json_type(&other)))),
         }
         c.ip = s(src.remove("ip"));
         c.user_agent = s(src.remove("userAgent"));
@@ -608,9 +579,10 @@ impl ItemDecoder<'_> {
 
 fn decimal_from(v: &Value) -> Result<Decimal, String> {
     match v {
-        Value::Number(n) => n.to_string().parse::<Decimal>().or_else(|_| {
-            n.as_f64().and_then(|f| Decimal::try_from(f).ok()).ok_or_else(|| format!("{n} is not a decimal number"))
-        }),
+        Value::Number(n) => n
+            .to_string()
+            .parse::<Decimal>()
+            .or_else(|_| n.as_f64().and_then(|f| Decimal::try_from(f).ok()).ok_or_else(|| format!("{n} is not a decimal number"))),
         Value::String(s) => s.trim().parse::<Decimal>().map_err(|_| format!("{s:?} is not a decimal number")),
         other => Err(format!("expected a decimal number, found {}", json_type(other))),
     }

@@ -416,12 +416,7 @@ impl Record {
             Body::Identify(_) => m.anonymous_id.as_ref().or(m.customer_id.as_ref()).map(|i| i.to_string()),
             Body::Alias(a) => Some(a.previous_id.to_string()),
             Body::Spend(s) => Some(format!("campaign:{}", s.campaign_id)),
-            Body::LinkClick(c) => m
-                .customer_id
-                .as_ref()
-                .or(m.anonymous_id.as_ref())
-                .or(c.device_id.as_ref())
-                .map(|i| i.to_string()),
+            Body::LinkClick(c) => m.customer_id.as_ref().or(m.anonymous_id.as_ref()).or(c.device_id.as_ref()).map(|i| i.to_string()),
             _ => m.customer_id.as_ref().or(m.anonymous_id.as_ref()).map(|i| i.to_string()),
         }
         .unwrap_or_else(|| format!("record:{}", m.record_id))

@@ -19,12 +19,7 @@ impl RecordError {
     }
 
     pub fn too_large(index: usize, size: usize, limit: usize) -> Self {
-        RecordError {
-            index,
-            field: None,
-            message: format!("record is {size} bytes, over the limit of {limit} bytes"),
-            code: "too_large",
-        }
+        RecordError { index, field: None, message: format!("record is {size} bytes, over the limit of {limit} bytes"), code: "too_large" }
     }
 }
 

@@ -124,11 +124,7 @@ impl Kind {
                 'a'..='z' | '0'..='9' | '_' | '.' | '-' => out.push(c),
                 'A'..='Z' => out.push(c.to_ascii_lowercase()),
                 ' ' => out.push('_'),
-                other => {
-                    return Err(format!(
-                        "contains {other:?}; use letters, digits, '_', '.' or '-'"
-                    ))
-                }
+                other => return Err(format!("contains {other:?}; use letters, digits, '_', '.' or '-'")),
             }
         }
         Ok(Kind(out))
@@ -170,11 +166,7 @@ impl Currency {
         if b.len() != 3 || !b.iter().all(u8::is_ascii_alphabetic) {
             return Err(format!("{s:?} is not an ISO 4217 currency code (three letters, e.g. USD)"));
         }
-        Ok(Currency([
-            b[0].to_ascii_uppercase(),
-            b[1].to_ascii_uppercase(),
-            b[2].to_ascii_uppercase(),
-        ]))
+        Ok(Currency([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase(), b[2].to_ascii_uppercase()]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -216,10 +208,7 @@ pub fn parse_timestamp(v: &serde_json::Value) -> Result<DateTime<Utc>, String> {
             .as_i64()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .ok_or_else(|| format!("{n} is not a valid epoch-milliseconds timestamp")),
-        other => Err(format!(
-            "expected an RFC 3339 timestamp or epoch milliseconds, found {}",
-            json_type(other)
-        )),
+        other => Err(format!("expected an RFC 3339 timestamp or epoch milliseconds, found {}", json_type(other))),
     }
 }
 
@@ -247,9 +236,7 @@ pub(crate) mod ts {
 
     pub mod option {
         use super::*;
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
             let v = serde_json::Value::deserialize(d)?;
             if v.is_null() {
                 return Ok(None);

@@ -9,7 +9,9 @@ pub mod error;
 pub mod ids;
 pub mod partition;
 
-pub use decode::{decode_item, decode_items, decode_pixel, parse_body, DecodeOptions, Decoded, Expect, ParsedBody, RequestCtx, SegmentType};
+pub use decode::{
+    decode_item, decode_items, decode_pixel, parse_body, DecodeOptions, Decoded, Expect, ParsedBody, RequestCtx, SegmentType,
+};
 pub use entity::*;
 pub use error::{BodyError, RecordError};
 pub use ids::{Currency, Id, Kind, MAX_ID_LEN};

@@ -222,12 +222,8 @@ fn body_shapes_and_limits() {
 #[test]
 fn pixel_query_strings() {
     let opts = DecodeOptions::default();
-    let (key, recs) = decode_pixel(
-        "k=wk_1&e=page_view&aid=anon-7&url=https%3A%2F%2Fs.example%2F%3Futm_source%3Dfb&plan=pro&cb=123",
-        None,
-        &ctx(),
-        &opts,
-    );
+    let (key, recs) =
+        decode_pixel("k=wk_1&e=page_view&aid=anon-7&url=https%3A%2F%2Fs.example%2F%3Futm_source%3Dfb&plan=pro&cb=123", None, &ctx(), &opts);
     assert_eq!(key.as_deref(), Some("wk_1"));
     let recs = recs.unwrap();
     let Body::Event(e) = &recs[0].body else { panic!() };
@@ -236,7 +232,8 @@ fn pixel_query_strings() {
     assert_eq!(e.properties["plan"], "pro");
     assert!(!e.properties.contains_key("cb"));
 
-    let (_, recs) = decode_pixel("k=x&t=touchpoint&kind=impression&cid=c9&adid=ad1&aid=a&placement=top", Some("https://news.example/a"), &ctx(), &opts);
+    let (_, recs) =
+        decode_pixel("k=x&t=touchpoint&kind=impression&cid=c9&adid=ad1&aid=a&placement=top", Some("https://news.example/a"), &ctx(), &opts);
     let recs = recs.unwrap();
     let Body::Touchpoint(t) = &recs[0].body else { panic!() };
     assert_eq!(t.campaign_id.as_deref(), Some("c9"));

@@ -41,12 +41,25 @@ fn ts() -> impl Strategy<Value = DateTime<Utc>> {
 }
 
 fn json_map() -> impl Strategy<Value = Map<String, Value>> {
-    proptest::collection::btree_map("[a-z]{1,8}", prop_oneof![any::<i32>().prop_map(Value::from), text().prop_map(Value::from), any::<bool>().prop_map(Value::from)], 0..4)
-        .prop_map(|m| m.into_iter().collect())
+    proptest::collection::btree_map(
+        "[a-z]{1,8}",
+        prop_oneof![any::<i32>().prop_map(Value::from), text().prop_map(Value::from), any::<bool>().prop_map(Value::from)],
+        0..4,
+    )
+    .prop_map(|m| m.into_iter().collect())
 }
 
 fn context() -> impl Strategy<Value = Context> {
-    (opt("https://[a-z]{1,8}\\.example/[a-z]{0,8}"), opt(text()), opt(text()), opt(text()), opt(text()), opt(text()), opt(text()), opt(text()))
+    (
+        opt("https://[a-z]{1,8}\\.example/[a-z]{0,8}"),
+        opt(text()),
+        opt(text()),
+        opt(text()),
+        opt(text()),
+        opt(text()),
+        opt(text()),
+        opt(text()),
+    )
         .prop_map(|(page_url, referrer, user_agent, ip, utm_source, utm_medium, utm_campaign, locale)| Context {
             page_url,
             referrer,
@@ -62,81 +75,93 @@ fn context() -> impl Strategy<Value = Context> {
 
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
-        (text(), opt(id()), opt(id()), opt(id()), json_map(), context()).prop_map(|(event_name, session_id, campaign_id, advertisement_id, properties, context)| Body::Event(Event {
-            event_name,
-            session_id,
-            campaign_id,
-            advertisement_id,
-            properties,
-            context
-        })),
-        (id(), ts(), opt(0i64..86_400_000), opt(id()), opt(text()), opt(text()), opt(text()), opt(id())).prop_map(|(session_id, started_at, dur, device_id, utm_source, referrer, landing_page, campaign_id)| {
-            Body::Session(Session {
+        (text(), opt(id()), opt(id()), opt(id()), json_map(), context()).prop_map(
+            |(event_name, session_id, campaign_id, advertisement_id, properties, context)| Body::Event(Event {
+                event_name,
                 session_id,
-                started_at,
-                ended_at: dur.map(|d| started_at + chrono::Duration::milliseconds(d)),
-                device_id,
+                campaign_id,
+                advertisement_id,
+                properties,
+                context
+            })
+        ),
+        (id(), ts(), opt(0i64..86_400_000), opt(id()), opt(text()), opt(text()), opt(text()), opt(id())).prop_map(
+            |(session_id, started_at, dur, device_id, utm_source, referrer, landing_page, campaign_id)| {
+                Body::Session(Session {
+                    session_id,
+                    started_at,
+                    ended_at: dur.map(|d| started_at + chrono::Duration::milliseconds(d)),
+                    device_id,
+                    utm_source,
+                    utm_medium: None,
+                    utm_campaign: None,
+                    utm_term: None,
+                    utm_content: None,
+                    referrer,
+                    landing_page,
+                    campaign_id,
+                    advertisement_id: None,
+                    user_agent: None,
+                    ip: None,
+                })
+            }
+        ),
+        (kind(), opt(text()), opt(id()), opt(id()), opt(text()), opt(text()), json_map()).prop_map(
+            |(kind, channel, campaign_id, advertisement_id, utm_source, utm_campaign, detail)| Body::Touchpoint(Touchpoint {
+                kind,
+                channel,
+                campaign_id,
+                advertisement_id,
+                session_id: None,
                 utm_source,
                 utm_medium: None,
-                utm_campaign: None,
+                utm_campaign,
                 utm_term: None,
                 utm_content: None,
-                referrer,
-                landing_page,
+                referrer: None,
+                page_url: None,
+                detail
+            })
+        ),
+        (id(), opt(id()), opt(text()), opt(text()), opt(id()), any::<bool>(), opt(any::<bool>())).prop_map(
+            |(short_code, link_id, referer, user_agent, campaign_id, bot, unique)| Body::LinkClick(LinkClick {
+                link_id,
+                short_code: Some(short_code),
+                target_url: None,
+                referer,
+                user_agent,
+                ip: None,
+                device_id: None,
                 campaign_id,
                 advertisement_id: None,
-                user_agent: None,
-                ip: None,
+                bot,
+                unique
             })
-        }),
-        (kind(), opt(text()), opt(id()), opt(id()), opt(text()), opt(text()), json_map()).prop_map(|(kind, channel, campaign_id, advertisement_id, utm_source, utm_campaign, detail)| Body::Touchpoint(Touchpoint {
-            kind,
-            channel,
-            campaign_id,
-            advertisement_id,
-            session_id: None,
-            utm_source,
-            utm_medium: None,
-            utm_campaign,
-            utm_term: None,
-            utm_content: None,
-            referrer: None,
-            page_url: None,
-            detail
-        })),
-        (id(), opt(id()), opt(text()), opt(text()), opt(id()), any::<bool>(), opt(any::<bool>())).prop_map(|(short_code, link_id, referer, user_agent, campaign_id, bot, unique)| Body::LinkClick(LinkClick {
-            link_id,
-            short_code: Some(short_code),
-            target_url: None,
-            referer,
-            user_agent,
-            ip: None,
-            device_id: None,
-            campaign_id,
-            advertisement_id: None,
-            bot,
-            unique
-        })),
-        (kind(), opt((money(), currency())), opt(id()), opt(id()), json_map()).prop_map(|(kind, value, order_id, campaign_id, properties)| Body::Conversion(Conversion {
-            kind,
-            value: value.map(|v| v.0),
-            currency: value.map(|v| v.1),
-            order_id,
-            campaign_id,
-            advertisement_id: None,
-            session_id: None,
-            properties
-        })),
-        (0i64..20_000, id(), opt(id()), money(), currency(), opt(0u64..1_000_000), opt(0u64..1_000_000), "[a-z_]{1,12}").prop_map(|(day, campaign_id, advertisement_id, cost, currency, impressions, clicks, source)| Body::Spend(Spend {
-            date: NaiveDate::from_num_days_from_ce_opt(730_000 + day as i32).unwrap(),
-            campaign_id,
-            advertisement_id,
-            cost,
-            currency,
-            impressions,
-            clicks,
-            source
-        })),
+        ),
+        (kind(), opt((money(), currency())), opt(id()), opt(id()), json_map()).prop_map(
+            |(kind, value, order_id, campaign_id, properties)| Body::Conversion(Conversion {
+                kind,
+                value: value.map(|v| v.0),
+                currency: value.map(|v| v.1),
+                order_id,
+                campaign_id,
+                advertisement_id: None,
+                session_id: None,
+                properties
+            })
+        ),
+        (0i64..20_000, id(), opt(id()), money(), currency(), opt(0u64..1_000_000), opt(0u64..1_000_000), "[a-z_]{1,12}").prop_map(
+            |(day, campaign_id, advertisement_id, cost, currency, impressions, clicks, source)| Body::Spend(Spend {
+                date: NaiveDate::from_num_days_from_ce_opt(730_000 + day as i32).unwrap(),
+                campaign_id,
+                advertisement_id,
+                cost,
+                currency,
+                impressions,
+                clicks,
+                source
+            })
+        ),
         json_map().prop_map(|traits| Body::Identify(Identify { traits })),
         id().prop_map(|previous_id| Body::Alias(Alias { previous_id })),
     ]

@@ -58,12 +58,13 @@ impl App {
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 5] = [
+const METRICS: [(&str, &str, &str); 6] = [
     ("touchline_http_requests_total", "counter", "Ingestion requests received (JSON routes, beacon and pixel)."),
     ("touchline_records_accepted_total", "counter", "Records durably appended to the bus."),
     ("touchline_records_rejected_total", "counter", "Records refused by validation (listed in the response)."),
     ("touchline_bus_failures_total", "counter", "Appends the bus refused; the client got 503."),
     ("touchline_pixels_dropped_total", "counter", "Pixel hits not stored (bad key, bad parameters, bus down); the GIF was still served."),
+    ("touchline_rate_limited_total", "counter", "Requests refused with 429 because the account was over its rate."),
 ];
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -74,6 +75,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         s.records_rejected.load(Ordering::Relaxed),
         s.bus_failures.load(Ordering::Relaxed),
         s.pixels_dropped.load(Ordering::Relaxed),
+        s.rate_limited.load(Ordering::Relaxed),
     ];
     let mut out = String::new();
     for ((name, kind, help), v) in METRICS.iter().zip(values) {

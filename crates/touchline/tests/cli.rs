@@ -94,7 +94,13 @@ async fn serve_with_no_config_then_tail() {
     // Second start: same account, no new keys printed, the old key still works, records kept.
     let server = serve(dir.path(), &[]);
     assert!(!server.banner.iter().any(|l| l.contains("write key:")), "{:?}", server.banner);
-    let r = http.post(format!("{}/v1/events", server.base)).bearer_auth(&key).json(&json!({"event_name": "x", "anonymous_id": "v1"})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(&key)
+        .json(&json!({"event_name": "x", "anonymous_id": "v1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(tail(dir.path(), "touchline.events").len(), 2);
 }
@@ -102,19 +108,40 @@ async fn serve_with_no_config_then_tail() {
 #[tokio::test]
 async fn fixed_keys_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve(dir.path(), &[("TOUCHLINE_WRITE_KEY", "tl_wk_fixed_key_for_ci_0001"), ("TOUCHLINE_SECRET_KEY", "tl_sk_fixed_key_for_ci_0001")]);
+    let server = serve(
+        dir.path(),
+        &[("TOUCHLINE_WRITE_KEY", "tl_wk_fixed_key_for_ci_0001"), ("TOUCHLINE_SECRET_KEY", "tl_sk_fixed_key_for_ci_0001")],
+    );
     assert!(!server.banner.iter().any(|l| l.contains("write key:")));
     let http = reqwest::Client::new();
-    let r = http.post(format!("{}/v1/events", server.base)).bearer_auth("tl_wk_fixed_key_for_ci_0001").json(&json!({"event_name": "x", "anonymous_id": "v"})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth("tl_wk_fixed_key_for_ci_0001")
+        .json(&json!({"event_name": "x", "anonymous_id": "v"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http.post(format!("{}/v1/events", server.base)).bearer_auth("tl_wk_something_else").json(&json!({"event_name": "x", "anonymous_id": "v"})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth("tl_wk_something_else")
+        .json(&json!({"event_name": "x", "anonymous_id": "v"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
 #[test]
 fn unbuilt_backends_and_bad_config_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN).arg("serve").current_dir(dir.path()).env("TOUCHLINE_KAFKA_BROKERS", "127.0.0.1:9092").env("TOUCHLINE_HTTP_ADDR", "127.0.0.1:0").output().unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("TOUCHLINE_KAFKA_BROKERS", "127.0.0.1:9092")
+        .env("TOUCHLINE_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOUCHLINE_KAFKA_BROKERS"));
     let out = Command::new(BIN).arg("serve").current_dir(dir.path()).env("TOUCHLINE_HTTP_ADDR", "nowhere").output().unwrap();

@@ -51,7 +51,9 @@ pub struct Frame<'a> {
 pub enum Decoded<'a> {
     Frame(Frame<'a>),
     /// The buffer ends inside the frame; `need` is the whole frame's size when known.
-    Incomplete { need: Option<usize> },
+    Incomplete {
+        need: Option<usize>,
+    },
     Corrupt(String),
 }
 
@@ -92,13 +94,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     if FIXED + key_len > payload {
         return Decoded::Corrupt(format!("key length {key_len} exceeds the frame"));
     }
-    Decoded::Frame(Frame {
-        offset,
-        timestamp_ms,
-        key: &body[FIXED..FIXED + key_len],
-        value: &body[FIXED + key_len..],
-        size,
-    })
+    Decoded::Frame(Frame { offset, timestamp_ms, key: &body[FIXED..FIXED + key_len], value: &body[FIXED + key_len..], size })
 }
 
 #[cfg(test)]

@@ -205,7 +205,12 @@ fn scan_segment(path: &Path, expect_first: u64) -> Result<Scan, BusError> {
 
 impl Partition {
     #[allow(clippy::type_complexity)]
-    fn open(topic: &str, id: u32, dir: PathBuf, config: &LogConfig) -> Result<(Arc<Partition>, mpsc::Sender<AppendReq>, mpsc::Receiver<AppendReq>), BusError> {
+    fn open(
+        topic: &str,
+        id: u32,
+        dir: PathBuf,
+        config: &LogConfig,
+    ) -> Result<(Arc<Partition>, mpsc::Sender<AppendReq>, mpsc::Receiver<AppendReq>), BusError> {
         fs::create_dir_all(&dir).map_err(|e| BusError::io(&dir, e))?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| BusError::io(&dir, e))? {
@@ -552,10 +557,14 @@ impl EmbeddedLog {
         let meta_path = dir.join("meta.json");
         match fs::read(&meta_path) {
             Ok(bytes) => {
-                let meta: MetaFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| BusError::Config(format!("{} is unreadable: {e}", meta_path.display())))?;
+                let meta: MetaFile =
+                    serde_json::from_slice(&bytes).map_err(|e| BusError::Config(format!("{} is unreadable: {e}", meta_path.display())))?;
                 if meta.format != FORMAT {
-                    return Err(BusError::Config(format!("{} has log format {}; this build reads format {FORMAT}", meta_path.display(), meta.format)));
+                    return Err(BusError::Config(format!(
+                        "{} has log format {}; this build reads format {FORMAT}",
+                        meta_path.display(),
+                        meta.format
+                    )));
                 }
                 if meta.partitions != config.partitions {
                     return Err(BusError::Config(format!(
@@ -610,9 +619,7 @@ impl EmbeddedLog {
         let cfg = self.config.clone();
         let topic_name = name.to_owned();
         let opened = tokio::task::spawn_blocking(move || {
-            (0..cfg.partitions)
-                .map(|p| Partition::open(&topic_name, p, dir.join(p.to_string()), &cfg))
-                .collect::<Result<Vec<_>, _>>()
+            (0..cfg.partitions).map(|p| Partition::open(&topic_name, p, dir.join(p.to_string()), &cfg)).collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| BusError::Unavailable(format!("opening topic failed: {e}")))??;
@@ -646,13 +653,8 @@ impl EmbeddedLog {
 
     /// Runs retention once on every partition; returns the number of segments deleted.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, BusError> {
-        let topics: Vec<(String, Arc<Topic>)> = self
-            .topics
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let topics: Vec<(String, Arc<Topic>)> =
+            self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut removed = 0;
         for (name, t) in topics {
             for (p, _) in &t.partitions {
@@ -669,12 +671,7 @@ impl EmbeddedLog {
 
     fn min_committed(&self, topic: &str, partition: u32) -> Option<u64> {
         let key = group_key(topic, partition);
-        self.groups
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .filter_map(|offs| offs.get(&key).copied())
-            .min()
+        self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().filter_map(|offs| offs.get(&key).copied()).min()
     }
 }
 
@@ -684,10 +681,7 @@ async fn retention_loop(log: Weak<EmbeddedLog>, every: Duration) {
     loop {
         tick.tick().await;
         let Some(log) = log.upgrade() else { return };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
         match log.enforce_retention(now).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(segments = n, "log retention removed segments"),
@@ -768,10 +762,7 @@ impl Bus for EmbeddedLog {
         for ((topic, p), (idx, recs, bytes)) in groups {
             let (_, tx) = self.handle(&topic, p).await?;
             let (reply, rx) = oneshot::channel();
-            tx
-                .send(AppendReq { records: recs, bytes, reply })
-                .await
-                .map_err(|_| BusError::Closed)?;
+            tx.send(AppendReq { records: recs, bytes, reply }).await.map_err(|_| BusError::Closed)?;
             waits.push((p, idx, rx));
         }
         let mut out = vec![Position { partition: 0, offset: 0 }; n];
@@ -794,9 +785,7 @@ impl Bus for EmbeddedLog {
             return Ok(Vec::new());
         }
         let p = part.clone();
-        tokio::task::spawn_blocking(move || p.read_blocking(from, max))
-            .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?
+        tokio::task::spawn_blocking(move || p.read_blocking(from, max)).await.map_err(|e| BusError::Unavailable(e.to_string()))?
     }
 
     async fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, BusError> {
@@ -819,9 +808,7 @@ impl Bus for EmbeddedLog {
             serde_json::to_vec_pretty(offs).unwrap_or_default()
         };
         let path = self.dir.join("groups").join(format!("{}.json", encode_group(group)));
-        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| BusError::Unavailable(e.to_string()))?
+        tokio::task::spawn_blocking(move || write_atomic(&path, &bytes)).await.map_err(|e| BusError::Unavailable(e.to_string()))?
     }
 
     async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, BusError> {
