@@ -69,8 +69,14 @@ fn build(i: usize, s: &Spec) -> Record {
                 Some("https://shop.example/p"),
             )
         }
-        7 => session_body(&format!("S{}", x % 3), at, (x % 2 == 0).then(|| at + Duration::minutes(20)), (x % 3 == 0).then_some("newsletter")),
-        8 | 9 => conversion_body(if x % 7 == 0 { "signup" } else { "purchase" }, Some(x as i64 * 137), (x % 2 == 0).then(|| format!("o{}", x % 4)).as_deref()),
+        7 => {
+            session_body(&format!("S{}", x % 3), at, (x % 2 == 0).then(|| at + Duration::minutes(20)), (x % 3 == 0).then_some("newsletter"))
+        }
+        8 | 9 => conversion_body(
+            if x % 7 == 0 { "signup" } else { "purchase" },
+            Some(x as i64 * 137),
+            (x % 2 == 0).then(|| format!("o{}", x % 4)).as_deref(),
+        ),
         10 => Body::Identify(Identify { traits: Default::default() }),
         11 => Body::Alias(Alias { previous_id: id(ANON[x % 4]) }),
         _ => {
@@ -89,7 +95,13 @@ fn build(i: usize, s: &Spec) -> Record {
 }
 
 fn arb_spec() -> impl Strategy<Value = Spec> {
-    (0u8..14, 0usize..8, 0i64..(6 * 24 * 60), 0usize..4, 0u32..1000).prop_map(|(ty, who, minute, camp, x)| Spec { ty, who, minute, camp, x })
+    (0u8..14, 0usize..8, 0i64..(6 * 24 * 60), 0usize..4, 0u32..1000).prop_map(|(ty, who, minute, camp, x)| Spec {
+        ty,
+        who,
+        minute,
+        camp,
+        x,
+    })
 }
 
 /// Records (unique ids) plus exact duplicates of some of them (SDK retries).
@@ -122,7 +134,12 @@ impl Final {
             self.attributions.insert(k, s.clone());
         }
         for m in &f.metrics {
-            let k = CellKey { account_id: m.account_id, campaign_id: m.campaign_id.clone(), advertisement_id: m.advertisement_id.clone(), date: m.date };
+            let k = CellKey {
+                account_id: m.account_id,
+                campaign_id: m.campaign_id.clone(),
+                advertisement_id: m.advertisement_id.clone(),
+                date: m.date,
+            };
             self.metrics.insert((m.partition, k), m.clone());
         }
         for c in &f.sessions {
@@ -170,7 +187,11 @@ fn run(records: &[Record]) -> Final {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+    // 96 cases by default; PROPTEST_CASES=N overrides.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96),
+        .. ProptestConfig::default()
+    })]
 
     #[test]
     fn weights_sum_to_one_and_revenue_is_conserved(records in arb_records()) {

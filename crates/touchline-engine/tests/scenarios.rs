@@ -190,7 +190,13 @@ fn explicit_sessions_are_respected_not_duplicated() {
         let at = t0 + Duration::minutes(40 * i); // gaps over 30 min: the client's session wins
         e.ingest(&rec(&format!("e{i}"), at, Some("a"), None, event_body("page", Some("S-1"), None, None, Some("https://x/"))));
     }
-    e.ingest(&rec("s1b", t0 + Duration::hours(2), Some("a"), None, session_body("S-1", t0, Some(t0 + Duration::hours(2)), Some("newsletter"))));
+    e.ingest(&rec(
+        "s1b",
+        t0 + Duration::hours(2),
+        Some("a"),
+        None,
+        session_body("S-1", t0, Some(t0 + Duration::hours(2)), Some("newsletter")),
+    ));
     let f = e.flush();
     let rows = derived_rows(&f);
     assert_eq!(rows.len(), 1, "{rows:#?}");
