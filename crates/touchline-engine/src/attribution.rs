@@ -5,7 +5,6 @@
 //! to 1 (the caller handles the empty case as `(direct)`).
 
 use chrono::{DateTime, Utc};
-use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use touchline_model::{Currency, Id, Kind};
@@ -210,13 +209,17 @@ fn set(out: &mut [f64], i: usize, w: f64) {
 /// Converts weights into exact decimal shares of `total` rounded to `dp` places, the rounding
 /// remainder going to the largest weight (first on ties), so that the shares sum to `total` exactly.
 pub(crate) fn split_exact(weights: &[f64], total: Decimal, dp: u32) -> Vec<Decimal> {
+    // Weights as exact 12-place decimals first (cheap: no binary→decimal expansion).
     let mut out: Vec<Decimal> = weights
         .iter()
         .map(|w| {
-            Decimal::from_f64(*w)
-                .and_then(|w| w.checked_mul(total))
-                .map(|x| x.round_dp(dp))
-                .unwrap_or(Decimal::ZERO)
+            let units = (w.clamp(0.0, 1.0) * 1e12).round() as i64;
+            let w = Decimal::new(units, 12);
+            if total == Decimal::ONE {
+                w
+            } else {
+                w.checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO)
+            }
         })
         .collect();
     let mut big = 0usize;

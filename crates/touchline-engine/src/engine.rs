@@ -1,6 +1,6 @@
 //! The engine: state of one partition, ingest, flush, watermark, snapshot/restore.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -15,7 +15,7 @@ use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::metrics::{add_d, add_u, Cell, CellKey, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
-use crate::util::{vecmap, Fnv};
+use crate::util::{vecmap, FastMap, Fnv};
 
 /// Version of the snapshot format written by [`Engine::snapshot`].
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -222,23 +222,23 @@ struct State {
     watermark: Option<DateTime<Utc>>,
     counters: Counters,
     /// identity key (`{account}:{identity}`) → its touches (unordered, unique by dedup key).
-    touches: HashMap<String, Vec<Touch>>,
+    touches: FastMap<String, Vec<Touch>>,
     /// previous identity key → the identity key it was linked to.
-    links: HashMap<String, Link>,
+    links: FastMap<String, Link>,
     /// identity key → identity keys linked to it.
-    members: HashMap<String, BTreeSet<String>>,
+    members: FastMap<String, BTreeSet<String>>,
     /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
-    convs: HashMap<String, ConvState>,
-    convs_by_ident: HashMap<String, BTreeSet<String>>,
-    derived: HashMap<String, DerivedIdent>,
+    convs: FastMap<String, ConvState>,
+    convs_by_ident: FastMap<String, BTreeSet<String>>,
+    derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
-    explicit: HashMap<String, ExplicitEntry>,
+    explicit: FastMap<String, ExplicitEntry>,
     /// `{account}:{record id}` of events seen → event time.
-    events_seen: HashMap<String, DateTime<Utc>>,
+    events_seen: FastMap<String, DateTime<Utc>>,
     #[serde(with = "vecmap")]
-    cells: HashMap<CellKey, Cell>,
+    cells: FastMap<CellKey, Cell>,
     #[serde(with = "vecmap")]
-    spend: HashMap<SpendKey, SpendRec>,
+    spend: FastMap<SpendKey, SpendRec>,
     dirty_convs: BTreeSet<String>,
     dirty_derived: BTreeSet<String>,
     dirty_explicit: BTreeSet<String>,
@@ -991,7 +991,10 @@ impl Engine {
         let Some(d) = self.st.derived.get(ident) else { return };
         let settings = self.cfg.settings(&d.account);
         let rows = sessionize(d.account, &d.identity, &d.points, settings);
-        let old = d.emitted.clone();
+        let old = match self.st.derived.get_mut(ident) {
+            Some(d) => std::mem::take(&mut d.emitted),
+            None => return,
+        };
         let mut new_map = BTreeMap::new();
         for row in rows {
             match old.get(&row.session_id) {

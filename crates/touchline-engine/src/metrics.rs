@@ -18,8 +18,6 @@
 //! - cost: spend records are keyed by campaign, so one partition holds a campaign's spend.
 //! - frequency, ctr, cpc, cpm, cpa, roas are **not** additive: derive them after summing.
 
-use std::collections::HashMap;
-
 use chrono::NaiveDate;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
@@ -42,7 +40,7 @@ pub(crate) struct Cell {
     pub engagements: u64,
     pub sessions: u64,
     /// identity → impressions + clicks of that identity in this cell.
-    pub reach: HashMap<String, u32>,
+    pub reach: crate::util::FastMap<String, u32>,
     pub conversions: Decimal,
     pub revenue: Decimal,
     pub cost: Decimal,
