@@ -119,6 +119,11 @@ impl EventPoint {
 
 /// Inserts `p` into `points` (sorted by `(timestamp, record id)`); false if that key is present.
 pub(crate) fn insert_point(points: &mut Vec<EventPoint>, p: EventPoint) -> bool {
+    // In-order arrival (the common case): append.
+    if points.last().is_none_or(|l| l.at < p.at || (l.at == p.at && l.id < p.id)) {
+        points.push(p);
+        return true;
+    }
     match points.binary_search_by(|q| q.key().cmp(&p.key())) {
         Ok(_) => false,
         Err(i) => {
