@@ -1,0 +1,229 @@
+//! One conformance suite for every [`Store`]: Postgres and SQLite must behave alike.
+//! Each check takes a freshly migrated, empty store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::*;
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap_or_default()
+}
+
+fn date(day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, day).unwrap_or_default()
+}
+
+pub fn metric(account: Uuid, campaign: &str, ad: &str, day: u32, impressions: i64) -> DailyMetricRow {
+    DailyMetricRow {
+        account_id: account,
+        campaign_id: campaign.into(),
+        advertisement_id: ad.into(),
+        metric_date: date(day),
+        impressions,
+        clicks: impressions / 10,
+        reach: impressions / 2,
+        frequency: Some(2.0),
+        engagements: 3,
+        sessions: 4,
+        conversions: d("1.5"),
+        revenue: d("199.99"),
+        cost: d("12.34"),
+        currency: Some("USD".into()),
+        ctr: if impressions > 0 { Some(0.1) } else { None },
+        cpc: if impressions >= 10 { Some(d("1.234")) } else { None },
+        cpm: Some(d("0.5")),
+        cpa: Some(d("8.226667")),
+        roas: Some(16.2),
+        utm_source: Some("zalo".into()),
+        utm_medium: None,
+        utm_campaign: Some("winter".into()),
+    }
+}
+
+pub fn attribution(account: Uuid, conversion: &str, touch: &str, model: &str, version: i64, weight: f64) -> AttributionRow {
+    AttributionRow {
+        account_id: account,
+        conversion_id: conversion.into(),
+        touchpoint_id: touch.into(),
+        attribution_model: model.into(),
+        version,
+        campaign_id: Some(format!("cmp-{touch}")),
+        advertisement_id: None,
+        customer_id: Some("c-1".into()),
+        touchpoint_type: Some("click".into()),
+        touchpoint_timestamp: Utc.with_ymd_and_hms(2026, 11, 20, 8, 0, 0).single(),
+        channel_id: Some("paid_search".into()),
+        conversion_time: Utc.with_ymd_and_hms(2026, 11, 21, 9, 30, 0).single().unwrap_or_default(),
+        conversion_value: Some(d("100")),
+        currency: Some("USD".into()),
+        weight,
+        attributed_revenue: Decimal::from_f64_retain(100.0 * weight).unwrap_or_default().round_dp(6).normalize(),
+    }
+}
+
+async fn two_accounts(store: &dyn Store) -> (Uuid, Uuid) {
+    let a = Uuid::from_u128(0xa);
+    let b = Uuid::from_u128(0xb);
+    store.upsert_account(&Account::new(a, "alpha")).await.expect("account a");
+    store.upsert_account(&Account::new(b, "beta")).await.expect("account b");
+    (a, b)
+}
+
+/// Migrations apply from empty and re-run cleanly.
+pub async fn migrations_rerun(store: &dyn Store) {
+    store.migrate().await.expect("first migrate");
+    store.migrate().await.expect("re-running migrations is a no-op");
+}
+
+/// What is written to the catalog comes back from `load_catalog`.
+pub async fn catalog_round_trip(store: &dyn Store) {
+    let (a, b) = two_accounts(store).await;
+    let mut acc = Account::new(a, "alpha");
+    acc.timezone = "Asia/Ho_Chi_Minh".into();
+    acc.default_attribution_model = "linear".into();
+    acc.click_lookback_days = 7;
+    store.upsert_account(&acc).await.expect("update account");
+    let key = ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-write-a".into(), prefix: "tl_wk_abc".into(), revoked: false };
+    store.insert_key(&key).await.expect("key");
+    store.insert_key(&key).await.expect("same key again is a no-op");
+    store.insert_key(&ApiKey { account_id: b, kind: KeyKind::Secret, key_hash: "h-secret-b".into(), prefix: "tl_sk_x".into(), revoked: false }).await.expect("key b");
+    let camp = Campaign {
+        account_id: a,
+        id: "1042".into(),
+        name: Some("Tết sale".into()),
+        timezone: "Asia/Ho_Chi_Minh".into(),
+        start_date: Some(date(1)),
+        end_date: None,
+    };
+    store.upsert_campaign(&camp).await.expect("campaign");
+    let ad = Advertisement { account_id: a, id: "ad-7".into(), campaign_id: Some("1042".into()), channel_id: Some("zalo".into()), title: None };
+    store.upsert_advertisement(&ad).await.expect("ad");
+    let link = Link {
+        account_id: a,
+        short_code: "tet24".into(),
+        target_url: "https://shop.example/tet".into(),
+        utm_source: Some("zalo".into()),
+        utm_medium: None,
+        utm_campaign: Some("tet".into()),
+        utm_term: None,
+        utm_content: None,
+        campaign_id: Some("1042".into()),
+        advertisement_id: None,
+        deleted: false,
+    };
+    store.upsert_link(&link).await.expect("link");
+    let c = store.load_catalog().await.expect("load");
+    assert!(c.version > 0, "triggers bump the catalog version");
+    let got = c.accounts.iter().find(|x| x.id == a).expect("account a");
+    assert_eq!(got, &acc);
+    assert_eq!(c.keys.len(), 2);
+    assert!(c.keys.contains(&key));
+    assert_eq!(c.campaigns, vec![camp]);
+    assert_eq!(c.advertisements, vec![ad]);
+    assert_eq!(c.links, vec![link.clone()]);
+    assert_eq!(store.find_key("h-write-a").await.expect("find"), Some(key));
+    assert_eq!(store.find_key("nope").await.expect("find"), None);
+    // Revoking keeps the row but marks it.
+    assert_eq!(store.revoke_keys(a, KeyKind::Write, None).await.expect("revoke"), 1);
+    assert!(store.find_key("h-write-a").await.expect("find").expect("row kept").revoked);
+    // Soft-deleting a link keeps it in the catalog, marked deleted.
+    store.upsert_link(&Link { deleted: true, ..link }).await.expect("delete link");
+    assert!(store.load_catalog().await.expect("load").links[0].deleted);
+}
+
+/// Repeated flushes leave identical rows; a new flush replaces values, never adds to them.
+pub async fn daily_metrics_idempotent(store: &dyn Store) {
+    let (a, b) = two_accounts(store).await;
+    let rows: Vec<DailyMetricRow> = (0..1200)
+        .map(|i| metric(if i % 3 == 0 { b } else { a }, &format!("c{}", i % 200), if i % 400 < 200 { "" } else { "ad-1" }, 1 + (i / 400) as u32, i as i64))
+        .collect();
+    let n = store.upsert_daily_metrics(&rows).await.expect("upsert");
+    assert_eq!(n, 1200);
+    let first = store.daily_metrics(a, date(1), date(30)).await.expect("read");
+    assert_eq!(first.len(), 800);
+    store.upsert_daily_metrics(&rows).await.expect("same flush again");
+    let again = store.daily_metrics(a, date(1), date(30)).await.expect("read");
+    assert_eq!(first, again, "a repeated flush changes nothing");
+    let mut want: Vec<DailyMetricRow> = rows.iter().filter(|r| r.account_id == a).cloned().collect();
+    want.sort_by(|x, y| (x.metric_date, &x.campaign_id, &x.advertisement_id).cmp(&(y.metric_date, &y.campaign_id, &y.advertisement_id)));
+    assert_eq!(again, want, "rows read back equal rows written");
+    // Absolute values: a later flush with new totals replaces them.
+    let mut updated = rows[1].clone();
+    updated.impressions = 5;
+    updated.cpc = None;
+    updated.revenue = d("0");
+    store.upsert_daily_metrics(std::slice::from_ref(&updated)).await.expect("update");
+    let now = store.daily_metrics(a, updated.metric_date, updated.metric_date).await.expect("read");
+    let row = now.iter().find(|r| r.campaign_id == updated.campaign_id && r.advertisement_id == updated.advertisement_id).expect("row");
+    assert_eq!(row, &updated);
+    // Account isolation on reads.
+    let other = store.daily_metrics(b, date(1), date(30)).await.expect("read b");
+    assert_eq!(other.len(), 400);
+    assert!(other.iter().all(|r| r.account_id == b));
+}
+
+/// Newer versions of a conversion's attribution replace older rows; stale ones are ignored.
+pub async fn attribution_versions(store: &dyn Store) {
+    let (a, _) = two_accounts(store).await;
+    let v1 = vec![attribution(a, "conv-1", "t1", "linear", 1, 0.5), attribution(a, "conv-1", "t2", "linear", 1, 0.5)];
+    store.upsert_attributions(&v1).await.expect("v1");
+    assert_eq!(store.attributions(a, Some("linear")).await.expect("read"), v1);
+    store.upsert_attributions(&v1).await.expect("v1 again");
+    assert_eq!(store.attributions(a, Some("linear")).await.expect("read"), v1, "idempotent");
+    // A late touch t0 re-attributes: version 2 has t0 and t2 only.
+    let v2 = vec![attribution(a, "conv-1", "t0", "linear", 2, 0.5), attribution(a, "conv-1", "t2", "linear", 2, 0.5)];
+    store.upsert_attributions(&v2).await.expect("v2");
+    assert_eq!(store.attributions(a, Some("linear")).await.expect("read"), v2, "older version's rows are gone");
+    // A stale retry of version 1 changes nothing.
+    store.upsert_attributions(&v1).await.expect("stale v1");
+    assert_eq!(store.attributions(a, Some("linear")).await.expect("read"), v2);
+    // Other models and conversions are untouched; in one batch the newest version wins.
+    let mixed = vec![
+        attribution(a, "conv-2", "t9", "first_touch", 1, 1.0),
+        attribution(a, "conv-2", "t8", "first_touch", 3, 1.0),
+        attribution(a, "conv-1", "t0", "last_touch", 1, 1.0),
+    ];
+    store.upsert_attributions(&mixed).await.expect("mixed");
+    let all = store.attributions(a, None).await.expect("all");
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().any(|r| r.conversion_id == "conv-2" && r.touchpoint_id == "t8" && r.version == 3));
+    assert!(!all.iter().any(|r| r.touchpoint_id == "t9"));
+    let sum: f64 = all.iter().filter(|r| r.conversion_id == "conv-1" && r.attribution_model == "linear").map(|r| r.weight).sum();
+    assert!((sum - 1.0).abs() < 1e-9);
+}
+
+/// Catalog changes reach a running cache without restart; unknown keys are remembered.
+pub async fn cache_follows_changes(store: Arc<dyn Store>) {
+    let (a, _) = two_accounts(store.as_ref()).await;
+    let cache = CatalogCache::load(store.clone(), Duration::from_secs(60)).await.expect("load cache");
+    let _task = cache.spawn_refresh(Duration::from_millis(200));
+    assert!(cache.lookup_key_hash("h-new").await.is_none());
+    // A key added behind the cache's back is found by the direct lookup despite the negative
+    // entry only once the catalog reloads (the negative TTL is long here).
+    store.insert_key(&ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-new".into(), prefix: "tl_wk_n".into(), revoked: false }).await.expect("key");
+    store.upsert_campaign(&Campaign { account_id: a, id: "c-tz".into(), name: None, timezone: "Europe/Paris".into(), start_date: None, end_date: None }).await.expect("campaign");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = cache.snapshot();
+        if snap.keys.contains_key("h-new") && snap.campaign_timezone(a, "c-tz") == "Europe/Paris" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache did not see the change within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cache.lookup_key_hash("h-new").await.map(|k| k.account_id), Some(a));
+    // Revocation reaches the cache too.
+    store.revoke_keys(a, KeyKind::Write, None).await.expect("revoke");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.snapshot().keys.contains_key("h-new") {
+        assert!(Instant::now() < deadline, "revocation not seen within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cache.lookup_key_hash("h-new").await.is_none(), "a revoked key is refused");
+    assert_eq!(cache.snapshot().campaign_timezone(a, "unknown"), "UTC");
+}

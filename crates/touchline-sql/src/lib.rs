@@ -1,0 +1,296 @@
+//! The SQL side of touchline, one crate for Postgres (production) and SQLite (the embedded
+//! default): the catalog the collector and aggregator read (accounts, keys, campaigns with their
+//! time zones, advertisements, short links), the fact tables written back with idempotent
+//! upserts of absolute values, the raw entity tables (SQLite), and a catalog cache.
+//!
+//! Both backends implement [`Store`]; [`conformance`] is one suite run against each.
+
+pub mod cache;
+pub mod conformance;
+pub mod pg;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use cache::CatalogCache;
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database URL {0:?}: use postgres://… or sqlite://…")]
+    BadUrl(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The attribution models, as stored in `attribution_model`.
+pub const MODELS: [&str; 8] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based", "markov", "shapley"];
+
+/// An account and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub timezone: String,
+    pub default_attribution_model: String,
+    pub click_lookback_days: i32,
+    pub view_lookback_days: i32,
+    pub time_decay_half_life_days: f64,
+    pub session_timeout_minutes: i32,
+    pub anonymize_ip: bool,
+}
+
+impl Account {
+    /// An account with the defaults of the brief.
+    pub fn new(id: Uuid, name: impl Into<String>) -> Account {
+        Account {
+            id,
+            name: name.into(),
+            timezone: "UTC".into(),
+            default_attribution_model: "last_touch".into(),
+            click_lookback_days: 30,
+            view_lookback_days: 1,
+            time_decay_half_life_days: 7.0,
+            session_timeout_minutes: 30,
+            anonymize_ip: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    Write,
+    Secret,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Write => "write",
+            KeyKind::Secret => "secret",
+        }
+    }
+
+    fn parse(s: &str) -> Result<KeyKind> {
+        match s {
+            "write" => Ok(KeyKind::Write),
+            "secret" => Ok(KeyKind::Secret),
+            other => Err(StoreError::Invalid(format!("unknown key kind {other:?}"))),
+        }
+    }
+}
+
+/// An API key as stored: its SHA-256 hash, never the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub account_id: Uuid,
+    pub kind: KeyKind,
+    pub key_hash: String,
+    pub prefix: String,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub account_id: Uuid,
+    pub id: String,
+    pub name: Option<String>,
+    pub timezone: String,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Advertisement {
+    pub account_id: Uuid,
+    pub id: String,
+    pub campaign_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub title: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub account_id: Uuid,
+    pub short_code: String,
+    pub target_url: String,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub campaign_id: Option<String>,
+    pub advertisement_id: Option<String>,
+    pub deleted: bool,
+}
+
+/// Everything the collector and aggregator read from the catalog.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Catalog {
+    pub version: i64,
+    pub accounts: Vec<Account>,
+    pub keys: Vec<ApiKey>,
+    pub campaigns: Vec<Campaign>,
+    pub advertisements: Vec<Advertisement>,
+    pub links: Vec<Link>,
+}
+
+/// One row of `campaign_performance_metrics`: absolute values for a (campaign, ad, day).
+/// `advertisement_id` is `""` for campaign-level rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyMetricRow {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    pub advertisement_id: String,
+    pub metric_date: NaiveDate,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub reach: i64,
+    pub frequency: Option<f64>,
+    pub engagements: i64,
+    pub sessions: i64,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub currency: Option<String>,
+    pub ctr: Option<f64>,
+    pub cpc: Option<Decimal>,
+    pub cpm: Option<Decimal>,
+    pub cpa: Option<Decimal>,
+    pub roas: Option<f64>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// One row of `campaign_attributions`: the credit of one touch for one conversion under one
+/// model, at a version. Rows of a newer version of (conversion, model) replace older ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributionRow {
+    pub account_id: Uuid,
+    pub conversion_id: String,
+    pub touchpoint_id: String,
+    pub attribution_model: String,
+    pub version: i64,
+    pub campaign_id: Option<String>,
+    pub advertisement_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub touchpoint_type: Option<String>,
+    pub touchpoint_timestamp: Option<DateTime<Utc>>,
+    pub channel_id: Option<String>,
+    pub conversion_time: DateTime<Utc>,
+    pub conversion_value: Option<Decimal>,
+    pub currency: Option<String>,
+    pub weight: f64,
+    pub attributed_revenue: Decimal,
+}
+
+/// A store: Postgres or SQLite.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations (re-runnable).
+    async fn migrate(&self) -> Result<()>;
+
+    /// Reads the whole catalog (as the service, across accounts).
+    async fn load_catalog(&self) -> Result<Catalog>;
+
+    /// Bumped by every catalog change (triggers); cheap to poll.
+    async fn catalog_version(&self) -> Result<i64>;
+
+    /// One key by hash (a cache miss).
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+
+    /// Creates or updates an account's settings.
+    async fn upsert_account(&self, account: &Account) -> Result<()>;
+
+    /// Adds a key (by hash). Adding an existing hash is a no-op.
+    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// Revokes every key of `kind` of an account except `keep_hash`.
+    async fn revoke_keys(&self, account_id: Uuid, kind: KeyKind, keep_hash: Option<&str>) -> Result<u64>;
+
+    async fn upsert_campaign(&self, campaign: &Campaign) -> Result<()>;
+
+    async fn upsert_advertisement(&self, ad: &Advertisement) -> Result<()>;
+
+    async fn upsert_link(&self, link: &Link) -> Result<()>;
+
+    /// Idempotent upsert of absolute daily metrics (grouped by account, one transaction each,
+    /// with the account set for row-level security).
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64>;
+
+    /// Upserts attribution rows: for each (conversion, model), rows of older versions are
+    /// deleted, and rows older than what is stored are ignored.
+    async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64>;
+
+    /// Daily metrics of an account between two dates (inclusive), read as that account.
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>>;
+
+    /// Attribution rows of an account, optionally of one model, read as that account.
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>>;
+
+    /// Raw entity rows (SQLite: the raw tables, INSERT OR IGNORE by record id; Postgres keeps
+    /// raw entities in ClickHouse and returns 0).
+    async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64>;
+
+    /// Returns when the catalog may have changed (Postgres: a NOTIFY) or after `timeout`.
+    async fn wait_for_change(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await
+    }
+}
+
+/// Connects to `postgres://…` or `sqlite://…` (the file is created when missing).
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::BadUrl(url.to_owned()))
+    }
+}
+
+/// Rows grouped by account, in first-seen order (one transaction per account).
+pub(crate) fn by_account<T>(rows: &[T], account: impl Fn(&T) -> Uuid) -> Vec<(Uuid, Vec<&T>)> {
+    let mut out: Vec<(Uuid, Vec<&T>)> = Vec::new();
+    for r in rows {
+        let a = account(r);
+        match out.iter_mut().find(|(id, _)| *id == a) {
+            Some((_, v)) => v.push(r),
+            None => out.push((a, vec![r])),
+        }
+    }
+    out
+}
+
+/// For attribution upserts: the newest version per (conversion, model) in a batch; rows of
+/// older versions in the same batch are dropped.
+pub(crate) fn newest_versions<'a>(rows: &[&'a AttributionRow]) -> Vec<&'a AttributionRow> {
+    use std::collections::HashMap;
+    let mut newest: HashMap<(&str, &str), i64> = HashMap::new();
+    for r in rows {
+        let e = newest.entry((r.conversion_id.as_str(), r.attribution_model.as_str())).or_insert(r.version);
+        *e = (*e).max(r.version);
+    }
+    rows.iter().copied().filter(|r| newest.get(&(r.conversion_id.as_str(), r.attribution_model.as_str())) == Some(&r.version)).collect()
+}
+
+/// Rows per statement in batched upserts (well under both backends' bind-parameter limits).
+pub(crate) const CHUNK: usize = 500;

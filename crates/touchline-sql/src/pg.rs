@@ -1,0 +1,590 @@
+//! Postgres: the production store. Writes go through the role `touchline_app` with the account
+//! set per transaction (`SET LOCAL ROLE`, `set_config(..., true)`), so row-level security holds
+//! even though the pool connects as the schema owner.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::*;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// The role every write and account-scoped read goes through.
+pub const APP_ROLE: &str = "touchline_app";
+
+pub struct PgStore {
+    pool: PgPool,
+    listener: Mutex<Option<PgListener>>,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        Ok(PgStore { pool, listener: Mutex::new(None) })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A transaction acting as `touchline_app` for one account: row-level security applies.
+    pub async fn as_account(&self, account_id: Uuid) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!("SET LOCAL ROLE {APP_ROLE}")).execute(&mut *tx).await?;
+        sqlx::query("SELECT set_config('app.current_account_id', $1, true)").bind(account_id.to_string()).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
+    /// Waits for a catalog NOTIFY (or the timeout). Falls back to sleeping if LISTEN fails.
+    pub async fn listen_wait(&self, timeout: Duration) {
+        let mut guard = self.listener.lock().await;
+        if guard.is_none() {
+            match PgListener::connect_with(&self.pool).await {
+                Ok(mut l) => match l.listen("touchline_catalog").await {
+                    Ok(()) => *guard = Some(l),
+                    Err(e) => tracing::warn!(error = %e, "LISTEN touchline_catalog failed; polling"),
+                },
+                Err(e) => tracing::warn!(error = %e, "catalog listener connection failed; polling"),
+            }
+        }
+        match guard.as_mut() {
+            Some(l) => match tokio::time::timeout(timeout, l.recv()).await {
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "catalog listener lost; reconnecting");
+                    *guard = None;
+                }
+            },
+            None => {
+                drop(guard);
+                tokio::time::sleep(timeout).await;
+            }
+        }
+    }
+}
+
+fn dedup_metrics<'a>(rows: &[&'a DailyMetricRow]) -> Vec<&'a DailyMetricRow> {
+    // Within one statement a key may appear once; the last row for a key wins.
+    let mut seen = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date), i);
+    }
+    let mut keep: Vec<usize> = seen.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| rows[i]).collect()
+}
+
+pub(crate) fn dedup_attr<'a>(rows: Vec<&'a AttributionRow>) -> Vec<&'a AttributionRow> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        seen.insert((r.conversion_id.as_str(), r.attribution_model.as_str(), r.touchpoint_id.as_str()), i);
+    }
+    let mut keep: Vec<usize> = seen.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| rows[i]).collect()
+}
+
+const METRIC_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
+     conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
+
+/// Columns updated from EXCLUDED on conflict (absolute values, never increments).
+pub(crate) const METRIC_UPDATE: [&str; 18] = [
+    "impressions",
+    "clicks",
+    "reach",
+    "frequency",
+    "engagements",
+    "sessions",
+    "conversions",
+    "revenue",
+    "cost",
+    "currency",
+    "ctr",
+    "cpc",
+    "cpm",
+    "cpa",
+    "roas",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+];
+
+const ATTR_COLS: &str = "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
+     touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
+
+pub(crate) const ATTR_UPDATE: [&str; 12] = [
+    "version",
+    "campaign_id",
+    "advertisement_id",
+    "customer_id",
+    "touchpoint_type",
+    "touchpoint_timestamp",
+    "channel_id",
+    "conversion_time",
+    "conversion_value",
+    "currency",
+    "weight",
+    "attributed_revenue",
+];
+
+pub(crate) fn set_excluded(cols: &[&str]) -> String {
+    cols.iter().map(|c| format!("{c} = EXCLUDED.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `(t.a, t.b) IS DISTINCT FROM (EXCLUDED.a, EXCLUDED.b)`: skip updates that change nothing.
+fn changed(table: &str, cols: &[&str]) -> String {
+    let left = cols.iter().map(|c| format!("{table}.{c}")).collect::<Vec<_>>().join(", ");
+    let right = cols.iter().map(|c| format!("EXCLUDED.{c}")).collect::<Vec<_>>().join(", ");
+    format!("({left}) IS DISTINCT FROM ({right})")
+}
+
+fn metric_from_row(r: &sqlx::postgres::PgRow) -> Result<DailyMetricRow> {
+    Ok(DailyMetricRow {
+        account_id: r.try_get("account_id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        advertisement_id: r.try_get("advertisement_id")?,
+        metric_date: r.try_get("metric_date")?,
+        impressions: r.try_get("impressions")?,
+        clicks: r.try_get("clicks")?,
+        reach: r.try_get("reach")?,
+        frequency: r.try_get("frequency")?,
+        engagements: r.try_get("engagements")?,
+        sessions: r.try_get("sessions")?,
+        conversions: r.try_get::<Decimal, _>("conversions")?.normalize(),
+        revenue: r.try_get::<Decimal, _>("revenue")?.normalize(),
+        cost: r.try_get::<Decimal, _>("cost")?.normalize(),
+        currency: r.try_get("currency")?,
+        ctr: r.try_get("ctr")?,
+        cpc: r.try_get::<Option<Decimal>, _>("cpc")?.map(|d| d.normalize()),
+        cpm: r.try_get::<Option<Decimal>, _>("cpm")?.map(|d| d.normalize()),
+        cpa: r.try_get::<Option<Decimal>, _>("cpa")?.map(|d| d.normalize()),
+        roas: r.try_get("roas")?,
+        utm_source: r.try_get("utm_source")?,
+        utm_medium: r.try_get("utm_medium")?,
+        utm_campaign: r.try_get("utm_campaign")?,
+    })
+}
+
+fn attr_from_row(r: &sqlx::postgres::PgRow) -> Result<AttributionRow> {
+    Ok(AttributionRow {
+        account_id: r.try_get("account_id")?,
+        conversion_id: r.try_get("conversion_id")?,
+        touchpoint_id: r.try_get("touchpoint_id")?,
+        attribution_model: r.try_get("attribution_model")?,
+        version: r.try_get("version")?,
+        campaign_id: r.try_get("campaign_id")?,
+        advertisement_id: r.try_get("advertisement_id")?,
+        customer_id: r.try_get("customer_id")?,
+        touchpoint_type: r.try_get("touchpoint_type")?,
+        touchpoint_timestamp: r.try_get("touchpoint_timestamp")?,
+        channel_id: r.try_get("channel_id")?,
+        conversion_time: r.try_get("conversion_time")?,
+        conversion_value: r.try_get::<Option<Decimal>, _>("conversion_value")?.map(|d| d.normalize()),
+        currency: r.try_get("currency")?,
+        weight: r.try_get("weight")?,
+        attributed_revenue: r.try_get::<Decimal, _>("attributed_revenue")?.normalize(),
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn load_catalog(&self) -> Result<Catalog> {
+        let mut tx = self.pool.begin().await?;
+        // One consistent snapshot of all catalog tables.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&mut *tx).await?;
+        let accounts = sqlx::query(
+            "SELECT id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
+             time_decay_half_life_days, session_timeout_minutes, anonymize_ip FROM accounts WHERE deleted_at IS NULL ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Account {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                timezone: r.try_get("timezone")?,
+                default_attribution_model: r.try_get("default_attribution_model")?,
+                click_lookback_days: r.try_get("click_lookback_days")?,
+                view_lookback_days: r.try_get("view_lookback_days")?,
+                time_decay_half_life_days: r.try_get("time_decay_half_life_days")?,
+                session_timeout_minutes: r.try_get("session_timeout_minutes")?,
+                anonymize_ip: r.try_get("anonymize_ip")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let keys = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ApiKey {
+                    account_id: r.try_get("account_id")?,
+                    kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
+                    key_hash: r.try_get("key_hash")?,
+                    prefix: r.try_get("prefix")?,
+                    revoked: r.try_get("revoked")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let campaigns = sqlx::query(
+            "SELECT account_id, id, name, timezone, start_date, end_date FROM marketing_campaigns WHERE deleted_at IS NULL ORDER BY account_id, id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Campaign {
+                account_id: r.try_get("account_id")?,
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                timezone: r.try_get("timezone")?,
+                start_date: r.try_get("start_date")?,
+                end_date: r.try_get("end_date")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let advertisements =
+            sqlx::query("SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Advertisement {
+                        account_id: r.try_get("account_id")?,
+                        id: r.try_get("id")?,
+                        campaign_id: r.try_get("campaign_id")?,
+                        channel_id: r.try_get("channel_id")?,
+                        title: r.try_get("title")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        let links = sqlx::query(
+            "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, campaign_id, \
+             advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Link {
+                account_id: r.try_get("account_id")?,
+                short_code: r.try_get("short_code")?,
+                target_url: r.try_get("target_url")?,
+                utm_source: r.try_get("utm_source")?,
+                utm_medium: r.try_get("utm_medium")?,
+                utm_campaign: r.try_get("utm_campaign")?,
+                utm_term: r.try_get("utm_term")?,
+                utm_content: r.try_get("utm_content")?,
+                campaign_id: r.try_get("campaign_id")?,
+                advertisement_id: r.try_get("advertisement_id")?,
+                deleted: r.try_get("deleted")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links })
+    }
+
+    async fn catalog_version(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = $1")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(ApiKey {
+                account_id: r.try_get("account_id")?,
+                kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
+                key_hash: r.try_get("key_hash")?,
+                prefix: r.try_get("prefix")?,
+                revoked: r.try_get("revoked")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn upsert_account(&self, a: &Account) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
+             time_decay_half_life_days, session_timeout_minutes, anonymize_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, \
+             default_attribution_model = EXCLUDED.default_attribution_model, click_lookback_days = EXCLUDED.click_lookback_days, \
+             view_lookback_days = EXCLUDED.view_lookback_days, time_decay_half_life_days = EXCLUDED.time_decay_half_life_days, \
+             session_timeout_minutes = EXCLUDED.session_timeout_minutes, anonymize_ip = EXCLUDED.anonymize_ip, updated_at = now()",
+        )
+        .bind(a.id)
+        .bind(&a.name)
+        .bind(&a.timezone)
+        .bind(&a.default_attribution_model)
+        .bind(a.click_lookback_days)
+        .bind(a.view_lookback_days)
+        .bind(a.time_decay_half_life_days)
+        .bind(a.session_timeout_minutes)
+        .bind(a.anonymize_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (account_id, kind, key_hash, prefix, revoked_at) VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END) \
+             ON CONFLICT (key_hash) DO NOTHING",
+        )
+        .bind(k.account_id)
+        .bind(k.kind.as_str())
+        .bind(&k.key_hash)
+        .bind(&k.prefix)
+        .bind(k.revoked)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_keys(&self, account_id: Uuid, kind: KeyKind, keep_hash: Option<&str>) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE api_keys SET revoked_at = now() WHERE account_id = $1 AND kind = $2 AND revoked_at IS NULL \
+             AND ($3::text IS NULL OR key_hash <> $3)",
+        )
+        .bind(account_id)
+        .bind(kind.as_str())
+        .bind(keep_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn upsert_campaign(&self, c: &Campaign) -> Result<()> {
+        let mut tx = self.as_account(c.account_id).await?;
+        sqlx::query(
+            "INSERT INTO marketing_campaigns (account_id, id, name, timezone, start_date, end_date) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, id) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, \
+             start_date = EXCLUDED.start_date, end_date = EXCLUDED.end_date, updated_at = now(), deleted_at = NULL",
+        )
+        .bind(c.account_id)
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.timezone)
+        .bind(c.start_date)
+        .bind(c.end_date)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_advertisement(&self, ad: &Advertisement) -> Result<()> {
+        let mut tx = self.as_account(ad.account_id).await?;
+        sqlx::query(
+            "INSERT INTO advertisements (account_id, id, campaign_id, channel_id, title) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account_id, id) DO UPDATE SET campaign_id = EXCLUDED.campaign_id, channel_id = EXCLUDED.channel_id, \
+             title = EXCLUDED.title, updated_at = now(), deleted_at = NULL",
+        )
+        .bind(ad.account_id)
+        .bind(&ad.id)
+        .bind(&ad.campaign_id)
+        .bind(&ad.channel_id)
+        .bind(&ad.title)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_link(&self, l: &Link) -> Result<()> {
+        let mut tx = self.as_account(l.account_id).await?;
+        sqlx::query(
+            "INSERT INTO links (account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
+             campaign_id, advertisement_id, deleted_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $11 THEN now() END) \
+             ON CONFLICT (short_code) DO UPDATE SET target_url = EXCLUDED.target_url, utm_source = EXCLUDED.utm_source, \
+             utm_medium = EXCLUDED.utm_medium, utm_campaign = EXCLUDED.utm_campaign, utm_term = EXCLUDED.utm_term, \
+             utm_content = EXCLUDED.utm_content, campaign_id = EXCLUDED.campaign_id, advertisement_id = EXCLUDED.advertisement_id, \
+             deleted_at = EXCLUDED.deleted_at, updated_at = now() WHERE links.account_id = EXCLUDED.account_id",
+        )
+        .bind(l.account_id)
+        .bind(&l.short_code)
+        .bind(&l.target_url)
+        .bind(&l.utm_source)
+        .bind(&l.utm_medium)
+        .bind(&l.utm_campaign)
+        .bind(&l.utm_term)
+        .bind(&l.utm_content)
+        .bind(&l.campaign_id)
+        .bind(&l.advertisement_id)
+        .bind(l.deleted)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
+        let mut n = 0;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let rows = dedup_metrics(&rows);
+            let mut tx = self.as_account(account).await?;
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id)
+                        .push_bind(&r.campaign_id)
+                        .push_bind(&r.advertisement_id)
+                        .push_bind(r.metric_date)
+                        .push_bind(r.impressions)
+                        .push_bind(r.clicks)
+                        .push_bind(r.reach)
+                        .push_bind(r.frequency)
+                        .push_bind(r.engagements)
+                        .push_bind(r.sessions)
+                        .push_bind(r.conversions)
+                        .push_bind(r.revenue)
+                        .push_bind(r.cost)
+                        .push_bind(&r.currency)
+                        .push_bind(r.ctr)
+                        .push_bind(r.cpc)
+                        .push_bind(r.cpm)
+                        .push_bind(r.cpa)
+                        .push_bind(r.roas)
+                        .push_bind(&r.utm_source)
+                        .push_bind(&r.utm_medium)
+                        .push_bind(&r.utm_campaign);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
+                    set_excluded(&METRIC_UPDATE),
+                    changed("campaign_performance_metrics", &METRIC_UPDATE)
+                ));
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
+        let mut n = 0;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let rows = dedup_attr(newest_versions(&rows));
+            let mut tx = self.as_account(account).await?;
+            for chunk in rows.chunks(CHUNK) {
+                // Stored versions of these conversions: stale incoming rows are dropped.
+                let conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
+                let stored: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions \
+                     WHERE account_id = $1 AND conversion_id = ANY($2) GROUP BY conversion_id, attribution_model",
+                )
+                .bind(account)
+                .bind(&conv)
+                .fetch_all(&mut *tx)
+                .await?;
+                let stored: std::collections::HashMap<(String, String), i64> = stored.into_iter().map(|(c, m, v)| ((c, m), v)).collect();
+                let fresh: Vec<&AttributionRow> = chunk
+                    .iter()
+                    .copied()
+                    .filter(|r| stored.get(&(r.conversion_id.clone(), r.attribution_model.clone())).is_none_or(|v| *v <= r.version))
+                    .collect();
+                if fresh.is_empty() {
+                    continue;
+                }
+                // Remove the rows of older versions (their touch set may differ).
+                let mut del: QueryBuilder<Postgres> = QueryBuilder::new("DELETE FROM campaign_attributions c USING (");
+                let mut keys: Vec<(&str, &str, i64)> = fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                del.push_values(&keys, |mut b, (c, m, v)| {
+                    b.push_bind(*c).push_bind(*m).push_bind(*v);
+                });
+                del.push(") AS i (conversion_id, attribution_model, version) WHERE c.account_id = ");
+                del.push_bind(account);
+                del.push(" AND c.conversion_id = i.conversion_id AND c.attribution_model = i.attribution_model AND c.version < i.version");
+                del.build().execute(&mut *tx).await?;
+                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
+                qb.push_values(&fresh, |mut b, r| {
+                    b.push_bind(r.account_id)
+                        .push_bind(&r.conversion_id)
+                        .push_bind(&r.touchpoint_id)
+                        .push_bind(&r.attribution_model)
+                        .push_bind(r.version)
+                        .push_bind(&r.campaign_id)
+                        .push_bind(&r.advertisement_id)
+                        .push_bind(&r.customer_id)
+                        .push_bind(&r.touchpoint_type)
+                        .push_bind(r.touchpoint_timestamp)
+                        .push_bind(&r.channel_id)
+                        .push_bind(r.conversion_time)
+                        .push_bind(r.conversion_value)
+                        .push_bind(&r.currency)
+                        .push_bind(r.weight)
+                        .push_bind(r.attributed_revenue);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = now() \
+                     WHERE campaign_attributions.version <= EXCLUDED.version AND {}",
+                    set_excluded(&ATTR_UPDATE),
+                    changed("campaign_attributions", &ATTR_UPDATE)
+                ));
+                qb.build().execute(&mut *tx).await?;
+                n += fresh.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE metric_date BETWEEN $1 AND $2 AND deleted_at IS NULL \
+             ORDER BY metric_date, campaign_id, advertisement_id"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(metric_from_row).collect()
+    }
+
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTR_COLS} FROM campaign_attributions WHERE ($1::text IS NULL OR attribution_model = $1) \
+             ORDER BY conversion_id, attribution_model, touchpoint_id"
+        ))
+        .bind(model)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(attr_from_row).collect()
+    }
+
+    async fn insert_raw(&self, _records: &[touchline_model::Record]) -> Result<u64> {
+        Ok(0)
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) {
+        self.listen_wait(timeout).await
+    }
+}

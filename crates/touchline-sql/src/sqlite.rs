@@ -1,0 +1,662 @@
+//! SQLite: the embedded default. WAL mode, so a BI tool or `sqlite3` can read while touchline
+//! writes. SQLite has no row-level security: the embedded store serves one installation, and
+//! every read here is still filtered by account.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use uuid::Uuid;
+
+use crate::pg::{dedup_attr, set_excluded, ATTR_UPDATE, METRIC_UPDATE};
+use crate::*;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::Invalid(format!("bad timestamp {s:?}: {e}")))
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate> {
+    NaiveDate::from_str(s).map_err(|e| StoreError::Invalid(format!("bad date {s:?}: {e}")))
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Invalid(format!("bad uuid {s:?}: {e}")))
+}
+
+fn dec(d: Decimal) -> f64 {
+    use rust_decimal::prelude::ToPrimitive;
+    d.to_f64().unwrap_or(0.0)
+}
+
+/// SQLite keeps NUMERIC as REAL; read back through the shortest decimal text of the float.
+fn from_f64(f: f64) -> Decimal {
+    Decimal::from_str(&f.to_string()).unwrap_or_default().round_dp(6).normalize()
+}
+
+// NUMERIC affinity stores whole values as INTEGER and others as REAL; SQLite converts either
+// to a double on read, so the type check is skipped on purpose.
+fn get_dec(r: &SqliteRow, col: &str) -> Result<Decimal> {
+    Ok(from_f64(r.try_get_unchecked::<f64, _>(col)?))
+}
+
+fn get_opt_dec(r: &SqliteRow, col: &str) -> Result<Option<Decimal>> {
+    Ok(r.try_get_unchecked::<Option<f64>, _>(col)?.map(from_f64))
+}
+
+impl SqliteStore {
+    /// Opens `sqlite://PATH` (created when missing) in WAL mode.
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn metric_from_row(r: &SqliteRow) -> Result<DailyMetricRow> {
+    Ok(DailyMetricRow {
+        account_id: parse_uuid(r.try_get("account_id")?)?,
+        campaign_id: r.try_get("campaign_id")?,
+        advertisement_id: r.try_get("advertisement_id")?,
+        metric_date: parse_date(r.try_get("metric_date")?)?,
+        impressions: r.try_get("impressions")?,
+        clicks: r.try_get("clicks")?,
+        reach: r.try_get("reach")?,
+        frequency: r.try_get("frequency")?,
+        engagements: r.try_get("engagements")?,
+        sessions: r.try_get("sessions")?,
+        conversions: get_dec(r, "conversions")?,
+        revenue: get_dec(r, "revenue")?,
+        cost: get_dec(r, "cost")?,
+        currency: r.try_get("currency")?,
+        ctr: r.try_get("ctr")?,
+        cpc: get_opt_dec(r, "cpc")?,
+        cpm: get_opt_dec(r, "cpm")?,
+        cpa: get_opt_dec(r, "cpa")?,
+        roas: r.try_get("roas")?,
+        utm_source: r.try_get("utm_source")?,
+        utm_medium: r.try_get("utm_medium")?,
+        utm_campaign: r.try_get("utm_campaign")?,
+    })
+}
+
+fn attr_from_row(r: &SqliteRow) -> Result<AttributionRow> {
+    Ok(AttributionRow {
+        account_id: parse_uuid(r.try_get("account_id")?)?,
+        conversion_id: r.try_get("conversion_id")?,
+        touchpoint_id: r.try_get("touchpoint_id")?,
+        attribution_model: r.try_get("attribution_model")?,
+        version: r.try_get("version")?,
+        campaign_id: r.try_get("campaign_id")?,
+        advertisement_id: r.try_get("advertisement_id")?,
+        customer_id: r.try_get("customer_id")?,
+        touchpoint_type: r.try_get("touchpoint_type")?,
+        touchpoint_timestamp: r.try_get::<Option<&str>, _>("touchpoint_timestamp")?.map(parse_ts).transpose()?,
+        channel_id: r.try_get("channel_id")?,
+        conversion_time: parse_ts(r.try_get("conversion_time")?)?,
+        conversion_value: get_opt_dec(r, "conversion_value")?,
+        currency: r.try_get("currency")?,
+        weight: r.try_get("weight")?,
+        attributed_revenue: get_dec(r, "attributed_revenue")?,
+    })
+}
+
+fn key_from_row(r: &SqliteRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        account_id: parse_uuid(r.try_get("account_id")?)?,
+        kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
+        key_hash: r.try_get("key_hash")?,
+        prefix: r.try_get("prefix")?,
+        revoked: r.try_get::<bool, _>("revoked")?,
+    })
+}
+
+const METRIC_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
+     conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
+const ATTR_COLS: &str = "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
+     touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn load_catalog(&self) -> Result<Catalog> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&mut *tx).await?;
+        let accounts = sqlx::query(
+            "SELECT id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
+             time_decay_half_life_days, session_timeout_minutes, anonymize_ip FROM accounts WHERE deleted_at IS NULL ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Account {
+                id: parse_uuid(r.try_get("id")?)?,
+                name: r.try_get("name")?,
+                timezone: r.try_get("timezone")?,
+                default_attribution_model: r.try_get("default_attribution_model")?,
+                click_lookback_days: r.try_get("click_lookback_days")?,
+                view_lookback_days: r.try_get("view_lookback_days")?,
+                time_decay_half_life_days: r.try_get("time_decay_half_life_days")?,
+                session_timeout_minutes: r.try_get("session_timeout_minutes")?,
+                anonymize_ip: r.try_get("anonymize_ip")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let keys = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(key_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let campaigns = sqlx::query(
+            "SELECT account_id, id, name, timezone, start_date, end_date FROM marketing_campaigns WHERE deleted_at IS NULL ORDER BY account_id, id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Campaign {
+                account_id: parse_uuid(r.try_get("account_id")?)?,
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                timezone: r.try_get("timezone")?,
+                start_date: r.try_get::<Option<&str>, _>("start_date")?.map(parse_date).transpose()?,
+                end_date: r.try_get::<Option<&str>, _>("end_date")?.map(parse_date).transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let advertisements =
+            sqlx::query("SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(Advertisement {
+                        account_id: parse_uuid(r.try_get("account_id")?)?,
+                        id: r.try_get("id")?,
+                        campaign_id: r.try_get("campaign_id")?,
+                        channel_id: r.try_get("channel_id")?,
+                        title: r.try_get("title")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        let links = sqlx::query(
+            "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, campaign_id, \
+             advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Link {
+                account_id: parse_uuid(r.try_get("account_id")?)?,
+                short_code: r.try_get("short_code")?,
+                target_url: r.try_get("target_url")?,
+                utm_source: r.try_get("utm_source")?,
+                utm_medium: r.try_get("utm_medium")?,
+                utm_campaign: r.try_get("utm_campaign")?,
+                utm_term: r.try_get("utm_term")?,
+                utm_content: r.try_get("utm_content")?,
+                campaign_id: r.try_get("campaign_id")?,
+                advertisement_id: r.try_get("advertisement_id")?,
+                deleted: r.try_get("deleted")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links })
+    }
+
+    async fn catalog_version(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&self.pool).await?)
+    }
+
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = ?")
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn upsert_account(&self, a: &Account) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO accounts (id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
+             time_decay_half_life_days, session_timeout_minutes, anonymize_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone, \
+             default_attribution_model = excluded.default_attribution_model, click_lookback_days = excluded.click_lookback_days, \
+             view_lookback_days = excluded.view_lookback_days, time_decay_half_life_days = excluded.time_decay_half_life_days, \
+             session_timeout_minutes = excluded.session_timeout_minutes, anonymize_ip = excluded.anonymize_ip, updated_at = {NOW}"
+        ))
+        .bind(a.id.to_string())
+        .bind(&a.name)
+        .bind(&a.timezone)
+        .bind(&a.default_attribution_model)
+        .bind(a.click_lookback_days)
+        .bind(a.view_lookback_days)
+        .bind(a.time_decay_half_life_days)
+        .bind(a.session_timeout_minutes)
+        .bind(a.anonymize_ip)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO api_keys (account_id, kind, key_hash, prefix, revoked_at) VALUES (?, ?, ?, ?, CASE WHEN ? THEN {NOW} END) \
+             ON CONFLICT (key_hash) DO NOTHING"
+        ))
+        .bind(k.account_id.to_string())
+        .bind(k.kind.as_str())
+        .bind(&k.key_hash)
+        .bind(&k.prefix)
+        .bind(k.revoked)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_keys(&self, account_id: Uuid, kind: KeyKind, keep_hash: Option<&str>) -> Result<u64> {
+        let r = sqlx::query(&format!(
+            "UPDATE api_keys SET revoked_at = {NOW} WHERE account_id = ? AND kind = ? AND revoked_at IS NULL AND (? IS NULL OR key_hash <> ?)"
+        ))
+        .bind(account_id.to_string())
+        .bind(kind.as_str())
+        .bind(keep_hash)
+        .bind(keep_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    async fn upsert_campaign(&self, c: &Campaign) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO marketing_campaigns (account_id, id, name, timezone, start_date, end_date) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (account_id, id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone, \
+             start_date = excluded.start_date, end_date = excluded.end_date, updated_at = {NOW}, deleted_at = NULL"
+        ))
+        .bind(c.account_id.to_string())
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.timezone)
+        .bind(c.start_date.map(|d| d.to_string()))
+        .bind(c.end_date.map(|d| d.to_string()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_advertisement(&self, ad: &Advertisement) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO advertisements (account_id, id, campaign_id, channel_id, title) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (account_id, id) DO UPDATE SET campaign_id = excluded.campaign_id, channel_id = excluded.channel_id, \
+             title = excluded.title, updated_at = {NOW}, deleted_at = NULL"
+        ))
+        .bind(ad.account_id.to_string())
+        .bind(&ad.id)
+        .bind(&ad.campaign_id)
+        .bind(&ad.channel_id)
+        .bind(&ad.title)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_link(&self, l: &Link) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO links (account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
+             campaign_id, advertisement_id, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN {NOW} END) \
+             ON CONFLICT (short_code) DO UPDATE SET target_url = excluded.target_url, utm_source = excluded.utm_source, \
+             utm_medium = excluded.utm_medium, utm_campaign = excluded.utm_campaign, utm_term = excluded.utm_term, \
+             utm_content = excluded.utm_content, campaign_id = excluded.campaign_id, advertisement_id = excluded.advertisement_id, \
+             deleted_at = excluded.deleted_at, updated_at = {NOW} WHERE links.account_id = excluded.account_id"
+        ))
+        .bind(l.account_id.to_string())
+        .bind(&l.short_code)
+        .bind(&l.target_url)
+        .bind(&l.utm_source)
+        .bind(&l.utm_medium)
+        .bind(&l.utm_campaign)
+        .bind(&l.utm_term)
+        .bind(&l.utm_content)
+        .bind(&l.campaign_id)
+        .bind(&l.advertisement_id)
+        .bind(l.deleted)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for (_, rows) in by_account(rows, |r| r.account_id) {
+            // The last row for a key wins within a batch, as in Postgres.
+            let mut last = std::collections::HashMap::new();
+            for (i, r) in rows.iter().enumerate() {
+                last.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date), i);
+            }
+            let mut keep: Vec<usize> = last.into_values().collect();
+            keep.sort_unstable();
+            let rows: Vec<&DailyMetricRow> = keep.into_iter().map(|i| rows[i]).collect();
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id.to_string())
+                        .push_bind(r.campaign_id.clone())
+                        .push_bind(r.advertisement_id.clone())
+                        .push_bind(r.metric_date.to_string())
+                        .push_bind(r.impressions)
+                        .push_bind(r.clicks)
+                        .push_bind(r.reach)
+                        .push_bind(r.frequency)
+                        .push_bind(r.engagements)
+                        .push_bind(r.sessions)
+                        .push_bind(dec(r.conversions))
+                        .push_bind(dec(r.revenue))
+                        .push_bind(dec(r.cost))
+                        .push_bind(r.currency.clone())
+                        .push_bind(r.ctr)
+                        .push_bind(r.cpc.map(dec))
+                        .push_bind(r.cpm.map(dec))
+                        .push_bind(r.cpa.map(dec))
+                        .push_bind(r.roas)
+                        .push_bind(r.utm_source.clone())
+                        .push_bind(r.utm_medium.clone())
+                        .push_bind(r.utm_campaign.clone());
+                });
+                let unchanged = METRIC_UPDATE.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+                qb.push(format!(
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
+                    set_excluded(&METRIC_UPDATE).replace("EXCLUDED.", "excluded."),
+                ));
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let rows = dedup_attr(newest_versions(&rows));
+            let acct = account.to_string();
+            for chunk in rows.chunks(CHUNK) {
+                let mut fresh: Vec<&AttributionRow> = Vec::with_capacity(chunk.len());
+                for r in chunk {
+                    let stored: Option<i64> = sqlx::query_scalar(
+                        "SELECT max(version) FROM campaign_attributions WHERE account_id = ? AND conversion_id = ? AND attribution_model = ?",
+                    )
+                    .bind(&acct)
+                    .bind(&r.conversion_id)
+                    .bind(&r.attribution_model)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if stored.is_none_or(|v| v <= r.version) {
+                        if stored.is_some_and(|v| v < r.version) {
+                            sqlx::query("DELETE FROM campaign_attributions WHERE account_id = ? AND conversion_id = ? AND attribution_model = ? AND version < ?")
+                                .bind(&acct)
+                                .bind(&r.conversion_id)
+                                .bind(&r.attribution_model)
+                                .bind(r.version)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        fresh.push(r);
+                    }
+                }
+                if fresh.is_empty() {
+                    continue;
+                }
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
+                qb.push_values(&fresh, |mut b, r| {
+                    b.push_bind(r.account_id.to_string())
+                        .push_bind(r.conversion_id.clone())
+                        .push_bind(r.touchpoint_id.clone())
+                        .push_bind(r.attribution_model.clone())
+                        .push_bind(r.version)
+                        .push_bind(r.campaign_id.clone())
+                        .push_bind(r.advertisement_id.clone())
+                        .push_bind(r.customer_id.clone())
+                        .push_bind(r.touchpoint_type.clone())
+                        .push_bind(r.touchpoint_timestamp.map(ts))
+                        .push_bind(r.channel_id.clone())
+                        .push_bind(ts(r.conversion_time))
+                        .push_bind(r.conversion_value.map(dec))
+                        .push_bind(r.currency.clone())
+                        .push_bind(r.weight)
+                        .push_bind(dec(r.attributed_revenue));
+                });
+                let unchanged = ATTR_UPDATE.iter().map(|c| format!("campaign_attributions.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+                qb.push(format!(
+                    " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = {NOW} \
+                     WHERE campaign_attributions.version <= excluded.version AND NOT ({unchanged})",
+                    set_excluded(&ATTR_UPDATE).replace("EXCLUDED.", "excluded."),
+                ));
+                qb.build().execute(&mut *tx).await?;
+                n += fresh.len() as u64;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE account_id = ? AND metric_date BETWEEN ? AND ? \
+             AND deleted_at IS NULL ORDER BY metric_date, campaign_id, advertisement_id"
+        ))
+        .bind(account_id.to_string())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(metric_from_row).collect()
+    }
+
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTR_COLS} FROM campaign_attributions WHERE account_id = ? AND (? IS NULL OR attribution_model = ?) \
+             ORDER BY conversion_id, attribution_model, touchpoint_id"
+        ))
+        .bind(account_id.to_string())
+        .bind(model)
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attr_from_row).collect()
+    }
+
+    async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64> {
+        use touchline_model::Body;
+        let mut n = 0;
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            let m = &r.meta;
+            let acct = m.account_id.to_string();
+            let (tsv, recv) = (ts(m.timestamp), ts(m.received_at));
+            let anon = m.anonymous_id.as_ref().map(|i| i.to_string());
+            let cust = m.customer_id.as_ref().map(|i| i.to_string());
+            let payload = String::from_utf8(r.to_json()).unwrap_or_default();
+            let s = |o: &Option<touchline_model::Id>| o.as_ref().map(|i| i.to_string());
+            let q = match &r.body {
+                Body::Event(e) => sqlx::query(
+                    "INSERT OR IGNORE INTO events (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, event_name, \
+                     session_id, campaign_id, advertisement_id, page_url, referrer, utm_source, utm_medium, utm_campaign, payload) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(acct)
+                .bind(m.record_id.to_string())
+                .bind(tsv)
+                .bind(recv)
+                .bind(anon)
+                .bind(cust)
+                .bind(e.event_name.clone())
+                .bind(s(&e.session_id))
+                .bind(s(&e.campaign_id))
+                .bind(s(&e.advertisement_id))
+                .bind(e.context.page_url.clone())
+                .bind(e.context.referrer.clone())
+                .bind(e.context.utm_source.clone())
+                .bind(e.context.utm_medium.clone())
+                .bind(e.context.utm_campaign.clone())
+                .bind(payload),
+                Body::Session(x) => sqlx::query(
+                    "INSERT OR IGNORE INTO sessions (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, session_id, \
+                     started_at, ended_at, device_id, utm_source, utm_medium, utm_campaign, referrer, landing_page, payload) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(acct)
+                .bind(m.record_id.to_string())
+                .bind(tsv)
+                .bind(recv)
+                .bind(anon)
+                .bind(cust)
+                .bind(x.session_id.to_string())
+                .bind(ts(x.started_at))
+                .bind(x.ended_at.map(ts))
+                .bind(s(&x.device_id))
+                .bind(x.utm_source.clone())
+                .bind(x.utm_medium.clone())
+                .bind(x.utm_campaign.clone())
+                .bind(x.referrer.clone())
+                .bind(x.landing_page.clone())
+                .bind(payload),
+                Body::Touchpoint(t) => sqlx::query(
+                    "INSERT OR IGNORE INTO touchpoints (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, type, \
+                     channel, campaign_id, advertisement_id, utm_source, utm_medium, utm_campaign, payload) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(acct)
+                .bind(m.record_id.to_string())
+                .bind(tsv)
+                .bind(recv)
+                .bind(anon)
+                .bind(cust)
+                .bind(t.kind.to_string())
+                .bind(t.channel.clone())
+                .bind(s(&t.campaign_id))
+                .bind(s(&t.advertisement_id))
+                .bind(t.utm_source.clone())
+                .bind(t.utm_medium.clone())
+                .bind(t.utm_campaign.clone())
+                .bind(payload),
+                Body::LinkClick(c) => sqlx::query(
+                    "INSERT OR IGNORE INTO link_clicks (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, link_id, \
+                     short_code, device_id, campaign_id, advertisement_id, referer, user_agent, ip, bot, is_unique, payload) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(acct)
+                .bind(m.record_id.to_string())
+                .bind(tsv)
+                .bind(recv)
+                .bind(anon)
+                .bind(cust)
+                .bind(s(&c.link_id))
+                .bind(s(&c.short_code))
+                .bind(s(&c.device_id))
+                .bind(s(&c.campaign_id))
+                .bind(s(&c.advertisement_id))
+                .bind(c.referer.clone())
+                .bind(c.user_agent.clone())
+                .bind(c.ip.clone())
+                .bind(c.bot)
+                .bind(c.unique)
+                .bind(payload),
+                Body::Conversion(c) => sqlx::query(
+                    "INSERT OR IGNORE INTO conversions (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, type, \
+                     value, currency, order_id, campaign_id, advertisement_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(acct)
+                .bind(m.record_id.to_string())
+                .bind(tsv)
+                .bind(recv)
+                .bind(anon)
+                .bind(cust)
+                .bind(c.kind.to_string())
+                .bind(c.value.map(dec))
+                .bind(c.currency.map(|c| c.to_string()))
+                .bind(s(&c.order_id))
+                .bind(s(&c.campaign_id))
+                .bind(s(&c.advertisement_id))
+                .bind(payload),
+                Body::Spend(x) => sqlx::query(
+                    "INSERT OR IGNORE INTO spend (account_id, record_id, timestamp, received_at, date, campaign_id, advertisement_id, cost, \
+                     currency, impressions, clicks, source, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(acct)
+                .bind(m.record_id.to_string())
+                .bind(tsv)
+                .bind(recv)
+                .bind(x.date.to_string())
+                .bind(x.campaign_id.to_string())
+                .bind(s(&x.advertisement_id))
+                .bind(dec(x.cost))
+                .bind(x.currency.to_string())
+                .bind(x.impressions.map(|v| v as i64))
+                .bind(x.clicks.map(|v| v as i64))
+                .bind(x.source.clone())
+                .bind(payload),
+                Body::Identify(_) | Body::Alias(_) => {
+                    let previous = match &r.body {
+                        Body::Alias(a) => Some(a.previous_id.to_string()),
+                        _ => None,
+                    };
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO identities (account_id, record_id, timestamp, received_at, type, anonymous_id, customer_id, \
+                         previous_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(acct)
+                    .bind(m.record_id.to_string())
+                    .bind(tsv)
+                    .bind(recv)
+                    .bind(r.kind().as_str())
+                    .bind(anon)
+                    .bind(cust)
+                    .bind(previous)
+                    .bind(payload)
+                }
+            };
+            n += q.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,92 @@
+//! The store conformance suite on SQLite, plus SQLite specifics (WAL, raw tables).
+
+use std::sync::Arc;
+
+use touchline_sql::{conformance, SqliteStore, Store};
+
+async fn fresh() -> (tempfile::TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("touchline.db").display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    (dir, Arc::new(store))
+}
+
+#[tokio::test]
+async fn migrations_rerun() {
+    let (_d, s) = fresh().await;
+    conformance::migrations_rerun(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn catalog_round_trip() {
+    let (_d, s) = fresh().await;
+    conformance::catalog_round_trip(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn daily_metrics_idempotent() {
+    let (_d, s) = fresh().await;
+    conformance::daily_metrics_idempotent(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn attribution_versions() {
+    let (_d, s) = fresh().await;
+    conformance::attribution_versions(s.as_ref()).await;
+}
+
+#[tokio::test]
+async fn cache_follows_changes() {
+    let (_d, s) = fresh().await;
+    conformance::cache_follows_changes(s).await;
+}
+
+#[tokio::test]
+async fn wal_mode_and_a_second_reader_while_writing() {
+    let (dir, s) = fresh().await;
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(mode, "wal");
+    let a = uuid::Uuid::from_u128(0xa);
+    s.upsert_account(&touchline_sql::Account::new(a, "alpha")).await.unwrap();
+    s.upsert_daily_metrics(&[conformance::metric(a, "c1", "", 2, 100)]).await.unwrap();
+    // The sqlite3 command-line tool reads the results while the store is open.
+    let out = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("touchline.db"))
+        .arg("SELECT campaign_id, impressions, revenue FROM campaign_performance_metrics")
+        .output();
+    if let Ok(out) = out {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "c1|100|199.99");
+    }
+}
+
+#[tokio::test]
+async fn raw_entities_insert_once() {
+    use serde_json::json;
+    use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, RequestCtx};
+    let (_d, s) = fresh().await;
+    let body = serde_json::to_vec(&json!({"batch": [
+        {"type": "event", "event_name": "page_view", "anonymous_id": "a1", "message_id": "m1", "context": {"page_url": "https://x.example/?utm_source=zalo"}},
+        {"type": "session", "session_id": "s1", "started_at": "2026-11-21T10:00:00Z", "anonymous_id": "a1", "message_id": "m2"},
+        {"type": "touchpoint", "kind": "impression", "campaign_id": "c1", "anonymous_id": "a1", "message_id": "m3"},
+        {"type": "link_click", "short_code": "abc", "device_id": "d1", "message_id": "m4"},
+        {"type": "conversion", "kind": "purchase", "value": "19.99", "currency": "USD", "customer_id": "u1", "message_id": "m5"},
+        {"type": "spend", "date": "2026-11-20", "campaign_id": "c1", "cost": "5.5", "currency": "USD", "message_id": "m6"},
+        {"type": "identify", "customer_id": "u1", "anonymous_id": "a1", "message_id": "m7"},
+        {"type": "alias", "customer_id": "u1", "previous_id": "old", "message_id": "m8"}
+    ]})).unwrap();
+    let opts = DecodeOptions::default();
+    let parsed = parse_body(&body, &opts).unwrap();
+    let ctx = RequestCtx { account_id: uuid::Uuid::from_u128(1), received_at: chrono::Utc::now(), ip: None, user_agent: None };
+    let d = decode_items(&parsed, &ctx, Expect::Any, &opts);
+    assert_eq!(d.records.len(), 8);
+    assert_eq!(s.insert_raw(&d.records).await.unwrap(), 8);
+    assert_eq!(s.insert_raw(&d.records).await.unwrap(), 0, "a replay inserts nothing twice");
+    let utm: String = sqlx::query_scalar("SELECT utm_source FROM events").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(utm, "zalo");
+    let v: f64 = sqlx::query_scalar("SELECT value FROM conversions").fetch_one(s.pool()).await.unwrap();
+    assert!((v - 19.99).abs() < 1e-9);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM identities").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(n, 2);
+}
