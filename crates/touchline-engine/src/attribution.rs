@@ -385,6 +385,23 @@ mod tests {
         close(&weights(Model::TimeDecay, &ts), &[0.125 / sum, 0.25 / sum, 0.5 / sum, 1.0 / sum]);
     }
 
+    /// Published credit table of the "Time-Decay Attribution Calculator"
+    /// (https://calcbee.pages.dev/calculators/marketing/attribution/time-decay-attribution-calculator):
+    /// 100 conversions of $200.00 ($20,000), six touchpoints 30, 24, 18, 12, 6 and 0 days before
+    /// the conversion, 7-day half-life. Source credits: 2.4%, 4.3%, 7.8%, 14%, 25.4%, 46.1% and
+    /// totals $472.72, $856.31, $1,551.16, $2,809.85, $5,089.89, $9,220.07. We reproduce the
+    /// dollar column to the cent with our exact splitter (which also makes it sum to $20,000).
+    #[test]
+    fn time_decay_published_credit_table() {
+        let ts: Vec<Touch> = [30, 24, 18, 12, 6, 0].iter().map(|d| touch(&format!("tp{d}"), days_before(*d), Some("c"))).collect();
+        let w = weights(Model::TimeDecay, &ts);
+        let pct: Vec<f64> = w.iter().map(|x| (x * 1000.0).round() / 10.0).collect();
+        close(&pct, &[2.4, 4.3, 7.8, 14.0, 25.4, 46.1]);
+        let dollars = split_exact(&w, Decimal::new(2_000_000, 2), 2);
+        let want: Vec<Decimal> = [47272, 85631, 155116, 280985, 508989, 922007].iter().map(|c| Decimal::new(*c, 2)).collect();
+        assert_eq!(dollars, want);
+    }
+
     #[test]
     fn time_decay_far_touches_do_not_divide_by_zero() {
         let ts = vec![touch("a", days_before(100_000), None), touch("b", days_before(90_000), None)];
@@ -392,8 +409,11 @@ mod tests {
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{w:?}");
     }
 
-    /// Position-based (U-shaped) as Google Analytics defined it: 40% first, 40% last, the
-    /// remaining 20% spread evenly over the middle touches; one touch 100%, two touches 50/50.
+    /// Position-based (U-shaped) as Google defines it: "Attributes 40% of the credit for a
+    /// conversion to its first and last clicks. Remaining 20% is evenly distributed across all
+    /// other clicks." (Google Ads API, `AttributionModelEnum.GOOGLE_SEARCH_ATTRIBUTION_POSITION_BASED`,
+    /// https://developers.google.com/google-ads/api/reference/rpc/v17/AttributionModelEnum.AttributionModel).
+    /// The one- and two-touch cases (100%, 50/50) are the issue's definition, not Google's text.
     #[test]
     fn position_based() {
         let ts = four();

@@ -53,7 +53,7 @@ mod util;
 
 pub use attribution::{model_weights, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
 pub use config::{AccountSettings, Catalog, EngineConfig};
-pub use datadriven::{aggregate_paths, markov, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod, ShapleyOptions, ShapleyResult};
+pub use datadriven::{aggregate_paths, markov, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod, ShapleyOptions, ShapleyResult};
 pub use engine::{Counters, Engine, EngineError, Flush, IdentityTransfer, Ingest, StateStats, SNAPSHOT_VERSION};
 pub use metrics::{combine_partials, CellKey, DailyPartial, DailyReportRow};
 pub use session::{SessionChange, SessionRow};
