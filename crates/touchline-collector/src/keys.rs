@@ -21,9 +21,11 @@ pub struct KeyInfo {
     pub kind: KeyKind,
 }
 
-/// Where the collector looks up keys. The hot path calls `lookup` once per request.
+/// Where the collector looks up keys. The hot path calls `lookup` once per request; an
+/// implementation answers from memory and may consult its store on a miss.
+#[async_trait::async_trait]
 pub trait KeyStore: Send + Sync + 'static {
-    fn lookup(&self, key: &str) -> Option<KeyInfo>;
+    async fn lookup(&self, key: &str) -> Option<KeyInfo>;
 }
 
 /// SHA-256 of a key, hex encoded: what stores keep instead of the key.
@@ -75,8 +77,9 @@ impl MemoryKeys {
     }
 }
 
+#[async_trait::async_trait]
 impl KeyStore for MemoryKeys {
-    fn lookup(&self, key: &str) -> Option<KeyInfo> {
+    async fn lookup(&self, key: &str) -> Option<KeyInfo> {
         if key.is_empty() || key.len() > 256 {
             return None;
         }
@@ -88,8 +91,8 @@ impl KeyStore for MemoryKeys {
 mod tests {
     use super::*;
 
-    #[test]
-    fn generated_keys_are_distinct_and_look_up_by_hash() {
+    #[tokio::test]
+    async fn generated_keys_are_distinct_and_look_up_by_hash() {
         let a = generate_key(KeyKind::Write);
         let b = generate_key(KeyKind::Write);
         assert_ne!(a, b);
@@ -97,8 +100,8 @@ mod tests {
         let keys = MemoryKeys::new();
         let info = KeyInfo { account_id: Uuid::from_u128(1), kind: KeyKind::Write };
         keys.insert(&a, info);
-        assert_eq!(keys.lookup(&a), Some(info));
-        assert_eq!(keys.lookup(&b), None);
+        assert_eq!(keys.lookup(&a).await, Some(info));
+        assert_eq!(keys.lookup(&b).await, None);
         assert_eq!(hash_key(&a).len(), 64);
     }
 }

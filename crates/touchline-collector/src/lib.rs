@@ -213,8 +213,8 @@ fn check_rate(state: &AppState, account: uuid::Uuid, n: usize) -> Result<(), Api
     }
 }
 
-fn authenticate(state: &AppState, key: &str) -> Result<KeyInfo, ApiError> {
-    state.keys.lookup(key).ok_or(ApiError::BadKey)
+async fn authenticate(state: &AppState, key: &str) -> Result<KeyInfo, ApiError> {
+    state.keys.lookup(key).await.ok_or(ApiError::BadKey)
 }
 
 fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
@@ -342,7 +342,7 @@ async fn handle_json(
     check_content_type(&headers)?;
     // A key in the header is checked before the body is read.
     let header_info = match header_key(&headers)? {
-        Some(k) => Some(authenticate(state, &k)?),
+        Some(k) => Some(authenticate(state, &k).await?),
         None => None,
     };
     let bytes = read_body(state, &headers, body).await?;
@@ -351,7 +351,7 @@ async fn handle_json(
         Some(i) => i,
         None => {
             let key = parsed.write_key.clone().or_else(|| query_key(query.as_deref())).ok_or(ApiError::MissingKey)?;
-            authenticate(state, &key)?
+            authenticate(state, &key).await?
         }
     };
     let ctx = request_ctx(state, &headers, peer, info);
@@ -425,8 +425,8 @@ async fn pixel_inner(state: &AppState, peer: SocketAddr, query: &str, headers: &
     if query.len() > state.config.max_record_bytes {
         return "too_large";
     }
-    let key = query_key(Some(query));
-    let Some(info) = key.and_then(|k| state.keys.lookup(&k)) else { return "bad_key" };
+    let Some(key) = query_key(Some(query)) else { return "bad_key" };
+    let Some(info) = state.keys.lookup(&key).await else { return "bad_key" };
     if check_rate(state, info.account_id, 1).is_err() {
         return "rate_limited";
     }

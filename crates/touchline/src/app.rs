@@ -14,16 +14,18 @@ use axum::Router;
 use touchline_bus::{Bus, EmbeddedLog};
 use touchline_collector::{AppState, KeyStore};
 
-use crate::accounts::{Accounts, NewKeys};
+
+use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::config::Config;
 
 /// Everything `serve` runs, built from a config.
 pub struct App {
     pub config: Config,
     pub log: Arc<EmbeddedLog>,
+    pub store: Arc<dyn touchline_sql::Store>,
+    pub catalog: Arc<touchline_sql::CatalogCache>,
     pub state: Arc<AppState>,
     pub new_keys: NewKeys,
-    pub default_account: Option<uuid::Uuid>,
 }
 
 impl App {
@@ -31,19 +33,21 @@ impl App {
         for (what, v, issue) in [
             ("TOUCHLINE_KAFKA_BROKERS (kafka_brokers)", &config.kafka_brokers, "the Kafka bus"),
             ("TOUCHLINE_CLICKHOUSE_URL (clickhouse_url)", &config.clickhouse_url, "the ClickHouse sink"),
-            ("TOUCHLINE_DATABASE_URL (database_url)", &config.database_url, "the SQL stores"),
         ] {
             if v.is_some() {
                 bail!("{what} is set, but {issue} is not built yet in this version; unset it to run with the embedded defaults");
             }
         }
-        let (accounts, new_keys) = Accounts::open(&config.data_dir, config.write_key.as_deref(), config.secret_key.as_deref())?;
-        let keys: Arc<dyn KeyStore> = Arc::new(accounts.key_store());
+        let store = open_store(&config).await?;
+        let new_keys = accounts::bootstrap(store.as_ref(), config.write_key.as_deref(), config.secret_key.as_deref()).await?;
+        let catalog = touchline_sql::CatalogCache::load(store.clone(), std::time::Duration::from_secs(30)).await?;
+        catalog.spawn_refresh(std::time::Duration::from_secs(2));
+        let keys: Arc<dyn KeyStore> = Arc::new(CatalogKeys(catalog.clone()));
         let log = EmbeddedLog::open(config.log_dir(), config.log.clone())
             .await
             .with_context(|| format!("opening the embedded log at {}", config.log_dir().display()))?;
         let state = AppState::new(log.clone() as Arc<dyn Bus>, keys, config.collector.clone());
-        Ok(App { default_account: accounts.default_account().map(|a| a.id), config, log, state, new_keys })
+        Ok(App { config, log, store, catalog, state, new_keys })
     }
 
     pub fn router(&self) -> Router {
@@ -54,6 +58,29 @@ impl App {
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let router = self.router();
         touchline_collector::serve(router, listener, shutdown).await.context("HTTP server failed")
+    }
+}
+
+/// Connects to the configured database (SQLite under the data dir by default) and migrates it.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn touchline_sql::Store>> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    let store = touchline_sql::connect(&url).await.with_context(|| format!("connecting to {}", redact(&url)))?;
+    store.migrate().await.with_context(|| format!("migrating {}", redact(&url)))?;
+    Ok(store)
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
     }
 }
 

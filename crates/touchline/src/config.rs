@@ -19,7 +19,7 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Base URL clients use to reach this server (printed in examples; short links later).
     pub public_url: Option<String>,
-    /// Embedded data: the log, accounts (`TOUCHLINE_DATA_DIR`).
+    /// Embedded data: the log and the SQLite store (`TOUCHLINE_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Fixes the write key of account `default` (`TOUCHLINE_WRITE_KEY`).
     pub write_key: Option<String>,
@@ -29,7 +29,8 @@ pub struct Config {
     pub kafka_brokers: Option<String>,
     /// ClickHouse HTTP URL (`TOUCHLINE_CLICKHOUSE_URL`).
     pub clickhouse_url: Option<String>,
-    /// Postgres or `sqlite://…` URL (`TOUCHLINE_DATABASE_URL`).
+    /// Postgres or `sqlite://…` URL for the catalog and fact tables (`TOUCHLINE_DATABASE_URL`);
+    /// SQLite at `{data_dir}/touchline.db` when unset.
     pub database_url: Option<String>,
     /// Log filter for tracing (`TOUCHLINE_LOG_LEVEL`, e.g. `info,touchline=debug`).
     pub log_level: String,
@@ -116,6 +117,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The SQL store: `database_url`, else SQLite at `{data_dir}/touchline.db`.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("touchline.db").display()))
     }
 
     pub fn log_dir(&self) -> PathBuf {

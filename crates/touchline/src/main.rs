@@ -39,6 +39,8 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Apply the SQL migrations of the configured database (also done at start-up).
+    Migrate,
     /// Print the effective configuration (keys redacted) and exit.
     Config,
 }
@@ -58,6 +60,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Tail { topic, last, follow, meta, limit } => {
             let mut out = std::io::stdout();
             tail::run(&config.log_dir(), TailArgs { topic, last, follow, meta, limit }, &mut out).await?;
+            Ok(())
+        }
+        Command::Migrate => {
+            let url = config.database_url();
+            touchline::app::open_store(&config).await?;
+            println!("migrated {}", touchline::app::redact(&url));
             Ok(())
         }
         Command::Config => {
@@ -89,8 +97,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn print_banner(app: &App, base: &str) {
     let mut s = String::new();
     s.push_str(&format!("touchline {} listening on {base}\n", env!("CARGO_PKG_VERSION")));
-    s.push_str(&format!("  data dir: {} (embedded log, accounts)\n", app.config.data_dir.display()));
-    if let Some(id) = app.default_account {
+    s.push_str(&format!("  data dir: {} (embedded log)\n", app.config.data_dir.display()));
+    s.push_str(&format!("  store: {} ({})\n", touchline::app::redact(&app.config.database_url()), app.store.backend()));
+    if let Some(id) = app.new_keys.account_id {
         s.push_str(&format!("  account `default`: {id}\n"));
     }
     let nk = &app.new_keys;

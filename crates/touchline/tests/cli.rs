@@ -67,6 +67,7 @@ async fn serve_with_no_config_then_tail() {
     let key = key_line.split_whitespace().last().unwrap().to_owned();
     assert!(server.banner.iter().any(|l| l.contains("secret key:")));
     assert!(dir.path().join("data/log/meta.json").exists(), "embedded default under ./data");
+    assert!(dir.path().join("data/touchline.db").exists(), "SQLite store under ./data");
 
     let http = reqwest::Client::new();
     let r = http
@@ -147,4 +148,42 @@ fn unbuilt_backends_and_bad_config_fail_clearly() {
     let out = Command::new(BIN).arg("serve").current_dir(dir.path()).env("TOUCHLINE_HTTP_ADDR", "nowhere").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("http_addr"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A key added to the catalog in SQL, by another client, works on the running server without
+/// a restart.
+#[tokio::test]
+async fn catalog_changes_in_sql_reach_the_running_server() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path(), &[]);
+    let db = dir.path().join("data/touchline.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let account: String = sqlx::query_scalar("SELECT id FROM accounts WHERE name = 'default'").fetch_one(&mut conn).await.unwrap();
+    let key = "tl_wk_added_by_sql_0000000001";
+    let hash = touchline_collector::hash_key(key);
+    let http = reqwest::Client::new();
+    let send = || http.post(format!("{}/v1/events", server.base)).bearer_auth(key).json(&json!({"event_name": "x", "anonymous_id": "v"})).send();
+    assert_eq!(send().await.unwrap().status(), 401);
+    sqlx::query("INSERT INTO api_keys (account_id, kind, key_hash, prefix) VALUES (?, 'write', ?, 'tl_wk_adde')")
+        .bind(&account)
+        .bind(&hash)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if send().await.unwrap().status() == 200 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the new key was not accepted within 15 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Revoking it in SQL locks it out again.
+    sqlx::query("UPDATE api_keys SET revoked_at = '2026-01-01T00:00:00Z' WHERE key_hash = ?").bind(&hash).execute(&mut conn).await.unwrap();
+    let start = std::time::Instant::now();
+    while send().await.unwrap().status() != 401 {
+        assert!(start.elapsed() < Duration::from_secs(15), "the revoked key still works after 15 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
