@@ -227,3 +227,49 @@ pub async fn cache_follows_changes(store: Arc<dyn Store>) {
     assert!(cache.lookup_key_hash("h-new").await.is_none(), "a revoked key is refused");
     assert_eq!(cache.snapshot().campaign_timezone(a, "unknown"), "UTC");
 }
+
+fn partial(account: Uuid, campaign: &str, partition: i32, impressions: i64, clicks: i64, cost: &str, conversions: &str, revenue: &str) -> PartialRow {
+    PartialRow {
+        account_id: account,
+        campaign_id: campaign.into(),
+        advertisement_id: String::new(),
+        metric_date: date(21),
+        partition,
+        impressions,
+        clicks,
+        reach: impressions / 2,
+        engagements: 1,
+        sessions: 2,
+        conversions: d(conversions),
+        revenue: d(revenue),
+        cost: d(cost),
+        reported_impressions: 0,
+        reported_clicks: 0,
+    }
+}
+
+/// Partials of several partitions publish as their sum with derived ratios; republishing a
+/// partition replaces its share; repeating a publish changes nothing.
+pub async fn partials_publish_sums(store: &dyn Store) {
+    let (a, _) = two_accounts(store).await;
+    store.publish_partials(&[partial(a, "c1", 0, 100, 10, "20", "1", "50"), partial(a, "c2", 0, 0, 0, "0", "0", "0")]).await.expect("p0");
+    store.publish_partials(&[partial(a, "c1", 1, 300, 30, "60", "1.5", "150")]).await.expect("p1");
+    let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
+    assert_eq!(rows.len(), 2);
+    let c1 = &rows[0];
+    assert_eq!((c1.campaign_id.as_str(), c1.impressions, c1.clicks, c1.reach, c1.engagements, c1.sessions), ("c1", 400, 40, 200, 2, 4));
+    assert_eq!((c1.cost, c1.conversions, c1.revenue), (d("80"), d("2.5"), d("200")));
+    assert_eq!(c1.ctr, Some(0.1));
+    assert_eq!(c1.frequency, Some(2.0));
+    assert_eq!(c1.cpc, Some(d("2")));
+    assert_eq!(c1.cpm, Some(d("200")));
+    assert_eq!(c1.cpa, Some(d("32")));
+    assert_eq!(c1.roas, Some(2.5));
+    let c2 = &rows[1];
+    assert_eq!((c2.ctr, c2.cpc, c2.cpm, c2.cpa, c2.roas, c2.frequency), (None, None, None, None, None, None), "no denominator, no ratio");
+    // Partition 1 recomputed its share (absolute): the sum follows, it does not grow.
+    store.publish_partials(&[partial(a, "c1", 1, 100, 10, "20", "0.5", "50")]).await.expect("p1 again");
+    store.publish_partials(&[partial(a, "c1", 1, 100, 10, "20", "0.5", "50")]).await.expect("same publish again");
+    let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
+    assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (200, 20, d("40"), d("1.5")));
+}

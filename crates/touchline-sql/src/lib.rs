@@ -199,6 +199,40 @@ pub struct AttributionRow {
     pub attributed_revenue: Decimal,
 }
 
+/// One partition's absolute daily metrics for a cell (`campaign_metric_partials`).
+/// `advertisement_id` is `""` for campaign-level cells.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartialRow {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    pub advertisement_id: String,
+    pub metric_date: NaiveDate,
+    pub partition: i32,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub reach: i64,
+    pub engagements: i64,
+    pub sessions: i64,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub reported_impressions: i64,
+    pub reported_clicks: i64,
+}
+
+/// The SELECT that sums partials into `campaign_performance_metrics` rows with derived ratios
+/// (NULL when the denominator is 0). `{cells}` is replaced by a VALUES list of touched cells.
+pub(crate) const PUBLISH_SELECT: &str = "SELECT account_id, campaign_id, advertisement_id, metric_date, imp, clk, rch, \
+     CASE WHEN rch > 0 THEN CAST(imp AS DOUBLE PRECISION) / rch END, eng, ses, conv, rev, cst, \
+     CASE WHEN imp > 0 THEN CAST(clk AS DOUBLE PRECISION) / imp END, \
+     CASE WHEN clk > 0 THEN round(cst / clk, 6) END, \
+     CASE WHEN imp > 0 THEN round(cst * 1000 / imp, 6) END, \
+     CASE WHEN conv > 0 THEN round(cst / conv, 6) END, \
+     CASE WHEN cst > 0 THEN CAST(rev AS DOUBLE PRECISION) / CAST(cst AS DOUBLE PRECISION) END \
+     FROM (SELECT account_id, campaign_id, advertisement_id, metric_date, sum(impressions) AS imp, sum(clicks) AS clk, \
+     sum(reach) AS rch, sum(engagements) AS eng, sum(sessions) AS ses, sum(conversions) AS conv, sum(revenue) AS rev, \
+     sum(cost) AS cst FROM campaign_metric_partials WHERE account_id = ";
+
 /// A store: Postgres or SQLite.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -239,6 +273,11 @@ pub trait Store: Send + Sync + 'static {
     /// Upserts attribution rows: for each (conversion, model), rows of older versions are
     /// deleted, and rows older than what is stored are ignored.
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64>;
+
+    /// Writes one aggregator partition's partial rows (absolute values) and republishes the
+    /// touched cells of `campaign_performance_metrics` as the sum over all partitions, in one
+    /// transaction per account under a per-account lock. Idempotent.
+    async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64>;
 
     /// Daily metrics of an account between two dates (inclusive), read as that account.
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>>;

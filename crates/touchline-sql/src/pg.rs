@@ -116,6 +116,16 @@ pub(crate) const METRIC_UPDATE: [&str; 18] = [
     "utm_campaign",
 ];
 
+pub(crate) const PARTIAL_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, partition, impressions, clicks, reach, \
+     engagements, sessions, conversions, revenue, cost, reported_impressions, reported_clicks";
+pub(crate) const PARTIAL_UPDATE: [&str; 10] =
+    ["impressions", "clicks", "reach", "engagements", "sessions", "conversions", "revenue", "cost", "reported_impressions", "reported_clicks"];
+/// Columns of campaign_performance_metrics that a publish sets (in PUBLISH_SELECT's order).
+pub(crate) const PUBLISHED_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, \
+     engagements, sessions, conversions, revenue, cost, ctr, cpc, cpm, cpa, roas";
+pub(crate) const PUBLISHED_UPDATE: [&str; 14] =
+    ["impressions", "clicks", "reach", "frequency", "engagements", "sessions", "conversions", "revenue", "cost", "ctr", "cpc", "cpm", "cpa", "roas"];
+
 const ATTR_COLS: &str = "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
      touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
@@ -547,6 +557,67 @@ impl Store for PgStore {
                 ));
                 qb.build().execute(&mut *tx).await?;
                 n += fresh.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
+    async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64> {
+        let mut n = 0;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let mut tx = self.as_account(account).await?;
+            // Publishers of one account take turns, so a sum is never computed from partials
+            // older than the ones another publisher already summed.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('touchline_publish:' || $1))").bind(account.to_string()).execute(&mut *tx).await?;
+            let mut seen = std::collections::HashMap::new();
+            for (i, r) in rows.iter().enumerate() {
+                seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
+            }
+            let mut keep: Vec<usize> = seen.into_values().collect();
+            keep.sort_unstable();
+            let rows: Vec<&PartialRow> = keep.into_iter().map(|i| rows[i]).collect();
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_metric_partials ({PARTIAL_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id)
+                        .push_bind(&r.campaign_id)
+                        .push_bind(&r.advertisement_id)
+                        .push_bind(r.metric_date)
+                        .push_bind(r.partition)
+                        .push_bind(r.impressions)
+                        .push_bind(r.clicks)
+                        .push_bind(r.reach)
+                        .push_bind(r.engagements)
+                        .push_bind(r.sessions)
+                        .push_bind(r.conversions)
+                        .push_bind(r.revenue)
+                        .push_bind(r.cost)
+                        .push_bind(r.reported_impressions)
+                        .push_bind(r.reported_clicks);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = now()",
+                    set_excluded(&PARTIAL_UPDATE)
+                ));
+                qb.build().execute(&mut *tx).await?;
+                let mut cells: Vec<(&str, &str, NaiveDate)> = chunk.iter().map(|r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date)).collect();
+                cells.sort_unstable();
+                cells.dedup();
+                let mut pb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
+                pb.push_bind(account);
+                pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
+                pb.push_values(&cells, |mut b, (c, a, d)| {
+                    b.push_bind(*c).push_bind(*a).push_bind(*d);
+                });
+                pb.push(format!(
+                    ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
+                     ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
+                    set_excluded(&PUBLISHED_UPDATE),
+                    changed("campaign_performance_metrics", &PUBLISHED_UPDATE)
+                ));
+                pb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
             }
             tx.commit().await?;
         }

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::pg::{dedup_attr, set_excluded, ATTR_UPDATE, METRIC_UPDATE};
+use crate::pg::{dedup_attr, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS, PUBLISHED_UPDATE};
 use crate::*;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -472,6 +472,68 @@ impl Store for SqliteStore {
                 ));
                 qb.build().execute(&mut *tx).await?;
                 n += fresh.len() as u64;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64> {
+        let mut n = 0;
+        // SQLite has one writer at a time and this transaction writes first, so concurrent
+        // publishers wait for each other (busy timeout) and every sum is computed from the
+        // latest partials.
+        let mut tx = self.pool.begin().await?;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let mut seen = std::collections::HashMap::new();
+            for (i, r) in rows.iter().enumerate() {
+                seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
+            }
+            let mut keep: Vec<usize> = seen.into_values().collect();
+            keep.sort_unstable();
+            let rows: Vec<&PartialRow> = keep.into_iter().map(|i| rows[i]).collect();
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_metric_partials ({PARTIAL_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id.to_string())
+                        .push_bind(r.campaign_id.clone())
+                        .push_bind(r.advertisement_id.clone())
+                        .push_bind(r.metric_date.to_string())
+                        .push_bind(r.partition)
+                        .push_bind(r.impressions)
+                        .push_bind(r.clicks)
+                        .push_bind(r.reach)
+                        .push_bind(r.engagements)
+                        .push_bind(r.sessions)
+                        .push_bind(dec(r.conversions))
+                        .push_bind(dec(r.revenue))
+                        .push_bind(dec(r.cost))
+                        .push_bind(r.reported_impressions)
+                        .push_bind(r.reported_clicks);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = {NOW}",
+                    set_excluded(&PARTIAL_UPDATE).replace("EXCLUDED.", "excluded.")
+                ));
+                qb.build().execute(&mut *tx).await?;
+                let mut cells: Vec<(String, String, String)> =
+                    chunk.iter().map(|r| (r.campaign_id.clone(), r.advertisement_id.clone(), r.metric_date.to_string())).collect();
+                cells.sort_unstable();
+                cells.dedup();
+                let mut pb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
+                pb.push_bind(account.to_string());
+                pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
+                pb.push_values(&cells, |mut b, (c, a, d)| {
+                    b.push_bind(c.clone()).push_bind(a.clone()).push_bind(d.clone());
+                });
+                let unchanged = PUBLISHED_UPDATE.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+                pb.push(format!(
+                    ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
+                     ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
+                    set_excluded(&PUBLISHED_UPDATE).replace("EXCLUDED.", "excluded.")
+                ));
+                pb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
             }
         }
         tx.commit().await?;

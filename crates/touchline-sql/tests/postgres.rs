@@ -78,6 +78,12 @@ async fn attribution_versions() {
 }
 
 #[tokio::test]
+async fn partials_publish_sums() {
+    let (_d, s) = fresh().await;
+    conformance::partials_publish_sums(s.as_ref()).await;
+}
+
+#[tokio::test]
 async fn cache_follows_changes() {
     let (_d, s) = fresh().await;
     conformance::cache_follows_changes(s).await;
@@ -140,7 +146,7 @@ async fn row_level_security_isolates_accounts() {
     assert_eq!(s.daily_metrics(b, conformance::metric(b, "cb", "", 1, 0).metric_date, conformance::metric(b, "cb", "", 30, 0).metric_date).await.unwrap()[0].impressions, 20);
     // Every account-scoped table has its policy.
     let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_policies WHERE policyname LIKE '%_account_isolation' ORDER BY 1").fetch_all(s.pool()).await.unwrap();
-    assert_eq!(tables, ["accounts", "advertisements", "api_keys", "campaign_attributions", "campaign_performance_metrics", "links", "marketing_campaigns"]);
+    assert_eq!(tables, ["accounts", "advertisements", "api_keys", "campaign_attributions", "campaign_metric_partials", "campaign_performance_metrics", "links", "marketing_campaigns"]);
 
     // The same read without RLS leaks B's row: the assertions above depend on the policy.
     sqlx::query("ALTER TABLE campaign_performance_metrics DISABLE ROW LEVEL SECURITY").execute(s.pool()).await.unwrap();

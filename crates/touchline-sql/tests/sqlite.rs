@@ -37,6 +37,12 @@ async fn attribution_versions() {
 }
 
 #[tokio::test]
+async fn partials_publish_sums() {
+    let (_d, s) = fresh().await;
+    conformance::partials_publish_sums(s.as_ref()).await;
+}
+
+#[tokio::test]
 async fn cache_follows_changes() {
     let (_d, s) = fresh().await;
     conformance::cache_follows_changes(s).await;
