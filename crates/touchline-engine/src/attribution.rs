@@ -210,15 +210,16 @@ fn set(out: &mut [f64], i: usize, w: f64) {
 /// remainder going to the largest weight (first on ties), so that the shares sum to `total` exactly.
 pub(crate) fn split_exact(weights: &[f64], total: Decimal, dp: u32) -> Vec<Decimal> {
     // Weights as exact 12-place decimals first (cheap: no binary→decimal expansion).
+    let one = total == Decimal::ONE;
     let mut out: Vec<Decimal> = weights
         .iter()
         .map(|w| {
             let units = (w.clamp(0.0, 1.0) * 1e12).round() as i64;
             let w = Decimal::new(units, 12);
-            if total == Decimal::ONE {
+            if one {
                 w
             } else {
-                w.checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO)
+                share(units, total, dp).unwrap_or_else(|| w.checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO))
             }
         })
         .collect();
@@ -235,6 +236,34 @@ pub(crate) fn split_exact(weights: &[f64], total: Decimal, dp: u32) -> Vec<Decim
         }
     }
     out
+}
+
+/// `units·10⁻¹² × total` rounded half-to-even to `dp` places, in integer arithmetic: the same
+/// value `Decimal::checked_mul(..).round_dp(dp)` gives whenever that product is exact (its
+/// mantissa fits 96 bits at scale `12 + total.scale() ≤ 28`); `None` otherwise (the caller then
+/// takes the `Decimal` path).
+fn share(units: i64, total: Decimal, dp: u32) -> Option<Decimal> {
+    let scale = 12 + total.scale();
+    if scale > 28 || dp >= scale {
+        return None;
+    }
+    let p = i128::from(units).checked_mul(total.mantissa())?;
+    // A zero product keeps `Decimal`'s own representation (its scale differs); rare.
+    if p == 0 || p.unsigned_abs() >= 1u128 << 96 {
+        return None;
+    }
+    let div = 10i128.checked_pow(scale - dp)?;
+    let (q, r) = (p / div, p % div);
+    // Half to even on the magnitude (Banker's rounding, as `round_dp`).
+    let (qa, ra) = (q.abs(), r.abs());
+    let up = match (2 * ra).cmp(&div) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Equal => qa % 2 == 1,
+        std::cmp::Ordering::Less => false,
+    };
+    let qa = if up { qa + 1 } else { qa };
+    let m = if p < 0 { -qa } else { qa };
+    Decimal::try_from_i128_with_scale(m, dp).ok()
 }
 
 /// The touch a credit goes to: a touch of the path, or `(direct)` when the window held none.
@@ -431,6 +460,31 @@ mod tests {
         assert_eq!(parts[1], Decimal::new(3333, 2));
         let parts = split_exact(&w, Decimal::ONE, 12);
         assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::ONE);
+    }
+
+    #[test]
+    fn integer_share_matches_decimal_rounding() {
+        let totals = [
+            Decimal::new(4999, 2),
+            Decimal::new(-4999, 2),
+            Decimal::new(1, 0),
+            Decimal::new(12_345_678_901, 3),
+            Decimal::new(5, 1),
+            Decimal::new(25, 0),
+            Decimal::new(i64::MAX, 0),
+            Decimal::new(123, 10),
+        ];
+        let units = [0i64, 1, 5, 499_999_999_999, 500_000_000_000, 333_333_333_333, 1_000_000_000_000, 125_000_000_000, 250_000_000_000];
+        for t in totals {
+            let dp = t.scale().max(2);
+            for u in units {
+                let slow = Decimal::new(u, 12).checked_mul(t).map(|x| x.round_dp(dp));
+                if let Some(fast) = share(u, t, dp) {
+                    assert_eq!(Some(fast), slow, "{u} × {t}");
+                    assert_eq!(fast.scale(), slow.map(|x| x.scale()).unwrap_or(0), "{u} × {t}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::metrics::{add_d, add_u, Cell, CellKey, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
-use crate::util::{vecmap, FastMap, Fnv};
+use crate::util::{sorted, vecmap, FastMap, FastSet, Fnv};
 
 /// Version of the snapshot format written by [`Engine::snapshot`].
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -233,16 +233,16 @@ struct State {
     derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
     explicit: FastMap<String, ExplicitEntry>,
-    /// `{account}:{record id}` of events seen → event time.
-    events_seen: FastMap<String, DateTime<Utc>>,
+    /// account → record id of events seen → event time.
+    events_seen: FastMap<Uuid, FastMap<Box<str>, DateTime<Utc>>>,
     #[serde(with = "vecmap")]
     cells: FastMap<CellKey, Cell>,
     #[serde(with = "vecmap")]
     spend: FastMap<SpendKey, SpendRec>,
-    dirty_convs: BTreeSet<String>,
-    dirty_derived: BTreeSet<String>,
-    dirty_explicit: BTreeSet<String>,
-    dirty_cells: BTreeSet<CellKey>,
+    dirty_convs: FastSet<String>,
+    dirty_derived: FastSet<String>,
+    dirty_explicit: FastSet<String>,
+    dirty_cells: FastSet<CellKey>,
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
 }
@@ -270,8 +270,23 @@ pub struct Engine {
     st: State,
 }
 
+/// Identity key `{account}:{identity}` (also the bus key), built without the formatting machinery.
 fn ik(account: &Uuid, id: &str) -> String {
-    format!("{account}:{id}")
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let a = account.hyphenated().encode_lower(&mut buf);
+    let mut s = String::with_capacity(a.len() + 1 + id.len());
+    s.push_str(a);
+    s.push(':');
+    s.push_str(id);
+    s
+}
+
+/// Touch dedup key of a record: `r:{record id}`.
+fn record_touch_key(id: &Id) -> String {
+    let mut k = String::with_capacity(2 + id.len());
+    k.push_str("r:");
+    k.push_str(id.as_str());
+    k
 }
 
 fn secs(s: i64) -> Duration {
@@ -450,7 +465,7 @@ impl Engine {
         let m = &r.meta;
         let touch = Touch {
             id: m.record_id.clone(),
-            key: format!("r:{}", m.record_id),
+            key: record_touch_key(&m.record_id),
             identity,
             at: m.timestamp,
             received_at: m.received_at,
@@ -476,7 +491,7 @@ impl Engine {
         let m = &r.meta;
         let touch = Touch {
             id: m.record_id.clone(),
-            key: format!("r:{}", m.record_id),
+            key: record_touch_key(&m.record_id),
             identity,
             at: m.timestamp,
             received_at: m.received_at,
@@ -516,7 +531,7 @@ impl Engine {
                 u.campaign.as_deref().unwrap_or(""),
                 campaign_id.map(Id::as_str).unwrap_or("")
             ),
-            None => format!("r:{}", m.record_id),
+            None => record_touch_key(&m.record_id),
         };
         Touch {
             id: m.record_id.clone(),
@@ -545,11 +560,11 @@ impl Engine {
     fn on_event(&mut self, r: &Record, e: &Event, identity: String, ident: String) -> Ingest {
         let m = &r.meta;
         let acct = m.account_id;
-        let seen = format!("{acct}:{}", m.record_id);
-        if self.st.events_seen.contains_key(&seen) {
+        let seen = self.st.events_seen.entry(acct).or_default();
+        if seen.contains_key(m.record_id.as_str()) {
             return Ingest::Duplicate;
         }
-        self.st.events_seen.insert(seen, m.timestamp);
+        seen.insert(m.record_id.as_str().into(), m.timestamp);
         let p = EventPoint::from_event(m.timestamp, &m.record_id, e);
         // Engagement on the event's campaign.
         let campaign = e.campaign_id.as_deref().or(p.utm.as_ref().and_then(|u| u.campaign.as_deref()));
@@ -584,13 +599,19 @@ impl Engine {
                 self.st.dirty_explicit.insert(k);
             }
             None => {
-                let d = self.st.derived.entry(ident.clone()).or_insert_with(|| DerivedIdent {
-                    account: acct,
-                    identity,
-                    ..DerivedIdent::default()
-                });
-                insert_point(&mut d.points, p);
-                self.st.dirty_derived.insert(ident);
+                match self.st.derived.get_mut(&ident) {
+                    Some(d) => {
+                        insert_point(&mut d.points, p);
+                    }
+                    None => {
+                        let mut d = DerivedIdent { account: acct, identity, ..DerivedIdent::default() };
+                        insert_point(&mut d.points, p);
+                        self.st.derived.insert(ident.clone(), d);
+                    }
+                }
+                if !self.st.dirty_derived.contains(&ident) {
+                    self.st.dirty_derived.insert(ident);
+                }
             }
         }
         Ingest::Applied
@@ -734,42 +755,66 @@ impl Engine {
         if touch.foreign && self.touch_cutoff().is_some_and(|c| touch.at < c) {
             return Ingest::TooLate;
         }
-        let list = self.st.touches.entry(ident.to_owned()).or_default();
-        let old = match list.iter().position(|t| t.key == touch.key) {
-            Some(pos) => {
-                let Some(slot) = list.get_mut(pos) else { return Ingest::Duplicate };
-                if !touch.wins_over(slot) {
-                    return Ingest::Duplicate;
+        // Dedup against the identity's touches (no allocation on the hit path).
+        let pos = match self.st.touches.get(ident) {
+            Some(list) => match list.iter().position(|t| t.key == touch.key) {
+                Some(pos) => match list.get(pos) {
+                    Some(slot) if touch.wins_over(slot) => Some(pos),
+                    _ => return Ingest::Duplicate,
+                },
+                None => None,
+            },
+            None => None,
+        };
+        // Conversions this touch can reach, and whether to carry it to the customer's partition.
+        let (dirty, transfer) = {
+            let root = self.resolve_ref(ident);
+            let reach_until = add(touch.at, secs(self.cfg.settings(acct).max_lookback_secs()));
+            let mut dirty: Vec<String> = Vec::new();
+            let mut visit = |g: &str| {
+                if let Some(set) = self.st.convs_by_ident.get(g) {
+                    for ck in set {
+                        if let Some(c) = self.st.convs.get(ck) {
+                            if c.at >= touch.at && c.at <= reach_until {
+                                dirty.push(ck.clone());
+                            }
+                        }
+                    }
                 }
-                Some(std::mem::replace(slot, touch.clone()))
+            };
+            if self.st.members.contains_key(root) {
+                for g in self.group(root) {
+                    visit(&g);
+                }
+            } else {
+                visit(root);
             }
+            let transfer = (root != ident && self.partition_of(root) != self.cfg.partition && touch.hops < MAX_HOPS)
+                .then(|| root.to_owned());
+            (dirty, transfer)
+        };
+        if !touch.foreign {
+            self.touch_metrics(acct, &touch, 1);
+        }
+        let carried = transfer.as_ref().map(|_| touch.clone());
+        let old = match self.st.touches.get_mut(ident) {
+            Some(list) => match pos.and_then(|p| list.get_mut(p)) {
+                Some(slot) => Some(std::mem::replace(slot, touch)),
+                None => {
+                    list.push(touch);
+                    None
+                }
+            },
             None => {
-                list.push(touch.clone());
+                self.st.touches.insert(ident.to_owned(), vec![touch]);
                 None
             }
         };
         if let Some(o) = old.filter(|o| !o.foreign) {
             self.touch_metrics(acct, &o, -1);
         }
-        if !touch.foreign {
-            self.touch_metrics(acct, &touch, 1);
-        }
-        // Conversions this touch can reach.
-        let root = self.resolve(ident);
-        let reach_until = add(touch.at, secs(self.cfg.settings(acct).max_lookback_secs()));
-        for g in self.group(&root) {
-            if let Some(set) = self.st.convs_by_ident.get(&g) {
-                for ck in set {
-                    if let Some(c) = self.st.convs.get(ck) {
-                        if c.at >= touch.at && c.at <= reach_until {
-                            self.st.dirty_convs.insert(ck.clone());
-                        }
-                    }
-                }
-            }
-        }
-        // Carry it to the customer's partition when stitched elsewhere.
-        if root != ident && self.partition_of(&root) != self.cfg.partition && touch.hops < MAX_HOPS {
+        self.st.dirty_convs.extend(dirty);
+        if let (Some(root), Some(touch)) = (transfer, carried) {
             if let Some(link) = self.st.links.get(ident).cloned() {
                 self.queue_transfer(acct, ident, &root, &link, std::iter::once(touch));
             }
@@ -812,6 +857,10 @@ impl Engine {
 
     /// The identity key an identity key finally resolves to through links.
     fn resolve(&self, ident: &str) -> String {
+        self.resolve_ref(ident).to_owned()
+    }
+
+    fn resolve_ref<'a>(&'a self, ident: &'a str) -> &'a str {
         let mut cur = ident;
         let mut seen = 0usize;
         while let Some(l) = self.st.links.get(cur) {
@@ -821,7 +870,7 @@ impl Engine {
             cur = &l.to;
             seen += 1;
         }
-        cur.to_owned()
+        cur
     }
 
     /// `root` and every identity linked to it (transitively).
@@ -946,13 +995,13 @@ impl Engine {
     /// Output is sorted deterministically.
     pub fn flush(&mut self) -> Flush {
         let mut out = Flush::default();
-        for key in std::mem::take(&mut self.st.dirty_convs) {
+        for key in sorted(std::mem::take(&mut self.st.dirty_convs)) {
             self.attribute(&key, &mut out.attributions);
         }
-        for ident in std::mem::take(&mut self.st.dirty_derived) {
+        for ident in sorted(std::mem::take(&mut self.st.dirty_derived)) {
             self.flush_derived(&ident, &mut out.sessions);
         }
-        for k in std::mem::take(&mut self.st.dirty_explicit) {
+        for k in sorted(std::mem::take(&mut self.st.dirty_explicit)) {
             self.flush_explicit(&k, &mut out.sessions);
         }
         for (_, p) in std::mem::take(&mut self.st.pending) {
@@ -979,7 +1028,7 @@ impl Engine {
                     .collect(),
             });
         }
-        for ck in std::mem::take(&mut self.st.dirty_cells) {
+        for ck in sorted(std::mem::take(&mut self.st.dirty_cells)) {
             if let Some(cell) = self.st.cells.get(&ck) {
                 out.metrics.push(cell.partial(self.cfg.partition, &ck));
             }
@@ -1045,12 +1094,17 @@ impl Engine {
         let s = self.cfg.settings(acct);
         let click_from = sub(at, secs(s.click_lookback_secs));
         let view_from = sub(at, secs(s.view_lookback_secs));
-        let root = self.resolve(ident);
+        let root = self.resolve_ref(ident);
         let mut v: Vec<&Touch> = Vec::new();
-        for g in self.group(&root) {
-            if let Some(list) = self.st.touches.get(&g) {
-                v.extend(list.iter().filter(|t| t.at <= at && t.at >= if t.view { view_from } else { click_from }));
+        let keep = |t: &&Touch| t.at <= at && t.at >= if t.view { view_from } else { click_from };
+        if self.st.members.contains_key(root) {
+            for g in self.group(root) {
+                if let Some(list) = self.st.touches.get(&g) {
+                    v.extend(list.iter().filter(keep));
+                }
             }
+        } else if let Some(list) = self.st.touches.get(root) {
+            v.extend(list.iter().filter(keep));
         }
         v.sort_by(|a, b| (a.at, a.id.as_str(), a.received_at).cmp(&(b.at, b.id.as_str(), b.received_at)));
         if v.len() > 1 {
@@ -1094,7 +1148,7 @@ impl Engine {
                     .filter(|(_, (w, _))| **w > 0.0)
                     .map(|(t, (w, (cr, rev)))| AttributionRow {
                         touchpoint_id: Some(t.id.clone()),
-                        touchpoint: t.id.to_string(),
+                        touchpoint: t.id.as_str().to_owned(),
                         touch_kind: t.kind.clone(),
                         channel: t.channel.clone(),
                         campaign_id: t.campaign_id.clone(),
@@ -1259,7 +1313,10 @@ impl Engine {
         self.st.explicit.retain(|k, e| {
             dirty_explicit.contains(k) || e.s.last_activity().is_some_and(|t| t >= sub(cutoff, max_session))
         });
-        self.st.events_seen.retain(|_, t| *t >= cutoff);
+        self.st.events_seen.retain(|_, m| {
+            m.retain(|_, t| *t >= cutoff);
+            !m.is_empty()
+        });
         if let Some(min_date) = self.min_cell_date() {
             let dirty_cells = &self.st.dirty_cells;
             self.st.cells.retain(|k, _| k.date >= min_date || dirty_cells.contains(k));

@@ -66,7 +66,12 @@ pub(crate) fn add_d(x: &mut Decimal, d: Decimal, sign: i8) {
 impl Cell {
     pub fn reach_add(&mut self, identity: &str, sign: i8) {
         if sign >= 0 {
-            *self.reach.entry(identity.to_owned()).or_insert(0) += 1;
+            match self.reach.get_mut(identity) {
+                Some(n) => *n += 1,
+                None => {
+                    self.reach.insert(identity.to_owned(), 1);
+                }
+            }
         } else if let Some(n) = self.reach.get_mut(identity) {
             *n = n.saturating_sub(1);
             if *n == 0 {

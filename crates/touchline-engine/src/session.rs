@@ -96,8 +96,8 @@ pub struct EventPoint {
 
 impl EventPoint {
     pub fn from_event(at: DateTime<Utc>, id: &Id, e: &Event) -> EventPoint {
-        let name = e.event_name.to_ascii_lowercase();
-        let is_page = matches!(name.as_str(), "page" | "screen" | "pageview" | "page_view" | "screen_view")
+        let name = e.event_name.as_str();
+        let is_page = ["page", "screen", "pageview", "page_view", "screen_view"].iter().any(|n| name.eq_ignore_ascii_case(n))
             || e.context.page_url.is_some()
             || e.context.page_path.is_some();
         EventPoint {
@@ -177,17 +177,29 @@ fn secs(s: i64) -> Duration {
     Duration::try_seconds(s.max(0)).unwrap_or(Duration::MAX)
 }
 
+fn nanos(t: DateTime<Utc>) -> i128 {
+    i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos())
+}
+
+fn nanos_of(d: Duration) -> i128 {
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+}
+
 /// Derived sessions of one identity's events (sorted by `(timestamp, record id)`).
 pub fn sessionize(account: Uuid, identity: &str, points: &[EventPoint], s: &AccountSettings) -> Vec<SessionRow> {
-    let timeout = secs(s.session_timeout_secs);
-    let max = secs(s.session_max_secs);
+    // Exact integer nanoseconds (i128: no overflow over chrono's whole range), computed once per
+    // point instead of two `DateTime` subtractions per point.
+    let timeout = nanos_of(secs(s.session_timeout_secs));
+    let max = nanos_of(secs(s.session_max_secs));
+    let ns: Vec<i128> = points.iter().map(|p| nanos(p.at)).collect();
+    let at = |i: usize| ns.get(i).copied().unwrap_or(0);
     let mut out = Vec::new();
     let mut start = 0usize;
     for i in 1..=points.len() {
-        let split = match (points.get(i), points.get(i - 1), points.get(start)) {
-            (Some(p), Some(prev), Some(first)) => {
-                p.at - prev.at >= timeout
-                    || p.at - first.at >= max
+        let split = match (points.get(i), points.get(start)) {
+            (Some(p), Some(first)) => {
+                at(i) - at(i - 1) >= timeout
+                    || at(i) - at(start) >= max
                     || (s.split_session_on_utm_change
                         && p.utm.as_ref().is_some_and(|u| !first.utm.as_ref().is_some_and(|f| f.same_source(u))))
             }

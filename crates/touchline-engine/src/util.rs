@@ -73,3 +73,13 @@ impl std::hash::Hasher for Fnv {
 /// Hash maps of the state: deterministic FNV-1a hashing (keys are record/identity ids of
 /// tenants, not attacker-chosen bulk input to a shared table; see the crate docs).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// Hash sets of the state (see [`FastMap`]).
+pub(crate) type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
+
+/// The elements of a set in sorted order (flush output order is deterministic).
+pub(crate) fn sorted<K: Ord>(set: FastSet<K>) -> Vec<K> {
+    let mut v: Vec<K> = set.into_iter().collect();
+    v.sort_unstable();
+    v
+}

@@ -1,0 +1,17 @@
+//! Runs the bench workloads once each, for profilers (`valgrind --tool=callgrind`, `perf`):
+//! `cargo build --release -p touchline-engine --example profile` then
+//! `valgrind --tool=callgrind target/release/examples/profile events|conversions`.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+
+fn main() {
+    let what = std::env::args().nth(1).unwrap_or_else(|| "events".to_owned());
+    let records = if what == "events" { workload::events(100_000) } else { workload::paths(10_000) };
+    let reps: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    for _ in 0..reps {
+        let e = workload::run(&records);
+        std::hint::black_box(e.stats());
+    }
+}
