@@ -13,5 +13,20 @@ fn main() {
     for _ in 0..reps {
         let e = workload::run(&records);
         std::hint::black_box(e.stats());
+        if std::env::var_os("SNAPSHOT").is_some() {
+            let t = std::time::Instant::now();
+            let snap = e.snapshot();
+            let took = t.elapsed();
+            let t = std::time::Instant::now();
+            let back = touchline_engine::Engine::restore(touchline_engine::EngineConfig::single(), &snap);
+            let restored = t.elapsed();
+            let ids = e.stats().identities.max(1);
+            eprintln!(
+                "[{what}] snapshot {} bytes, {ids} identities → {:.0} bytes per identity; snapshot {took:?}, restore {restored:?} ({})",
+                snap.len(),
+                snap.len() as f64 / ids as f64,
+                if back.is_ok() { "ok" } else { "FAILED" }
+            );
+        }
     }
 }

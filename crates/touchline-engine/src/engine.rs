@@ -17,9 +17,15 @@ use crate::metrics::{add_d, add_u, Cell, CellKey, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::util::{sorted, vecmap, FastMap, FastSet, Fnv};
 
-/// Version of the snapshot format written by [`Engine::snapshot`].
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
+/// state; 1 was plain JSON of a different state layout and is refused).
+pub const SNAPSHOT_VERSION: u32 = 2;
 const SNAPSHOT_FORMAT: &str = "touchline-engine-state";
+/// First bytes of a snapshot: magic, then version and partition (u32 little endian), then codec.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"TLES";
+const SNAPSHOT_HEADER: usize = 4 + 4 + 4 + 1;
+/// Codec byte: the state as JSON, compressed with raw DEFLATE.
+const CODEC_DEFLATE_JSON: u8 = 1;
 /// Touches are carried across at most this many partitions (guards against alias cycles).
 const MAX_HOPS: u8 = 4;
 /// Identity chains/groups longer than this are cut (guards against pathological alias graphs).
@@ -27,7 +33,7 @@ const MAX_GROUP: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("snapshot is not valid JSON of the engine state: {0}")]
+    #[error("snapshot does not hold a valid engine state: {0}")]
     Snapshot(String),
     #[error("snapshot format {found:?} version {version} is not supported (want {SNAPSHOT_FORMAT:?} version {SNAPSHOT_VERSION})")]
     SnapshotVersion { found: String, version: u32 },
@@ -247,22 +253,6 @@ struct State {
     pending: BTreeMap<String, Pending>,
 }
 
-#[derive(Serialize)]
-struct SnapshotOut<'a> {
-    format: &'a str,
-    version: u32,
-    partition: u32,
-    state: &'a State,
-}
-
-#[derive(Deserialize)]
-struct SnapshotIn {
-    format: String,
-    version: u32,
-    partition: u32,
-    state: State,
-}
-
 /// The engine of one partition. See the crate docs for how the runtime drives it.
 #[derive(Clone, Debug)]
 pub struct Engine {
@@ -344,24 +334,51 @@ impl Engine {
     // ----------------------------------------------------------------------------------------
     // Snapshot
 
-    /// The whole state as versioned JSON: `{"format":"touchline-engine-state","version":1,
-    /// "partition":N,"state":{…}}`. The configuration is not included: restore with the same one.
+    /// The whole state, versioned: a 13-byte header (`TLES`, format version and partition as u32
+    /// little endian, codec byte `1`) then the state as JSON compressed with raw DEFLATE (fast
+    /// level). The configuration is not included: restore with the same one.
     pub fn snapshot(&self) -> Vec<u8> {
-        let s = SnapshotOut { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, partition: self.cfg.partition, state: &self.st };
-        serde_json::to_vec(&s).unwrap_or_default()
+        use std::io::Write;
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + 4096);
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.cfg.partition.to_le_bytes());
+        out.push(CODEC_DEFLATE_JSON);
+        let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        // Writing to memory cannot fail; serde_json only fails on non-string map keys, which the
+        // state does not have (maps with struct keys are written as pair lists).
+        let json = serde_json::to_vec(&self.st).unwrap_or_default();
+        let _ = enc.write_all(&json);
+        enc.finish().unwrap_or_default()
     }
 
     /// Rebuilds an engine from [`Engine::snapshot`] output. Ingesting the records consumed after
-    /// the snapshot then gives the same results as an uninterrupted run.
+    /// the snapshot then gives the same results as an uninterrupted run. Refuses snapshots of
+    /// another format version or partition.
     pub fn restore(cfg: EngineConfig, bytes: &[u8]) -> Result<Engine, EngineError> {
-        let s: SnapshotIn = serde_json::from_slice(bytes).map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        if s.format != SNAPSHOT_FORMAT || s.version != SNAPSHOT_VERSION {
-            return Err(EngineError::SnapshotVersion { found: s.format, version: s.version });
+        let Some((head, body)) = bytes.split_at_checked(SNAPSHOT_HEADER) else {
+            return Err(EngineError::Snapshot("shorter than the snapshot header".into()));
+        };
+        let word = |i: usize| head.get(i..i + 4).and_then(|b| <[u8; 4]>::try_from(b).ok()).map(u32::from_le_bytes).unwrap_or(0);
+        if head.get(..4) != Some(SNAPSHOT_MAGIC.as_slice()) {
+            // Version 1 snapshots were plain JSON with the format name inside.
+            let found = if bytes.first() == Some(&b'{') { SNAPSHOT_FORMAT } else { "(unknown)" };
+            return Err(EngineError::SnapshotVersion { found: found.into(), version: 1 });
         }
-        if s.partition != cfg.partition {
-            return Err(EngineError::SnapshotPartition { found: s.partition, want: cfg.partition });
+        let (version, partition) = (word(4), word(8));
+        if version != SNAPSHOT_VERSION {
+            return Err(EngineError::SnapshotVersion { found: SNAPSHOT_FORMAT.into(), version });
         }
-        Ok(Engine { cfg, st: s.state })
+        if partition != cfg.partition {
+            return Err(EngineError::SnapshotPartition { found: partition, want: cfg.partition });
+        }
+        if head.get(12) != Some(&CODEC_DEFLATE_JSON) {
+            return Err(EngineError::Snapshot(format!("unknown codec {:?}", head.get(12))));
+        }
+        let mut json = Vec::with_capacity(body.len().saturating_mul(8));
+        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        let st: State = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        Ok(Engine { cfg, st })
     }
 
     // ----------------------------------------------------------------------------------------

@@ -354,8 +354,16 @@ fn snapshot_restore_round_trip_and_version_check() {
     assert_eq!(a, c);
     assert_eq!(b, c);
     assert_eq!(a.attributions.len(), 6);
-    let bad = String::from_utf8(snap).unwrap().replace("\"version\":1", "\"version\":99");
-    assert!(matches!(Engine::restore(EngineConfig::single(), bad.as_bytes()), Err(EngineError::SnapshotVersion { .. })));
+    // Header: b"TLES", version (u32 LE), partition (u32 LE), codec.
+    assert_eq!(&snap[..4], b"TLES");
+    let mut bad = snap.clone();
+    bad[4..8].copy_from_slice(&99u32.to_le_bytes());
+    assert!(matches!(Engine::restore(EngineConfig::single(), &bad), Err(EngineError::SnapshotVersion { version: 99, .. })));
+    assert!(matches!(Engine::restore(EngineConfig::single(), b"{\"format\":\"touchline-engine-state\",\"version\":1}"), Err(EngineError::SnapshotVersion { version: 1, .. })));
+    let mut corrupt = snap.clone();
+    corrupt.truncate(snap.len() / 2);
+    assert!(matches!(Engine::restore(EngineConfig::single(), &corrupt), Err(EngineError::Snapshot(_))));
+    assert!(Engine::restore(EngineConfig::single(), b"").is_err());
     let other = EngineConfig { partition: 3, partitions: 4, ..EngineConfig::default() };
     assert!(Engine::restore(other, &e.snapshot()).is_err());
 }
