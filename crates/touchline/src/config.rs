@@ -38,6 +38,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Collector limits and mappings (`TOUCHLINE_COLLECTOR__MAX_BODY_BYTES`, …).
     pub collector: CollectorConfig,
+    /// Aggregator flushes, lateness, owned partitions (`TOUCHLINE_AGGREGATOR__FLUSH_INTERVAL_MS`, …).
+    pub aggregator: touchline_aggregator::AggregatorConfig,
 }
 
 impl Default for Config {
@@ -54,12 +56,14 @@ impl Default for Config {
             log_level: "info".to_owned(),
             log: LogConfig::default(),
             collector: CollectorConfig::default(),
+            aggregator: touchline_aggregator::AggregatorConfig::default(),
         }
     }
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-const ENV_KEYS: [&str; 11] = [
+const ENV_KEYS: [&str; 12] = [
+    "aggregator",
     "http_addr",
     "public_url",
     "data_dir",
@@ -122,6 +126,10 @@ impl Config {
     /// The SQL store: `database_url`, else SQLite at `{data_dir}/touchline.db`.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("touchline.db").display()))
+    }
+
+    pub fn aggregator_state_dir(&self) -> PathBuf {
+        self.aggregator.state_dir.clone().unwrap_or_else(|| self.data_dir.join("aggregator"))
     }
 
     pub fn log_dir(&self) -> PathBuf {

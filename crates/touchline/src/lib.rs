@@ -3,4 +3,5 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod reports;
 pub mod tail;

@@ -19,8 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: collector + embedded log (no servers needed).
+    /// Run everything on this machine: collector + embedded log + aggregator + SQLite (no servers needed).
     Serve,
+    /// Run the aggregator alone over the embedded log and the configured store.
+    Aggregator {
+        /// Stop once every partition has consumed everything and flushed (batch jobs, tests).
+        #[arg(long)]
+        exit_when_idle: bool,
+    },
     /// Print the records of a topic of the embedded log as JSON lines.
     Tail {
         /// Topic to print, e.g. touchline.events, touchline.conversions.
@@ -57,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Aggregator { exit_when_idle } => touchline::app::run_aggregator(config, exit_when_idle, shutdown_signal()).await,
         Command::Tail { topic, last, follow, meta, limit } => {
             let mut out = std::io::stdout();
             tail::run(&config.log_dir(), TailArgs { topic, last, follow, meta, limit }, &mut out).await?;

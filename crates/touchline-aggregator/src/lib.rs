@@ -1,0 +1,393 @@
+//! The aggregator runtime: consume → engine → flush → checkpoint → commit.
+//!
+//! One task per owned bus partition reads every entity topic of that partition, feeds one
+//! [`Engine`], and every `flush_interval` (or `flush_records` records) writes the engine's
+//! output to every [`Sink`], appends identity re-key records to `touchline.identities`, and
+//! checkpoints.
+//!
+//! # Exactly-once effect
+//!
+//! The checkpoint is a local state file per partition holding the engine snapshot *and* the
+//! next offset of every topic, replaced atomically (write, fsync, rename). On start the runtime
+//! restores it and resumes from its offsets, so state and position never disagree. Sink writes
+//! happen before the checkpoint and are idempotent: raw rows insert-or-ignore by record id,
+//! partial metrics are absolute values per partition, attribution sets replace older versions.
+//! A crash after a sink write but before the checkpoint replays the same records from the old
+//! state; the results are the same. Attribution versions written to sinks are
+//! `epoch << 32 | engine version`, where the epoch is bumped and fsynced at every start, so rows
+//! written after a restart always supersede rows written before it (whose engine versions the
+//! restored state may reuse).
+//!
+//! # Backpressure
+//!
+//! A sink that fails is retried with backoff while the partition stops consuming; memory stays
+//! bounded by one flush batch. Nothing is dropped; lag shows in [`AggStats`].
+
+pub mod checkpoint;
+pub mod sink;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use touchline_bus::{Bus, OutRecord, StoredRecord};
+use touchline_engine::{AccountSettings, Engine, EngineConfig, Ingest, Model};
+use touchline_model::{topics, Record};
+
+pub use sink::{Sink, SinkBatch, SinkError, SqlSink};
+
+/// The entity topics the aggregator consumes.
+pub const INPUT_TOPICS: [&str; 7] =
+    [topics::EVENTS, topics::SESSIONS, topics::TOUCHPOINTS, topics::LINK_CLICKS, topics::CONVERSIONS, topics::SPEND, topics::IDENTITIES];
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AggregatorConfig {
+    /// Consumer group (offsets committed to the bus for lag; the checkpoint is authoritative).
+    pub group: String,
+    /// Flush at least this often while records arrive.
+    pub flush_interval_ms: u64,
+    /// Flush after this many records, whichever comes first.
+    pub flush_records: usize,
+    /// Records read per topic per poll.
+    pub read_batch: usize,
+    /// Records older than the watermark (newest server time seen) minus this are too late:
+    /// kept in the DLQ, counted, not applied.
+    pub allowed_lateness_secs: i64,
+    /// Partitions this instance owns (all when empty).
+    pub partitions: Vec<u32>,
+    /// Where checkpoints live (default `{data_dir}/aggregator`).
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        AggregatorConfig {
+            group: "touchline-aggregator".into(),
+            flush_interval_ms: 5_000,
+            flush_records: 50_000,
+            read_batch: 5_000,
+            allowed_lateness_secs: 7 * 86_400,
+            partitions: Vec::new(),
+            state_dir: None,
+        }
+    }
+}
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct AggStats {
+    pub records: AtomicU64,
+    pub flushes: AtomicU64,
+    pub sink_errors: AtomicU64,
+    pub too_late: AtomicU64,
+    pub bad_records: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub transfers_out: AtomicU64,
+    /// Records on the bus not yet checkpointed, per owned partition (all topics).
+    pub lag_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
+}
+
+impl AggStats {
+    /// Records on the bus not yet checkpointed, over all owned partitions.
+    pub fn lag(&self) -> u64 {
+        self.lag_by_partition.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AggError {
+    #[error("bus: {0}")]
+    Bus(#[from] touchline_bus::BusError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    #[error("engine: {0}")]
+    Engine(String),
+}
+
+/// Builds the engine configuration of a partition from the SQL catalog.
+pub fn engine_config(snap: &touchline_sql::cache::Snapshot, partition: u32, partitions: u32, lateness: i64) -> EngineConfig {
+    let mut cfg = EngineConfig { partition, partitions, allowed_lateness_secs: lateness, ..EngineConfig::default() };
+    for a in snap.accounts.values() {
+        let settings = AccountSettings {
+            session_timeout_secs: i64::from(a.session_timeout_minutes) * 60,
+            click_lookback_secs: i64::from(a.click_lookback_days) * 86_400,
+            view_lookback_secs: i64::from(a.view_lookback_days) * 86_400,
+            half_life_secs: (a.time_decay_half_life_days * 86_400.0) as i64,
+            default_model: Model::parse(&a.default_attribution_model).unwrap_or(Model::LastTouch),
+            default_time_zone: a.timezone.parse().unwrap_or(chrono_tz::Tz::UTC),
+            ..AccountSettings::default()
+        };
+        cfg.accounts.insert(a.id, settings);
+    }
+    for c in snap.campaigns.values() {
+        cfg.catalog.set_time_zone(c.account_id, &c.id, &c.timezone);
+    }
+    cfg
+}
+
+pub struct Aggregator {
+    pub bus: Arc<dyn Bus>,
+    pub sinks: Vec<Arc<dyn Sink>>,
+    pub catalog: Arc<touchline_sql::CatalogCache>,
+    pub config: AggregatorConfig,
+    pub state_dir: PathBuf,
+    pub stats: Arc<AggStats>,
+}
+
+/// Why a partition loop stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    Shutdown,
+    Idle,
+}
+
+impl Aggregator {
+    /// Runs every owned partition until `shutdown` turns true (or, with `exit_when_idle`, until
+    /// every partition has consumed everything and flushed).
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<(), AggError> {
+        let parts: Vec<u32> =
+            if self.config.partitions.is_empty() { (0..self.bus.partitions()).collect() } else { self.config.partitions.clone() };
+        let mut tasks = Vec::new();
+        for p in parts {
+            let me = self.clone();
+            let sd = shutdown.clone();
+            tasks.push(tokio::spawn(async move { me.partition_loop(p, sd, exit_when_idle).await }));
+        }
+        let mut first_err = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "aggregator partition failed");
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(AggError::Engine(format!("partition task panicked: {e}")));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn partition_loop(&self, p: u32, mut shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<Stopped, AggError> {
+        let dir = self.state_dir.join(format!("p{p}"));
+        let epoch = checkpoint::bump_epoch(&dir).map_err(AggError::Checkpoint)?;
+        let cfg = engine_config(&self.catalog.snapshot(), p, self.bus.partitions(), self.config.allowed_lateness_secs);
+        let mut catalog_version = self.catalog.snapshot().version;
+        let (mut engine, mut offsets) = match checkpoint::load(&dir).map_err(AggError::Checkpoint)? {
+            Some(c) => {
+                let e = Engine::restore(cfg, &c.snapshot).map_err(|e| AggError::Engine(e.to_string()))?;
+                tracing::info!(partition = p, epoch, "restored checkpoint");
+                (e, c.offsets)
+            }
+            None => {
+                let mut offsets = BTreeMap::new();
+                for t in INPUT_TOPICS {
+                    let start = match self.bus.committed(&self.config.group, t, p).await? {
+                        Some(o) => o,
+                        None => self.bus.start_offset(t, p).await?,
+                    };
+                    offsets.insert(t.to_owned(), start);
+                }
+                (Engine::new(cfg), offsets)
+            }
+        };
+        let flush_every = Duration::from_millis(self.config.flush_interval_ms.max(10));
+        loop {
+            let mut raw: Vec<Record> = Vec::new();
+            let mut dlq: Vec<OutRecord> = Vec::new();
+            let mut pending = 0usize;
+            let mut max_received: Option<DateTime<Utc>> = None;
+            let started = Instant::now();
+            let mut caught_up;
+            loop {
+                caught_up = true;
+                for t in INPUT_TOPICS {
+                    let from = offsets.get(t).copied().unwrap_or(0);
+                    let recs = self.bus.read(t, p, from, self.config.read_batch, Duration::ZERO).await?;
+                    if recs.len() == self.config.read_batch {
+                        caught_up = false;
+                    }
+                    for r in recs {
+                        offsets.insert(t.to_owned(), r.offset + 1);
+                        pending += 1;
+                        self.apply(&mut engine, t, &r, &mut raw, &mut dlq, &mut max_received);
+                    }
+                }
+                if *shutdown.borrow() || pending >= self.config.flush_records || started.elapsed() >= flush_every {
+                    break;
+                }
+                if caught_up {
+                    if exit_when_idle && pending == 0 {
+                        break;
+                    }
+                    if exit_when_idle {
+                        // Everything available was read: flush now rather than wait.
+                        break;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(25)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+            // A catalog change (new account settings, campaign time zones) applies from now on.
+            let snap = self.catalog.snapshot();
+            if snap.version != catalog_version {
+                catalog_version = snap.version;
+                let cfg = engine_config(&snap, p, self.bus.partitions(), self.config.allowed_lateness_secs);
+                engine.set_catalog(cfg.catalog);
+            }
+            if pending > 0 {
+                self.flush_cycle(p, epoch, &dir, &mut engine, &offsets, &raw, dlq, max_received, &shutdown).await?;
+            }
+            self.update_lag(p, &offsets).await;
+            if *shutdown.borrow() {
+                return Ok(Stopped::Shutdown);
+            }
+            if exit_when_idle && pending == 0 && caught_up {
+                return Ok(Stopped::Idle);
+            }
+        }
+    }
+
+    fn apply(
+        &self,
+        engine: &mut Engine,
+        topic: &str,
+        r: &StoredRecord,
+        raw: &mut Vec<Record>,
+        dlq: &mut Vec<OutRecord>,
+        max_received: &mut Option<DateTime<Utc>>,
+    ) {
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        let outcome = if topic == topics::IDENTITIES {
+            if let Ok(rec) = Record::from_json(&r.value) {
+                note_received(max_received, rec.meta.received_at);
+                raw.push(rec);
+            }
+            engine.ingest_identities_message(&r.value).map_err(|e| e.to_string())
+        } else {
+            match Record::from_json(&r.value) {
+                Ok(rec) => {
+                    note_received(max_received, rec.meta.received_at);
+                    let o = engine.ingest(&rec);
+                    raw.push(rec);
+                    Ok(o)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let reason = match outcome {
+            Ok(Ingest::TooLate) => {
+                self.stats.too_late.fetch_add(1, Ordering::Relaxed);
+                "too_late".to_owned()
+            }
+            Ok(Ingest::Duplicate) => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(_) => return,
+            Err(e) => {
+                self.stats.bad_records.fetch_add(1, Ordering::Relaxed);
+                format!("unreadable: {e}")
+            }
+        };
+        let value = serde_json::json!({
+            "v": 1, "reason": reason, "topic": topic, "partition": r.partition, "offset": r.offset,
+            "value": String::from_utf8_lossy(&r.value),
+        });
+        dlq.push(OutRecord {
+            topic: topics::DLQ.to_owned(),
+            key: r.key.clone(),
+            value: serde_json::to_vec(&value).unwrap_or_default(),
+            timestamp_ms: r.timestamp_ms,
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn flush_cycle(
+        &self,
+        p: u32,
+        epoch: u32,
+        dir: &std::path::Path,
+        engine: &mut Engine,
+        offsets: &BTreeMap<String, u64>,
+        raw: &[Record],
+        dlq: Vec<OutRecord>,
+        max_received: Option<DateTime<Utc>>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), AggError> {
+        let out = engine.flush();
+        let batch = SinkBatch { partition: p, epoch, raw, flush: &out };
+        for sink in &self.sinks {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                match sink.write(&batch).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(sink = sink.name(), partition = p, error = %e, "sink write failed; retrying (consumption paused)");
+                        if *shutdown.borrow() {
+                            // Leave without a checkpoint: the next start replays this batch.
+                            return Err(AggError::Checkpoint(format!("shutdown while sink {} was failing: {e}", sink.name())));
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        let mut extra: Vec<OutRecord> = out
+            .transfers
+            .iter()
+            .map(|t| OutRecord { topic: t.topic().to_owned(), key: t.partition_key(), value: t.to_json(), timestamp_ms: t.linked_at.timestamp_millis() })
+            .collect();
+        self.stats.transfers_out.fetch_add(extra.len() as u64, Ordering::Relaxed);
+        extra.extend(dlq);
+        if !extra.is_empty() {
+            let mut backoff = Duration::from_millis(100);
+            while let Err(e) = self.bus.append(extra.clone()).await {
+                tracing::warn!(error = %e, "appending re-key/DLQ records failed; retrying");
+                if *shutdown.borrow() {
+                    return Err(e.into());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        if let Some(w) = max_received {
+            engine.advance_watermark(w);
+        }
+        checkpoint::save(dir, &checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: engine.snapshot() }).map_err(AggError::Checkpoint)?;
+        for (t, o) in offsets {
+            // For lag and tools only: the checkpoint above is what a restart uses.
+            let _ = self.bus.commit(&self.config.group, t, p, *o).await;
+        }
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn update_lag(&self, p: u32, offsets: &BTreeMap<String, u64>) {
+        let mut lag = 0u64;
+        for t in INPUT_TOPICS {
+            let end = self.bus.end_offset(t, p).await.unwrap_or(0);
+            lag += end.saturating_sub(offsets.get(t).copied().unwrap_or(0));
+        }
+        if let Ok(mut m) = self.stats.lag_by_partition.lock() {
+            m.insert(p, lag);
+        }
+    }
+}
+
+fn note_received(max: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
+    if max.is_none_or(|m| t > m) {
+        *max = Some(t);
+    }
+}

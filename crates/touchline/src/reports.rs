@@ -1,0 +1,174 @@
+//! The reports API (secret key): daily campaign metrics and attribution by model, read from the
+//! configured SQL store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use chrono::{Duration, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use touchline_collector::{KeyKind, KeyStore};
+use touchline_sql::Store;
+use uuid::Uuid;
+
+pub struct ReportState {
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<dyn KeyStore>,
+}
+
+pub fn router(state: Arc<ReportState>) -> Router {
+    Router::new().route("/v1/reports/campaigns", get(campaigns)).route("/v1/reports/attribution", get(attribution)).with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"success": false, "code": code, "error": message.into()}))).into_response()
+}
+
+/// The account of a secret key (Bearer or Basic `key:`).
+async fn secret_account(state: &ReportState, headers: &HeaderMap) -> Result<Uuid, Response> {
+    let raw = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (scheme, rest) = raw.split_once(' ').unwrap_or((raw, ""));
+    let key = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().to_owned()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|s| s.split(':').next().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    if key.is_empty() {
+        return Err(error(StatusCode::UNAUTHORIZED, "missing_key", "reports need the account's secret key: `Authorization: Bearer <secret key>`"));
+    }
+    match state.keys.lookup(&key).await {
+        Some(info) if info.kind == KeyKind::Secret => Ok(info.account_id),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", "reports need the account's secret key, not a write key")),
+        None => Err(error(StatusCode::UNAUTHORIZED, "bad_key", "unknown or revoked key")),
+    }
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: Option<String>,
+    to: Option<String>,
+    model: Option<String>,
+}
+
+fn parse_range(q: &Range) -> Result<(NaiveDate, NaiveDate), Response> {
+    let parse = |name: &str, v: &Option<String>, default: NaiveDate| match v {
+        None => Ok(default),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| error(StatusCode::BAD_REQUEST, "bad_request", format!("query parameter `{name}`: {s:?} is not a date (YYYY-MM-DD)"))),
+    };
+    let today = Utc::now().date_naive();
+    let to = parse("to", &q.to, today)?;
+    let from = parse("from", &q.from, to - Duration::days(30))?;
+    if from > to {
+        return Err(error(StatusCode::BAD_REQUEST, "bad_request", "query parameter `from` is after `to`"));
+    }
+    Ok((from, to))
+}
+
+fn num(d: Decimal) -> Value {
+    use rust_decimal::prelude::ToPrimitive;
+    d.normalize().to_f64().map_or(Value::Null, Value::from)
+}
+
+async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Query(q): Query<Range>) -> Response {
+    let account = match secret_account(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let (from, to) = match parse_range(&q) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match state.store.daily_metrics(account, from, to).await {
+        Ok(rows) => {
+            let rows: Vec<Value> = rows
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "campaign_id": r.campaign_id,
+                        "advertisement_id": if r.advertisement_id.is_empty() { Value::Null } else { Value::from(r.advertisement_id) },
+                        "date": r.metric_date.to_string(),
+                        "impressions": r.impressions,
+                        "clicks": r.clicks,
+                        "reach": r.reach,
+                        "frequency": r.frequency,
+                        "engagements": r.engagements,
+                        "sessions": r.sessions,
+                        "conversions": num(r.conversions),
+                        "revenue": num(r.revenue),
+                        "cost": num(r.cost),
+                        "ctr": r.ctr,
+                        "cpc": r.cpc.map(num),
+                        "cpm": r.cpm.map(num),
+                        "cpa": r.cpa.map(num),
+                        "roas": r.roas,
+                    })
+                })
+                .collect();
+            Json(json!({"from": from.to_string(), "to": to.to_string(), "rows": rows})).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
+    }
+}
+
+/// Models whose per-conversion rows the aggregator stores.
+const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];
+
+async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, Query(q): Query<Range>) -> Response {
+    let account = match secret_account(&state, &headers).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let (from, to) = match parse_range(&q) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
+    if !STORED_MODELS.contains(&model.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("query parameter `model`: {model:?} is not one of {} (markov and shapley are not served by this endpoint yet)", STORED_MODELS.join(", ")),
+        );
+    }
+    let rows = match state.store.attributions(account, Some(&model)).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
+    };
+    let mut groups: BTreeMap<(Option<String>, Option<String>, Option<String>), (f64, Decimal)> = BTreeMap::new();
+    for r in rows {
+        let day = r.conversion_time.date_naive();
+        if day < from || day > to {
+            continue;
+        }
+        let g = groups.entry((r.campaign_id, r.advertisement_id, r.channel_id)).or_insert((0.0, Decimal::ZERO));
+        g.0 += r.weight;
+        g.1 += r.attributed_revenue;
+    }
+    let mut out: Vec<Value> = groups
+        .into_iter()
+        .map(|((c, a, ch), (conv, rev))| {
+            json!({"campaign_id": c, "advertisement_id": a, "channel": ch, "conversions": (conv * 1e9).round() / 1e9, "revenue": num(rev)})
+        })
+        .collect();
+    out.sort_by(|x, y| {
+        let rx = x["revenue"].as_f64().unwrap_or(0.0);
+        let ry = y["revenue"].as_f64().unwrap_or(0.0);
+        ry.partial_cmp(&rx).unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "rows": out})).into_response()
+}

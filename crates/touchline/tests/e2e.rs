@@ -1,0 +1,187 @@
+//! The whole pipeline in one process: HTTP → embedded log → aggregator → SQLite → reports.
+//! A fixed dataset goes in; the reports and the fact tables must hold exactly the numbers
+//! worked out by hand below.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use touchline::app::App;
+use touchline::config::Config;
+use touchline_sql::{Account, Campaign, Store};
+use uuid::Uuid;
+
+const WRITE: &str = "tl_wk_e2e_write_key_000001";
+const SECRET: &str = "tl_sk_e2e_secret_key_00001";
+const ACCOUNT: Uuid = Uuid::from_u128(0xe2e);
+
+struct Running {
+    base: String,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(db_url: Option<String>) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config { data_dir: dir.path().join("data"), write_key: Some(WRITE.into()), secret_key: Some(SECRET.into()), database_url: db_url, ..Config::default() };
+    config.aggregator.flush_interval_ms = 100;
+    config.log.partitions = 4;
+    // The account and a campaign in Ho Chi Minh City time exist before the server starts.
+    let store = touchline::app::open_store(&config).await.unwrap();
+    store.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
+    store
+        .upsert_campaign(&Campaign { account_id: ACCOUNT, id: "c-hcm".into(), name: None, timezone: "Asia/Ho_Chi_Minh".into(), start_date: None, end_date: None })
+        .await
+        .unwrap();
+    let app = App::build(config).await.unwrap();
+    let store = app.store.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    Running { base, store, _dir: dir, _stop: tx }
+}
+
+fn dataset() -> Value {
+    json!({"batch": [
+        // Visitor v1, anonymous: sees an ad, clicks it, identifies as u1; u1 buys (server-side,
+        // customer id only).
+        {"type": "touchpoint", "kind": "impression", "channel": "display", "campaign_id": "c1", "advertisement_id": "ad1",
+         "anonymous_id": "v1", "timestamp": "2026-11-20T10:00:00Z", "message_id": "t1"},
+        {"type": "touchpoint", "kind": "click", "channel": "search", "campaign_id": "c1", "advertisement_id": "ad1",
+         "anonymous_id": "v1", "timestamp": "2026-11-20T11:00:00Z", "message_id": "t2"},
+        {"type": "identify", "anonymous_id": "v1", "customer_id": "u1", "timestamp": "2026-11-20T11:30:00Z", "message_id": "i1"},
+        {"type": "conversion", "kind": "purchase", "value": "100", "currency": "USD", "order_id": "o-1",
+         "customer_id": "u1", "timestamp": "2026-11-20T12:00:00Z", "message_id": "cv1"},
+        // The same order sent again by a retrying server: counted once.
+        {"type": "conversion", "kind": "purchase", "value": "100", "currency": "USD", "order_id": "o-1",
+         "customer_id": "u1", "timestamp": "2026-11-20T12:00:05Z", "message_id": "cv1-retry"},
+        // Visitor v2 clicks campaign c2 and converts anonymously.
+        {"type": "touchpoint", "kind": "click", "channel": "search", "campaign_id": "c2",
+         "anonymous_id": "v2", "timestamp": "2026-11-20T09:00:00Z", "message_id": "t3"},
+        {"type": "conversion", "kind": "lead", "value": "50", "currency": "USD",
+         "anonymous_id": "v2", "timestamp": "2026-11-20T10:00:00Z", "message_id": "cv2"},
+        // Spend reported for c1/ad1 twice: the later report replaces the first.
+        {"type": "spend", "date": "2026-11-20", "campaign_id": "c1", "advertisement_id": "ad1", "cost": "15", "currency": "USD",
+         "source": "google_ads", "timestamp": "2026-11-20T20:00:00Z", "message_id": "s1"},
+        {"type": "spend", "date": "2026-11-20", "campaign_id": "c1", "advertisement_id": "ad1", "cost": "20", "currency": "USD",
+         "source": "google_ads", "timestamp": "2026-11-20T23:00:00Z", "message_id": "s2"},
+        // An impression at 18:30 UTC on the 20th is the 21st in Ho Chi Minh City (UTC+7).
+        {"type": "touchpoint", "kind": "impression", "channel": "zalo", "campaign_id": "c-hcm",
+         "anonymous_id": "v3", "timestamp": "2026-11-20T18:30:00Z", "message_id": "t4"}
+    ]})
+}
+
+async fn get(base: &str, path: &str) -> Value {
+    let r = reqwest::Client::new().get(format!("{base}{path}")).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+/// Polls a report until `check` passes (results are eventually consistent) or 60 s pass.
+async fn eventually(base: &str, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = get(base, path).await;
+        if check(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{path} never reached the expected state; last: {v:#}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn row<'a>(rows: &'a Value, campaign: &str) -> Option<&'a Value> {
+    rows["rows"].as_array()?.iter().find(|r| r["campaign_id"] == campaign)
+}
+
+async fn run_pipeline(db_url: Option<String>) {
+    let s = start(db_url).await;
+    let r = reqwest::Client::new().post(format!("{}/v1/batch", s.base)).bearer_auth(WRITE).json(&dataset()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let path = "/v1/reports/campaigns?from=2026-11-19&to=2026-11-22";
+    let report = eventually(&s.base, path, |v| {
+        row(v, "c1").is_some_and(|r| r["conversions"] == 1.0 && r["cost"] == 20.0 && r["impressions"] == 1)
+            && row(v, "c2").is_some_and(|r| r["conversions"] == 1.0)
+            && row(v, "c-hcm").is_some()
+    })
+    .await;
+    // c1/ad1 on 2026-11-20 (UTC campaign): 1 impression, 1 click, reach 1 (v1), conversion of
+    // u1 credited under last_touch to the click, revenue 100, cost 20 (the later report).
+    let c1 = row(&report, "c1").unwrap();
+    assert_eq!(c1["advertisement_id"], "ad1");
+    assert_eq!(c1["date"], "2026-11-20");
+    assert_eq!((c1["impressions"].as_i64(), c1["clicks"].as_i64(), c1["reach"].as_i64()), (Some(1), Some(1), Some(1)));
+    assert_eq!((c1["revenue"].as_f64(), c1["cost"].as_f64()), (Some(100.0), Some(20.0)));
+    assert_eq!(c1["ctr"].as_f64(), Some(1.0), "1 click / 1 impression");
+    assert_eq!(c1["cpc"].as_f64(), Some(20.0), "20 / 1 click");
+    assert_eq!(c1["cpm"].as_f64(), Some(20_000.0), "20 × 1000 / 1 impression");
+    assert_eq!(c1["cpa"].as_f64(), Some(20.0), "20 / 1 conversion");
+    assert_eq!(c1["roas"].as_f64(), Some(5.0), "100 / 20");
+    // c2: a click and a 50 lead, no spend: roas has no denominator.
+    let c2 = row(&report, "c2").unwrap();
+    assert_eq!(c2["advertisement_id"], Value::Null);
+    assert_eq!((c2["clicks"].as_i64(), c2["impressions"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(c2["revenue"].as_f64(), Some(50.0));
+    assert_eq!((c2["ctr"].clone(), c2["roas"].clone(), c2["cpm"].clone()), (Value::Null, Value::Null, Value::Null));
+    // The Ho Chi Minh City impression lands on the 21st.
+    let hcm = row(&report, "c-hcm").unwrap();
+    assert_eq!((hcm["date"].as_str(), hcm["impressions"].as_i64()), (Some("2026-11-21"), Some(1)));
+    assert_eq!(report["rows"].as_array().unwrap().len(), 3);
+
+    // Attribution: u1's purchase under linear splits between the impression (display) and the
+    // click (search) of c1/ad1; v2's lead goes to c2. Revenue is conserved: 150 in total.
+    let linear = eventually(&s.base, "/v1/reports/attribution?model=linear&from=2026-11-19&to=2026-11-22", |v| {
+        v["rows"].as_array().is_some_and(|r| r.len() == 3)
+    })
+    .await;
+    let find = |v: &Value, c: &str, ch: &str| v["rows"].as_array().unwrap().iter().find(|r| r["campaign_id"] == c && r["channel"] == ch).cloned();
+    let disp = find(&linear, "c1", "display").expect("display row");
+    let srch = find(&linear, "c1", "search").expect("search row");
+    assert_eq!((disp["conversions"].as_f64(), disp["revenue"].as_f64()), (Some(0.5), Some(50.0)));
+    assert_eq!((srch["conversions"].as_f64(), srch["revenue"].as_f64()), (Some(0.5), Some(50.0)));
+    let c2a = find(&linear, "c2", "search").expect("c2 row");
+    assert_eq!((c2a["conversions"].as_f64(), c2a["revenue"].as_f64()), (Some(1.0), Some(50.0)));
+    let last = get(&s.base, "/v1/reports/attribution?model=last_touch&from=2026-11-19&to=2026-11-22").await;
+    let total: f64 = last["rows"].as_array().unwrap().iter().map(|r| r["revenue"].as_f64().unwrap()).sum();
+    assert_eq!(total, 150.0);
+    assert!(find(&last, "c1", "display").is_none(), "last touch credits the click, not the impression");
+
+    // The fact table holds the same numbers as the report.
+    let rows = s.store.daily_metrics(ACCOUNT, "2026-11-20".parse().unwrap(), "2026-11-20".parse().unwrap()).await.unwrap();
+    let f1 = rows.iter().find(|r| r.campaign_id == "c1").unwrap();
+    assert_eq!((f1.impressions, f1.clicks, f1.reach, f1.revenue.to_string(), f1.cost.to_string()), (1, 1, 1, "100".into(), "20".into()));
+    let attrs = s.store.attributions(ACCOUNT, Some("linear")).await.unwrap();
+    let u1: Vec<_> = attrs.iter().filter(|a| a.customer_id.as_deref() == Some("u1")).collect();
+    assert_eq!(u1.len(), 2, "one row per touch of u1's purchase (the retry is the same order)");
+    assert!((u1.iter().map(|a| a.weight).sum::<f64>() - 1.0).abs() < 1e-9);
+
+    // Reports need the secret key.
+    let r = reqwest::Client::new().get(format!("{}{path}", s.base)).bearer_auth(WRITE).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = reqwest::Client::new().get(format!("{}/v1/reports/attribution?model=nope", s.base)).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = reqwest::Client::new().get(format!("{}/v1/reports/campaigns?from=yesterday", s.base)).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_on_the_embedded_default() {
+    run_pipeline(None).await;
+}
+
+/// The same pipeline with Postgres as the fact-table store (a database of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_with_postgres() {
+    use sqlx::Connection;
+    let server = std::env::var("TOUCHLINE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let name = format!("touchline_e2e_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("the test Postgres must be running");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    run_pipeline(Some(format!("{server}/{name}"))).await;
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+}
