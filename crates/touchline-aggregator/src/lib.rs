@@ -149,10 +149,41 @@ pub enum Stopped {
 
 impl Aggregator {
     /// Runs every owned partition until `shutdown` turns true (or, with `exit_when_idle`, until
-    /// every partition has consumed everything and flushed).
+    /// every partition has consumed everything, including the re-key records partitions sent
+    /// each other, and flushed).
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<(), AggError> {
-        let parts: Vec<u32> =
-            if self.config.partitions.is_empty() { (0..self.bus.partitions()).collect() } else { self.config.partitions.clone() };
+        loop {
+            self.clone().run_round(shutdown.clone(), exit_when_idle).await?;
+            if !exit_when_idle || *shutdown.borrow() || !self.anything_new().await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// True when some owned partition has records past its checkpoint (e.g. re-key records
+    /// appended by another partition after this one went idle).
+    async fn anything_new(&self) -> Result<bool, AggError> {
+        for p in self.owned() {
+            let offsets = checkpoint::load(&self.state_dir.join(format!("p{p}"))).map_err(AggError::Checkpoint)?.map(|c| c.offsets).unwrap_or_default();
+            for t in INPUT_TOPICS {
+                if self.bus.end_offset(t, p).await? > offsets.get(t).copied().unwrap_or(0) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn owned(&self) -> Vec<u32> {
+        if self.config.partitions.is_empty() {
+            (0..self.bus.partitions()).collect()
+        } else {
+            self.config.partitions.clone()
+        }
+    }
+
+    async fn run_round(self: Arc<Self>, shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<(), AggError> {
+        let parts = self.owned();
         let mut tasks = Vec::new();
         for p in parts {
             let me = self.clone();

@@ -284,3 +284,30 @@ async fn read_only_reader_sees_records_while_the_log_is_open() {
     assert_eq!(total, 30);
     assert!(touchline_bus::LogReader::new(dir.path().join("nope")).is_err());
 }
+
+/// Concurrent commits of one group (one task per partition, as the aggregator does) leave a
+/// readable group file with every partition's latest offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_of_one_group() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), small()).await;
+        let mut tasks = Vec::new();
+        for p in 0..4u32 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for o in 0..50u64 {
+                    log.commit("agg", "t", p, o + 1).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let log = open(dir.path(), small()).await;
+    for p in 0..4 {
+        assert_eq!(log.committed("agg", "t", p).await.unwrap(), Some(50));
+    }
+}

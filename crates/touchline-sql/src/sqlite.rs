@@ -73,6 +73,13 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// A write transaction that takes SQLite's write lock at BEGIN: concurrent writers then
+    /// wait (busy timeout) instead of failing when a transaction that read first cannot
+    /// upgrade its lock.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
 }
 
 fn metric_from_row(r: &SqliteRow) -> Result<DailyMetricRow> {
@@ -363,7 +370,7 @@ impl Store for SqliteStore {
 
     async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
         let mut n = 0;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (_, rows) in by_account(rows, |r| r.account_id) {
             // The last row for a key wins within a batch, as in Postgres.
             let mut last = std::collections::HashMap::new();
@@ -414,7 +421,7 @@ impl Store for SqliteStore {
 
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
         let mut n = 0;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let rows = dedup_attr(newest_versions(&rows));
             let acct = account.to_string();
@@ -483,7 +490,7 @@ impl Store for SqliteStore {
         // SQLite has one writer at a time and this transaction writes first, so concurrent
         // publishers wait for each other (busy timeout) and every sum is computed from the
         // latest partials.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let mut seen = std::collections::HashMap::new();
             for (i, r) in rows.iter().enumerate() {
@@ -569,7 +576,7 @@ impl Store for SqliteStore {
     async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64> {
         use touchline_model::Body;
         let mut n = 0;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for r in records {
             let m = &r.meta;
             let acct = m.account_id.to_string();

@@ -85,6 +85,9 @@ pub struct EmbeddedLog {
     config: LogConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     groups: Mutex<HashMap<String, BTreeMap<String, u64>>>,
+    /// Serialises writes of group files: concurrent commits of one group (one per partition)
+    /// must not interleave their temporary files, and the last write must hold the newest map.
+    group_write: tokio::sync::Mutex<()>,
     _lock: File,
 }
 
@@ -592,7 +595,14 @@ impl EmbeddedLog {
                 groups.insert(decode_group(group), offsets);
             }
         }
-        Ok(EmbeddedLog { dir, config, topics: RwLock::new(HashMap::new()), groups: Mutex::new(groups), _lock: lock })
+        Ok(EmbeddedLog {
+            dir,
+            config,
+            topics: RwLock::new(HashMap::new()),
+            groups: Mutex::new(groups),
+            group_write: tokio::sync::Mutex::new(()),
+            _lock: lock,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -801,6 +811,7 @@ impl Bus for EmbeddedLog {
             return Err(BusError::Config("consumer group name must not be empty".into()));
         }
         validate_topic(topic)?;
+        let _writing = self.group_write.lock().await;
         let bytes = {
             let mut groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let offs = groups.entry(group.to_owned()).or_default();
