@@ -24,8 +24,29 @@ if ! command -v cc >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
 fi
 
-# Services: the foundation runs on the embedded log only; Postgres, ClickHouse and the Kafka
-# broker (tansu) are installed and started here by the issues that bring their tests.
+# Postgres: the SQL store tests and the end-to-end/crash tests use a real server at
+# 127.0.0.1:5432 (user postgres, trust auth on loopback). Install and start it when missing.
+pg_ready() { command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; }
+if ! pg_ready; then
+  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+    echo "== installing PostgreSQL"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  ver=$(ls /etc/postgresql | sort -n | tail -1)
+  hba=/etc/postgresql/$ver/main/pg_hba.conf
+  if ! grep -q "touchline-tests" "$hba"; then
+    # Trust on loopback for the tests, as on the development machines.
+    sed -i '1i host all all 127.0.0.1/32 trust # touchline-tests\nhost all all ::1/128 trust # touchline-tests' "$hba"
+  fi
+  echo "== starting PostgreSQL $ver"
+  pg_ctlcluster --skip-systemctl-redirect "$ver" main start || pg_ctlcluster "$ver" main start
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+fi
+pg_ready || { echo "PostgreSQL is not reachable at 127.0.0.1:5432" >&2; exit 1; }
+export TOUCHLINE_TEST_PG="${TOUCHLINE_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
+
+# ClickHouse and the Kafka broker (tansu) are installed and started here by the issues that
+# bring their tests.
 
 echo "== cargo test (target dir: $CARGO_TARGET_DIR)"
 # --all-targets includes the criterion benches, which run once each in test mode: they keep
