@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+#[derive(Debug)]
 pub struct Checkpoint {
     pub epoch: u32,
     pub offsets: BTreeMap<String, u64>,
