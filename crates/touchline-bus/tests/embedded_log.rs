@@ -311,3 +311,26 @@ async fn concurrent_commits_of_one_group() {
         assert_eq!(log.committed("agg", "t", p).await.unwrap(), Some(50));
     }
 }
+
+/// Many first appends to a new topic at once: the topic is opened once and no acknowledged
+/// record is lost (regression: a concurrent second opener truncated the new segment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_appends_to_a_new_topic() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), small()).await;
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move { log.append(vec![rec("fresh", &format!("acct:k{w}"), &format!("v{w}"), 0)]).await.unwrap()[0] }));
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.push(t.await.unwrap());
+        }
+        for p in acked {
+            let got = log.read("fresh", p.partition, p.offset, 1, Duration::ZERO).await.unwrap();
+            assert_eq!(got.len(), 1, "round {round}: acknowledged {p:?} missing");
+        }
+    }
+}

@@ -88,6 +88,9 @@ pub struct EmbeddedLog {
     /// Serialises writes of group files: concurrent commits of one group (one per partition)
     /// must not interleave their temporary files, and the last write must hold the newest map.
     group_write: tokio::sync::Mutex<()>,
+    /// Serialises opening topics: two concurrent first appends must not both open (and
+    /// recover) the same partition files.
+    topic_open: tokio::sync::Mutex<()>,
     _lock: File,
 }
 
@@ -264,7 +267,9 @@ impl Partition {
         }
         if segments.is_empty() {
             let path = segment_path(&dir, 0);
-            File::create(&path).map_err(|e| BusError::io(&path, e))?;
+            // Never truncate: only the first opener of a partition gets here, but a file that
+            // exists must keep what it holds.
+            OpenOptions::new().create(true).append(true).open(&path).map_err(|e| BusError::io(&path, e))?;
             sync_dir(&dir)?;
             segments.push(Segment { base: 0, path, len: 0, next: 0, max_ts: i64::MIN, index: Some(Vec::new()) });
         }
@@ -601,6 +606,7 @@ impl EmbeddedLog {
             topics: RwLock::new(HashMap::new()),
             groups: Mutex::new(groups),
             group_write: tokio::sync::Mutex::new(()),
+            topic_open: tokio::sync::Mutex::new(()),
             _lock: lock,
         })
     }
@@ -625,6 +631,10 @@ impl EmbeddedLog {
             return Ok(t.clone());
         }
         validate_topic(name)?;
+        let _opening = self.topic_open.lock().await;
+        if let Some(t) = self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name) {
+            return Ok(t.clone());
+        }
         let dir = self.dir.join("topics").join(name);
         let cfg = self.config.clone();
         let topic_name = name.to_owned();
@@ -634,10 +644,6 @@ impl EmbeddedLog {
         .await
         .map_err(|e| BusError::Unavailable(format!("opening topic failed: {e}")))??;
         let mut topics = self.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(t) = topics.get(name) {
-            // Opened concurrently by another caller; theirs won (ours is dropped unstarted).
-            return Ok(t.clone());
-        }
         let mut partitions = Vec::with_capacity(opened.len());
         for (part, tx, rx) in opened {
             tokio::spawn(writer(part.clone(), rx));
