@@ -1168,7 +1168,9 @@ impl Engine {
                         touchpoint: t.id.as_str().to_owned(),
                         touch_kind: t.kind.clone(),
                         channel: t.channel.clone(),
-                        campaign_id: t.campaign_id.clone(),
+                        // The campaign of a touch: its campaign id, else its utm_campaign (the
+                        // same key the daily metrics use).
+                        campaign_id: t.campaign_id.clone().or_else(|| t.utm_campaign.as_deref().and_then(|u| Id::new(u).ok())),
                         advertisement_id: t.advertisement_id.clone(),
                         touched_at: Some(t.at),
                         weight: *w,

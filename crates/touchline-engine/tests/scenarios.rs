@@ -413,3 +413,17 @@ fn link_clicks_count_unless_bots_or_without_campaign() {
     assert_eq!(set(&f, Model::LastTouch)[0].rows[0].channel, "short_link");
     assert_eq!(f.metrics.iter().find(|m| m.campaign_id == "c").unwrap().clicks, 1);
 }
+
+#[test]
+fn a_utm_only_touch_is_credited_to_its_utm_campaign() {
+    // A landing page with UTMs but no campaign id: its attribution rows name the utm_campaign,
+    // the same campaign key the daily metrics use.
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&event("p1", ts("2026-11-20T08:00:00Z"), "a", Some(("google", "cpc", "winter"))));
+    e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
+    let f = e.flush();
+    let row = &set(&f, Model::LastTouch)[0].rows[0];
+    assert_eq!(row.campaign_id.as_deref(), Some("winter"));
+    assert_eq!(row.channel, "google");
+    assert!(f.metrics.iter().any(|m| m.campaign_id == "winter" && m.conversions > rust_decimal::Decimal::ZERO));
+}

@@ -3,5 +3,6 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod reports;
 pub mod tail;

@@ -45,6 +45,22 @@ enum Command {
         #[arg(long)]
         limit: Option<usize>,
     },
+    /// Run the whole pipeline on a fresh data directory with a generated marketing dataset,
+    /// then print the daily campaign report and the attribution models side by side.
+    Demo {
+        /// Keep the demo's data in this directory (default: a temporary one, removed at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Visitors of the main account (a third as many for the second account).
+        #[arg(long, default_value_t = 300)]
+        visitors: usize,
+        /// Days of history to generate.
+        #[arg(long, default_value_t = 6)]
+        days: i64,
+        /// Random seed (the same seed gives the same dataset shape).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// Apply the SQL migrations of the configured database (also done at start-up).
     Migrate,
     /// Print the effective configuration (keys redacted) and exit.
@@ -68,6 +84,9 @@ async fn main() -> anyhow::Result<()> {
             let mut out = std::io::stdout();
             tail::run(&config.log_dir(), TailArgs { topic, last, follow, meta, limit }, &mut out).await?;
             Ok(())
+        }
+        Command::Demo { data_dir, visitors, days, seed } => {
+            touchline::demo::run(config, touchline::demo::DemoArgs { data_dir, visitors, days: days.clamp(1, 6), seed }).await
         }
         Command::Migrate => {
             let url = config.database_url();
