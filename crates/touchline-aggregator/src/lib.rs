@@ -164,9 +164,17 @@ impl Aggregator {
     /// appended by another partition after this one went idle).
     async fn anything_new(&self) -> Result<bool, AggError> {
         for p in self.owned() {
-            let offsets = checkpoint::load(&self.state_dir.join(format!("p{p}"))).map_err(AggError::Checkpoint)?.map(|c| c.offsets).unwrap_or_default();
+            let offsets = checkpoint::load(&self.state_dir.join(format!("p{p}"))).map_err(AggError::Checkpoint)?.map(|c| c.offsets);
             for t in INPUT_TOPICS {
-                if self.bus.end_offset(t, p).await? > offsets.get(t).copied().unwrap_or(0) {
+                // Without a checkpoint the partition starts where the group committed.
+                let done = match offsets.as_ref().and_then(|o| o.get(t).copied()) {
+                    Some(o) => o,
+                    None => match self.bus.committed(&self.config.group, t, p).await? {
+                        Some(o) => o,
+                        None => self.bus.start_offset(t, p).await?,
+                    },
+                };
+                if self.bus.end_offset(t, p).await? > done {
                     return Ok(true);
                 }
             }

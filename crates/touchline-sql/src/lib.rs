@@ -279,6 +279,10 @@ pub trait Store: Send + Sync + 'static {
     /// transaction per account under a per-account lock. Idempotent.
     async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64>;
 
+    /// Deletes every derived result (partials, published metrics, attributions) of every
+    /// account, before a replay rebuilds them. Catalog and raw tables are kept.
+    async fn clear_results(&self) -> Result<u64>;
+
     /// Daily metrics of an account between two dates (inclusive), read as that account.
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>>;
 

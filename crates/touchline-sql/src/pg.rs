@@ -624,6 +624,17 @@ impl Store for PgStore {
         Ok(n)
     }
 
+    async fn clear_results(&self) -> Result<u64> {
+        // As the connecting (owner) role: a replay rebuilds every account.
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
+            n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
         let mut tx = self.as_account(account_id).await?;
         let rows = sqlx::query(&format!(

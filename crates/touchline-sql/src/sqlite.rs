@@ -547,6 +547,17 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    async fn clear_results(&self) -> Result<u64> {
+        // As the connecting (owner) role: a replay rebuilds every account.
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
+            n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE account_id = ? AND metric_date BETWEEN ? AND ? \

@@ -106,6 +106,102 @@ pub async fn run_aggregator(config: Config, exit_when_idle: bool, shutdown: impl
     app.aggregator().run(stop_rx, exit_when_idle).await.context("aggregator failed")
 }
 
+/// Where `touchline replay` starts reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReplayFrom {
+    /// The first record the log still holds.
+    Earliest,
+    /// This offset of every topic partition (or its first retained one, if later).
+    Offset(u64),
+    /// The first record appended on or after this UTC date.
+    Date(chrono::NaiveDate),
+}
+
+impl std::str::FromStr for ReplayFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "earliest" {
+            return Ok(ReplayFrom::Earliest);
+        }
+        if let Ok(o) = s.parse::<u64>() {
+            return Ok(ReplayFrom::Offset(o));
+        }
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(ReplayFrom::Date)
+            .map_err(|_| format!("{s:?} is not `earliest`, an offset or a date (YYYY-MM-DD)"))
+    }
+}
+
+/// Rebuilds every result from the log: clears the derived tables and the aggregator's
+/// checkpoints, points the consumer group at the start, and runs the aggregator until it has
+/// consumed everything, with a progress bar. Results then reflect the records from `from` on.
+pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> anyhow::Result<u64> {
+    let app = App::build(config).await?;
+    let bus = app.log.clone() as Arc<dyn Bus>;
+    let group = app.config.aggregator.group.clone();
+    let mut total = 0u64;
+    for t in touchline_aggregator::INPUT_TOPICS {
+        for p in 0..bus.partitions() {
+            let first = bus.start_offset(t, p).await?;
+            let end = bus.end_offset(t, p).await?;
+            let start = match &from {
+                ReplayFrom::Earliest => first,
+                ReplayFrom::Offset(o) => (*o).clamp(first, end),
+                ReplayFrom::Date(d) => {
+                    let cutoff = d.and_hms_opt(0, 0, 0).map_or(0, |t| t.and_utc().timestamp_millis());
+                    first_offset_at(bus.as_ref(), t, p, first, end, cutoff).await?
+                }
+            };
+            bus.commit(&group, t, p, start).await?;
+            total += end - start;
+        }
+    }
+    let state_dir = app.config.aggregator_state_dir();
+    if state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
+    }
+    let cleared = app.store.clear_results().await?;
+    tracing::info!(cleared, total, "replaying");
+    let stats = app.agg_stats.clone();
+    let bar = if progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} replay [{bar:40}] {pos}/{len} records ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let ticker = {
+        let bar = bar.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(stats.records.load(Ordering::Relaxed).min(total));
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let result = app.aggregator().run(stop_rx, true).await;
+    ticker.abort();
+    bar.set_position(stats.records.load(Ordering::Relaxed).min(total));
+    bar.finish();
+    result.context("replay failed")?;
+    Ok(stats.records.load(Ordering::Relaxed))
+}
+
+/// The first offset of a partition whose record was appended at or after `cutoff_ms`.
+async fn first_offset_at(bus: &dyn Bus, topic: &str, p: u32, first: u64, end: u64, cutoff_ms: i64) -> anyhow::Result<u64> {
+    let mut next = first;
+    while next < end {
+        let batch = bus.read(topic, p, next, 10_000, std::time::Duration::ZERO).await?;
+        let Some(last) = batch.last() else { break };
+        if let Some(r) = batch.iter().find(|r| r.timestamp_ms >= cutoff_ms) {
+            return Ok(r.offset);
+        }
+        next = last.offset + 1;
+    }
+    Ok(end)
+}
+
 /// Connects to the configured database (SQLite under the data dir by default) and migrates it.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn touchline_sql::Store>> {
     let url = config.database_url();

@@ -61,6 +61,16 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Rebuild every result from the log (clears the result tables and checkpoints first).
+    Replay {
+        /// `earliest` (default), an offset applied to every topic partition, or a date
+        /// (YYYY-MM-DD, by append time): results then reflect the records from there on.
+        #[arg(long, default_value = "earliest")]
+        from: touchline::app::ReplayFrom,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Apply the SQL migrations of the configured database (also done at start-up).
     Migrate,
     /// Print the effective configuration (keys redacted) and exit.
@@ -87,6 +97,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Demo { data_dir, visitors, days, seed } => {
             touchline::demo::run(config, touchline::demo::DemoArgs { data_dir, visitors, days: days.clamp(1, 6), seed }).await
+        }
+        Command::Replay { from, quiet } => {
+            let n = touchline::app::run_replay(config, from, !quiet).await?;
+            println!("replayed {n} records");
+            Ok(())
         }
         Command::Migrate => {
             let url = config.database_url();
