@@ -155,6 +155,16 @@ fn changed(table: &str, cols: &[&str]) -> String {
     format!("({left}) IS DISTINCT FROM ({right})")
 }
 
+fn key_from_row(r: &sqlx::postgres::PgRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        account_id: r.try_get("account_id")?,
+        kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
+        key_hash: r.try_get("key_hash")?,
+        prefix: r.try_get("prefix")?,
+        revoked: r.try_get("revoked")?,
+    })
+}
+
 fn metric_from_row(r: &sqlx::postgres::PgRow) -> Result<DailyMetricRow> {
     Ok(DailyMetricRow {
         account_id: r.try_get("account_id")?,
@@ -244,15 +254,7 @@ impl Store for PgStore {
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|r| {
-                Ok(ApiKey {
-                    account_id: r.try_get("account_id")?,
-                    kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
-                    key_hash: r.try_get("key_hash")?,
-                    prefix: r.try_get("prefix")?,
-                    revoked: r.try_get("revoked")?,
-                })
-            })
+            .map(key_from_row)
             .collect::<Result<Vec<_>>>()?;
         let campaigns = sqlx::query(
             "SELECT account_id, id, name, timezone, start_date, end_date FROM marketing_campaigns WHERE deleted_at IS NULL ORDER BY account_id, id",
@@ -322,16 +324,7 @@ impl Store for PgStore {
             .bind(key_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(ApiKey {
-                account_id: r.try_get("account_id")?,
-                kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
-                key_hash: r.try_get("key_hash")?,
-                prefix: r.try_get("prefix")?,
-                revoked: r.try_get("revoked")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(key_from_row).transpose()
     }
 
     async fn upsert_account(&self, a: &Account) -> Result<()> {
