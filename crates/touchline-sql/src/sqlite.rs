@@ -426,28 +426,54 @@ impl Store for SqliteStore {
             let rows = dedup_attr(newest_versions(&rows));
             let acct = account.to_string();
             for chunk in rows.chunks(CHUNK) {
+                // Stored versions of these conversions in one query; stale rows are dropped and
+                // the rows of older versions deleted in one statement.
+                let mut conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
+                conv.sort_unstable();
+                conv.dedup();
+                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                    "SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions WHERE account_id = ",
+                );
+                q.push_bind(acct.clone());
+                q.push(" AND conversion_id IN (");
+                let mut sep = q.separated(", ");
+                for c in &conv {
+                    sep.push_bind(c.to_string());
+                }
+                q.push(") GROUP BY conversion_id, attribution_model");
+                let stored: std::collections::HashMap<(String, String), i64> = q
+                    .build_query_as::<(String, String, i64)>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(c, m, v)| ((c, m), v))
+                    .collect();
                 let mut fresh: Vec<&AttributionRow> = Vec::with_capacity(chunk.len());
+                let mut superseded: Vec<(&str, &str, i64)> = Vec::new();
                 for r in chunk {
-                    let stored: Option<i64> = sqlx::query_scalar(
-                        "SELECT max(version) FROM campaign_attributions WHERE account_id = ? AND conversion_id = ? AND attribution_model = ?",
-                    )
-                    .bind(&acct)
-                    .bind(&r.conversion_id)
-                    .bind(&r.attribution_model)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if stored.is_none_or(|v| v <= r.version) {
-                        if stored.is_some_and(|v| v < r.version) {
-                            sqlx::query("DELETE FROM campaign_attributions WHERE account_id = ? AND conversion_id = ? AND attribution_model = ? AND version < ?")
-                                .bind(&acct)
-                                .bind(&r.conversion_id)
-                                .bind(&r.attribution_model)
-                                .bind(r.version)
-                                .execute(&mut *tx)
-                                .await?;
+                    let v = stored.get(&(r.conversion_id.clone(), r.attribution_model.clone())).copied();
+                    if v.is_none_or(|v| v <= r.version) {
+                        if v.is_some_and(|v| v < r.version) {
+                            superseded.push((r.conversion_id.as_str(), r.attribution_model.as_str(), r.version));
                         }
                         fresh.push(r);
                     }
+                }
+                superseded.sort_unstable();
+                superseded.dedup();
+                for part in superseded.chunks(300) {
+                    let mut d: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM campaign_attributions WHERE account_id = ");
+                    d.push_bind(acct.clone());
+                    d.push(" AND (");
+                    for (i, (c, m, v)) in part.iter().enumerate() {
+                        if i > 0 {
+                            d.push(" OR ");
+                        }
+                        d.push("(conversion_id = ").push_bind(c.to_string()).push(" AND attribution_model = ").push_bind(m.to_string());
+                        d.push(" AND version < ").push_bind(*v).push(")");
+                    }
+                    d.push(")");
+                    d.build().execute(&mut *tx).await?;
                 }
                 if fresh.is_empty() {
                     continue;
@@ -585,156 +611,127 @@ impl Store for SqliteStore {
     }
 
     async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64> {
-        use touchline_model::Body;
+        use touchline_model::{Body, Record};
+        // Multi-row INSERT OR IGNORE per table: a replay inserts nothing twice.
+        const ROWS: usize = 200;
+        let s = |o: &Option<touchline_model::Id>| o.as_ref().map(|i| i.to_string());
+        let common = |r: &Record| {
+            let m = &r.meta;
+            (m.account_id.to_string(), m.record_id.to_string(), ts(m.timestamp), ts(m.received_at), s(&m.anonymous_id), s(&m.customer_id))
+        };
+        let payload = |r: &Record| String::from_utf8(r.to_json()).unwrap_or_default();
+        let of = |f: fn(&Body) -> bool| records.iter().filter(move |r| f(&r.body)).collect::<Vec<&Record>>();
         let mut n = 0;
         let mut tx = self.write_tx().await?;
-        for r in records {
-            let m = &r.meta;
-            let acct = m.account_id.to_string();
-            let (tsv, recv) = (ts(m.timestamp), ts(m.received_at));
-            let anon = m.anonymous_id.as_ref().map(|i| i.to_string());
-            let cust = m.customer_id.as_ref().map(|i| i.to_string());
-            let payload = String::from_utf8(r.to_json()).unwrap_or_default();
-            let s = |o: &Option<touchline_model::Id>| o.as_ref().map(|i| i.to_string());
-            let q = match &r.body {
-                Body::Event(e) => sqlx::query(
-                    "INSERT OR IGNORE INTO events (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, event_name, \
-                     session_id, campaign_id, advertisement_id, page_url, referrer, utm_source, utm_medium, utm_campaign, payload) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(acct)
-                .bind(m.record_id.to_string())
-                .bind(tsv)
-                .bind(recv)
-                .bind(anon)
-                .bind(cust)
-                .bind(e.event_name.clone())
-                .bind(s(&e.session_id))
-                .bind(s(&e.campaign_id))
-                .bind(s(&e.advertisement_id))
-                .bind(e.context.page_url.clone())
-                .bind(e.context.referrer.clone())
-                .bind(e.context.utm_source.clone())
-                .bind(e.context.utm_medium.clone())
-                .bind(e.context.utm_campaign.clone())
-                .bind(payload),
-                Body::Session(x) => sqlx::query(
-                    "INSERT OR IGNORE INTO sessions (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, session_id, \
-                     started_at, ended_at, device_id, utm_source, utm_medium, utm_campaign, referrer, landing_page, payload) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(acct)
-                .bind(m.record_id.to_string())
-                .bind(tsv)
-                .bind(recv)
-                .bind(anon)
-                .bind(cust)
-                .bind(x.session_id.to_string())
-                .bind(ts(x.started_at))
-                .bind(x.ended_at.map(ts))
-                .bind(s(&x.device_id))
-                .bind(x.utm_source.clone())
-                .bind(x.utm_medium.clone())
-                .bind(x.utm_campaign.clone())
-                .bind(x.referrer.clone())
-                .bind(x.landing_page.clone())
-                .bind(payload),
-                Body::Touchpoint(t) => sqlx::query(
-                    "INSERT OR IGNORE INTO touchpoints (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, type, \
-                     channel, campaign_id, advertisement_id, utm_source, utm_medium, utm_campaign, payload) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(acct)
-                .bind(m.record_id.to_string())
-                .bind(tsv)
-                .bind(recv)
-                .bind(anon)
-                .bind(cust)
-                .bind(t.kind.to_string())
-                .bind(t.channel.clone())
-                .bind(s(&t.campaign_id))
-                .bind(s(&t.advertisement_id))
-                .bind(t.utm_source.clone())
-                .bind(t.utm_medium.clone())
-                .bind(t.utm_campaign.clone())
-                .bind(payload),
-                Body::LinkClick(c) => sqlx::query(
-                    "INSERT OR IGNORE INTO link_clicks (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, link_id, \
-                     short_code, device_id, campaign_id, advertisement_id, referer, user_agent, ip, bot, is_unique, payload) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(acct)
-                .bind(m.record_id.to_string())
-                .bind(tsv)
-                .bind(recv)
-                .bind(anon)
-                .bind(cust)
-                .bind(s(&c.link_id))
-                .bind(s(&c.short_code))
-                .bind(s(&c.device_id))
-                .bind(s(&c.campaign_id))
-                .bind(s(&c.advertisement_id))
-                .bind(c.referer.clone())
-                .bind(c.user_agent.clone())
-                .bind(c.ip.clone())
-                .bind(c.bot)
-                .bind(c.unique)
-                .bind(payload),
-                Body::Conversion(c) => sqlx::query(
-                    "INSERT OR IGNORE INTO conversions (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, type, \
-                     value, currency, order_id, campaign_id, advertisement_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(acct)
-                .bind(m.record_id.to_string())
-                .bind(tsv)
-                .bind(recv)
-                .bind(anon)
-                .bind(cust)
-                .bind(c.kind.to_string())
-                .bind(c.value.map(dec))
-                .bind(c.currency.map(|c| c.to_string()))
-                .bind(s(&c.order_id))
-                .bind(s(&c.campaign_id))
-                .bind(s(&c.advertisement_id))
-                .bind(payload),
-                Body::Spend(x) => sqlx::query(
-                    "INSERT OR IGNORE INTO spend (account_id, record_id, timestamp, received_at, date, campaign_id, advertisement_id, cost, \
-                     currency, impressions, clicks, source, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(acct)
-                .bind(m.record_id.to_string())
-                .bind(tsv)
-                .bind(recv)
-                .bind(x.date.to_string())
-                .bind(x.campaign_id.to_string())
-                .bind(s(&x.advertisement_id))
-                .bind(dec(x.cost))
-                .bind(x.currency.to_string())
-                .bind(x.impressions.map(|v| v as i64))
-                .bind(x.clicks.map(|v| v as i64))
-                .bind(x.source.clone())
-                .bind(payload),
-                Body::Identify(_) | Body::Alias(_) => {
-                    let previous = match &r.body {
-                        Body::Alias(a) => Some(a.previous_id.to_string()),
-                        _ => None,
-                    };
-                    sqlx::query(
-                        "INSERT OR IGNORE INTO identities (account_id, record_id, timestamp, received_at, type, anonymous_id, customer_id, \
-                         previous_id, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(acct)
-                    .bind(m.record_id.to_string())
-                    .bind(tsv)
-                    .bind(recv)
-                    .bind(r.kind().as_str())
-                    .bind(anon)
-                    .bind(cust)
-                    .bind(previous)
-                    .bind(payload)
+        for chunk in of(|b| matches!(b, Body::Event(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO events (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, event_name, \
+                 session_id, campaign_id, advertisement_id, page_url, referrer, utm_source, utm_medium, utm_campaign, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, anon, cust) = common(r);
+                if let Body::Event(e) = &r.body {
+                    b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
+                    b.push_bind(e.event_name.clone()).push_bind(s(&e.session_id)).push_bind(s(&e.campaign_id)).push_bind(s(&e.advertisement_id));
+                    b.push_bind(e.context.page_url.clone()).push_bind(e.context.referrer.clone()).push_bind(e.context.utm_source.clone());
+                    b.push_bind(e.context.utm_medium.clone()).push_bind(e.context.utm_campaign.clone()).push_bind(payload(r));
                 }
-            };
-            n += q.execute(&mut *tx).await?.rows_affected();
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in of(|b| matches!(b, Body::Session(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO sessions (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, session_id, \
+                 started_at, ended_at, device_id, utm_source, utm_medium, utm_campaign, referrer, landing_page, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, anon, cust) = common(r);
+                if let Body::Session(x) = &r.body {
+                    b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
+                    b.push_bind(x.session_id.to_string()).push_bind(ts(x.started_at)).push_bind(x.ended_at.map(ts)).push_bind(s(&x.device_id));
+                    b.push_bind(x.utm_source.clone()).push_bind(x.utm_medium.clone()).push_bind(x.utm_campaign.clone());
+                    b.push_bind(x.referrer.clone()).push_bind(x.landing_page.clone()).push_bind(payload(r));
+                }
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in of(|b| matches!(b, Body::Touchpoint(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO touchpoints (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, type, \
+                 channel, campaign_id, advertisement_id, utm_source, utm_medium, utm_campaign, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, anon, cust) = common(r);
+                if let Body::Touchpoint(x) = &r.body {
+                    b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
+                    b.push_bind(x.kind.to_string()).push_bind(x.channel.clone()).push_bind(s(&x.campaign_id)).push_bind(s(&x.advertisement_id));
+                    b.push_bind(x.utm_source.clone()).push_bind(x.utm_medium.clone()).push_bind(x.utm_campaign.clone()).push_bind(payload(r));
+                }
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in of(|b| matches!(b, Body::LinkClick(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO link_clicks (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, link_id, \
+                 short_code, device_id, campaign_id, advertisement_id, referer, user_agent, ip, bot, is_unique, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, anon, cust) = common(r);
+                if let Body::LinkClick(c) = &r.body {
+                    b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
+                    b.push_bind(s(&c.link_id)).push_bind(s(&c.short_code)).push_bind(s(&c.device_id)).push_bind(s(&c.campaign_id));
+                    b.push_bind(s(&c.advertisement_id)).push_bind(c.referer.clone()).push_bind(c.user_agent.clone()).push_bind(c.ip.clone());
+                    b.push_bind(c.bot).push_bind(c.unique).push_bind(payload(r));
+                }
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in of(|b| matches!(b, Body::Conversion(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO conversions (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, type, \
+                 value, currency, order_id, campaign_id, advertisement_id, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, anon, cust) = common(r);
+                if let Body::Conversion(c) = &r.body {
+                    b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
+                    b.push_bind(c.kind.to_string()).push_bind(c.value.map(dec)).push_bind(c.currency.map(|c| c.to_string()));
+                    b.push_bind(s(&c.order_id)).push_bind(s(&c.campaign_id)).push_bind(s(&c.advertisement_id)).push_bind(payload(r));
+                }
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in of(|b| matches!(b, Body::Spend(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO spend (account_id, record_id, timestamp, received_at, date, campaign_id, advertisement_id, cost, \
+                 currency, impressions, clicks, source, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, _, _) = common(r);
+                if let Body::Spend(x) = &r.body {
+                    b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv);
+                    b.push_bind(x.date.to_string()).push_bind(x.campaign_id.to_string()).push_bind(s(&x.advertisement_id)).push_bind(dec(x.cost));
+                    b.push_bind(x.currency.to_string()).push_bind(x.impressions.map(|v| v as i64)).push_bind(x.clicks.map(|v| v as i64));
+                    b.push_bind(x.source.clone()).push_bind(payload(r));
+                }
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for chunk in of(|b| matches!(b, Body::Identify(_) | Body::Alias(_))).chunks(ROWS) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT OR IGNORE INTO identities (account_id, record_id, timestamp, received_at, type, anonymous_id, customer_id, \
+                 previous_id, payload) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                let (acct, id, t, recv, anon, cust) = common(r);
+                let previous = match &r.body {
+                    Body::Alias(a) => Some(a.previous_id.to_string()),
+                    _ => None,
+                };
+                b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(r.kind().as_str());
+                b.push_bind(anon).push_bind(cust).push_bind(previous).push_bind(payload(r));
+            });
+            n += q.build().execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(n)
