@@ -293,6 +293,12 @@ pub trait Store: Send + Sync + 'static {
     /// raw entities in ClickHouse and returns 0).
     async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64>;
 
+    /// Clicks per short code of an account, `(human, bot)`, from the raw `link_clicks` table.
+    /// `None` where raw clicks are not kept in SQL (Postgres keeps them in ClickHouse).
+    async fn link_click_counts(&self, _account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {
+        Ok(None)
+    }
+
     /// Returns when the catalog may have changed (Postgres: a NOTIFY) or after `timeout`.
     async fn wait_for_change(&self, timeout: std::time::Duration) {
         tokio::time::sleep(timeout).await

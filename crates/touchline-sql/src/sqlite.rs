@@ -573,6 +573,17 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    async fn link_click_counts(&self, account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT short_code, sum(CASE WHEN bot THEN 0 ELSE 1 END), sum(CASE WHEN bot THEN 1 ELSE 0 END) \
+             FROM link_clicks WHERE account_id = ? AND short_code IS NOT NULL GROUP BY short_code",
+        )
+        .bind(account_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(rows.into_iter().map(|(c, h, b)| (c, (h, b))).collect()))
+    }
+
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let mut tx = self.pool.begin().await?;

@@ -18,7 +18,7 @@ use touchline_collector::{AppState, KeyStore};
 use touchline_aggregator::{AggStats, Aggregator, Sink, SqlSink};
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
-use crate::reports;
+use crate::{links, reports};
 use crate::config::Config;
 
 /// Everything `serve` runs, built from a config.
@@ -29,6 +29,7 @@ pub struct App {
     pub catalog: Arc<touchline_sql::CatalogCache>,
     pub state: Arc<AppState>,
     pub keys: Arc<dyn KeyStore>,
+    pub links: Arc<links::LinkState>,
     pub agg_stats: Arc<AggStats>,
     pub new_keys: NewKeys,
 }
@@ -52,7 +53,8 @@ impl App {
             .await
             .with_context(|| format!("opening the embedded log at {}", config.log_dir().display()))?;
         let state = AppState::new(log.clone() as Arc<dyn Bus>, keys.clone(), config.collector.clone());
-        Ok(App { config, log, store, catalog, state, keys, agg_stats: Arc::new(AggStats::default()), new_keys })
+        let links = links::LinkState::new(catalog.clone(), store.clone(), keys.clone(), log.clone() as Arc<dyn Bus>, config.base_url());
+        Ok(App { config, log, store, catalog, state, keys, links, agg_stats: Arc::new(AggStats::default()), new_keys })
     }
 
     pub fn router(&self) -> Router {
@@ -60,6 +62,7 @@ impl App {
         touchline_collector::router(self.state.clone())
             .merge(Router::new().route("/metrics", get(metrics)).with_state(metrics_state))
             .merge(reports::router(Arc::new(reports::ReportState { store: self.store.clone(), keys: self.keys.clone() })))
+            .merge(links::router(self.links.clone(), self.config.short_domain))
     }
 
     /// The aggregator over this app's log and store.
@@ -77,6 +80,11 @@ impl App {
     /// Serves HTTP and runs the aggregator until `shutdown` completes; the aggregator then
     /// flushes and checkpoints before this returns.
     pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        if self.config.public_url.is_none() {
+            if let Ok(addr) = listener.local_addr() {
+                self.links.set_base_url(format!("http://{addr}"));
+            }
+        }
         let router = self.router();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let agg = self.aggregator();

@@ -19,6 +19,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Base URL clients use to reach this server (printed in examples; short links later).
     pub public_url: Option<String>,
+    /// Also redirect at `/{code}` (for a dedicated short-link domain), not only `/l/{code}`.
+    pub short_domain: bool,
     /// Embedded data: the log and the SQLite store (`TOUCHLINE_DATA_DIR`).
     pub data_dir: PathBuf,
     /// Fixes the write key of account `default` (`TOUCHLINE_WRITE_KEY`).
@@ -47,6 +49,7 @@ impl Default for Config {
         Config {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            short_domain: false,
             data_dir: PathBuf::from("./data"),
             write_key: None,
             secret_key: None,
@@ -62,7 +65,8 @@ impl Default for Config {
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
+    "short_domain",
     "aggregator",
     "http_addr",
     "public_url",

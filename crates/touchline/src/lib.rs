@@ -4,5 +4,6 @@ pub mod accounts;
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod links;
 pub mod reports;
 pub mod tail;
