@@ -7,8 +7,10 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use touchline_model::{Currency, Id, Kind};
+use touchline_model::{Currency, Id};
 use uuid::Uuid;
+
+use crate::text::Text;
 
 /// Attribution models. The first six are computed per conversion as records arrive; `markov` and
 /// `shapley` are data-driven and computed over the paths of a period (see [`crate::datadriven`]).
@@ -98,8 +100,8 @@ pub struct Touch {
     /// View-class touch (impressions): the view lookback window applies.
     pub view: bool,
     /// `impression`, `click`, … for touchpoints; `link_click`, `event`, `session` otherwise.
-    pub kind: String,
-    pub channel: String,
+    pub kind: Text,
+    pub channel: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign_id: Option<Id>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,41 +210,182 @@ fn set(out: &mut [f64], i: usize, w: f64) {
 
 /// Converts weights into exact decimal shares of `total` rounded to `dp` places, the rounding
 /// remainder going to the largest weight (first on ties), so that the shares sum to `total` exactly.
+#[cfg(test)]
 pub(crate) fn split_exact(weights: &[f64], total: Decimal, dp: u32) -> Vec<Decimal> {
-    // Weights as exact 12-place decimals first (cheap: no binary→decimal expansion).
-    let one = total == Decimal::ONE;
-    let mut out: Vec<Decimal> = weights
-        .iter()
-        .map(|w| {
-            let units = (w.clamp(0.0, 1.0) * 1e12).round() as i64;
-            let w = Decimal::new(units, 12);
-            if one {
-                w
-            } else {
-                share(units, total, dp).unwrap_or_else(|| w.checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO))
-            }
-        })
-        .collect();
+    let mut out = Vec::with_capacity(weights.len());
+    split_exact_into(weights, total, dp, &mut out);
+    out
+}
+
+/// [`split_exact`] into a reused buffer (cleared first).
+pub(crate) fn split_exact_into(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Decimal>) {
+    out.clear();
+    if split_exact_fast(weights, total, dp, out) {
+        return;
+    }
+    out.clear();
+    split_exact_decimal(weights, total, dp, out);
+}
+
+/// Index of the largest weight (first on ties; NaN never wins).
+fn largest(weights: &[f64]) -> usize {
     let mut big = 0usize;
     for (i, w) in weights.iter().enumerate() {
         if weights.get(big).is_some_and(|b| w > b) {
             big = i;
         }
     }
+    big
+}
+
+/// A weight as units of 10⁻¹².
+fn units_of(w: f64) -> i64 {
+    (w.clamp(0.0, 1.0) * 1e12).round() as i64
+}
+
+const MANTISSA_LIMIT: u128 = 1u128 << 96;
+
+/// [`split_exact`] in integer arithmetic on mantissas at the common scale of the result. It
+/// gives exactly the values (and scales) of [`split_exact_decimal`] whenever every intermediate
+/// is exact, and returns `false` (leaving `out` unspecified) in any other case, which the caller
+/// then hands to the `Decimal` path.
+fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Decimal>) -> bool {
+    let one = total == Decimal::ONE;
+    let scale = if one { 12 } else { dp };
+    if total.scale() > scale {
+        return false;
+    }
+    let Some(total_m) = 10i128.checked_pow(scale - total.scale()).and_then(|f| total.mantissa().checked_mul(f)) else { return false };
+    if total_m.unsigned_abs() >= MANTISSA_LIMIT {
+        return false;
+    }
+    // What the `Decimal` path gives for a zero weight (its own representation of a zero
+    // product), computed on the first zero weight.
+    let mut zero_ok: Option<bool> = None;
+    let mut zero_ok = || {
+        *zero_ok.get_or_insert_with(|| {
+            let z = Decimal::new(0, 12).checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO);
+            z.is_zero() && z.scale() == dp && !z.is_sign_negative()
+        })
+    };
+    // `share_mantissa` with its per-total work hoisted out of the loop.
+    let share_scale = 12 + total.scale();
+    if !one && (share_scale > 28 || dp >= share_scale) {
+        return false;
+    }
+    let tm = total.mantissa();
+    let Some(div) = 10i128.checked_pow(share_scale.saturating_sub(dp)) else { return false };
+    let div64 = u64::try_from(div).ok();
+    let mut ms: [i128; 16] = [0; 16];
+    let mut heap: Vec<i128> = Vec::new();
+    let n = weights.len();
+    let buf: &mut [i128] = if n <= 16 {
+        match ms.get_mut(..n) {
+            Some(b) => b,
+            None => return false,
+        }
+    } else {
+        heap.resize(n, 0);
+        &mut heap
+    };
+    let mut sum: i128 = 0;
+    for (slot, w) in buf.iter_mut().zip(weights) {
+        let units = units_of(*w);
+        let m = if one {
+            i128::from(units)
+        } else {
+            let Some(p) = i128::from(units).checked_mul(tm) else { return false };
+            if p == 0 {
+                if !zero_ok() {
+                    return false;
+                }
+                0
+            } else if p.unsigned_abs() >= MANTISSA_LIMIT {
+                return false;
+            } else {
+                let pa = p.unsigned_abs();
+                let qa: u128 = match (u64::try_from(pa), div64) {
+                    (Ok(pa), Some(d)) => {
+                        let (q, r) = (pa / d, pa % d);
+                        let up = match r.cmp(&(d - r)) {
+                            std::cmp::Ordering::Greater => true,
+                            std::cmp::Ordering::Equal => q % 2 == 1,
+                            std::cmp::Ordering::Less => false,
+                        };
+                        u128::from(q + u64::from(up))
+                    }
+                    _ => match share_mantissa(units, total, dp) {
+                        Some(m) => m.unsigned_abs(),
+                        None => return false,
+                    },
+                };
+                let Ok(qa) = i128::try_from(qa) else { return false };
+                if p < 0 {
+                    -qa
+                } else {
+                    qa
+                }
+            }
+        };
+        *slot = m;
+        sum += m;
+        if sum.unsigned_abs() >= MANTISSA_LIMIT {
+            return false;
+        }
+    }
+    let big = largest(weights);
+    let rem = total_m - sum;
+    if rem.unsigned_abs() >= MANTISSA_LIMIT {
+        return false;
+    }
+    if let Some(slot) = buf.get_mut(big) {
+        let fixed = *slot + rem;
+        if fixed.unsigned_abs() >= MANTISSA_LIMIT {
+            return false;
+        }
+        *slot = fixed;
+    }
+    out.reserve(n);
+    for m in buf.iter() {
+        match Decimal::try_from_i128_with_scale(*m, scale) {
+            Ok(d) => out.push(d),
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// The reference implementation of [`split_exact`], in `Decimal` arithmetic.
+fn split_exact_decimal(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Decimal>) {
+    // Weights as exact 12-place decimals first (cheap: no binary→decimal expansion).
+    let one = total == Decimal::ONE;
+    out.extend(weights.iter().map(|w| {
+        let units = units_of(*w);
+        let w = Decimal::new(units, 12);
+        if one {
+            w
+        } else {
+            share(units, total, dp).unwrap_or_else(|| w.checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO))
+        }
+    }));
+    let big = largest(weights);
     let sum = out.iter().try_fold(Decimal::ZERO, |a, b| a.checked_add(*b));
     if let (Some(sum), Some(slot)) = (sum, out.get_mut(big)) {
         if let Some(fixed) = total.checked_sub(sum).and_then(|rem| slot.checked_add(rem)) {
             *slot = fixed;
         }
     }
-    out
+}
+
+fn share(units: i64, total: Decimal, dp: u32) -> Option<Decimal> {
+    share_mantissa(units, total, dp).and_then(|m| Decimal::try_from_i128_with_scale(m, dp).ok())
 }
 
 /// `units·10⁻¹² × total` rounded half-to-even to `dp` places, in integer arithmetic: the same
 /// value `Decimal::checked_mul(..).round_dp(dp)` gives whenever that product is exact (its
 /// mantissa fits 96 bits at scale `12 + total.scale() ≤ 28`); `None` otherwise (the caller then
-/// takes the `Decimal` path).
-fn share(units: i64, total: Decimal, dp: u32) -> Option<Decimal> {
+/// takes the `Decimal` path). Returns the mantissa at scale `dp`.
+fn share_mantissa(units: i64, total: Decimal, dp: u32) -> Option<i128> {
     let scale = 12 + total.scale();
     if scale > 28 || dp >= scale {
         return None;
@@ -263,7 +406,7 @@ fn share(units: i64, total: Decimal, dp: u32) -> Option<Decimal> {
     };
     let qa = if up { qa + 1 } else { qa };
     let m = if p < 0 { -qa } else { qa };
-    Decimal::try_from_i128_with_scale(m, dp).ok()
+    (m.unsigned_abs() < MANTISSA_LIMIT).then_some(m)
 }
 
 /// The touch a credit goes to: a touch of the path, or `(direct)` when the window held none.
@@ -273,13 +416,13 @@ pub const DIRECT: &str = "(direct)";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttributionRow {
     /// Record id of the touch; `None` for `(direct)`.
-    pub touchpoint_id: Option<Id>,
+    pub touchpoint_id: Option<Text>,
     /// The touch's record id, or `(direct)`.
-    pub touchpoint: String,
-    pub touch_kind: String,
-    pub channel: String,
-    pub campaign_id: Option<Id>,
-    pub advertisement_id: Option<Id>,
+    pub touchpoint: Text,
+    pub touch_kind: Text,
+    pub channel: Text,
+    pub campaign_id: Option<Text>,
+    pub advertisement_id: Option<Text>,
     pub touched_at: Option<DateTime<Utc>>,
     /// Share of the conversion, in (0, 1]; the weights of one conversion and model sum to 1.
     pub weight: f64,
@@ -298,11 +441,11 @@ pub struct AttributionSet {
     /// `order:{kind}:{order_id}` or `record:{record_id}`: the conversion dedup key.
     pub conversion_key: String,
     /// Record id of the conversion record that won dedup.
-    pub conversion_id: Id,
-    pub conversion_kind: Kind,
+    pub conversion_id: Text,
+    pub conversion_kind: Text,
     pub converted_at: DateTime<Utc>,
     /// Identity the conversion was keyed by.
-    pub identity: String,
+    pub identity: Text,
     pub model: Model,
     /// Increases by at least one each time this conversion's attribution changes.
     pub version: u64,
@@ -482,6 +625,46 @@ mod tests {
                 if let Some(fast) = share(u, t, dp) {
                     assert_eq!(Some(fast), slow, "{u} × {t}");
                     assert_eq!(fast.scale(), slow.map(|x| x.scale()).unwrap_or(0), "{u} × {t}");
+                }
+            }
+        }
+    }
+
+    /// The integer splitter gives exactly (value and scale) what the `Decimal` reference gives.
+    #[test]
+    fn fast_split_matches_decimal_split() {
+        let totals = [
+            Decimal::ONE,
+            Decimal::new(100, 2),
+            Decimal::new(4999, 2),
+            Decimal::new(-4999, 2),
+            Decimal::ZERO,
+            Decimal::new(12_345_678_901, 3),
+            Decimal::new(5, 1),
+            Decimal::new(i64::MAX, 0),
+            Decimal::MAX,
+            Decimal::new(123, 10),
+        ];
+        let weight_sets: Vec<Vec<f64>> = vec![
+            vec![1.0],
+            vec![0.0, 1.0, 0.0],
+            vec![1.0 / 3.0; 3],
+            vec![0.4, 0.1, 0.1, 0.4],
+            vec![0.1; 10],
+            vec![0.125 / 1.875, 0.25 / 1.875, 0.5 / 1.875, 1.0 / 1.875],
+            vec![1.0 / 17.0; 17],
+            vec![f64::NAN, 0.5, 0.5],
+        ];
+        for t in totals {
+            for dp in [2u32, t.scale().max(2), 12] {
+                for w in &weight_sets {
+                    let mut fast = Vec::new();
+                    split_exact_into(w, t, dp, &mut fast);
+                    let mut slow = Vec::new();
+                    split_exact_decimal(w, t, dp, &mut slow);
+                    assert_eq!(fast, slow, "{w:?} × {t} dp {dp}");
+                    let scales = |v: &[Decimal]| v.iter().map(|d| (d.scale(), d.is_sign_negative())).collect::<Vec<_>>();
+                    assert_eq!(scales(&fast), scales(&slow), "{w:?} × {t} dp {dp}");
                 }
             }
         }

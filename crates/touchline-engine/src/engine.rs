@@ -10,11 +10,12 @@ use touchline_model::{
 };
 use uuid::Uuid;
 
-use crate::attribution::{model_weights, split_exact, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
+use crate::attribution::{model_weights, split_exact_into, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::metrics::{add_d, add_u, Cell, CellKey, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
+use crate::text::Text;
 use crate::util::{sorted, vecmap, FastMap, FastSet, Fnv};
 
 /// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
@@ -158,9 +159,9 @@ struct Link {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct ConvState {
     account: Uuid,
-    key: String,
+    key: Text,
     record_id: Id,
-    identity: String,
+    identity: Text,
     ident: String,
     at: DateTime<Utc>,
     received_at: DateTime<Utc>,
@@ -488,8 +489,8 @@ impl Engine {
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
             view: t.is_view(),
-            kind: t.kind.as_str().to_owned(),
-            channel: t.channel.clone().or_else(|| t.utm_source.clone()).unwrap_or_else(|| "(none)".to_owned()),
+            kind: Text::new(t.kind.as_str()),
+            channel: Text::new(t.channel.as_deref().or(t.utm_source.as_deref()).unwrap_or("(none)")),
             campaign_id: t.campaign_id.clone(),
             advertisement_id: t.advertisement_id.clone(),
             utm_source: t.utm_source.clone(),
@@ -514,8 +515,8 @@ impl Engine {
             received_at: m.received_at,
             source: TouchSource::LinkClick,
             view: false,
-            kind: "link_click".to_owned(),
-            channel: "short_link".to_owned(),
+            kind: Text::new("link_click"),
+            channel: Text::new("short_link"),
             campaign_id: c.campaign_id.clone(),
             advertisement_id: c.advertisement_id.clone(),
             utm_source: None,
@@ -558,12 +559,11 @@ impl Engine {
             received_at: m.received_at,
             source,
             view: false,
-            kind: match source {
+            kind: Text::new(match source {
                 TouchSource::Session => "session",
                 _ => "event",
-            }
-            .to_owned(),
-            channel: u.source.clone().unwrap_or_else(|| "(none)".to_owned()),
+            }),
+            channel: Text::new(u.source.as_deref().unwrap_or("(none)")),
             campaign_id: campaign_id.cloned(),
             advertisement_id: ad.cloned(),
             utm_source: u.source,
@@ -679,9 +679,9 @@ impl Engine {
         let key = format!("{acct}|{ckey}");
         let new = ConvState {
             account: acct,
-            key: ckey,
+            key: Text::from(ckey),
             record_id: m.record_id.clone(),
-            identity,
+            identity: Text::from(identity),
             ident: ident.clone(),
             at: m.timestamp,
             received_at: m.received_at,
@@ -1114,18 +1114,24 @@ impl Engine {
         let root = self.resolve_ref(ident);
         let mut v: Vec<&Touch> = Vec::new();
         let keep = |t: &&Touch| t.at <= at && t.at >= if t.view { view_from } else { click_from };
+        // One identity's list is unique by dedup key already; only a stitched group can hold a
+        // key twice.
+        let mut grouped = false;
         if self.st.members.contains_key(root) {
+            grouped = true;
             for g in self.group(root) {
                 if let Some(list) = self.st.touches.get(&g) {
                     v.extend(list.iter().filter(keep));
                 }
             }
         } else if let Some(list) = self.st.touches.get(root) {
+            v.reserve_exact(list.len());
             v.extend(list.iter().filter(keep));
         }
         v.sort_by(|a, b| (a.at, a.id.as_str(), a.received_at).cmp(&(b.at, b.id.as_str(), b.received_at)));
-        if v.len() > 1 {
-            let mut keys: HashSet<&str> = HashSet::with_capacity(v.len());
+        if grouped && v.len() > 1 {
+            let mut keys: FastSet<&str> = FastSet::default();
+            keys.reserve(v.len());
             v.retain(|t| keys.insert(t.key.as_str()));
         }
         v
@@ -1138,97 +1144,159 @@ impl Engine {
         let touches = self.window(&c.account, &c.ident, c.at);
         let dp = c.value.scale().max(2);
         let mut weights = Vec::with_capacity(touches.len());
-        let mut sets: Vec<AttributionSet> = Vec::with_capacity(6);
+        let mut credits: Vec<Decimal> = Vec::with_capacity(touches.len());
+        let mut revenue: Vec<Decimal> = Vec::with_capacity(touches.len());
+        // (model, rows) of the models whose fingerprint changed.
+        let mut changed: Vec<(Model, Vec<AttributionRow>)> = Vec::new();
         let mut fps: Vec<u64> = Vec::with_capacity(6);
         let mut contrib: BTreeMap<CellKey, (Decimal, Decimal)> = BTreeMap::new();
-        for model in Model::HEURISTIC {
-            let rows: Vec<AttributionRow> = if touches.is_empty() {
-                vec![AttributionRow {
-                    touchpoint_id: None,
-                    touchpoint: DIRECT.to_owned(),
-                    touch_kind: DIRECT.to_owned(),
-                    channel: DIRECT.to_owned(),
-                    campaign_id: c.campaign_id.clone(),
-                    advertisement_id: c.advertisement_id.clone(),
-                    touched_at: None,
-                    weight: 1.0,
-                    credit: Decimal::ONE,
-                    attributed_revenue: c.value,
-                }]
-            } else {
-                model_weights(model, c.at, &touches, settings.half_life_secs, &mut weights);
-                let credits = split_exact(&weights, Decimal::ONE, 12);
-                let revenue = split_exact(&weights, c.value, dp);
-                touches
-                    .iter()
-                    .zip(weights.iter().zip(credits.into_iter().zip(revenue)))
-                    .filter(|(_, (w, _))| **w > 0.0)
-                    .map(|(t, (w, (cr, rev)))| AttributionRow {
-                        touchpoint_id: Some(t.id.clone()),
-                        touchpoint: t.id.as_str().to_owned(),
-                        touch_kind: t.kind.clone(),
-                        channel: t.channel.clone(),
-                        // The campaign of a touch: its campaign id, else its utm_campaign (the
-                        // same key the daily metrics use).
-                        campaign_id: t.campaign_id.clone().or_else(|| t.utm_campaign.as_deref().and_then(|u| Id::new(u).ok())),
-                        advertisement_id: t.advertisement_id.clone(),
-                        touched_at: Some(t.at),
-                        weight: *w,
-                        credit: cr,
-                        attributed_revenue: rev,
-                    })
-                    .collect()
-            };
+        // The row fields of each touch, shared by the rows of all models (built on first use).
+        struct Proto {
+            touchpoint: Text,
+            kind: Text,
+            channel: Text,
+            campaign_id: Option<Text>,
+            advertisement_id: Option<Text>,
+        }
+        let mut protos: Vec<Proto> = Vec::new();
+        // The campaign of a touch: its campaign id, else its utm_campaign (the same key the daily
+        // metrics use) when that is a valid id.
+        let row_campaign = |t: &Touch| -> Option<Text> {
+            match &t.campaign_id {
+                Some(id) => Some(Text::new(id.as_str())),
+                None => t.utm_campaign.as_deref().and_then(|u| Id::new(u).ok()).map(|id| Text::new(id.as_str())),
+            }
+        };
+        for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
+            // Fingerprint of the rows, computed before (and without) building them: the same
+            // byte sequence as hashing the built rows.
             let mut h = Fnv::new();
             h.u64(model.index() as u64);
             h.bytes(c.record_id.as_bytes());
             h.u64(c.at.timestamp_micros() as u64);
             h.bytes(&c.value.serialize());
             h.bytes(c.currency.as_ref().map(Currency::as_str).unwrap_or("").as_bytes());
-            for r in &rows {
-                h.bytes(r.touchpoint.as_bytes());
-                h.u64(r.weight.to_bits());
-                h.bytes(&r.attributed_revenue.serialize());
-                h.bytes(r.campaign_id.as_deref().unwrap_or("").as_bytes());
-            }
-            fps.push(h.0);
-            if model == default_model {
-                for r in &rows {
-                    let campaign = r.campaign_id.as_deref().or_else(|| {
-                        touches.iter().find(|t| Some(&t.id) == r.touchpoint_id.as_ref()).and_then(|t| t.utm_campaign.as_deref())
-                    });
-                    if let Some(campaign) = campaign {
-                        let ck = self.cell_key(&c.account, campaign, r.advertisement_id.as_deref(), c.at);
+            let is_default = model == default_model;
+            if touches.is_empty() {
+                h.bytes(DIRECT.as_bytes());
+                h.u64(1.0f64.to_bits());
+                h.bytes(&c.value.serialize());
+                h.bytes(c.campaign_id.as_deref().unwrap_or("").as_bytes());
+                if is_default {
+                    if let Some(campaign) = c.campaign_id.as_deref() {
+                        let ck = self.cell_key(&c.account, campaign, c.advertisement_id.as_deref(), c.at);
                         let e = contrib.entry(ck).or_insert((Decimal::ZERO, Decimal::ZERO));
-                        add_d(&mut e.0, r.credit, 1);
-                        add_d(&mut e.1, r.attributed_revenue, 1);
+                        add_d(&mut e.0, Decimal::ONE, 1);
+                        add_d(&mut e.1, c.value, 1);
+                    }
+                }
+            } else {
+                model_weights(model, c.at, &touches, settings.half_life_secs, &mut weights);
+                split_exact_into(&weights, Decimal::ONE, 12, &mut credits);
+                split_exact_into(&weights, c.value, dp, &mut revenue);
+                for (i, t) in touches.iter().enumerate() {
+                    let w = weights.get(i).copied().unwrap_or(0.0);
+                    if w <= 0.0 || w.is_nan() {
+                        continue;
+                    }
+                    let rev = revenue.get(i).copied().unwrap_or(Decimal::ZERO);
+                    h.bytes(t.id.as_bytes());
+                    h.u64(w.to_bits());
+                    h.bytes(&rev.serialize());
+                    let campaign_text;
+                    let campaign: Option<&str> = match &t.campaign_id {
+                        Some(id) => Some(id.as_str()),
+                        None => {
+                            campaign_text = t.utm_campaign.as_deref().and_then(|u| Id::new(u).ok());
+                            campaign_text.as_deref()
+                        }
+                    };
+                    h.bytes(campaign.unwrap_or("").as_bytes());
+                    if is_default {
+                        if let Some(campaign) = campaign.or(t.utm_campaign.as_deref()) {
+                            let ck = self.cell_key(&c.account, campaign, t.advertisement_id.as_deref(), c.at);
+                            let e = contrib.entry(ck).or_insert((Decimal::ZERO, Decimal::ZERO));
+                            add_d(&mut e.0, credits.get(i).copied().unwrap_or(Decimal::ZERO), 1);
+                            add_d(&mut e.1, rev, 1);
+                        }
                     }
                 }
             }
-            sets.push(AttributionSet {
-                account_id: c.account,
-                conversion_key: c.key.clone(),
-                conversion_id: c.record_id.clone(),
-                conversion_kind: c.kind.clone(),
-                converted_at: c.at,
-                identity: c.identity.clone(),
-                model,
-                version: 0,
-                value: c.value,
-                currency: c.currency,
-                rows,
-            });
+            fps.push(h.0);
+            if c.fingerprints.get(mi) == Some(&h.0) {
+                continue;
+            }
+            let rows: Vec<AttributionRow> = if touches.is_empty() {
+                let direct = Text::new(DIRECT);
+                vec![AttributionRow {
+                    touchpoint_id: None,
+                    touchpoint: direct.clone(),
+                    touch_kind: direct.clone(),
+                    channel: direct,
+                    campaign_id: c.campaign_id.as_ref().map(Text::from),
+                    advertisement_id: c.advertisement_id.as_ref().map(Text::from),
+                    touched_at: None,
+                    weight: 1.0,
+                    credit: Decimal::ONE,
+                    attributed_revenue: c.value,
+                }]
+            } else {
+                if protos.is_empty() {
+                    protos = touches
+                        .iter()
+                        .map(|t| Proto {
+                            touchpoint: Text::from(&t.id),
+                            kind: t.kind.clone(),
+                            channel: t.channel.clone(),
+                            campaign_id: row_campaign(t),
+                            advertisement_id: t.advertisement_id.as_ref().map(Text::from),
+                        })
+                        .collect();
+                }
+                let mut rows = Vec::with_capacity(weights.iter().filter(|w| **w > 0.0).count());
+                for (i, (t, p)) in touches.iter().zip(&protos).enumerate() {
+                    let w = weights.get(i).copied().unwrap_or(0.0);
+                    if w <= 0.0 || w.is_nan() {
+                        continue;
+                    }
+                    rows.push(AttributionRow {
+                        touchpoint_id: Some(p.touchpoint.clone()),
+                        touchpoint: p.touchpoint.clone(),
+                        touch_kind: p.kind.clone(),
+                        channel: p.channel.clone(),
+                        campaign_id: p.campaign_id.clone(),
+                        advertisement_id: p.advertisement_id.clone(),
+                        touched_at: Some(t.at),
+                        weight: w,
+                        credit: credits.get(i).copied().unwrap_or(Decimal::ZERO),
+                        attributed_revenue: revenue.get(i).copied().unwrap_or(Decimal::ZERO),
+                    });
+                }
+                rows
+            };
+            changed.push((model, rows));
         }
         let contrib: Vec<(CellKey, Decimal, Decimal)> = contrib.into_iter().map(|(k, (a, b))| (k, a, b)).collect();
         let Some(c) = self.st.convs.get_mut(key) else { return };
-        let changed: Vec<bool> = (0..fps.len()).map(|i| c.fingerprints.get(i) != fps.get(i)).collect();
-        if changed.iter().any(|x| *x) {
+        if !changed.is_empty() {
             c.version += 1;
             c.fingerprints = fps;
-            for (set, ch) in sets.into_iter().zip(&changed) {
-                if *ch {
-                    out.push(AttributionSet { version: c.version, ..set });
-                }
+            let conversion_id = Text::from(&c.record_id);
+            let conversion_kind = Text::new(c.kind.as_str());
+            for (model, rows) in changed {
+                out.push(AttributionSet {
+                    account_id: c.account,
+                    conversion_key: c.key.to_string(),
+                    conversion_id: conversion_id.clone(),
+                    conversion_kind: conversion_kind.clone(),
+                    converted_at: c.at,
+                    identity: c.identity.clone(),
+                    model,
+                    version: c.version,
+                    value: c.value,
+                    currency: c.currency,
+                    rows,
+                });
             }
         }
         if c.applied != contrib {
@@ -1375,7 +1443,7 @@ impl Engine {
             convs.dedup_by(|a, b| a.key == b.key);
             let mut last_conv: Option<DateTime<Utc>> = None;
             for c in &convs {
-                let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel.clone()).collect();
+                let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel.to_string()).collect();
                 out.push(PathCount { channels, conversions: 1.0, nulls: 0.0, value: rust_decimal::prelude::ToPrimitive::to_f64(&c.value).unwrap_or(0.0) });
                 last_conv = Some(c.at);
             }
@@ -1392,7 +1460,7 @@ impl Engine {
             let mut keys: HashSet<&str> = HashSet::new();
             tail.retain(|t| keys.insert(t.key.as_str()));
             if !tail.is_empty() {
-                out.push(PathCount { channels: tail.iter().map(|t| t.channel.clone()).collect(), conversions: 0.0, nulls: 1.0, value: 0.0 });
+                out.push(PathCount { channels: tail.iter().map(|t| t.channel.to_string()).collect(), conversions: 0.0, nulls: 1.0, value: 0.0 });
             }
         }
         aggregate_paths(out)

@@ -49,6 +49,7 @@ pub mod datadriven;
 mod engine;
 pub mod metrics;
 pub mod session;
+pub mod text;
 mod util;
 
 pub use attribution::{model_weights, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
@@ -57,3 +58,4 @@ pub use datadriven::{aggregate_paths, markov, markov_transitions, shapley, Chann
 pub use engine::{Counters, Engine, EngineError, Flush, IdentityTransfer, Ingest, StateStats, SNAPSHOT_VERSION};
 pub use metrics::{combine_partials, CellKey, DailyPartial, DailyReportRow};
 pub use session::{SessionChange, SessionRow};
+pub use text::Text;
