@@ -58,7 +58,7 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        let metrics_state = Arc::new(MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone() });
+        let metrics_state = Arc::new(MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone() });
         touchline_collector::router(self.state.clone())
             .merge(Router::new().route("/metrics", get(metrics)).with_state(metrics_state))
             .merge(reports::router(Arc::new(reports::ReportState { store: self.store.clone(), keys: self.keys.clone() })))
@@ -236,10 +236,15 @@ pub fn redact(url: &str) -> String {
 pub struct MetricsState {
     pub collector: Arc<AppState>,
     pub aggregator: Arc<AggStats>,
+    pub clicks: Arc<links::ClickStats>,
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 14] = [
+const METRICS: [(&str, &str, &str); 18] = [
+    ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
+    ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
+    ("touchline_link_clicks_spilled_total", "counter", "Link clicks that overflowed the in-process queue and were appended by a task of their own."),
+    ("touchline_link_clicks_lost_total", "counter", "Link clicks that could not be appended after retries (should stay 0)."),
     ("touchline_http_requests_total", "counter", "Ingestion requests received (JSON routes, beacon and pixel)."),
     ("touchline_records_accepted_total", "counter", "Records durably appended to the bus."),
     ("touchline_records_rejected_total", "counter", "Records refused by validation (listed in the response)."),
@@ -259,7 +264,12 @@ const METRICS: [(&str, &str, &str); 14] = [
 async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
     let s = &state.collector.stats;
     let a = &state.aggregator;
+    let c = &state.clicks;
     let values = [
+        c.redirects.load(Ordering::Relaxed),
+        c.logged.load(Ordering::Relaxed),
+        c.spilled.load(Ordering::Relaxed),
+        c.lost.load(Ordering::Relaxed),
         s.requests.load(Ordering::Relaxed),
         s.records_accepted.load(Ordering::Relaxed),
         s.records_rejected.load(Ordering::Relaxed),
