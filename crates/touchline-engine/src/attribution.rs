@@ -250,6 +250,10 @@ const MANTISSA_LIMIT: u128 = 1u128 << 96;
 /// is exact, and returns `false` (leaving `out` unspecified) in any other case, which the caller
 /// then hands to the `Decimal` path.
 fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Decimal>) -> bool {
+    let n = weights.len();
+    if n > 128 {
+        return false;
+    }
     let one = total == Decimal::ONE;
     let scale = if one { 12 } else { dp };
     if total.scale() > scale {
@@ -259,15 +263,6 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
     if total_m.unsigned_abs() >= MANTISSA_LIMIT {
         return false;
     }
-    // What the `Decimal` path gives for a zero weight (its own representation of a zero
-    // product), computed on the first zero weight.
-    let mut zero_ok: Option<bool> = None;
-    let mut zero_ok = || {
-        *zero_ok.get_or_insert_with(|| {
-            let z = Decimal::new(0, 12).checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO);
-            z.is_zero() && z.scale() == dp && !z.is_sign_negative()
-        })
-    };
     // `share_mantissa` with its per-total work hoisted out of the loop.
     let share_scale = 12 + total.scale();
     if !one && (share_scale > 28 || dp >= share_scale) {
@@ -276,9 +271,12 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
     let tm = total.mantissa();
     let Some(div) = 10i128.checked_pow(share_scale.saturating_sub(dp)) else { return false };
     let div64 = u64::try_from(div).ok();
+    // What the `Decimal` path gives for a zero weight (its own representation of a zero product,
+    // whose scale may differ from `dp`), computed on the first zero weight.
+    let mut zero: Option<Decimal> = None;
+    let mut zeros: u128 = 0;
     let mut ms: [i128; 16] = [0; 16];
     let mut heap: Vec<i128> = Vec::new();
-    let n = weights.len();
     let buf: &mut [i128] = if n <= 16 {
         match ms.get_mut(..n) {
             Some(b) => b,
@@ -289,16 +287,21 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
         &mut heap
     };
     let mut sum: i128 = 0;
-    for (slot, w) in buf.iter_mut().zip(weights) {
+    for (i, (slot, w)) in buf.iter_mut().zip(weights).enumerate() {
         let units = units_of(*w);
         let m = if one {
             i128::from(units)
         } else {
             let Some(p) = i128::from(units).checked_mul(tm) else { return false };
             if p == 0 {
-                if !zero_ok() {
-                    return false;
+                if zero.is_none() {
+                    let z = Decimal::new(0, 12).checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO);
+                    if !z.is_zero() || z.is_sign_negative() {
+                        return false;
+                    }
+                    zero = Some(z);
                 }
+                zeros |= 1u128 << i;
                 0
             } else if p.unsigned_abs() >= MANTISSA_LIMIT {
                 return false;
@@ -333,24 +336,50 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
             return false;
         }
     }
+    // `Decimal` addition works at the larger scale of its operands: with zero shares of a larger
+    // scale in the sum, the sum, the remainder and the corrected share take that scale.
+    let sum_scale = match zero {
+        Some(z) => scale.max(z.scale()),
+        None => scale,
+    };
+    let up = |m: i128| -> Option<i128> {
+        let f = 10i128.checked_pow(sum_scale - scale)?;
+        let x = m.checked_mul(f)?;
+        (x.unsigned_abs() < MANTISSA_LIMIT).then_some(x)
+    };
+    let (Some(sum_s), Some(total_s)) = (up(sum), up(total_m)) else { return false };
     let big = largest(weights);
-    let rem = total_m - sum;
+    if zeros & (1u128 << big.min(127)) != 0 {
+        return false;
+    }
+    let rem = total_s - sum_s;
     if rem.unsigned_abs() >= MANTISSA_LIMIT {
         return false;
     }
-    if let Some(slot) = buf.get_mut(big) {
-        let fixed = *slot + rem;
-        if fixed.unsigned_abs() >= MANTISSA_LIMIT {
+    let mut fixed: Option<i128> = None;
+    if let Some(slot) = buf.get(big) {
+        let Some(f) = up(*slot).map(|x| x + rem) else { return false };
+        if f.unsigned_abs() >= MANTISSA_LIMIT {
             return false;
         }
-        *slot = fixed;
+        fixed = Some(f);
     }
     out.reserve(n);
-    for m in buf.iter() {
-        match Decimal::try_from_i128_with_scale(*m, scale) {
-            Ok(d) => out.push(d),
-            Err(_) => return false,
-        }
+    for (i, m) in buf.iter().enumerate() {
+        let d = if zeros & (1u128 << i) != 0 {
+            zero.unwrap_or(Decimal::ZERO)
+        } else if i == big {
+            match fixed.map(|f| Decimal::try_from_i128_with_scale(f, sum_scale)) {
+                Some(Ok(d)) => d,
+                _ => return false,
+            }
+        } else {
+            match Decimal::try_from_i128_with_scale(*m, scale) {
+                Ok(d) => d,
+                Err(_) => return false,
+            }
+        };
+        out.push(d);
     }
     true
 }
@@ -666,6 +695,17 @@ mod tests {
                     let scales = |v: &[Decimal]| v.iter().map(|d| (d.scale(), d.is_sign_negative())).collect::<Vec<_>>();
                     assert_eq!(scales(&fast), scales(&slow), "{w:?} × {t} dp {dp}");
                 }
+            }
+        }
+    }
+
+    /// The common cases (money values, one-hot and spread weights) take the integer path.
+    #[test]
+    fn fast_split_covers_the_common_cases() {
+        for w in [vec![0.0, 1.0, 0.0], vec![1.0 / 3.0; 3], vec![0.4, 0.1, 0.1, 0.4]] {
+            for (t, dp) in [(Decimal::new(4999, 2), 2), (Decimal::ONE, 12), (Decimal::new(25, 0), 2)] {
+                let mut out = Vec::new();
+                assert!(split_exact_fast(&w, t, dp, &mut out), "{w:?} × {t}");
             }
         }
     }
