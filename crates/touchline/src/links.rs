@@ -45,6 +45,8 @@ pub struct LinkState {
     pub stats: Arc<ClickStats>,
     queue: mpsc::Sender<Record>,
     recent: DashMap<(String, String), Instant>,
+    /// Target with UTMs merged, per code, valid for one catalog version.
+    locations: DashMap<String, (i64, HeaderValue, Arc<str>)>,
 }
 
 /// Paths a custom code may not take.
@@ -59,7 +61,7 @@ impl LinkState {
         let (tx, rx) = mpsc::channel(10_000);
         let stats = Arc::new(ClickStats::default());
         tokio::spawn(drain(rx, bus.clone(), stats.clone()));
-        Arc::new(LinkState { catalog, store, keys, bus, base_url: std::sync::RwLock::new(base_url), stats, queue: tx, recent: DashMap::new() })
+        Arc::new(LinkState { catalog, store, keys, bus, base_url: std::sync::RwLock::new(base_url), stats, queue: tx, recent: DashMap::new(), locations: DashMap::new() })
     }
 
     pub fn base_url(&self) -> String {
@@ -208,7 +210,21 @@ async fn redirect(
         return page(StatusCode::GONE, "Link removed", "This short link has been removed.");
     }
     state.stats.redirects.fetch_add(1, Ordering::Relaxed);
-    let location = merge_utm(&link.target_url, link);
+    let cached = state.locations.get(&code).filter(|c| c.0 == snap.version).map(|c| (c.1.clone(), c.2.clone()));
+    let (location_header, location) = match cached {
+        Some(c) => c,
+        None => {
+            let loc: Arc<str> = merge_utm(&link.target_url, link).into();
+            let Ok(hv) = HeaderValue::from_str(&loc) else {
+                return page(StatusCode::BAD_GATEWAY, "Bad link target", "This short link's target is not a valid URL.");
+            };
+            if state.locations.len() > 100_000 {
+                state.locations.clear();
+            }
+            state.locations.insert(code.clone(), (snap.version, hv.clone(), loc.clone()));
+            (hv, loc)
+        }
+    };
     let ua = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let bot = method == Method::HEAD || is_bot(ua.as_deref());
     let existing = cookie_device(&headers);
@@ -243,7 +259,7 @@ async fn redirect(
         body: RecordBody::LinkClick(LinkClick {
             link_id: None,
             short_code: id(&code),
-            target_url: Some(location.clone()),
+            target_url: Some(location.to_string()),
             referer: headers.get(header::REFERER).and_then(|v| v.to_str().ok()).map(str::to_owned),
             user_agent: ua,
             ip: Some(ip),
@@ -263,9 +279,7 @@ async fn redirect(
     }
     let mut resp = Response::builder().status(StatusCode::FOUND).body(Body::empty()).unwrap_or_default();
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        h.insert(header::LOCATION, v);
-    }
+    h.insert(header::LOCATION, location_header);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=0"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("unsafe-url"));
     if existing.is_none() && !bot {
