@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::attribution::{model_weights, split_exact_into, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
-use crate::metrics::{add_d, add_u, Cell, CellKey, DailyPartial};
+use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::Text;
 use crate::util::{sorted, vecmap, FastMap, FastSet, Fnv};
@@ -586,8 +586,7 @@ impl Engine {
         // Engagement on the event's campaign.
         let campaign = e.campaign_id.as_deref().or(p.utm.as_ref().and_then(|u| u.campaign.as_deref()));
         if let Some(c) = campaign {
-            let ck = self.cell_key(&acct, c, e.advertisement_id.as_deref(), m.timestamp);
-            add_u(&mut self.cell(ck).engagements, 1);
+            self.with_cell(&acct, c, e.advertisement_id.as_deref(), m.timestamp, |cell| add_u(&mut cell.engagements, 1));
         }
         // Touch.
         if p.utm.is_some() || e.campaign_id.is_some() {
@@ -853,9 +852,7 @@ impl Engine {
             TouchSource::Event | TouchSource::Session => return,
         };
         let Some(campaign) = t.metric_campaign() else { return };
-        let ck = self.cell_key(acct, campaign, t.advertisement_id.as_deref(), t.at);
-        let cell = self.cell(ck);
-        match f {
+        self.with_cell(acct, campaign, t.advertisement_id.as_deref(), t.at, |cell| match f {
             F::Imp => {
                 add_u(&mut cell.impressions, sign);
                 cell.reach_add(&t.identity, sign);
@@ -865,7 +862,7 @@ impl Engine {
                 cell.reach_add(&t.identity, sign);
             }
             F::Eng => add_u(&mut cell.engagements, sign),
-        }
+        });
     }
 
     fn partition_of(&self, ident: &str) -> u32 {
@@ -991,6 +988,25 @@ impl Engine {
         }
     }
 
+    /// The cell of `campaign`/`ad` on the day of `at` in the campaign's time zone (see
+    /// [`Engine::cell_key`]), marked dirty and passed to `f`; allocates a key only for a new cell.
+    fn with_cell(&mut self, acct: &Uuid, campaign: &str, ad: Option<&str>, at: DateTime<Utc>, f: impl FnOnce(&mut Cell)) {
+        let tz = self.cfg.time_zone(acct, campaign);
+        let k = CellKeyRef { account_id: acct, campaign_id: campaign, advertisement_id: ad, date: at.with_timezone(&tz).date_naive() };
+        let q: &dyn CellKeyView = &k;
+        if !self.st.dirty_cells.contains(q) {
+            self.st.dirty_cells.insert(k.to_key());
+        }
+        match self.st.cells.get_mut(q) {
+            Some(cell) => f(cell),
+            None => {
+                let mut cell = Cell::default();
+                f(&mut cell);
+                self.st.cells.insert(k.to_key(), cell);
+            }
+        }
+    }
+
     fn cell(&mut self, k: CellKey) -> &mut Cell {
         if !self.st.dirty_cells.contains(&k) {
             self.st.dirty_cells.insert(k.clone());
@@ -1000,8 +1016,7 @@ impl Engine {
 
     fn session_metrics(&mut self, row: &SessionRow, sign: i8) {
         let Some(c) = row.metric_campaign() else { return };
-        let ck = self.cell_key(&row.account_id, c, row.advertisement_id.as_deref(), row.started_at);
-        add_u(&mut self.cell(ck).sessions, sign);
+        self.with_cell(&row.account_id, c, row.advertisement_id.as_deref(), row.started_at, |cell| add_u(&mut cell.sessions, sign));
     }
 
     // ----------------------------------------------------------------------------------------

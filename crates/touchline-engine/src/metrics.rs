@@ -25,12 +25,83 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// A metrics cell: one campaign/ad/day of one account.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CellKey {
     pub account_id: Uuid,
     pub campaign_id: String,
     pub advertisement_id: Option<String>,
     pub date: NaiveDate,
+}
+
+/// The fields of a cell key, borrowed: lets the state's maps be probed with a [`CellKeyRef`]
+/// (no allocation) as well as with a [`CellKey`]. Both hash and compare through this view.
+pub(crate) trait CellKeyView {
+    fn view(&self) -> (&Uuid, &str, Option<&str>, NaiveDate);
+}
+
+impl CellKeyView for CellKey {
+    fn view(&self) -> (&Uuid, &str, Option<&str>, NaiveDate) {
+        (&self.account_id, &self.campaign_id, self.advertisement_id.as_deref(), self.date)
+    }
+}
+
+/// A borrowed [`CellKey`].
+pub(crate) struct CellKeyRef<'a> {
+    pub account_id: &'a Uuid,
+    pub campaign_id: &'a str,
+    pub advertisement_id: Option<&'a str>,
+    pub date: NaiveDate,
+}
+
+impl CellKeyRef<'_> {
+    pub fn to_key(&self) -> CellKey {
+        CellKey {
+            account_id: *self.account_id,
+            campaign_id: self.campaign_id.to_owned(),
+            advertisement_id: self.advertisement_id.map(str::to_owned),
+            date: self.date,
+        }
+    }
+}
+
+impl CellKeyView for CellKeyRef<'_> {
+    fn view(&self) -> (&Uuid, &str, Option<&str>, NaiveDate) {
+        (self.account_id, self.campaign_id, self.advertisement_id, self.date)
+    }
+}
+
+fn hash_view<H: std::hash::Hasher>(v: (&Uuid, &str, Option<&str>, NaiveDate), h: &mut H) {
+    use std::hash::Hash;
+    v.0.hash(h);
+    v.1.hash(h);
+    v.2.hash(h);
+    v.3.hash(h);
+}
+
+impl std::hash::Hash for CellKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_view(self.view(), h);
+    }
+}
+
+impl std::hash::Hash for dyn CellKeyView + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_view(self.view(), h);
+    }
+}
+
+impl PartialEq for dyn CellKeyView + '_ {
+    fn eq(&self, o: &Self) -> bool {
+        self.view() == o.view()
+    }
+}
+
+impl Eq for dyn CellKeyView + '_ {}
+
+impl<'a> std::borrow::Borrow<dyn CellKeyView + 'a> for CellKey {
+    fn borrow(&self) -> &(dyn CellKeyView + 'a) {
+        self
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -238,4 +309,30 @@ pub fn combine_partials(parts: &[DailyPartial]) -> Vec<DailyReportRow> {
             r
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::FastMap;
+
+    /// A borrowed key finds the cell of the owned key (same hash, same equality).
+    #[test]
+    fn borrowed_cell_keys_find_owned_ones() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap_or_default();
+        let acct = Uuid::from_u128(7);
+        let mut m: FastMap<CellKey, u32> = FastMap::default();
+        for (i, ad) in [None, Some("ad-1"), Some("")].into_iter().enumerate() {
+            let r = CellKeyRef { account_id: &acct, campaign_id: "camp", advertisement_id: ad, date };
+            m.insert(r.to_key(), i as u32);
+        }
+        for (i, ad) in [None, Some("ad-1"), Some("")].into_iter().enumerate() {
+            let r = CellKeyRef { account_id: &acct, campaign_id: "camp", advertisement_id: ad, date };
+            let q: &dyn CellKeyView = &r;
+            assert_eq!(m.get(q), Some(&(i as u32)));
+        }
+        let other = CellKeyRef { account_id: &acct, campaign_id: "campad-1", advertisement_id: None, date };
+        let q: &dyn CellKeyView = &other;
+        assert_eq!(m.get(q), None);
+    }
 }
