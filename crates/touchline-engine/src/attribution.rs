@@ -249,6 +249,20 @@ const MANTISSA_LIMIT: u128 = 1u128 << 96;
 /// gives exactly the values (and scales) of [`split_exact_decimal`] whenever every intermediate
 /// is exact, and returns `false` (leaving `out` unspecified) in any other case, which the caller
 /// then hands to the `Decimal` path.
+/// `10^e` for the exponents a `Decimal` can have (0..=28), from a table.
+fn pow10(e: u32) -> Option<i128> {
+    const T: [i128; 29] = {
+        let mut t = [1i128; 29];
+        let mut i = 1;
+        while i < 29 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    T.get(e as usize).copied()
+}
+
 fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Decimal>) -> bool {
     let n = weights.len();
     if n > 128 {
@@ -259,7 +273,7 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
     if total.scale() > scale {
         return false;
     }
-    let Some(total_m) = 10i128.checked_pow(scale - total.scale()).and_then(|f| total.mantissa().checked_mul(f)) else { return false };
+    let Some(total_m) = pow10(scale - total.scale()).and_then(|f| total.mantissa().checked_mul(f)) else { return false };
     if total_m.unsigned_abs() >= MANTISSA_LIMIT {
         return false;
     }
@@ -269,7 +283,8 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
         return false;
     }
     let tm = total.mantissa();
-    let Some(div) = 10i128.checked_pow(share_scale.saturating_sub(dp)) else { return false };
+    let tm64 = i64::try_from(tm).ok();
+    let Some(div) = pow10(share_scale.saturating_sub(dp)) else { return false };
     let div64 = u64::try_from(div).ok();
     // What the `Decimal` path gives for a zero weight (its own representation of a zero product,
     // whose scale may differ from `dp`), computed on the first zero weight.
@@ -292,7 +307,14 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
         let m = if one {
             i128::from(units)
         } else {
-            let Some(p) = i128::from(units).checked_mul(tm) else { return false };
+            // Money totals fit 64 bits: multiply there (an i128 overflow check is a libcall).
+            let p = match tm64.and_then(|t| units.checked_mul(t)) {
+                Some(p) => i128::from(p),
+                None => match i128::from(units).checked_mul(tm) {
+                    Some(p) => p,
+                    None => return false,
+                },
+            };
             if p == 0 {
                 if zero.is_none() {
                     let z = Decimal::new(0, 12).checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO);
@@ -343,8 +365,10 @@ fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Deci
         None => scale,
     };
     let up = |m: i128| -> Option<i128> {
-        let f = 10i128.checked_pow(sum_scale - scale)?;
-        let x = m.checked_mul(f)?;
+        if sum_scale == scale {
+            return Some(m);
+        }
+        let x = m.checked_mul(pow10(sum_scale - scale)?)?;
         (x.unsigned_abs() < MANTISSA_LIMIT).then_some(x)
     };
     let (Some(sum_s), Some(total_s)) = (up(sum), up(total_m)) else { return false };
