@@ -154,6 +154,6 @@ mod tests {
         assert_eq!(serde_json::to_string(&t).unwrap_or_default(), "\"tp1\"");
         let back: Text = serde_json::from_str("\"tp1\"").unwrap_or_default();
         assert_eq!(back, t);
-        assert!(Text::from("a") < Text::from("b"));
+        assert_eq!(Text::from("a").cmp(&Text::from("b")), std::cmp::Ordering::Less);
     }
 }

@@ -82,7 +82,7 @@ impl Default for WordHasher {
     }
 }
 
-const SEED: u64 = 0x51_7cc1_b727_220a_95;
+const SEED: u64 = 0x517c_c1b7_2722_0a95;
 
 impl WordHasher {
     #[inline]
