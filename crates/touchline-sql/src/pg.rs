@@ -70,7 +70,7 @@ impl PgStore {
     }
 }
 
-fn dedup_metrics<'a>(rows: &[&'a DailyMetricRow]) -> Vec<&'a DailyMetricRow> {
+pub(crate) fn dedup_metrics<'a>(rows: &[&'a DailyMetricRow]) -> Vec<&'a DailyMetricRow> {
     // Within one statement a key may appear once; the last row for a key wins.
     let mut seen = std::collections::HashMap::new();
     for (i, r) in rows.iter().enumerate() {

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::pg::{dedup_attr, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS, PUBLISHED_UPDATE};
+use crate::pg::{dedup_attr, dedup_metrics, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS, PUBLISHED_UPDATE};
 use crate::*;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -373,13 +373,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         for (_, rows) in by_account(rows, |r| r.account_id) {
             // The last row for a key wins within a batch, as in Postgres.
-            let mut last = std::collections::HashMap::new();
-            for (i, r) in rows.iter().enumerate() {
-                last.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date), i);
-            }
-            let mut keep: Vec<usize> = last.into_values().collect();
-            keep.sort_unstable();
-            let rows: Vec<&DailyMetricRow> = keep.into_iter().map(|i| rows[i]).collect();
+            let rows = dedup_metrics(&rows);
             for chunk in rows.chunks(CHUNK) {
                 let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
                 qb.push_values(chunk, |mut b, r| {

@@ -17,9 +17,11 @@ use chrono::Utc;
 use dashmap::DashMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use crate::reports::error;
 use tokio::sync::mpsc;
 use touchline_bus::{Bus, OutRecord};
-use touchline_collector::{KeyKind, KeyStore};
+use touchline_collector::KeyStore;
 use touchline_model::{Body as RecordBody, Id, LinkClick, Meta, Record, ENVELOPE_VERSION};
 use touchline_sql::{CatalogCache, Link, Store};
 use uuid::Uuid;
@@ -291,25 +293,8 @@ async fn redirect(
     resp
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"success": false, "code": code, "error": message.into()}))).into_response()
-}
-
 async fn secret_account(state: &LinkState, headers: &HeaderMap) -> Result<Uuid, Response> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .unwrap_or("");
-    if key.is_empty() {
-        return Err(error(StatusCode::UNAUTHORIZED, "missing_key", "link management needs the secret key: `Authorization: Bearer <secret key>`"));
-    }
-    match state.keys.lookup(key).await {
-        Some(i) if i.kind == KeyKind::Secret => Ok(i.account_id),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", "link management needs the secret key, not a write key")),
-        None => Err(error(StatusCode::UNAUTHORIZED, "bad_key", "unknown or revoked key")),
-    }
+    crate::reports::secret_account(state.keys.as_ref(), headers, "link management calls").await
 }
 
 fn validate_target(u: &str) -> Result<(), String> {

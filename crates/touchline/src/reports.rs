@@ -27,12 +27,12 @@ pub fn router(state: Arc<ReportState>) -> Router {
     Router::new().route("/v1/reports/campaigns", get(campaigns)).route("/v1/reports/attribution", get(attribution)).with_state(state)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({"success": false, "code": code, "error": message.into()}))).into_response()
 }
 
-/// The account of a secret key (Bearer or Basic `key:`).
-async fn secret_account(state: &ReportState, headers: &HeaderMap) -> Result<Uuid, Response> {
+/// The account of a secret key (Bearer or Basic `key:`); `what` names the API in messages.
+pub(crate) async fn secret_account(keys: &dyn KeyStore, headers: &HeaderMap, what: &str) -> Result<Uuid, Response> {
     let raw = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (scheme, rest) = raw.split_once(' ').unwrap_or((raw, ""));
     let key = if scheme.eq_ignore_ascii_case("bearer") {
@@ -48,11 +48,11 @@ async fn secret_account(state: &ReportState, headers: &HeaderMap) -> Result<Uuid
         String::new()
     };
     if key.is_empty() {
-        return Err(error(StatusCode::UNAUTHORIZED, "missing_key", "reports need the account's secret key: `Authorization: Bearer <secret key>`"));
+        return Err(error(StatusCode::UNAUTHORIZED, "missing_key", format!("{what} need the account's secret key: `Authorization: Bearer <secret key>`")));
     }
-    match state.keys.lookup(&key).await {
+    match keys.lookup(&key).await {
         Some(info) if info.kind == KeyKind::Secret => Ok(info.account_id),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", "reports need the account's secret key, not a write key")),
+        Some(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", format!("{what} need the account's secret key, not a write key"))),
         None => Err(error(StatusCode::UNAUTHORIZED, "bad_key", "unknown or revoked key")),
     }
 }
@@ -85,7 +85,7 @@ fn num(d: Decimal) -> Value {
 }
 
 async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Query(q): Query<Range>) -> Response {
-    let account = match secret_account(&state, &headers).await {
+    let account = match secret_account(state.keys.as_ref(), &headers, "reports").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -129,7 +129,7 @@ async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Qu
 const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];
 
 async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, Query(q): Query<Range>) -> Response {
-    let account = match secret_account(&state, &headers).await {
+    let account = match secret_account(state.keys.as_ref(), &headers, "reports").await {
         Ok(a) => a,
         Err(r) => return r,
     };
