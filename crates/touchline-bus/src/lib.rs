@@ -4,11 +4,14 @@
 //! * [`EmbeddedLog`] — a durable, checksummed, segmented log on local disk (the single-machine
 //!   default). An append returns only after its records are fsynced; concurrent appends share
 //!   one fsync per partition (group commit).
-//! * Kafka (rdkafka) — in its own issue, behind the same trait and the same [`conformance`] suite.
+//! * Kafka (rdkafka) — crate `touchline-kafka`, behind the same trait and the same
+//!   [`conformance`] suite.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 pub mod conformance;
 pub mod log;
@@ -103,6 +106,47 @@ pub trait Bus: Send + Sync + 'static {
 
     /// `Ok` when the bus accepts appends now (for `/readyz`).
     async fn ready(&self) -> Result<(), BusError>;
+
+    /// Joins consumer group `group` for `topics` and returns this process's share of the
+    /// partitions. The default (embedded log, one process) owns every partition for good;
+    /// Kafka assigns partitions among the group's members and moves them on rebalance.
+    async fn join(&self, group: &str, topics: &[&str]) -> Result<Arc<dyn Membership>, BusError> {
+        let _ = (group, topics);
+        Ok(Arc::new(StaticMembership::new((0..self.partitions()).collect())))
+    }
+}
+
+/// A process's share of a consumer group: the partitions it owns now.
+///
+/// Protocol: when a partition leaves [`Membership::owned`], the owner stops consuming it,
+/// flushes and checkpoints it, then calls [`Membership::released`]; a rebalance waits for that
+/// (up to a timeout) before the partition is given to another member, so two members never
+/// work on one partition at once in the normal case.
+pub trait Membership: Send + Sync + 'static {
+    /// The partitions owned now (sorted); the receiver sees every change.
+    fn owned(&self) -> watch::Receiver<Vec<u32>>;
+    /// The owner has stopped and checkpointed `partition` after it left `owned`.
+    fn released(&self, partition: u32);
+}
+
+/// Membership that owns a fixed set of partitions (single process).
+pub struct StaticMembership {
+    owned: watch::Sender<Vec<u32>>,
+}
+
+impl StaticMembership {
+    pub fn new(mut partitions: Vec<u32>) -> Self {
+        partitions.sort_unstable();
+        partitions.dedup();
+        StaticMembership { owned: watch::Sender::new(partitions) }
+    }
+}
+
+impl Membership for StaticMembership {
+    fn owned(&self) -> watch::Receiver<Vec<u32>> {
+        self.owned.subscribe()
+    }
+    fn released(&self, _partition: u32) {}
 }
 
 /// The partition a key goes to among `partitions` (Kafka's default partitioner).
