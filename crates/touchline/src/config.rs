@@ -65,7 +65,7 @@ impl Default for Config {
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-const ENV_KEYS: [&str; 13] = [
+pub const ENV_KEYS: [&str; 13] = [
     "short_domain",
     "aggregator",
     "http_addr",
