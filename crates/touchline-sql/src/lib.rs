@@ -220,6 +220,21 @@ pub struct PartialRow {
     pub reported_clicks: i64,
 }
 
+pub(crate) fn checkpoint_from_row(row: Option<(i64, String, Option<Vec<u8>>)>) -> Option<StoredCheckpoint> {
+    row.and_then(|(epoch, offsets_json, snapshot)| {
+        snapshot.map(|snapshot| StoredCheckpoint { epoch: u32::try_from(epoch).unwrap_or(u32::MAX), offsets_json, snapshot })
+    })
+}
+
+/// An aggregator checkpoint as stored in SQL: the epoch it was written under, the next offset
+/// of every topic (JSON object), and the engine snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub epoch: u32,
+    pub offsets_json: String,
+    pub snapshot: Vec<u8>,
+}
+
 /// The SELECT that sums partials into `campaign_performance_metrics` rows with derived ratios
 /// (NULL when the denominator is 0). `{cells}` is replaced by a VALUES list of touched cells.
 pub(crate) const PUBLISH_SELECT: &str = "SELECT account_id, campaign_id, advertisement_id, metric_date, imp, clk, rch, \
@@ -292,6 +307,21 @@ pub trait Store: Send + Sync + 'static {
     /// Raw entity rows (SQLite: the raw tables, INSERT OR IGNORE by record id; Postgres keeps
     /// raw entities in ClickHouse and returns 0).
     async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64>;
+
+    /// Takes partition `partition` of consumer group `group` for a new owner: bumps and
+    /// returns its checkpoint epoch. Saves made with an older epoch fail from now on.
+    async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32>;
+
+    /// The stored checkpoint of a partition, if any.
+    async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>>;
+
+    /// Stores a checkpoint if `c.epoch` is still the partition's epoch; `false` when a newer
+    /// owner has acquired the partition (nothing is written then).
+    async fn checkpoint_save(&self, group: &str, partition: u32, c: &StoredCheckpoint) -> Result<bool>;
+
+    /// Deletes a group's checkpoints (before a replay). Epochs are kept, so the next owner's
+    /// results still supersede earlier ones.
+    async fn checkpoint_clear(&self, group: &str) -> Result<u64>;
 
     /// Clicks per short code of an account, `(human, bot)`, from the raw `link_clicks` table.
     /// `None` where raw clicks are not kept in SQL (Postgres keeps them in ClickHouse).

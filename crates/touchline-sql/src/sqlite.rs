@@ -578,6 +578,53 @@ impl Store for SqliteStore {
         Ok(Some(rows.into_iter().map(|(c, h, b)| (c, (h, b))).collect()))
     }
 
+    async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES (?, ?, 1) \
+             ON CONFLICT (group_id, partition) DO UPDATE SET epoch = aggregator_checkpoints.epoch + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             RETURNING epoch",
+        )
+        .bind(group)
+        .bind(partition as i32)
+        .fetch_one(&self.pool)
+        .await?;
+        u32::try_from(epoch).map_err(|_| StoreError::Invalid(format!("checkpoint epoch {epoch} out of range")))
+    }
+
+    async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>> {
+        let row: Option<(i64, String, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT epoch, offsets, snapshot FROM aggregator_checkpoints WHERE group_id = ? AND partition = ?")
+                .bind(group)
+                .bind(partition as i32)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(checkpoint_from_row(row))
+    }
+
+    async fn checkpoint_save(&self, group: &str, partition: u32, c: &StoredCheckpoint) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE aggregator_checkpoints SET offsets = ?, snapshot = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE group_id = ? AND partition = ? AND epoch = ?",
+        )
+        .bind(&c.offsets_json)
+        .bind(&c.snapshot)
+        .bind(group)
+        .bind(partition as i32)
+        .bind(i64::from(c.epoch))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn checkpoint_clear(&self, group: &str) -> Result<u64> {
+        Ok(sqlx::query("UPDATE aggregator_checkpoints SET snapshot = NULL, offsets = '{}' WHERE group_id = ?")
+            .bind(group)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let mut tx = self.pool.begin().await?;

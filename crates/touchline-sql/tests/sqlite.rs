@@ -43,6 +43,12 @@ async fn partials_publish_sums() {
 }
 
 #[tokio::test]
+async fn checkpoints_fence_old_owners() {
+    let (_d, s) = fresh().await;
+    conformance::checkpoints_fence_old_owners(s.as_ref()).await;
+}
+
+#[tokio::test]
 async fn cache_follows_changes() {
     let (_d, s) = fresh().await;
     conformance::cache_follows_changes(s).await;
