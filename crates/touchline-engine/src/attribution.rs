@@ -152,8 +152,20 @@ impl Touch {
 /// `conv_at` is the conversion time; `half_life_secs` is used by time decay. Writes one weight per
 /// touch into `out` (cleared first); the weights sum to 1 when `touches` is non-empty.
 pub fn model_weights(model: Model, conv_at: DateTime<Utc>, touches: &[&Touch], half_life_secs: i64, out: &mut Vec<f64>) {
+    weights_into(model, conv_at, touches.len(), |i| touches.get(i).map(|t| t.at), |i| touches.get(i).is_some_and(|t| t.is_direct()), half_life_secs, out);
+}
+
+/// [`model_weights`] over `n` touches given by accessors (time and directness of touch `i`).
+pub(crate) fn weights_into(
+    model: Model,
+    conv_at: DateTime<Utc>,
+    n: usize,
+    at: impl Fn(usize) -> Option<DateTime<Utc>>,
+    direct: impl Fn(usize) -> bool,
+    half_life_secs: i64,
+    out: &mut Vec<f64>,
+) {
     out.clear();
-    let n = touches.len();
     if n == 0 {
         return;
     }
@@ -163,7 +175,7 @@ pub fn model_weights(model: Model, conv_at: DateTime<Utc>, touches: &[&Touch], h
         Model::FirstTouch => set(out, 0, 1.0),
         Model::LastTouch => set(out, last, 1.0),
         Model::LastNonDirect => {
-            let i = touches.iter().rposition(|t| !t.is_direct()).unwrap_or(last);
+            let i = (0..n).rposition(|i| !direct(i)).unwrap_or(last);
             set(out, i, 1.0);
         }
         Model::Linear | Model::Markov | Model::Shapley => {
@@ -173,8 +185,9 @@ pub fn model_weights(model: Model, conv_at: DateTime<Utc>, touches: &[&Touch], h
         Model::TimeDecay => {
             let h = half_life_secs.max(1) as f64;
             let mut sum = 0.0;
-            for (x, t) in out.iter_mut().zip(touches) {
-                let dt = (conv_at - t.at).num_milliseconds().max(0) as f64 / 1000.0;
+            for (i, x) in out.iter_mut().enumerate() {
+                let t = at(i).unwrap_or(conv_at);
+                let dt = (conv_at - t).num_milliseconds().max(0) as f64 / 1000.0;
                 *x = (-dt / h).exp2();
                 sum += *x;
             }

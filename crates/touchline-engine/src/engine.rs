@@ -10,12 +10,13 @@ use touchline_model::{
 };
 use uuid::Uuid;
 
-use crate::attribution::{model_weights, split_exact_into, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
+use crate::attribution::{split_exact_into, weights_into, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
-use crate::text::Text;
+use crate::held::Held;
+use crate::text::{Interner, Text};
 use crate::util::{sorted, vecmap, FastMap, FastSet, Fnv};
 
 /// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
@@ -228,8 +229,9 @@ struct Pending {
 struct State {
     watermark: Option<DateTime<Utc>>,
     counters: Counters,
-    /// identity key (`{account}:{identity}`) → its touches (unordered, unique by dedup key).
-    touches: FastMap<String, Vec<Touch>>,
+    /// identity key (`{account}:{identity}`) → its touches, sorted by `(timestamp, record id,
+    /// received_at)`, unique by dedup key.
+    touches: FastMap<String, Vec<Held>>,
     /// previous identity key → the identity key it was linked to.
     links: FastMap<String, Link>,
     /// identity key → identity keys linked to it.
@@ -259,7 +261,13 @@ struct State {
 pub struct Engine {
     cfg: EngineConfig,
     st: State,
+    /// Shared strings of the state (not part of the snapshot).
+    int: Interner,
+    /// Interner size that triggers the next collection.
+    gc_at: usize,
 }
+
+const GC_MIN: usize = 4096;
 
 /// Identity key `{account}:{identity}` (also the bus key), built without the formatting machinery.
 fn ik(account: &Uuid, id: &str) -> String {
@@ -272,12 +280,15 @@ fn ik(account: &Uuid, id: &str) -> String {
     s
 }
 
-/// Touch dedup key of a record: `r:{record id}`.
-fn record_touch_key(id: &Id) -> String {
-    let mut k = String::with_capacity(2 + id.len());
-    k.push_str("r:");
-    k.push_str(id.as_str());
-    k
+/// Inserts `t` into `list` at its place in `(timestamp, record id, received_at)` order (after
+/// equal ones); in-order arrival appends.
+fn insert_sorted(list: &mut Vec<Held>, t: Held) {
+    if list.last().is_none_or(|l| l.order() <= t.order()) {
+        list.push(t);
+        return;
+    }
+    let i = list.partition_point(|x| x.order() <= t.order());
+    list.insert(i, t);
 }
 
 fn secs(s: i64) -> Duration {
@@ -294,7 +305,7 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { cfg, st: State::default() }
+        Engine { cfg, st: State::default(), int: Interner::default(), gc_at: GC_MIN }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -378,8 +389,21 @@ impl Engine {
         }
         let mut json = Vec::with_capacity(body.len().saturating_mul(8));
         std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        let st: State = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        Ok(Engine { cfg, st })
+        let mut st: State = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        // Share the strings again and restore the list order (snapshots of any list order load).
+        let mut int = Interner::default();
+        for list in st.touches.values_mut() {
+            for t in list.iter_mut() {
+                t.intern(&mut int);
+            }
+            list.sort_by(|a, b| a.order().cmp(&b.order()));
+        }
+        for cell in st.cells.values_mut() {
+            let reach = std::mem::take(&mut cell.reach);
+            cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
+        }
+        let gc_at = GC_MIN.max(2 * int.len());
+        Ok(Engine { cfg, st, int, gc_at })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -465,7 +489,7 @@ impl Engine {
                     self.link(&acct, &tid, &to, t.linked_at, &t.link_record_id, 1);
                 }
             }
-            let mut touch = touch.clone();
+            let mut touch = Held::from_touch(touch, &mut self.int);
             touch.foreign = true;
             let ident = ik(&acct, &touch.identity);
             if self.on_touch(&acct, &ident, touch) == Ingest::Applied {
@@ -481,21 +505,22 @@ impl Engine {
 
     fn on_touchpoint(&mut self, r: &Record, t: &Touchpoint, identity: String, ident: String) -> Ingest {
         let m = &r.meta;
-        let touch = Touch {
-            id: m.record_id.clone(),
-            key: record_touch_key(&m.record_id),
-            identity,
+        let int = &mut self.int;
+        let touch = Held {
+            id: Text::from(&m.record_id),
+            key: None,
+            identity: int.get(&identity),
             at: m.timestamp,
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
             view: t.is_view(),
-            kind: Text::new(t.kind.as_str()),
-            channel: Text::new(t.channel.as_deref().or(t.utm_source.as_deref()).unwrap_or("(none)")),
-            campaign_id: t.campaign_id.clone(),
-            advertisement_id: t.advertisement_id.clone(),
-            utm_source: t.utm_source.clone(),
-            utm_medium: t.utm_medium.clone(),
-            utm_campaign: t.utm_campaign.clone(),
+            kind: int.get(t.kind.as_str()),
+            channel: int.get(t.channel.as_deref().or(t.utm_source.as_deref()).unwrap_or("(none)")),
+            campaign_id: int.opt(t.campaign_id.as_deref()),
+            advertisement_id: int.opt(t.advertisement_id.as_deref()),
+            utm_source: int.opt(t.utm_source.as_deref()),
+            utm_medium: int.opt(t.utm_medium.as_deref()),
+            utm_campaign: int.opt(t.utm_campaign.as_deref()),
             foreign: false,
             hops: 0,
         };
@@ -507,18 +532,19 @@ impl Engine {
             return Ingest::Ignored;
         }
         let m = &r.meta;
-        let touch = Touch {
-            id: m.record_id.clone(),
-            key: record_touch_key(&m.record_id),
-            identity,
+        let int = &mut self.int;
+        let touch = Held {
+            id: Text::from(&m.record_id),
+            key: None,
+            identity: int.get(&identity),
             at: m.timestamp,
             received_at: m.received_at,
             source: TouchSource::LinkClick,
             view: false,
-            kind: Text::new("link_click"),
-            channel: Text::new("short_link"),
-            campaign_id: c.campaign_id.clone(),
-            advertisement_id: c.advertisement_id.clone(),
+            kind: int.get("link_click"),
+            channel: int.get("short_link"),
+            campaign_id: int.opt(c.campaign_id.as_deref()),
+            advertisement_id: int.opt(c.advertisement_id.as_deref()),
             utm_source: None,
             utm_medium: None,
             utm_campaign: None,
@@ -530,6 +556,7 @@ impl Engine {
 
     #[allow(clippy::too_many_arguments)]
     fn derived_touch(
+        int: &mut Interner,
         r: &Record,
         source: TouchSource,
         at: DateTime<Utc>,
@@ -537,38 +564,40 @@ impl Engine {
         utm: Option<&Utm>,
         campaign_id: Option<&Id>,
         ad: Option<&Id>,
-        identity: String,
-    ) -> Touch {
+        identity: &str,
+    ) -> Held {
         let m = &r.meta;
-        let u = utm.cloned().unwrap_or_default();
-        let key = match session_id {
-            Some(sid) => format!(
-                "s:{sid}|{}|{}|{}|{}",
-                u.source.as_deref().unwrap_or(""),
-                u.medium.as_deref().unwrap_or(""),
-                u.campaign.as_deref().unwrap_or(""),
-                campaign_id.map(Id::as_str).unwrap_or("")
-            ),
-            None => record_touch_key(&m.record_id),
+        let (source_, medium, campaign) = match utm {
+            Some(u) => (u.source.as_deref(), u.medium.as_deref(), u.campaign.as_deref()),
+            None => (None, None, None),
         };
-        Touch {
-            id: m.record_id.clone(),
+        let key = session_id.map(|sid| {
+            Text::from(format!(
+                "s:{sid}|{}|{}|{}|{}",
+                source_.unwrap_or(""),
+                medium.unwrap_or(""),
+                campaign.unwrap_or(""),
+                campaign_id.map(Id::as_str).unwrap_or("")
+            ))
+        });
+        Held {
+            id: Text::from(&m.record_id),
             key,
-            identity,
+            identity: int.get(identity),
             at,
             received_at: m.received_at,
             source,
             view: false,
-            kind: Text::new(match source {
+            kind: int.get(match source {
                 TouchSource::Session => "session",
                 _ => "event",
             }),
-            channel: Text::new(u.source.as_deref().unwrap_or("(none)")),
-            campaign_id: campaign_id.cloned(),
-            advertisement_id: ad.cloned(),
-            utm_source: u.source,
-            utm_medium: u.medium,
-            utm_campaign: u.campaign,
+            channel: int.get(source_.unwrap_or("(none)")),
+            campaign_id: int.opt(campaign_id.map(Id::as_str)),
+            advertisement_id: int.opt(ad.map(Id::as_str)),
+            utm_source: int.opt(source_),
+            utm_medium: int.opt(medium),
+            utm_campaign: int.opt(campaign),
             foreign: false,
             hops: 0,
         }
@@ -591,6 +620,7 @@ impl Engine {
         // Touch.
         if p.utm.is_some() || e.campaign_id.is_some() {
             let t = Self::derived_touch(
+                &mut self.int,
                 r,
                 TouchSource::Event,
                 m.timestamp,
@@ -598,7 +628,7 @@ impl Engine {
                 p.utm.as_ref(),
                 e.campaign_id.as_ref(),
                 e.advertisement_id.as_ref(),
-                identity.clone(),
+                &identity,
             );
             self.on_touch(&acct, &ident, t);
         }
@@ -650,6 +680,7 @@ impl Engine {
         let utm = Utm::from_session(s);
         if utm.is_some() || s.campaign_id.is_some() {
             let t = Self::derived_touch(
+                &mut self.int,
                 r,
                 TouchSource::Session,
                 s.started_at,
@@ -657,7 +688,7 @@ impl Engine {
                 utm.as_ref(),
                 s.campaign_id.as_ref(),
                 s.advertisement_id.as_ref(),
-                identity,
+                &identity,
             );
             self.on_touch(&acct, &ident, t);
         }
@@ -767,13 +798,13 @@ impl Engine {
     // ----------------------------------------------------------------------------------------
     // Touches and identities
 
-    fn on_touch(&mut self, acct: &Uuid, ident: &str, touch: Touch) -> Ingest {
+    fn on_touch(&mut self, acct: &Uuid, ident: &str, touch: Held) -> Ingest {
         if touch.foreign && self.touch_cutoff().is_some_and(|c| touch.at < c) {
             return Ingest::TooLate;
         }
         // Dedup against the identity's touches (no allocation on the hit path).
         let pos = match self.st.touches.get(ident) {
-            Some(list) => match list.iter().position(|t| t.key == touch.key) {
+            Some(list) => match list.iter().rposition(|t| t.same_key(&touch)) {
                 Some(pos) => match list.get(pos) {
                     Some(slot) if touch.wins_over(slot) => Some(pos),
                     _ => return Ingest::Duplicate,
@@ -812,15 +843,13 @@ impl Engine {
         if !touch.foreign {
             self.touch_metrics(acct, &touch, 1);
         }
-        let carried = transfer.as_ref().map(|_| touch.clone());
+        let carried = transfer.as_ref().map(|_| touch.to_touch());
         let old = match self.st.touches.get_mut(ident) {
-            Some(list) => match pos.and_then(|p| list.get_mut(p)) {
-                Some(slot) => Some(std::mem::replace(slot, touch)),
-                None => {
-                    list.push(touch);
-                    None
-                }
-            },
+            Some(list) => {
+                let old = pos.filter(|p| *p < list.len()).map(|p| list.remove(p));
+                insert_sorted(list, touch);
+                old
+            }
             None => {
                 self.st.touches.insert(ident.to_owned(), vec![touch]);
                 None
@@ -838,7 +867,7 @@ impl Engine {
         Ingest::Applied
     }
 
-    fn touch_metrics(&mut self, acct: &Uuid, t: &Touch, sign: i8) {
+    fn touch_metrics(&mut self, acct: &Uuid, t: &Held, sign: i8) {
         enum F {
             Imp,
             Click,
@@ -945,7 +974,7 @@ impl Engine {
             let mut touches = Vec::new();
             for g in self.group(&fk) {
                 if let Some(list) = self.st.touches.get(&g) {
-                    touches.extend(list.iter().filter(|t| t.hops < MAX_HOPS).cloned());
+                    touches.extend(list.iter().filter(|t| t.hops < MAX_HOPS).map(Held::to_touch));
                 }
             }
             self.queue_transfer(acct, &fk, &root, &link, touches.into_iter());
@@ -1122,13 +1151,13 @@ impl Engine {
 
     /// The touches of `ident`'s stitched identity in the lookback window of a conversion at
     /// `at`, sorted by `(timestamp, record id)`, one per dedup key.
-    fn window<'a>(&'a self, acct: &Uuid, ident: &str, at: DateTime<Utc>) -> Vec<&'a Touch> {
+    fn window<'a>(&'a self, acct: &Uuid, ident: &str, at: DateTime<Utc>) -> Vec<&'a Held> {
         let s = self.cfg.settings(acct);
         let click_from = sub(at, secs(s.click_lookback_secs));
         let view_from = sub(at, secs(s.view_lookback_secs));
         let root = self.resolve_ref(ident);
-        let mut v: Vec<&Touch> = Vec::new();
-        let keep = |t: &&Touch| t.at <= at && t.at >= if t.view { view_from } else { click_from };
+        let mut v: Vec<&Held> = Vec::new();
+        let keep = |t: &&Held| t.at <= at && t.at >= if t.view { view_from } else { click_from };
         // One identity's list is unique by dedup key already; only a stitched group can hold a
         // key twice.
         let mut grouped = false;
@@ -1140,14 +1169,15 @@ impl Engine {
                 }
             }
         } else if let Some(list) = self.st.touches.get(root) {
+            // One list is sorted already.
             v.reserve_exact(list.len());
             v.extend(list.iter().filter(keep));
         }
-        v.sort_by(|a, b| (a.at, a.id.as_str(), a.received_at).cmp(&(b.at, b.id.as_str(), b.received_at)));
         if grouped && v.len() > 1 {
-            let mut keys: FastSet<&str> = FastSet::default();
+            v.sort_by(|a, b| a.order().cmp(&b.order()));
+            let mut keys: FastSet<(bool, &str)> = FastSet::default();
             keys.reserve(v.len());
-            v.retain(|t| keys.insert(t.key.as_str()));
+            v.retain(|t| keys.insert(t.key().norm()));
         }
         v
     }
@@ -1176,12 +1206,17 @@ impl Engine {
         let mut protos: Vec<Proto> = Vec::new();
         // The campaign of a touch: its campaign id, else its utm_campaign (the same key the daily
         // metrics use) when that is a valid id.
-        let row_campaign = |t: &Touch| -> Option<Text> {
-            match &t.campaign_id {
-                Some(id) => Some(Text::new(id.as_str())),
-                None => t.utm_campaign.as_deref().and_then(|u| Id::new(u).ok()).map(|id| Text::new(id.as_str())),
-            }
-        };
+        let campaigns: Vec<Option<Text>> = touches
+            .iter()
+            .map(|t| match &t.campaign_id {
+                Some(id) => Some(id.clone()),
+                None => t.utm_campaign.as_ref().and_then(|u| match Id::new(u.as_str()) {
+                    Ok(id) if id.as_str() == u.as_str() => Some(u.clone()),
+                    Ok(id) => Some(Text::new(id.as_str())),
+                    Err(_) => None,
+                }),
+            })
+            .collect();
         for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
             // byte sequence as hashing the built rows.
@@ -1206,7 +1241,7 @@ impl Engine {
                     }
                 }
             } else {
-                model_weights(model, c.at, &touches, settings.half_life_secs, &mut weights);
+                weights_into(model, c.at, touches.len(), |i| touches.get(i).map(|t| t.at), |i| touches.get(i).is_some_and(|t| t.is_direct()), settings.half_life_secs, &mut weights);
                 split_exact_into(&weights, Decimal::ONE, 12, &mut credits);
                 split_exact_into(&weights, c.value, dp, &mut revenue);
                 for (i, t) in touches.iter().enumerate() {
@@ -1218,14 +1253,7 @@ impl Engine {
                     h.bytes(t.id.as_bytes());
                     h.u64(w.to_bits());
                     h.bytes(&rev.serialize());
-                    let campaign_text;
-                    let campaign: Option<&str> = match &t.campaign_id {
-                        Some(id) => Some(id.as_str()),
-                        None => {
-                            campaign_text = t.utm_campaign.as_deref().and_then(|u| Id::new(u).ok());
-                            campaign_text.as_deref()
-                        }
-                    };
+                    let campaign: Option<&str> = campaigns.get(i).and_then(|c| c.as_deref());
                     h.bytes(campaign.unwrap_or("").as_bytes());
                     if is_default {
                         if let Some(campaign) = campaign.or(t.utm_campaign.as_deref()) {
@@ -1259,12 +1287,13 @@ impl Engine {
                 if protos.is_empty() {
                     protos = touches
                         .iter()
-                        .map(|t| Proto {
-                            touchpoint: Text::from(&t.id),
+                        .zip(&campaigns)
+                        .map(|(t, campaign)| Proto {
+                            touchpoint: t.id.clone(),
                             kind: t.kind.clone(),
                             channel: t.channel.clone(),
-                            campaign_id: row_campaign(t),
-                            advertisement_id: t.advertisement_id.as_ref().map(Text::from),
+                            campaign_id: campaign.clone(),
+                            advertisement_id: t.advertisement_id.clone(),
                         })
                         .collect();
                 }
@@ -1424,6 +1453,10 @@ impl Engine {
             self.st.cells.retain(|k, _| k.date >= min_date || dirty_cells.contains(k));
             self.st.spend.retain(|k, _| k.date >= min_date);
         }
+        if self.int.len() >= self.gc_at {
+            self.int.gc();
+            self.gc_at = GC_MIN.max(2 * self.int.len());
+        }
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1465,15 +1498,15 @@ impl Engine {
             if self.partition_of(&root) != self.cfg.partition && self.cfg.partitions > 1 {
                 continue;
             }
-            let mut tail: Vec<&Touch> = group
+            let mut tail: Vec<&Held> = group
                 .iter()
                 .filter_map(|g| self.st.touches.get(g))
                 .flatten()
                 .filter(|t| t.at >= from && t.at < to && last_conv.is_none_or(|l| t.at > l))
                 .collect();
-            tail.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
-            let mut keys: HashSet<&str> = HashSet::new();
-            tail.retain(|t| keys.insert(t.key.as_str()));
+            tail.sort_by(|a, b| (a.at, a.id.as_str()).cmp(&(b.at, b.id.as_str())));
+            let mut keys: HashSet<(bool, &str)> = HashSet::new();
+            tail.retain(|t| keys.insert(t.key().norm()));
             if !tail.is_empty() {
                 out.push(PathCount { channels: tail.iter().map(|t| t.channel.to_string()).collect(), conversions: 0.0, nulls: 1.0, value: 0.0 });
             }

@@ -47,6 +47,7 @@ pub mod attribution;
 pub mod config;
 pub mod datadriven;
 mod engine;
+mod held;
 pub mod metrics;
 pub mod session;
 pub mod text;

@@ -111,7 +111,7 @@ pub(crate) struct Cell {
     pub engagements: u64,
     pub sessions: u64,
     /// identity → impressions + clicks of that identity in this cell.
-    pub reach: crate::util::FastMap<String, u32>,
+    pub reach: crate::util::FastMap<crate::text::Text, u32>,
     pub conversions: Decimal,
     pub revenue: Decimal,
     pub cost: Decimal,
@@ -135,18 +135,18 @@ pub(crate) fn add_d(x: &mut Decimal, d: Decimal, sign: i8) {
 }
 
 impl Cell {
-    pub fn reach_add(&mut self, identity: &str, sign: i8) {
+    pub fn reach_add(&mut self, identity: &crate::text::Text, sign: i8) {
         if sign >= 0 {
-            match self.reach.get_mut(identity) {
+            match self.reach.get_mut(identity.as_str()) {
                 Some(n) => *n += 1,
                 None => {
-                    self.reach.insert(identity.to_owned(), 1);
+                    self.reach.insert(identity.clone(), 1);
                 }
             }
-        } else if let Some(n) = self.reach.get_mut(identity) {
+        } else if let Some(n) = self.reach.get_mut(identity.as_str()) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.reach.remove(identity);
+                self.reach.remove(identity.as_str());
             }
         }
     }

@@ -22,6 +22,42 @@ impl Text {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is the only handle to the string (an interner entry nobody uses any more).
+    pub(crate) fn is_unique(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+}
+
+/// Deduplicates the strings the state holds many times (identities, touch kinds, channels,
+/// campaign/ad ids, UTMs): one shared [`Text`] per distinct string, so storing a touch or
+/// crediting a reach does not allocate. Not part of the snapshot; [`Interner::gc`] drops the
+/// strings the state no longer references.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interner(crate::util::FastSet<Text>);
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Text {
+        if let Some(t) = self.0.get(s) {
+            return t.clone();
+        }
+        let t = Text::new(s);
+        self.0.insert(t.clone());
+        t
+    }
+
+    pub fn opt(&mut self, s: Option<&str>) -> Option<Text> {
+        s.map(|s| self.get(s))
+    }
+
+    /// Drops the strings only the interner still holds.
+    pub fn gc(&mut self) {
+        self.0.retain(|t| !t.is_unique());
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl Default for Text {

@@ -1,0 +1,308 @@
+//! [`Held`]: a touch as the engine's state keeps it. The same information as the public
+//! [`Touch`] (which stays the wire form of identity transfers), but with every repeated string
+//! shared through the state's [`Interner`] and the record dedup key (`r:{record id}`) implied
+//! instead of stored, so that keeping a touch allocates once (its record id). It serialises
+//! exactly like the [`Touch`] it stands for, so snapshots keep their format.
+
+use chrono::{DateTime, Utc};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use touchline_model::Id;
+
+use crate::attribution::{Touch, TouchSource};
+use crate::text::{Interner, Text};
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Held {
+    /// Record id of the record this touch comes from.
+    pub id: Text,
+    /// Dedup key; `None` means `r:{id}`.
+    pub key: Option<Text>,
+    pub identity: Text,
+    pub at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub source: TouchSource,
+    pub view: bool,
+    pub kind: Text,
+    pub channel: Text,
+    pub campaign_id: Option<Text>,
+    pub advertisement_id: Option<Text>,
+    pub utm_source: Option<Text>,
+    pub utm_medium: Option<Text>,
+    pub utm_campaign: Option<Text>,
+    pub foreign: bool,
+    pub hops: u8,
+}
+
+/// The dedup key of a touch, borrowed: `r:{id}` or a stored key.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum KeyRef<'a> {
+    Record(&'a str),
+    Other(&'a str),
+}
+
+impl<'a> KeyRef<'a> {
+    /// A comparable form: `(true, id)` for `r:{id}` keys (stored or implied), `(false, key)` else.
+    pub fn norm(self) -> (bool, &'a str) {
+        match self {
+            KeyRef::Record(id) => (true, id),
+            KeyRef::Other(k) => match k.strip_prefix("r:") {
+                Some(id) => (true, id),
+                None => (false, k),
+            },
+        }
+    }
+
+    fn eq(self, o: KeyRef<'_>) -> bool {
+        self.norm() == o.norm()
+    }
+
+    pub fn to_string(self) -> String {
+        match self {
+            KeyRef::Record(id) => {
+                let mut k = String::with_capacity(2 + id.len());
+                k.push_str("r:");
+                k.push_str(id);
+                k
+            }
+            KeyRef::Other(k) => k.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyRef::Record(id) => {
+                f.write_str("r:")?;
+                f.write_str(id)
+            }
+            KeyRef::Other(k) => f.write_str(k),
+        }
+    }
+}
+
+impl Held {
+    pub fn key(&self) -> KeyRef<'_> {
+        match &self.key {
+            None => KeyRef::Record(&self.id),
+            Some(k) => KeyRef::Other(k),
+        }
+    }
+
+    pub fn same_key(&self, o: &Held) -> bool {
+        self.key().eq(o.key())
+    }
+
+    /// A direct touch has no campaign and no UTM source.
+    pub fn is_direct(&self) -> bool {
+        self.campaign_id.is_none() && self.utm_source.is_none()
+    }
+
+    /// Order of touches on a path and of a stored list: `(timestamp, record id, received_at)`.
+    pub fn order(&self) -> (DateTime<Utc>, &str, DateTime<Utc>) {
+        (self.at, &self.id, self.received_at)
+    }
+
+    /// See [`Touch::wins_over`].
+    pub fn wins_over(&self, other: &Held) -> bool {
+        self.order() < other.order()
+    }
+
+    /// The campaign key of daily metrics: campaign id, else utm_campaign.
+    pub fn metric_campaign(&self) -> Option<&str> {
+        self.campaign_id.as_deref().or(self.utm_campaign.as_deref())
+    }
+
+    /// From the public form, sharing strings through `int`.
+    pub fn from_touch(t: &Touch, int: &mut Interner) -> Held {
+        let key = match t.key.strip_prefix("r:") {
+            Some(rest) if rest == t.id.as_str() => None,
+            _ => Some(Text::new(&t.key)),
+        };
+        Held {
+            id: Text::new(t.id.as_str()),
+            key,
+            identity: int.get(&t.identity),
+            at: t.at,
+            received_at: t.received_at,
+            source: t.source,
+            view: t.view,
+            kind: int.get(&t.kind),
+            channel: int.get(&t.channel),
+            campaign_id: int.opt(t.campaign_id.as_deref()),
+            advertisement_id: int.opt(t.advertisement_id.as_deref()),
+            utm_source: int.opt(t.utm_source.as_deref()),
+            utm_medium: int.opt(t.utm_medium.as_deref()),
+            utm_campaign: int.opt(t.utm_campaign.as_deref()),
+            foreign: t.foreign,
+            hops: t.hops,
+        }
+    }
+
+    /// Replaces every shareable string by the interner's copy (after a restore).
+    pub fn intern(&mut self, int: &mut Interner) {
+        let f = |t: &mut Text, int: &mut Interner| *t = int.get(t);
+        let o = |t: &mut Option<Text>, int: &mut Interner| {
+            if let Some(x) = t {
+                *x = int.get(x);
+            }
+        };
+        f(&mut self.identity, int);
+        f(&mut self.kind, int);
+        f(&mut self.channel, int);
+        o(&mut self.campaign_id, int);
+        o(&mut self.advertisement_id, int);
+        o(&mut self.utm_source, int);
+        o(&mut self.utm_medium, int);
+        o(&mut self.utm_campaign, int);
+    }
+
+    /// The public form (for identity transfers).
+    pub fn to_touch(&self) -> Touch {
+        // Every string here came from a valid `Id` (or from a transfer's, validated on decode).
+        let id = |s: &str| Id::new(s).unwrap_or_else(|_| Id::from_uuid(uuid::Uuid::nil()));
+        Touch {
+            id: id(&self.id),
+            key: self.key().to_string(),
+            identity: self.identity.to_string(),
+            at: self.at,
+            received_at: self.received_at,
+            source: self.source,
+            view: self.view,
+            kind: self.kind.clone(),
+            channel: self.channel.clone(),
+            campaign_id: self.campaign_id.as_deref().map(id),
+            advertisement_id: self.advertisement_id.as_deref().map(id),
+            utm_source: self.utm_source.as_deref().map(str::to_owned),
+            utm_medium: self.utm_medium.as_deref().map(str::to_owned),
+            utm_campaign: self.utm_campaign.as_deref().map(str::to_owned),
+            foreign: self.foreign,
+            hops: self.hops,
+        }
+    }
+}
+
+/// Field for field what `#[derive(Serialize)]` on [`Touch`] writes.
+impl Serialize for Held {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Key<'a>(KeyRef<'a>);
+        impl Serialize for Key<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                match self.0 {
+                    KeyRef::Other(k) => s.serialize_str(k),
+                    r => s.collect_str(&r),
+                }
+            }
+        }
+        let n = 9
+            + usize::from(self.campaign_id.is_some())
+            + usize::from(self.advertisement_id.is_some())
+            + usize::from(self.utm_source.is_some())
+            + usize::from(self.utm_medium.is_some())
+            + usize::from(self.utm_campaign.is_some())
+            + usize::from(self.foreign)
+            + usize::from(self.hops != 0);
+        let mut st = s.serialize_struct("Touch", n)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("key", &Key(self.key()))?;
+        st.serialize_field("identity", &self.identity)?;
+        st.serialize_field("at", &self.at)?;
+        st.serialize_field("received_at", &self.received_at)?;
+        st.serialize_field("source", &self.source)?;
+        st.serialize_field("view", &self.view)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("channel", &self.channel)?;
+        macro_rules! opt {
+            ($name:literal, $f:expr) => {
+                match &$f {
+                    Some(v) => st.serialize_field($name, v)?,
+                    None => st.skip_field($name)?,
+                }
+            };
+        }
+        opt!("campaign_id", self.campaign_id);
+        opt!("advertisement_id", self.advertisement_id);
+        opt!("utm_source", self.utm_source);
+        opt!("utm_medium", self.utm_medium);
+        opt!("utm_campaign", self.utm_campaign);
+        if self.foreign {
+            st.serialize_field("foreign", &self.foreign)?;
+        } else {
+            st.skip_field("foreign")?;
+        }
+        if self.hops != 0 {
+            st.serialize_field("hops", &self.hops)?;
+        } else {
+            st.skip_field("hops")?;
+        }
+        st.end()
+    }
+}
+
+/// Reads what [`Touch`] reads (strings are shared again by the engine after a restore).
+impl<'de> Deserialize<'de> for Held {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = Touch::deserialize(d)?;
+        Ok(Held::from_touch(&t, &mut Interner::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(key: &str) -> Touch {
+        let at = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
+        Touch {
+            id: Id::new("t1").unwrap_or_else(|_| Id::from_uuid(uuid::Uuid::nil())),
+            key: key.into(),
+            identity: "a1".into(),
+            at,
+            received_at: at,
+            source: TouchSource::Event,
+            view: false,
+            kind: "event".into(),
+            channel: "google".into(),
+            campaign_id: None,
+            advertisement_id: Id::new("ad").ok(),
+            utm_source: Some("google".into()),
+            utm_medium: None,
+            utm_campaign: Some("spring".into()),
+            foreign: true,
+            hops: 2,
+        }
+    }
+
+    #[test]
+    fn serialises_like_the_public_touch_and_round_trips() {
+        for key in ["r:t1", "s:S1|google||spring|", "r:t2"] {
+            let t = touch(key);
+            let h = Held::from_touch(&t, &mut Interner::default());
+            assert_eq!(h.key.is_none(), key == "r:t1");
+            let a = serde_json::to_string(&t).unwrap_or_default();
+            let b = serde_json::to_string(&h).unwrap_or_default();
+            assert_eq!(a, b);
+            let back: Held = serde_json::from_str(&b).unwrap_or_else(|_| h.clone());
+            assert_eq!(back, h);
+            assert_eq!(h.to_touch(), t);
+        }
+        let mut t = touch("r:t1");
+        t.foreign = false;
+        t.hops = 0;
+        t.advertisement_id = None;
+        let h = Held::from_touch(&t, &mut Interner::default());
+        assert_eq!(serde_json::to_string(&t).unwrap_or_default(), serde_json::to_string(&h).unwrap_or_default());
+    }
+
+    #[test]
+    fn keys_compare_across_forms() {
+        let mut int = Interner::default();
+        let a = Held::from_touch(&touch("r:t1"), &mut int);
+        let mut b = a.clone();
+        b.key = Some(Text::new("r:t1"));
+        assert!(a.same_key(&b) && b.same_key(&a));
+        b.key = Some(Text::new("s:x"));
+        assert!(!a.same_key(&b));
+    }
+}
