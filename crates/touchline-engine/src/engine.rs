@@ -265,9 +265,22 @@ pub struct Engine {
     int: Interner,
     /// Interner size that triggers the next collection.
     gc_at: usize,
+    /// Reused buffer for identity keys.
+    key_buf: String,
 }
 
 const GC_MIN: usize = 4096;
+
+/// [`ik`] into `buf` (cleared first).
+fn ik_into(buf: &mut String, account: &Uuid, id: &str) {
+    let mut tmp = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let a = account.hyphenated().encode_lower(&mut tmp);
+    buf.clear();
+    buf.reserve(a.len() + 1 + id.len());
+    buf.push_str(a);
+    buf.push(':');
+    buf.push_str(id);
+}
 
 /// Identity key `{account}:{identity}` (also the bus key), built without the formatting machinery.
 fn ik(account: &Uuid, id: &str) -> String {
@@ -278,6 +291,22 @@ fn ik(account: &Uuid, id: &str) -> String {
     s.push(':');
     s.push_str(id);
     s
+}
+
+/// Adds a contribution to `cell` in `contrib` (one entry per cell).
+fn add_contrib(contrib: &mut Vec<(CellKey, Decimal, Decimal)>, cell: CellKey, credit: Decimal, revenue: Decimal) {
+    match contrib.iter_mut().find(|e| e.0 == cell) {
+        Some(e) => {
+            add_d(&mut e.1, credit, 1);
+            add_d(&mut e.2, revenue, 1);
+        }
+        None => {
+            let (mut a, mut b) = (Decimal::ZERO, Decimal::ZERO);
+            add_d(&mut a, credit, 1);
+            add_d(&mut b, revenue, 1);
+            contrib.push((cell, a, b));
+        }
+    }
 }
 
 /// Inserts `t` into `list` at its place in `(timestamp, record id, received_at)` order (after
@@ -305,7 +334,7 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { cfg, st: State::default(), int: Interner::default(), gc_at: GC_MIN }
+        Engine { cfg, st: State::default(), int: Interner::default(), gc_at: GC_MIN, key_buf: String::new() }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -403,7 +432,7 @@ impl Engine {
             cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
         }
         let gc_at = GC_MIN.max(2 * int.len());
-        Ok(Engine { cfg, st, int, gc_at })
+        Ok(Engine { cfg, st, int, gc_at, key_buf: String::new() })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -458,16 +487,29 @@ impl Engine {
                 if let (Some(a), Some(c)) = (&m.anonymous_id, &m.customer_id) {
                     self.link(&acct, a, c, m.timestamp, &m.record_id, 0);
                 }
-                let identity = r.identity();
-                let ident = ik(&acct, &identity);
-                match body {
-                    Body::Event(e) => self.on_event(r, e, identity, ident),
-                    Body::Session(s) => self.on_session(r, s, identity, ident),
-                    Body::Touchpoint(t) => self.on_touchpoint(r, t, identity, ident),
-                    Body::LinkClick(c) => self.on_link_click(r, c, identity, ident),
-                    Body::Conversion(c) => self.on_conversion(r, c, identity, ident),
+                // The identity (`Record::identity`) and its key, without allocating for the common
+                // bodies: the key is built in a reused buffer.
+                let owned;
+                let identity: &str = match (body, m.customer_id.as_ref().or(m.anonymous_id.as_ref())) {
+                    (_, Some(i)) => i.as_str(),
+                    (Body::LinkClick(c), None) if c.device_id.is_some() => c.device_id.as_deref().unwrap_or(""),
+                    _ => {
+                        owned = r.identity();
+                        &owned
+                    }
+                };
+                let mut ident = std::mem::take(&mut self.key_buf);
+                ik_into(&mut ident, &acct, identity);
+                let res = match body {
+                    Body::Event(e) => self.on_event(r, e, identity, &ident),
+                    Body::Session(s) => self.on_session(r, s, identity.to_owned(), ident.clone()),
+                    Body::Touchpoint(t) => self.on_touchpoint(r, t, identity, &ident),
+                    Body::LinkClick(c) => self.on_link_click(r, c, identity, &ident),
+                    Body::Conversion(c) => self.on_conversion(r, c, identity.to_owned(), ident.clone()),
                     _ => Ingest::Ignored,
-                }
+                };
+                self.key_buf = ident;
+                res
             }
         }
     }
@@ -503,13 +545,13 @@ impl Engine {
         }
     }
 
-    fn on_touchpoint(&mut self, r: &Record, t: &Touchpoint, identity: String, ident: String) -> Ingest {
+    fn on_touchpoint(&mut self, r: &Record, t: &Touchpoint, identity: &str, ident: &str) -> Ingest {
         let m = &r.meta;
         let int = &mut self.int;
         let touch = Held {
             id: Text::from(&m.record_id),
             key: None,
-            identity: int.get(&identity),
+            identity: int.get(identity),
             at: m.timestamp,
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
@@ -524,10 +566,10 @@ impl Engine {
             foreign: false,
             hops: 0,
         };
-        self.on_touch(&m.account_id, &ident, touch)
+        self.on_touch(&m.account_id, ident, touch)
     }
 
-    fn on_link_click(&mut self, r: &Record, c: &LinkClick, identity: String, ident: String) -> Ingest {
+    fn on_link_click(&mut self, r: &Record, c: &LinkClick, identity: &str, ident: &str) -> Ingest {
         if c.bot || c.campaign_id.is_none() {
             return Ingest::Ignored;
         }
@@ -536,7 +578,7 @@ impl Engine {
         let touch = Held {
             id: Text::from(&m.record_id),
             key: None,
-            identity: int.get(&identity),
+            identity: int.get(identity),
             at: m.timestamp,
             received_at: m.received_at,
             source: TouchSource::LinkClick,
@@ -551,7 +593,7 @@ impl Engine {
             foreign: false,
             hops: 0,
         };
-        self.on_touch(&m.account_id, &ident, touch)
+        self.on_touch(&m.account_id, ident, touch)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -603,7 +645,7 @@ impl Engine {
         }
     }
 
-    fn on_event(&mut self, r: &Record, e: &Event, identity: String, ident: String) -> Ingest {
+    fn on_event(&mut self, r: &Record, e: &Event, identity: &str, ident: &str) -> Ingest {
         let m = &r.meta;
         let acct = m.account_id;
         let seen = self.st.events_seen.entry(acct).or_default();
@@ -628,16 +670,16 @@ impl Engine {
                 p.utm.as_ref(),
                 e.campaign_id.as_ref(),
                 e.advertisement_id.as_ref(),
-                &identity,
+                identity,
             );
-            self.on_touch(&acct, &ident, t);
+            self.on_touch(&acct, ident, t);
         }
         match &e.session_id {
             Some(sid) => {
                 let k = format!("{ident}\u{1f}{sid}");
                 let entry = self.st.explicit.entry(k.clone()).or_insert_with(|| ExplicitEntry {
                     account: acct,
-                    identity,
+                    identity: identity.to_owned(),
                     session_id: sid.to_string(),
                     s: ExplicitSession::default(),
                 });
@@ -645,18 +687,18 @@ impl Engine {
                 self.st.dirty_explicit.insert(k);
             }
             None => {
-                match self.st.derived.get_mut(&ident) {
+                match self.st.derived.get_mut(ident) {
                     Some(d) => {
                         insert_point(&mut d.points, p);
                     }
                     None => {
-                        let mut d = DerivedIdent { account: acct, identity, ..DerivedIdent::default() };
+                        let mut d = DerivedIdent { account: acct, identity: identity.to_owned(), ..DerivedIdent::default() };
                         insert_point(&mut d.points, p);
-                        self.st.derived.insert(ident.clone(), d);
+                        self.st.derived.insert(ident.to_owned(), d);
                     }
                 }
-                if !self.st.dirty_derived.contains(&ident) {
-                    self.st.dirty_derived.insert(ident);
+                if !self.st.dirty_derived.contains(ident) {
+                    self.st.dirty_derived.insert(ident.to_owned());
                 }
             }
         }
@@ -1036,6 +1078,21 @@ impl Engine {
         }
     }
 
+    /// [`Engine::cell`] by reference: clones the key only for a new cell or dirty entry.
+    fn with_cell_key(&mut self, k: &CellKey, f: impl FnOnce(&mut Cell)) {
+        if !self.st.dirty_cells.contains(k) {
+            self.st.dirty_cells.insert(k.clone());
+        }
+        match self.st.cells.get_mut(k) {
+            Some(cell) => f(cell),
+            None => {
+                let mut cell = Cell::default();
+                f(&mut cell);
+                self.st.cells.insert(k.clone(), cell);
+            }
+        }
+    }
+
     fn cell(&mut self, k: CellKey) -> &mut Cell {
         if !self.st.dirty_cells.contains(&k) {
             self.st.dirty_cells.insert(k.clone());
@@ -1194,7 +1251,8 @@ impl Engine {
         // (model, rows) of the models whose fingerprint changed.
         let mut changed: Vec<(Model, Vec<AttributionRow>)> = Vec::new();
         let mut fps: Vec<u64> = Vec::with_capacity(6);
-        let mut contrib: BTreeMap<CellKey, (Decimal, Decimal)> = BTreeMap::new();
+        // Default-model contributions per cell (a handful: searched linearly, sorted at the end).
+        let mut contrib: Vec<(CellKey, Decimal, Decimal)> = Vec::new();
         // The row fields of each touch, shared by the rows of all models (built on first use).
         struct Proto {
             touchpoint: Text,
@@ -1235,9 +1293,7 @@ impl Engine {
                 if is_default {
                     if let Some(campaign) = c.campaign_id.as_deref() {
                         let ck = self.cell_key(&c.account, campaign, c.advertisement_id.as_deref(), c.at);
-                        let e = contrib.entry(ck).or_insert((Decimal::ZERO, Decimal::ZERO));
-                        add_d(&mut e.0, Decimal::ONE, 1);
-                        add_d(&mut e.1, c.value, 1);
+                        add_contrib(&mut contrib, ck, Decimal::ONE, c.value);
                     }
                 }
             } else {
@@ -1258,9 +1314,7 @@ impl Engine {
                     if is_default {
                         if let Some(campaign) = campaign.or(t.utm_campaign.as_deref()) {
                             let ck = self.cell_key(&c.account, campaign, t.advertisement_id.as_deref(), c.at);
-                            let e = contrib.entry(ck).or_insert((Decimal::ZERO, Decimal::ZERO));
-                            add_d(&mut e.0, credits.get(i).copied().unwrap_or(Decimal::ZERO), 1);
-                            add_d(&mut e.1, rev, 1);
+                            add_contrib(&mut contrib, ck, credits.get(i).copied().unwrap_or(Decimal::ZERO), rev);
                         }
                     }
                 }
@@ -1320,7 +1374,7 @@ impl Engine {
             };
             changed.push((model, rows));
         }
-        let contrib: Vec<(CellKey, Decimal, Decimal)> = contrib.into_iter().map(|(k, (a, b))| (k, a, b)).collect();
+        contrib.sort_by(|a, b| a.0.cmp(&b.0));
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if !changed.is_empty() {
             c.version += 1;
@@ -1344,16 +1398,21 @@ impl Engine {
             }
         }
         if c.applied != contrib {
-            let old = std::mem::replace(&mut c.applied, contrib.clone());
-            for (ck, cr, rev) in old {
-                let cell = self.cell(ck);
-                add_d(&mut cell.conversions, cr, -1);
-                add_d(&mut cell.revenue, rev, -1);
+            let old = std::mem::take(&mut c.applied);
+            for (ck, cr, rev) in &old {
+                self.with_cell_key(ck, |cell| {
+                    add_d(&mut cell.conversions, *cr, -1);
+                    add_d(&mut cell.revenue, *rev, -1);
+                });
             }
-            for (ck, cr, rev) in contrib {
-                let cell = self.cell(ck);
-                add_d(&mut cell.conversions, cr, 1);
-                add_d(&mut cell.revenue, rev, 1);
+            for (ck, cr, rev) in &contrib {
+                self.with_cell_key(ck, |cell| {
+                    add_d(&mut cell.conversions, *cr, 1);
+                    add_d(&mut cell.revenue, *rev, 1);
+                });
+            }
+            if let Some(c) = self.st.convs.get_mut(key) {
+                c.applied = contrib;
             }
         }
     }
