@@ -1,0 +1,98 @@
+//! Report reads from ClickHouse, returning the SQL store's types and values: the same rows, in
+//! the same order, with derived metrics computed the same way, so the reports API can serve
+//! either store and tests can compare them row by row.
+//!
+//! Reads never rely on background merges: daily metrics take each partition's highest-version
+//! partial (argMax) and sum partitions; attributions keep, per (conversion, model), the rows of
+//! the highest version, read with FINAL so copies from a repeated flush count once.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use touchline_sql::{AttributionRow, DailyMetricRow};
+use uuid::Uuid;
+
+use crate::rows::{AttrRead, MetricSum, ATTR_READ_COLS};
+use crate::{ClickHouse, Result};
+
+#[derive(Clone, Debug)]
+pub struct ClickHouseStore {
+    ch: ClickHouse,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct ClickCount {
+    short_code: String,
+    human: u64,
+    bot: u64,
+}
+
+impl ClickHouseStore {
+    pub fn new(ch: ClickHouse) -> ClickHouseStore {
+        ClickHouseStore { ch }
+    }
+
+    pub fn handle(&self) -> &ClickHouse {
+        &self.ch
+    }
+
+    /// Daily metrics of an account between two dates (inclusive), ordered by date, campaign,
+    /// advertisement (byte order), as `Store::daily_metrics` returns them.
+    pub async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+        let sql = format!(
+            "SELECT campaign_id, advertisement_id, metric_date, sum(p_imp) AS impressions, sum(p_clk) AS clicks, sum(p_rch) AS reach, \
+             sum(p_eng) AS engagements, sum(p_ses) AS sessions, sum(p_conv) AS conversions, sum(p_rev) AS revenue, sum(p_cst) AS cost \
+             FROM (SELECT campaign_id, advertisement_id, metric_date, partition, argMax(impressions, version) AS p_imp, \
+             argMax(clicks, version) AS p_clk, argMax(reach, version) AS p_rch, argMax(engagements, version) AS p_eng, \
+             argMax(sessions, version) AS p_ses, argMax(conversions, version) AS p_conv, argMax(revenue, version) AS p_rev, \
+             argMax(cost, version) AS p_cst FROM {table} \
+             WHERE account_id = toUUID('{account_id}') AND metric_date >= toDate('{from}') AND metric_date <= toDate('{to}') \
+             GROUP BY campaign_id, advertisement_id, metric_date, partition) \
+             GROUP BY campaign_id, advertisement_id, metric_date ORDER BY metric_date, campaign_id, advertisement_id",
+            table = self.ch.table("campaign_daily_metrics"),
+        );
+        let sums: Vec<MetricSum> = self.ch.bounded("reading daily metrics", self.ch.client().query_raw(&sql).fetch_all::<MetricSum>()).await?;
+        sums.into_iter().map(|s| s.into_row(account_id)).collect()
+    }
+
+    /// The current attribution rows of an account (optionally of one model), ordered by
+    /// conversion, model, touchpoint, as `Store::attributions` returns them.
+    pub async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
+        let table = self.ch.table("attributions");
+        let model_filter = if model.is_some() { " AND attribution_model = ?" } else { "" };
+        let sql = format!(
+            "SELECT {ATTR_READ_COLS} FROM {table} FINAL WHERE account_id = toUUID('{account_id}'){model_filter} \
+             AND (conversion_id, attribution_model, version) IN (SELECT conversion_id, attribution_model, max(version) FROM {table} \
+             WHERE account_id = toUUID('{account_id}'){model_filter} GROUP BY conversion_id, attribution_model) \
+             ORDER BY conversion_id, attribution_model, touchpoint_id"
+        );
+        let mut q = self.ch.client().query(&sql);
+        if let Some(m) = model {
+            q = q.bind(m).bind(m);
+        }
+        let rows: Vec<AttrRead> = self.ch.bounded("reading attributions", q.fetch_all::<AttrRead>()).await?;
+        rows.into_iter().map(AttrRead::into_row).collect()
+    }
+
+    /// Clicks per short code of an account, `(human, bot)`, from the raw `link_clicks` table.
+    pub async fn link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>> {
+        let sql = format!(
+            "SELECT short_code, countIf(bot = 0) AS human, countIf(bot != 0) AS bot FROM {} FINAL \
+             WHERE account_id = toUUID('{account_id}') AND short_code != '' GROUP BY short_code",
+            self.ch.table("link_clicks")
+        );
+        let rows: Vec<ClickCount> = self.ch.bounded("counting link clicks", self.ch.client().query_raw(&sql).fetch_all::<ClickCount>()).await?;
+        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Ok(rows.into_iter().map(|r| (r.short_code, (i(r.human), i(r.bot)))).collect())
+    }
+
+    /// Deletes every result (attributions, daily metrics) before a replay rebuilds them. Raw
+    /// tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
+    /// would otherwise outrank the rebuilt ones.
+    pub async fn clear_results(&self) -> Result<()> {
+        for t in ["attributions", "campaign_daily_metrics"] {
+            self.ch.execute(&format!("TRUNCATE TABLE {}", self.ch.table(t)), &format!("TRUNCATE {t}")).await?;
+        }
+        Ok(())
+    }
+}
