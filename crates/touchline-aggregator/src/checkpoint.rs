@@ -1,15 +1,24 @@
-//! Per-partition checkpoints: the engine snapshot and the next offset of every topic, in one
-//! file replaced atomically (write to a temporary file, fsync, rename, fsync the directory).
+//! Per-partition checkpoints: the engine snapshot and the next offset of every topic, saved
+//! together, with an epoch bumped every time an owner takes the partition.
 //!
-//! File format: one JSON header line `{"v":1,"epoch":E,"offsets":{…},"snapshot_len":N,
+//! Two stores behind [`CheckpointStore`]: [`FileCheckpoints`] (one process owns every partition:
+//! the embedded log) and [`SqlCheckpoints`] (the SQL store shared by all aggregator instances of
+//! a consumer group: Kafka, where partitions move between instances; a save under a superseded
+//! epoch is refused, which fences an instance that lost its partition).
+//!
+//! Files are replaced atomically (write to a temporary file, fsync, rename, fsync the
+//! directory). File format: one JSON header line `{"v":1,"epoch":E,"offsets":{…},"snapshot_len":N,
 //! "snapshot_crc":C}` then the N snapshot bytes.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use touchline_sql::{Store, StoredCheckpoint};
 
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -80,6 +89,93 @@ pub fn bump_epoch(dir: &Path) -> Result<u32, String> {
     let next = current.checked_add(1).ok_or("epoch overflow")?;
     write_atomic(&path, next.to_string().as_bytes())?;
     Ok(next)
+}
+
+/// Where checkpoints of one consumer group live.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync + 'static {
+    /// Takes `partition` for this owner: bumps and returns its epoch.
+    async fn acquire(&self, partition: u32) -> Result<u32, String>;
+    async fn load(&self, partition: u32) -> Result<Option<Checkpoint>, String>;
+    /// Saves `c` (written under `c.epoch`); an error when a newer owner took the partition.
+    async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String>;
+    /// Forgets every checkpoint (before a replay); epochs keep growing.
+    async fn clear(&self) -> Result<(), String>;
+}
+
+/// Checkpoints as files under `dir/p{partition}/`.
+pub struct FileCheckpoints {
+    pub dir: PathBuf,
+}
+
+impl FileCheckpoints {
+    fn part(&self, p: u32) -> PathBuf {
+        self.dir.join(format!("p{p}"))
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for FileCheckpoints {
+    async fn acquire(&self, partition: u32) -> Result<u32, String> {
+        bump_epoch(&self.part(partition))
+    }
+    async fn load(&self, partition: u32) -> Result<Option<Checkpoint>, String> {
+        load(&self.part(partition))
+    }
+    async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
+        save(&self.part(partition), c)
+    }
+    async fn clear(&self) -> Result<(), String> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("reading {}: {e}", self.dir.display())),
+        };
+        for e in entries.flatten() {
+            let path = e.path().join("checkpoint");
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing {}: {e}", path.display())),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoints in the SQL store's `aggregator_checkpoints` table, shared by every instance.
+pub struct SqlCheckpoints {
+    pub store: Arc<dyn Store>,
+    pub group: String,
+}
+
+#[async_trait]
+impl CheckpointStore for SqlCheckpoints {
+    async fn acquire(&self, partition: u32) -> Result<u32, String> {
+        self.store.checkpoint_acquire(&self.group, partition).await.map_err(|e| e.to_string())
+    }
+    async fn load(&self, partition: u32) -> Result<Option<Checkpoint>, String> {
+        let Some(c) = self.store.checkpoint_load(&self.group, partition).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let offsets = serde_json::from_str(&c.offsets_json).map_err(|e| format!("checkpoint of partition {partition}: bad offsets: {e}"))?;
+        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot: c.snapshot }))
+    }
+    async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
+        let stored = StoredCheckpoint {
+            epoch: c.epoch,
+            offsets_json: serde_json::to_string(&c.offsets).map_err(|e| e.to_string())?,
+            snapshot: c.snapshot.clone(),
+        };
+        if self.store.checkpoint_save(&self.group, partition, &stored).await.map_err(|e| e.to_string())? {
+            Ok(())
+        } else {
+            Err(format!("partition {partition} was taken over by another aggregator (epoch {} superseded); not saving", c.epoch))
+        }
+    }
+    async fn clear(&self) -> Result<(), String> {
+        self.store.checkpoint_clear(&self.group).await.map(|_| ()).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -7,9 +7,10 @@
 //!
 //! # Exactly-once effect
 //!
-//! The checkpoint is a local state file per partition holding the engine snapshot *and* the
-//! next offset of every topic, replaced atomically (write, fsync, rename). On start the runtime
-//! restores it and resumes from its offsets, so state and position never disagree. Sink writes
+//! The checkpoint of a partition holds the engine snapshot *and* the next offset of every
+//! topic, saved atomically together (a file replaced by rename, or one SQL row when instances
+//! share checkpoints, see [`checkpoint`]). On start the runtime restores it and resumes from
+//! its offsets, so state and position never disagree. Sink writes
 //! happen before the checkpoint and are idempotent: raw rows insert-or-ignore by record id,
 //! partial metrics are absolute values per partition, attribution sets replace older versions.
 //! A crash after a sink write but before the checkpoint replays the same records from the old
@@ -17,6 +18,14 @@
 //! `epoch << 32 | engine version`, where the epoch is bumped and fsynced at every start, so rows
 //! written after a restart always supersede rows written before it (whose engine versions the
 //! restored state may reuse).
+//!
+//! # Partition ownership
+//!
+//! The runtime asks the bus which partitions it owns ([`Bus::join`]): all of them on the
+//! embedded log; on Kafka the consumer group assigns them and moves them when instances come
+//! and go. A partition that leaves is stopped, flushed and checkpointed before it is released
+//! to the group, and the next owner bumps its epoch, so its writes supersede the previous
+//! owner's and the previous owner can no longer save a checkpoint.
 //!
 //! # Backpressure
 //!
@@ -27,7 +36,6 @@ pub mod checkpoint;
 pub mod sink;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,10 +43,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use touchline_bus::{Bus, OutRecord, StoredRecord};
+use touchline_bus::{Bus, Membership, OutRecord, StaticMembership, StoredRecord};
 use touchline_engine::{AccountSettings, Engine, EngineConfig, Ingest, Model};
 use touchline_model::{topics, Record};
 
+pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
 pub use sink::{Sink, SinkBatch, SinkError, SqlSink};
 
 /// The entity topics the aggregator consumes.
@@ -59,10 +68,11 @@ pub struct AggregatorConfig {
     /// Records older than the watermark (newest server time seen) minus this are too late:
     /// kept in the DLQ, counted, not applied.
     pub allowed_lateness_secs: i64,
-    /// Partitions this instance owns (all when empty).
+    /// Partitions this instance owns; when empty, the bus decides (every partition on the
+    /// embedded log, the consumer group's assignment on Kafka).
     pub partitions: Vec<u32>,
     /// Where checkpoints live (default `{data_dir}/aggregator`).
-    pub state_dir: Option<PathBuf>,
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for AggregatorConfig {
@@ -136,8 +146,25 @@ pub struct Aggregator {
     pub sinks: Vec<Arc<dyn Sink>>,
     pub catalog: Arc<touchline_sql::CatalogCache>,
     pub config: AggregatorConfig,
-    pub state_dir: PathBuf,
+    pub checkpoints: Arc<dyn CheckpointStore>,
     pub stats: Arc<AggStats>,
+}
+
+/// A running partition task and the switch that stops it.
+struct Running {
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<Stopped, AggError>>,
+}
+
+impl Running {
+    /// Stops the partition (it flushes and checkpoints what it read) and waits for it.
+    async fn stop(self) -> Result<Stopped, AggError> {
+        let _ = self.stop.send(true);
+        match self.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(AggError::Engine(format!("partition task panicked: {e}"))),
+        }
+    }
 }
 
 /// Why a partition loop stopped.
@@ -148,23 +175,100 @@ pub enum Stopped {
 }
 
 impl Aggregator {
-    /// Runs every owned partition until `shutdown` turns true (or, with `exit_when_idle`, until
-    /// every partition has consumed everything, including the re-key records partitions sent
-    /// each other, and flushed).
+    /// Runs the partitions this instance owns until `shutdown` turns true, following the
+    /// group's assignment. With `exit_when_idle` (replay, batch runs: one process, every
+    /// partition) it returns once every partition has consumed everything, including the
+    /// re-key records partitions sent each other, and flushed.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<(), AggError> {
+        if !exit_when_idle {
+            return self.run_members(shutdown).await;
+        }
         loop {
-            self.clone().run_round(shutdown.clone(), exit_when_idle).await?;
-            if !exit_when_idle || *shutdown.borrow() || !self.anything_new().await? {
+            self.clone().run_round(shutdown.clone()).await?;
+            if *shutdown.borrow() || !self.anything_new().await? {
                 return Ok(());
             }
         }
+    }
+
+    /// Follows the membership: starts partitions as they are assigned, stops, flushes and
+    /// releases them as they are revoked.
+    async fn run_members(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<(), AggError> {
+        let membership: Arc<dyn Membership> = if self.config.partitions.is_empty() {
+            self.bus.join(&self.config.group, &INPUT_TOPICS).await?
+        } else {
+            Arc::new(StaticMembership::new(self.config.partitions.clone()))
+        };
+        let mut owned = membership.owned();
+        let mut running: BTreeMap<u32, Running> = BTreeMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let outcome = loop {
+            if *shutdown.borrow() {
+                break Ok(());
+            }
+            let want = owned.borrow_and_update().clone();
+            let gone: Vec<u32> = running.keys().copied().filter(|p| !want.contains(p)).collect();
+            let mut failed = None;
+            for p in gone {
+                if let Some(r) = running.remove(&p) {
+                    let res = r.stop().await;
+                    membership.released(p);
+                    tracing::info!(partition = p, "partition revoked: flushed, checkpointed and released");
+                    if let Err(e) = res {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            // A partition task that ended on its own failed (a sink or checkpoint error that
+            // is not retried, a fenced save): stop everything and report it.
+            let ended: Vec<u32> = running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(p, _)| *p).collect();
+            for p in ended {
+                if let Some(r) = running.remove(&p) {
+                    let res = r.stop().await;
+                    membership.released(p);
+                    match res {
+                        Err(e) => {
+                            failed.get_or_insert(e);
+                        }
+                        Ok(_) => tracing::warn!(partition = p, "partition task stopped unexpectedly; restarting it"),
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                break Err(e);
+            }
+            for &p in &want {
+                if !running.contains_key(&p) {
+                    let (stop, stop_rx) = watch::channel(false);
+                    let me = self.clone();
+                    let handle = tokio::spawn(async move { me.partition_loop(p, stop_rx, false).await });
+                    running.insert(p, Running { stop, handle });
+                }
+            }
+            tokio::select! {
+                r = owned.changed() => {
+                    if r.is_err() {
+                        break Err(AggError::Bus(touchline_bus::BusError::Unavailable("the consumer group membership ended".into())));
+                    }
+                }
+                _ = shutdown.changed() => {}
+                _ = tick.tick() => {}
+            }
+        };
+        for (p, r) in std::mem::take(&mut running) {
+            if let Err(e) = r.stop().await {
+                tracing::error!(partition = p, error = %e, "partition failed while stopping");
+            }
+            membership.released(p);
+        }
+        outcome
     }
 
     /// True when some owned partition has records past its checkpoint (e.g. re-key records
     /// appended by another partition after this one went idle).
     async fn anything_new(&self) -> Result<bool, AggError> {
         for p in self.owned() {
-            let offsets = checkpoint::load(&self.state_dir.join(format!("p{p}"))).map_err(AggError::Checkpoint)?.map(|c| c.offsets);
+            let offsets = self.checkpoints.load(p).await.map_err(AggError::Checkpoint)?.map(|c| c.offsets);
             for t in INPUT_TOPICS {
                 // Without a checkpoint the partition starts where the group committed.
                 let done = match offsets.as_ref().and_then(|o| o.get(t).copied()) {
@@ -190,13 +294,13 @@ impl Aggregator {
         }
     }
 
-    async fn run_round(self: Arc<Self>, shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<(), AggError> {
+    async fn run_round(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<(), AggError> {
         let parts = self.owned();
         let mut tasks = Vec::new();
         for p in parts {
             let me = self.clone();
             let sd = shutdown.clone();
-            tasks.push(tokio::spawn(async move { me.partition_loop(p, sd, exit_when_idle).await }));
+            tasks.push(tokio::spawn(async move { me.partition_loop(p, sd, true).await }));
         }
         let mut first_err = None;
         for t in tasks {
@@ -215,11 +319,10 @@ impl Aggregator {
     }
 
     async fn partition_loop(&self, p: u32, mut shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<Stopped, AggError> {
-        let dir = self.state_dir.join(format!("p{p}"));
-        let epoch = checkpoint::bump_epoch(&dir).map_err(AggError::Checkpoint)?;
+        let epoch = self.checkpoints.acquire(p).await.map_err(AggError::Checkpoint)?;
         let cfg = engine_config(&self.catalog.snapshot(), p, self.bus.partitions(), self.config.allowed_lateness_secs);
         let mut catalog_version = self.catalog.snapshot().version;
-        let (mut engine, mut offsets) = match checkpoint::load(&dir).map_err(AggError::Checkpoint)? {
+        let (mut engine, mut offsets) = match self.checkpoints.load(p).await.map_err(AggError::Checkpoint)? {
             Some(c) => {
                 let e = Engine::restore(cfg, &c.snapshot).map_err(|e| AggError::Engine(e.to_string()))?;
                 tracing::info!(partition = p, epoch, "restored checkpoint");
@@ -284,7 +387,7 @@ impl Aggregator {
                 engine.set_catalog(cfg.catalog);
             }
             if pending > 0 {
-                self.flush_cycle(p, epoch, &dir, &mut engine, &offsets, &raw, dlq, max_received, &shutdown).await?;
+                self.flush_cycle(p, epoch, &mut engine, &offsets, &raw, dlq, max_received, &shutdown).await?;
             }
             self.update_lag(p, &offsets).await;
             if *shutdown.borrow() {
@@ -355,7 +458,6 @@ impl Aggregator {
         &self,
         p: u32,
         epoch: u32,
-        dir: &std::path::Path,
         engine: &mut Engine,
         offsets: &BTreeMap<String, u64>,
         raw: &[Record],
@@ -404,7 +506,8 @@ impl Aggregator {
         if let Some(w) = max_received {
             engine.advance_watermark(w);
         }
-        checkpoint::save(dir, &checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: engine.snapshot() }).map_err(AggError::Checkpoint)?;
+        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: engine.snapshot() };
+        self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
         for (t, o) in offsets {
             // For lag and tools only: the checkpoint above is what a restart uses.
             let _ = self.bus.commit(&self.config.group, t, p, *o).await;

@@ -72,7 +72,7 @@ async fn a_failing_sink_pauses_consumption_and_loses_nothing() {
         sinks: vec![sink.clone() as Arc<dyn Sink>],
         catalog,
         config,
-        state_dir: dir.path().join("state"),
+        checkpoints: Arc::new(touchline_aggregator::FileCheckpoints { dir: dir.path().join("state") }),
         stats: stats.clone(),
     });
     let (_tx, rx) = tokio::sync::watch::channel(false);

@@ -72,7 +72,7 @@ impl App {
             sinks: vec![Arc::new(SqlSink { store: self.store.clone() }) as Arc<dyn Sink>],
             catalog: self.catalog.clone(),
             config: self.config.aggregator.clone(),
-            state_dir: self.config.aggregator_state_dir(),
+            checkpoints: Arc::new(touchline_aggregator::FileCheckpoints { dir: self.config.aggregator_state_dir() }),
             stats: self.agg_stats.clone(),
         })
     }
@@ -164,10 +164,8 @@ pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> any
             total += end - start;
         }
     }
-    let state_dir = app.config.aggregator_state_dir();
-    if state_dir.exists() {
-        std::fs::remove_dir_all(&state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
-    }
+    let aggregator = app.aggregator();
+    aggregator.checkpoints.clear().await.map_err(anyhow::Error::msg).context("clearing aggregator checkpoints")?;
     let cleared = app.store.clear_results().await?;
     tracing::info!(cleared, total, "replaying");
     let stats = app.agg_stats.clone();
@@ -188,7 +186,7 @@ pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> any
         })
     };
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let result = app.aggregator().run(stop_rx, true).await;
+    let result = aggregator.run(stop_rx, true).await;
     ticker.abort();
     bar.set_position(stats.records.load(Ordering::Relaxed).min(total));
     bar.finish();
