@@ -267,6 +267,9 @@ pub struct Engine {
     gc_at: usize,
     /// Reused buffer for identity keys.
     key_buf: String,
+    /// Exact credits (total 1) of the models whose weights depend only on the path length,
+    /// by (model index, length).
+    credit_cache: FastMap<(usize, usize), Vec<Decimal>>,
 }
 
 const GC_MIN: usize = 4096;
@@ -291,6 +294,19 @@ fn ik(account: &Uuid, id: &str) -> String {
     s.push(':');
     s.push_str(id);
     s
+}
+
+/// The position of the single weight of a one-hot weight vector (one 1.0, the rest 0.0).
+fn one_hot(w: &[f64]) -> Option<usize> {
+    let mut hot = None;
+    for (i, x) in w.iter().enumerate() {
+        if *x == 1.0 && hot.is_none() {
+            hot = Some(i);
+        } else if *x != 0.0 {
+            return None;
+        }
+    }
+    hot
 }
 
 /// Adds a contribution to `cell` in `contrib` (one entry per cell).
@@ -334,7 +350,7 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { cfg, st: State::default(), int: Interner::default(), gc_at: GC_MIN, key_buf: String::new() }
+        Engine { cfg, st: State::default(), int: Interner::default(), gc_at: GC_MIN, key_buf: String::new(), credit_cache: FastMap::default() }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -432,7 +448,7 @@ impl Engine {
             cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
         }
         let gc_at = GC_MIN.max(2 * int.len());
-        Ok(Engine { cfg, st, int, gc_at, key_buf: String::new() })
+        Ok(Engine { cfg, st, int, gc_at, key_buf: String::new(), credit_cache: FastMap::default() })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1262,6 +1278,8 @@ impl Engine {
             advertisement_id: Option<Text>,
         }
         let mut protos: Vec<Proto> = Vec::new();
+        let mut onehot: Option<(usize, Vec<Decimal>, Vec<Decimal>)> = None;
+        let mut new_credits: Vec<((usize, usize), Vec<Decimal>)> = Vec::new();
         // The campaign of a touch: its campaign id, else its utm_campaign (the same key the daily
         // metrics use) when that is a valid id.
         let campaigns: Vec<Option<Text>> = touches
@@ -1298,8 +1316,41 @@ impl Engine {
                 }
             } else {
                 weights_into(model, c.at, touches.len(), |i| touches.get(i).map(|t| t.at), |i| touches.get(i).is_some_and(|t| t.is_direct()), settings.half_life_secs, &mut weights);
-                split_exact_into(&weights, Decimal::ONE, 12, &mut credits);
-                split_exact_into(&weights, c.value, dp, &mut revenue);
+                // Exact shares. A one-hot split depends on the hot position only through that
+                // position (every other share is the same zero): the first one-hot model's split
+                // is reused, moved, by the others. Credits (total 1) of linear and position-based
+                // depend only on the path length: cached across conversions.
+                let hot = one_hot(&weights);
+                match (hot, &onehot) {
+                    (Some(j), Some((i, cr, rv))) if cr.len() == weights.len() && rv.len() == weights.len() => {
+                        credits.clear();
+                        credits.extend_from_slice(cr);
+                        credits.swap(*i, j);
+                        revenue.clear();
+                        revenue.extend_from_slice(rv);
+                        revenue.swap(*i, j);
+                    }
+                    _ => {
+                        let ck = (model.index(), weights.len());
+                        let by_length = hot.is_none() && matches!(model, Model::Linear | Model::PositionBased);
+                        match self.credit_cache.get(&ck).filter(|_| by_length) {
+                            Some(cr) => {
+                                credits.clear();
+                                credits.extend_from_slice(cr);
+                            }
+                            None => {
+                                split_exact_into(&weights, Decimal::ONE, 12, &mut credits);
+                                if by_length {
+                                    new_credits.push((ck, credits.clone()));
+                                }
+                            }
+                        }
+                        split_exact_into(&weights, c.value, dp, &mut revenue);
+                        if let (Some(j), None) = (hot, &onehot) {
+                            onehot = Some((j, credits.clone(), revenue.clone()));
+                        }
+                    }
+                }
                 for (i, t) in touches.iter().enumerate() {
                     let w = weights.get(i).copied().unwrap_or(0.0);
                     if w <= 0.0 || w.is_nan() {
@@ -1375,6 +1426,12 @@ impl Engine {
             changed.push((model, rows));
         }
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
+        if !new_credits.is_empty() {
+            if self.credit_cache.len() > 256 {
+                self.credit_cache.clear();
+            }
+            self.credit_cache.extend(new_credits);
+        }
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if !changed.is_empty() {
             c.version += 1;
