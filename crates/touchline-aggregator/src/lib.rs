@@ -212,6 +212,7 @@ impl Aggregator {
             for p in gone {
                 if let Some(r) = running.remove(&p) {
                     let res = r.stop().await;
+                    self.forget_partition(p);
                     membership.released(p);
                     tracing::info!(partition = p, "partition revoked: flushed, checkpointed and released");
                     if let Err(e) = res {
@@ -514,6 +515,13 @@ impl Aggregator {
         }
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Drops a released partition from the lag gauge (its new owner reports it).
+    fn forget_partition(&self, p: u32) {
+        if let Ok(mut m) = self.stats.lag_by_partition.lock() {
+            m.remove(&p);
+        }
     }
 
     async fn update_lag(&self, p: u32, offsets: &BTreeMap<String, u64>) {
