@@ -24,6 +24,7 @@ pub(crate) struct Reader {
     pub(crate) consumer: Arc<BaseConsumer<Ctx>>,
     parts: Mutex<HashMap<(String, u32), SharedPart>>,
     stop: Arc<AtomicBool>,
+    request_timeout: Duration,
 }
 
 type SharedPart = Arc<tokio::sync::Mutex<Part>>;
@@ -38,7 +39,9 @@ struct Part {
 impl Reader {
     pub(crate) fn new(cfg: &KafkaConfig) -> Result<Arc<Reader>, BusError> {
         let mut c = client_config(cfg, "reader");
-        c.set("enable.auto.commit", "false")
+        // Never joins nor commits; librdkafka's assign API needs a group id all the same.
+        c.set("group.id", format!("{}-reader", cfg.client_id))
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             // An offset before the log start resumes at the start; the reader drops records
@@ -66,7 +69,7 @@ impl Reader {
                 }
             })
             .map_err(|e| BusError::Unavailable(format!("cannot start the kafka reader thread: {e}")))?;
-        Ok(Arc::new(Reader { consumer, parts: Mutex::new(HashMap::new()), stop }))
+        Ok(Arc::new(Reader { consumer, parts: Mutex::new(HashMap::new()), stop, request_timeout: cfg.request_timeout() }))
     }
 
     fn part(&self, topic: &str, partition: u32, from: u64) -> Result<(SharedPart, bool), BusError> {
@@ -92,8 +95,9 @@ impl Reader {
     }
 
     pub(crate) async fn read(&self, topic: &str, partition: u32, from: u64, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, BusError> {
-        let (part, _new) = self.part(topic, partition, from)?;
+        let (part, new) = self.part(topic, partition, from)?;
         let mut part = part.lock().await;
+        let mut positioned = new;
         if part.next != from {
             let offset = i64::try_from(from).map_err(|_| BusError::Config(format!("offset {from} is out of Kafka's range")))?;
             // Asynchronous seek: librdkafka discards records fetched before it.
@@ -101,11 +105,31 @@ impl Reader {
                 .seek(topic, partition as i32, Offset::Offset(offset), Timeout::After(Duration::ZERO))
                 .map_err(|e| bus_error(&format!("seek {topic}/{partition} to {from}"), &e))?;
             part.next = from;
+            positioned = true;
+        }
+        let mut wait = wait;
+        // How many records to wait for before returning (within `wait`).
+        let mut want = 1;
+        if positioned && wait < self.request_timeout {
+            // Right after positioning nothing is fetched yet; records that already exist at
+            // `from` are still returned, as by the embedded log (one watermark round trip).
+            let (c, t) = (self.consumer.clone(), topic.to_owned());
+            let timeout = self.request_timeout;
+            let high = crate::blocking(move || {
+                c.fetch_watermarks(&t, partition as i32, timeout).map_err(|e| bus_error(&format!("watermarks of {t}/{partition}"), &e))
+            })
+            .await?
+            .1;
+            let high = u64::try_from(high).unwrap_or(0);
+            if high > from {
+                wait = self.request_timeout;
+                want = usize::try_from(high - from).unwrap_or(usize::MAX).min(max.max(1));
+            }
         }
         let deadline = Instant::now() + wait;
         let max = max.max(1);
+        let mut out = Vec::new();
         loop {
-            let mut out = Vec::new();
             while out.len() < max {
                 match part.queue.poll(Duration::ZERO) {
                     None => break,
@@ -131,10 +155,9 @@ impl Reader {
             }
             if let Some(last) = out.last() {
                 part.next = last.offset + 1;
-                return Ok(out);
             }
             let now = Instant::now();
-            if now >= deadline {
+            if out.len() >= want || now >= deadline {
                 return Ok(out);
             }
             let notify = part.notify.clone();

@@ -379,6 +379,7 @@ impl Shared {
         self.backlog_bytes.store(0, Ordering::SeqCst);
         self.backlog_records.store(0, Ordering::SeqCst);
         self.full.store(false, Ordering::SeqCst);
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         self.spilling.store(false, Ordering::SeqCst);
         tracing::info!("spill drained; appends go to kafka again");
         Ok(true)
