@@ -9,7 +9,7 @@
 //!   identity, all six heuristic models; throughput counted in conversions.
 //!
 //! Also prints the snapshot size per active identity after each workload.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::manual_is_multiple_of)]
 
 use std::hint::black_box;
 

@@ -3,7 +3,7 @@
 //! as JSON lines on stdout, and the snapshots' decoded state checksums: run it before and after
 //! an internal change and diff the two outputs to check that results are bit-identical.
 //! `cargo run --release -p touchline-engine --example golden > out.jsonl`
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, dead_code, clippy::manual_is_multiple_of)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

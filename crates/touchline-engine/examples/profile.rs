@@ -1,7 +1,7 @@
 //! Runs the bench workloads once each, for profilers (`valgrind --tool=callgrind`, `perf`):
 //! `cargo build --release -p touchline-engine --example profile` then
 //! `valgrind --tool=callgrind target/release/examples/profile events|conversions`.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::manual_is_multiple_of)]
 
 #[path = "../benches/workload/mod.rs"]
 mod workload;

@@ -76,7 +76,7 @@ pub fn solve_linear(mut a: Vec<f64>, mut b: Vec<f64>) -> Option<Vec<f64>> {
                 piv = r;
             }
         }
-        if !(best > 1e-300) || !best.is_finite() {
+        if !matches!(best.partial_cmp(&1e-300), Some(std::cmp::Ordering::Greater)) || !best.is_finite() {
             return None;
         }
         if piv != col {

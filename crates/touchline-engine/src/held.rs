@@ -57,7 +57,7 @@ impl<'a> KeyRef<'a> {
         self.norm() == o.norm()
     }
 
-    pub fn to_string(self) -> String {
+    pub fn to_key_string(self) -> String {
         match self {
             KeyRef::Record(id) => {
                 let mut k = String::with_capacity(2 + id.len());
@@ -164,7 +164,7 @@ impl Held {
         let id = |s: &str| Id::new(s).unwrap_or_else(|_| Id::from_uuid(uuid::Uuid::nil()));
         Touch {
             id: id(&self.id),
-            key: self.key().to_string(),
+            key: self.key().to_key_string(),
             identity: self.identity.to_string(),
             at: self.at,
             received_at: self.received_at,

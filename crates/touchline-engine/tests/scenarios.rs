@@ -1,6 +1,6 @@
 //! Scenario tests: identity stitching (same and cross partition), sessionization boundaries,
 //! daily metrics in a campaign time zone, dedup, lookback windows, lateness, snapshots.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::manual_is_multiple_of)]
 
 mod common;
 
@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use touchline_engine::*;
 use touchline_model::partition_for;
 
-fn set<'a>(f: &'a Flush, model: Model) -> Vec<&'a AttributionSet> {
+fn set(f: &Flush, model: Model) -> Vec<&AttributionSet> {
     f.attributions.iter().filter(|s| s.model == model).collect()
 }
 

@@ -1,6 +1,6 @@
 //! Workloads shared by the criterion bench (`benches/engine.rs`) and the profiling example
 //! (`examples/profile.rs`).
-#![allow(clippy::unwrap_used, dead_code)]
+#![allow(clippy::unwrap_used, dead_code, clippy::manual_is_multiple_of)]
 
 use std::hint::black_box;
 
