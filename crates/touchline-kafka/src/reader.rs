@@ -25,6 +25,7 @@ pub(crate) struct Reader {
     parts: Mutex<HashMap<(String, u32), SharedPart>>,
     stop: Arc<AtomicBool>,
     request_timeout: Duration,
+    last_sweep: Mutex<Instant>,
 }
 
 type SharedPart = Arc<tokio::sync::Mutex<Part>>;
@@ -34,7 +35,12 @@ struct Part {
     notify: Arc<Notify>,
     /// Offset the next record in the queue should have (where the last read ended).
     next: u64,
+    last_read: Instant,
 }
+
+/// A partition nobody read for this long is unassigned (e.g. after a rebalance moved it to
+/// another aggregator), so it stops prefetching.
+const IDLE_UNASSIGN: Duration = Duration::from_secs(120);
 
 impl Reader {
     pub(crate) fn new(cfg: &KafkaConfig) -> Result<Arc<Reader>, BusError> {
@@ -48,7 +54,9 @@ impl Reader {
             // before the requested offset, so an offset past the end is also safe.
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
-            .set("queued.max.messages.kbytes", "16384");
+            // Prefetch per partition: a few read batches, not more (7 topics × partitions).
+            .set("queued.min.messages", "20000")
+            .set("queued.max.messages.kbytes", "4096");
         let consumer: BaseConsumer<Ctx> =
             with_properties(c, cfg).create_with_context(Ctx::new("reader")).map_err(|e| BusError::Config(format!("kafka reader: {e}")))?;
         let consumer = Arc::new(consumer);
@@ -69,7 +77,7 @@ impl Reader {
                 }
             })
             .map_err(|e| BusError::Unavailable(format!("cannot start the kafka reader thread: {e}")))?;
-        Ok(Arc::new(Reader { consumer, parts: Mutex::new(HashMap::new()), stop, request_timeout: cfg.request_timeout() }))
+        Ok(Arc::new(Reader { consumer, parts: Mutex::new(HashMap::new()), stop, request_timeout: cfg.request_timeout(), last_sweep: Mutex::new(Instant::now()) }))
     }
 
     fn part(&self, topic: &str, partition: u32, from: u64) -> Result<(SharedPart, bool), BusError> {
@@ -89,14 +97,45 @@ impl Reader {
         let offset = i64::try_from(from).map_err(|_| BusError::Config(format!("offset {from} is out of Kafka's range")))?;
         tpl.add_partition_offset(topic, partition as i32, Offset::Offset(offset)).map_err(|e| bus_error("assign", &e))?;
         self.consumer.incremental_assign(&tpl).map_err(|e| bus_error(&format!("assign {topic}/{partition}"), &e))?;
-        let p = Arc::new(tokio::sync::Mutex::new(Part { queue, notify, next: from }));
+        let p = Arc::new(tokio::sync::Mutex::new(Part { queue, notify, next: from, last_read: Instant::now() }));
         parts.insert((topic.to_owned(), partition), p.clone());
         Ok((p, true))
     }
 
+    /// Unassigns partitions idle for [`IDLE_UNASSIGN`] (checked at most every 30 s).
+    fn sweep(&self) {
+        let now = Instant::now();
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if now.duration_since(*last) < Duration::from_secs(30) {
+                return;
+            }
+            *last = now;
+        }
+        let mut parts = self.parts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let idle: Vec<(String, u32)> = parts
+            .iter()
+            .filter(|(_, p)| p.try_lock().is_ok_and(|p| now.duration_since(p.last_read) >= IDLE_UNASSIGN))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in &idle {
+            tpl.add_partition(t, *p as i32);
+            parts.remove(&(t.clone(), *p));
+        }
+        if let Err(e) = self.consumer.incremental_unassign(&tpl) {
+            tracing::debug!(error = %e, "kafka reader: unassigning idle partitions");
+        }
+    }
+
     pub(crate) async fn read(&self, topic: &str, partition: u32, from: u64, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, BusError> {
+        self.sweep();
         let (part, new) = self.part(topic, partition, from)?;
         let mut part = part.lock().await;
+        part.last_read = Instant::now();
         let mut positioned = new;
         if part.next != from {
             let offset = i64::try_from(from).map_err(|_| BusError::Config(format!("offset {from} is out of Kafka's range")))?;
