@@ -295,6 +295,14 @@ impl ClickHouse {
         }
     }
 
+    /// The same connection, acting as if the server were `version` (tests of version gating:
+    /// what an old server answers when a newer feature is forced on it).
+    #[doc(hidden)]
+    pub fn with_assumed_version(mut self, version: ServerVersion) -> ClickHouse {
+        self.version = version;
+        self
+    }
+
     /// `SELECT 1` (for readiness checks).
     pub async fn ping(&self) -> Result<()> {
         let one: u8 = self.bounded("ping", self.client.query_raw("SELECT 1").fetch_one::<u8>()).await?;
@@ -312,6 +320,7 @@ impl ClickHouse {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -160,7 +160,7 @@ pub async fn migrate(ch: &ClickHouse) -> Result<Vec<String>> {
         let version = ch.version().to_string();
         let mut insert = ch
             .client()
-            .insert::<Record<'_>>(&format!("{db}.schema_migrations"))
+            .insert_unescaped::<Record<'_>>(&format!("{db}.schema_migrations"))
             .await
             .map_err(|e| ch.query_error("recording a migration", e))?;
         let record = Record { name: m.name, checksum: &checksum, applied_at: now, server_version: &version };
@@ -265,6 +265,7 @@ pub fn split_statements(sql: &str, database: &str) -> Result<Vec<String>, String
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -12,8 +12,8 @@
 //! * attribution rows carry `epoch << 32 | engine version`; readers take the highest version
 //!   per (conversion, model);
 //! * partials are absolute values per (cell, partition) with version `epoch << 32 | n`, where
-//!   `n` counts this process's writes of the partition in the epoch; readers take each
-//!   partition's highest version and sum partitions.
+//!   `n` counts this process's partials writes; readers take each partition's highest version
+//!   and sum partitions.
 //!
 //! # Backpressure and bounds
 //!
@@ -23,7 +23,7 @@
 //! bounded in time by `insert_timeout_secs`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,20 +42,16 @@ pub struct ClickHouseSink {
     versions: PartialVersions,
 }
 
-/// Versions of partials writes: per partition, `epoch << 32 | n` where `n` counts the writes
-/// of the partition in that epoch (1, 2, …). Grows with every write, and across epochs.
+/// Versions of partials writes: `epoch << 32 | n`, where `n` counts this process's partials
+/// writes (all partitions). Within a (partition, epoch) versions grow with every write, and a
+/// later epoch (a restart, or the next owner of the partition) outranks every earlier one.
 #[derive(Debug, Default)]
-pub struct PartialVersions(Mutex<HashMap<u32, (u32, u32)>>);
+pub struct PartialVersions(AtomicU32);
 
 impl PartialVersions {
-    pub fn next(&self, partition: u32, epoch: u32) -> i64 {
-        let mut seq = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let e = seq.entry(partition).or_insert((epoch, 0));
-        if e.0 != epoch {
-            *e = (epoch, 0);
-        }
-        e.1 = e.1.saturating_add(1);
-        sink_version(epoch, u64::from(e.1))
+    pub fn next(&self, epoch: u32) -> i64 {
+        let n = self.0.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        sink_version(epoch, u64::from(n))
     }
 }
 
@@ -70,8 +66,8 @@ impl ClickHouseSink {
 
     /// The version of the next partials write of `partition` in `epoch`: above every version
     /// this process wrote for the partition, and above every version of earlier epochs.
-    pub fn next_partial_version(&self, partition: u32, epoch: u32) -> i64 {
-        self.versions.next(partition, epoch)
+    pub fn next_partial_version(&self, epoch: u32) -> i64 {
+        self.versions.next(epoch)
     }
 
     /// Writes raw records to their tables (any mix of entities). Returns the rows sent.
@@ -178,7 +174,7 @@ impl Sink for ClickHouseSink {
         }
         let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(partial_row).collect();
         if !partials.is_empty() {
-            let version = self.next_partial_version(batch.partition, batch.epoch);
+            let version = self.next_partial_version(batch.epoch);
             self.write_partials(&partials, version).await.map_err(e)?;
         }
         Ok(())
@@ -186,19 +182,20 @@ impl Sink for ClickHouseSink {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn partial_versions_grow_within_an_epoch_and_across_epochs() {
         let v = PartialVersions::default();
-        let a = v.next(0, 1);
-        let b = v.next(0, 1);
-        let c = v.next(0, 2);
-        let other = v.next(1, 1);
+        let a = v.next(1);
+        let b = v.next(1);
+        let c = v.next(2);
         assert!(a < b && b < c);
-        assert_eq!(other, a, "partitions count separately");
-        assert!(v.next(0, 1) < c, "an older epoch stays below a newer one");
+        assert!(v.next(1) < c, "an older epoch stays below a newer one");
+        assert!(v.next(2) > c);
+        assert!(PartialVersions::default().next(3) > v.next(2), "a restart (new process, next epoch) outranks the old process");
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub struct ClickHouseStore {
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct ClickCount {
     short_code: String,
-    human: u64,
-    bot: u64,
+    human_clicks: u64,
+    bot_clicks: u64,
 }
 
 impl ClickHouseStore {
@@ -77,13 +77,13 @@ impl ClickHouseStore {
     /// Clicks per short code of an account, `(human, bot)`, from the raw `link_clicks` table.
     pub async fn link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>> {
         let sql = format!(
-            "SELECT short_code, countIf(bot = 0) AS human, countIf(bot != 0) AS bot FROM {} FINAL \
+            "SELECT short_code, countIf(bot = 0) AS human_clicks, countIf(bot != 0) AS bot_clicks FROM {} FINAL \
              WHERE account_id = toUUID('{account_id}') AND short_code != '' GROUP BY short_code",
             self.ch.table("link_clicks")
         );
         let rows: Vec<ClickCount> = self.ch.bounded("counting link clicks", self.ch.client().query_raw(&sql).fetch_all::<ClickCount>()).await?;
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        Ok(rows.into_iter().map(|r| (r.short_code, (i(r.human), i(r.bot)))).collect())
+        Ok(rows.into_iter().map(|r| (r.short_code, (i(r.human_clicks), i(r.bot_clicks)))).collect())
     }
 
     /// Deletes every result (attributions, daily metrics) before a replay rebuilds them. Raw
