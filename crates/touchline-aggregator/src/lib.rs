@@ -50,6 +50,18 @@ use touchline_model::{topics, Record};
 pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
 pub use sink::{Sink, SinkBatch, SinkError, SqlSink};
 
+/// Every topic touchline uses: the inputs and the dead-letter topic.
+pub const ALL_TOPICS: [&str; 8] = [
+    topics::EVENTS,
+    topics::SESSIONS,
+    topics::TOUCHPOINTS,
+    topics::LINK_CLICKS,
+    topics::CONVERSIONS,
+    topics::SPEND,
+    topics::IDENTITIES,
+    topics::DLQ,
+];
+
 /// The entity topics the aggregator consumes.
 pub const INPUT_TOPICS: [&str; 7] =
     [topics::EVENTS, topics::SESSIONS, topics::TOUCHPOINTS, topics::LINK_CLICKS, topics::CONVERSIONS, topics::SPEND, topics::IDENTITIES];
@@ -239,11 +251,11 @@ impl Aggregator {
                 break Err(e);
             }
             for &p in &want {
-                if !running.contains_key(&p) {
+                if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(p) {
                     let (stop, stop_rx) = watch::channel(false);
                     let me = self.clone();
                     let handle = tokio::spawn(async move { me.partition_loop(p, stop_rx, false).await });
-                    running.insert(p, Running { stop, handle });
+                    slot.insert(Running { stop, handle });
                 }
             }
             tokio::select! {

@@ -1,11 +1,14 @@
-//! Assembling the roles: `serve` = collector + embedded log + aggregator + SQL store (SQLite by
-//! default); `aggregator` runs the aggregator alone over the same log and store.
+//! Assembling the roles: `serve` = collector + bus + aggregator + SQL store (the embedded log
+//! and SQLite by default); `collector` and `aggregator` run one side each and scale out with
+//! Kafka (`kafka_brokers`); ClickHouse (`clickhouse_url`) is an extra sink and, optionally, the
+//! source of the reports API.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
+use touchline_kafka::{KafkaBus, SpillingBus};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -13,19 +16,37 @@ use axum::routing::get;
 use axum::Router;
 use touchline_bus::{Bus, EmbeddedLog};
 use touchline_collector::{AppState, KeyStore};
-
-
-use touchline_aggregator::{AggStats, Aggregator, Sink, SqlSink};
+use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoints, Sink, SqlCheckpoints, SqlSink};
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::{links, reports};
-use crate::config::Config;
+use crate::config::{Config, ReportsSource};
+use crate::results::{ClickHouseResults, Results, SqlResults};
 
-/// Everything `serve` runs, built from a config.
+/// What a process runs; decides what [`App::build`] opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Collector and aggregator in one process (`touchline serve`).
+    Serve,
+    /// The HTTP collector alone (`touchline collector`); with Kafka it spills to local disk
+    /// while the broker is unreachable.
+    Collector,
+    /// The aggregator alone (`touchline aggregator`, `touchline replay`).
+    Aggregator,
+}
+
+/// Everything a role runs, built from a config.
 pub struct App {
     pub config: Config,
-    pub log: Arc<EmbeddedLog>,
+    pub role: Role,
+    /// The embedded log, or Kafka (behind the spill for collector roles).
+    pub bus: Arc<dyn Bus>,
+    /// The collector's spill when the bus is Kafka.
+    pub spill: Option<Arc<SpillingBus>>,
     pub store: Arc<dyn touchline_sql::Store>,
+    pub clickhouse: Option<touchline_clickhouse::ClickHouse>,
+    /// Where reports read results (`reports_source`).
+    pub results: Arc<dyn Results>,
     pub catalog: Arc<touchline_sql::CatalogCache>,
     pub state: Arc<AppState>,
     pub keys: Arc<dyn KeyStore>,
@@ -35,44 +56,51 @@ pub struct App {
 }
 
 impl App {
-    pub async fn build(config: Config) -> anyhow::Result<App> {
-        for (what, v, issue) in [
-            ("TOUCHLINE_KAFKA_BROKERS (kafka_brokers)", &config.kafka_brokers, "the Kafka bus"),
-            ("TOUCHLINE_CLICKHOUSE_URL (clickhouse_url)", &config.clickhouse_url, "the ClickHouse sink"),
-        ] {
-            if v.is_some() {
-                bail!("{what} is set, but {issue} is not built yet in this version; unset it to run with the embedded defaults");
-            }
-        }
+    pub async fn build(config: Config, role: Role) -> anyhow::Result<App> {
         let store = open_store(&config).await?;
         let new_keys = accounts::bootstrap(store.as_ref(), config.write_key.as_deref(), config.secret_key.as_deref()).await?;
         let catalog = touchline_sql::CatalogCache::load(store.clone(), std::time::Duration::from_secs(30)).await?;
         catalog.spawn_refresh(std::time::Duration::from_secs(2));
         let keys: Arc<dyn KeyStore> = Arc::new(CatalogKeys(catalog.clone()));
-        let log = EmbeddedLog::open(config.log_dir(), config.log.clone())
-            .await
-            .with_context(|| format!("opening the embedded log at {}", config.log_dir().display()))?;
-        let state = AppState::new(log.clone() as Arc<dyn Bus>, keys.clone(), config.collector.clone());
-        let links = links::LinkState::new(catalog.clone(), store.clone(), keys.clone(), log.clone() as Arc<dyn Bus>, config.base_url());
-        Ok(App { config, log, store, catalog, state, keys, links, agg_stats: Arc::new(AggStats::default()), new_keys })
+        let clickhouse = open_clickhouse(&config).await?;
+        let results: Arc<dyn Results> = match (config.reports_source, &clickhouse) {
+            (ReportsSource::Clickhouse, Some(ch)) => Arc::new(ClickHouseResults(touchline_clickhouse::ClickHouseStore::new(ch.clone()))),
+            (ReportsSource::Clickhouse, None) => bail!("reports_source = clickhouse needs clickhouse_url"),
+            (ReportsSource::Sql, _) => Arc::new(SqlResults(store.clone())),
+        };
+        let (bus, spill) = open_bus(&config, role).await?;
+        let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());
+        let links = links::LinkState::new(catalog.clone(), store.clone(), results.clone(), keys.clone(), bus.clone(), config.base_url());
+        Ok(App { config, role, bus, spill, store, clickhouse, results, catalog, state, keys, links, agg_stats: Arc::new(AggStats::default()), new_keys })
     }
 
     pub fn router(&self) -> Router {
         let metrics_state = Arc::new(MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone() });
         touchline_collector::router(self.state.clone())
             .merge(Router::new().route("/metrics", get(metrics)).with_state(metrics_state))
-            .merge(reports::router(Arc::new(reports::ReportState { store: self.store.clone(), keys: self.keys.clone() })))
+            .merge(reports::router(Arc::new(reports::ReportState { results: self.results.clone(), keys: self.keys.clone() })))
             .merge(links::router(self.links.clone(), self.config.short_domain))
     }
 
-    /// The aggregator over this app's log and store.
+    /// The aggregator over this app's bus, writing to the SQL store and ClickHouse when
+    /// configured. Checkpoints are files on the embedded log (one process owns every
+    /// partition) and rows of the SQL store on Kafka (partitions move between instances).
     pub fn aggregator(&self) -> Arc<Aggregator> {
+        let mut sinks = vec![Arc::new(SqlSink { store: self.store.clone() }) as Arc<dyn Sink>];
+        if let Some(ch) = &self.clickhouse {
+            sinks.push(Arc::new(touchline_clickhouse::ClickHouseSink::new(ch.clone())));
+        }
+        let checkpoints: Arc<dyn CheckpointStore> = if self.config.kafka_brokers.is_some() {
+            Arc::new(SqlCheckpoints { store: self.store.clone(), group: self.config.aggregator.group.clone() })
+        } else {
+            Arc::new(FileCheckpoints { dir: self.config.aggregator_state_dir() })
+        };
         Arc::new(Aggregator {
-            bus: self.log.clone() as Arc<dyn Bus>,
-            sinks: vec![Arc::new(SqlSink { store: self.store.clone() }) as Arc<dyn Sink>],
+            bus: self.bus.clone(),
+            sinks,
             catalog: self.catalog.clone(),
             config: self.config.aggregator.clone(),
-            checkpoints: Arc::new(touchline_aggregator::FileCheckpoints { dir: self.config.aggregator_state_dir() }),
+            checkpoints,
             stats: self.agg_stats.clone(),
         })
     }
@@ -87,8 +115,12 @@ impl App {
         }
         let router = self.router();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let agg = self.aggregator();
-        let agg_task = tokio::spawn(agg.run(stop_rx, false));
+        let agg_task = if self.role == Role::Serve {
+            let agg = self.aggregator();
+            tokio::spawn(agg.run(stop_rx, false))
+        } else {
+            tokio::spawn(async { Ok(()) })
+        };
         let http = touchline_collector::serve(router, listener, async move {
             shutdown.await;
             let _ = stop_tx.send(true);
@@ -105,7 +137,7 @@ impl App {
 
 /// Runs the aggregator alone (`touchline aggregator`): until a signal, or until idle.
 pub async fn run_aggregator(config: Config, exit_when_idle: bool, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    let app = App::build(config).await?;
+    let app = App::build(config, Role::Aggregator).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -144,8 +176,8 @@ impl std::str::FromStr for ReplayFrom {
 /// checkpoints, points the consumer group at the start, and runs the aggregator until it has
 /// consumed everything, with a progress bar. Results then reflect the records from `from` on.
 pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> anyhow::Result<u64> {
-    let app = App::build(config).await?;
-    let bus = app.log.clone() as Arc<dyn Bus>;
+    let app = App::build(config, Role::Aggregator).await?;
+    let bus = app.bus.clone();
     let group = app.config.aggregator.group.clone();
     let mut total = 0u64;
     for t in touchline_aggregator::INPUT_TOPICS {
@@ -167,6 +199,9 @@ pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> any
     let aggregator = app.aggregator();
     aggregator.checkpoints.clear().await.map_err(anyhow::Error::msg).context("clearing aggregator checkpoints")?;
     let cleared = app.store.clear_results().await?;
+    if let Some(ch) = &app.clickhouse {
+        touchline_clickhouse::ClickHouseStore::new(ch.clone()).clear_results().await.context("clearing ClickHouse results")?;
+    }
     tracing::info!(cleared, total, "replaying");
     let stats = app.agg_stats.clone();
     let bar = if progress { indicatif::ProgressBar::new(total) } else { indicatif::ProgressBar::hidden() };
@@ -206,6 +241,41 @@ async fn first_offset_at(bus: &dyn Bus, topic: &str, p: u32, first: u64, end: u6
         next = last.offset + 1;
     }
     Ok(end)
+}
+
+/// The bus of a role: the embedded log, or Kafka — behind a local spill for roles that
+/// collect, so an outage of the broker loses nothing and blocks nobody until the spill fills.
+pub async fn open_bus(config: &Config, role: Role) -> anyhow::Result<(Arc<dyn Bus>, Option<Arc<SpillingBus>>)> {
+    let Some(k) = config.kafka() else {
+        let log = EmbeddedLog::open(config.log_dir(), config.log.clone())
+            .await
+            .with_context(|| format!("opening the embedded log at {}", config.log_dir().display()))?;
+        return Ok((log, None));
+    };
+    let kafka = KafkaBus::connect(k.clone()).with_context(|| format!("configuring the Kafka client for {}", k.brokers))?;
+    match touchline_kafka::ensure_topics(&k, &touchline_aggregator::ALL_TOPICS).await {
+        Ok(report) => tracing::info!(created = ?report.created(), "kafka topics checked"),
+        // A collector starts without the broker (it spills); an aggregator cannot work.
+        Err(e) if role == Role::Collector => tracing::warn!(error = %e, "kafka topics could not be checked; spilling until the broker answers"),
+        Err(e) => return Err(e).with_context(|| format!("checking the Kafka topics on {}", k.brokers)),
+    }
+    if role == Role::Aggregator {
+        return Ok((kafka, None));
+    }
+    let dir = k.spill.dir.clone().unwrap_or_else(|| config.data_dir.join("spill"));
+    let spill = SpillingBus::open(kafka, &dir).await.with_context(|| format!("opening the Kafka spill at {}", dir.display()))?;
+    Ok((spill.clone(), Some(spill)))
+}
+
+/// Connects to ClickHouse when configured and applies its migrations.
+pub async fn open_clickhouse(config: &Config) -> anyhow::Result<Option<touchline_clickhouse::ClickHouse>> {
+    let Some(c) = config.clickhouse() else { return Ok(None) };
+    let ch = touchline_clickhouse::connect(&c).await.with_context(|| format!("connecting to ClickHouse at {}", redact(&c.url)))?;
+    let applied = touchline_clickhouse::migrate(&ch).await.context("applying the ClickHouse migrations")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "clickhouse migrations applied");
+    }
+    Ok(Some(ch))
 }
 
 /// Connects to the configured database (SQLite under the data dir by default) and migrates it.

@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 use touchline_bus::LogConfig;
 use touchline_collector::CollectorConfig;
 
+/// Where results are read from for the reports API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportsSource {
+    Sql,
+    Clickhouse,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -27,10 +35,21 @@ pub struct Config {
     pub write_key: Option<String>,
     /// Fixes the secret key of account `default` (`TOUCHLINE_SECRET_KEY`).
     pub secret_key: Option<String>,
-    /// Kafka bootstrap servers (`TOUCHLINE_KAFKA_BROKERS`); the embedded log when unset.
+    /// Kafka bootstrap servers (`TOUCHLINE_KAFKA_BROKERS`): the bus is Kafka when set, the
+    /// embedded log otherwise.
     pub kafka_brokers: Option<String>,
-    /// ClickHouse HTTP URL (`TOUCHLINE_CLICKHOUSE_URL`).
+    /// Kafka client, topic and spill settings (`TOUCHLINE_KAFKA__PARTITIONS`, …), used when
+    /// `kafka_brokers` is set.
+    pub kafka: touchline_kafka::KafkaConfig,
+    /// ClickHouse HTTP URL (`TOUCHLINE_CLICKHOUSE_URL`): raw entities and results are also
+    /// written there when set.
     pub clickhouse_url: Option<String>,
+    /// ClickHouse database and sink settings (`TOUCHLINE_CLICKHOUSE__DATABASE`, …), used when
+    /// `clickhouse_url` is set.
+    pub clickhouse: touchline_clickhouse::ClickHouseConfig,
+    /// Where the reports API and link click counts read results: `sql` or `clickhouse`
+    /// (`TOUCHLINE_REPORTS_SOURCE`; needs `clickhouse_url`).
+    pub reports_source: ReportsSource,
     /// Postgres or `sqlite://…` URL for the catalog and fact tables (`TOUCHLINE_DATABASE_URL`);
     /// SQLite at `{data_dir}/touchline.db` when unset.
     pub database_url: Option<String>,
@@ -54,7 +73,10 @@ impl Default for Config {
             write_key: None,
             secret_key: None,
             kafka_brokers: None,
+            kafka: touchline_kafka::KafkaConfig::default(),
             clickhouse_url: None,
+            clickhouse: touchline_clickhouse::ClickHouseConfig::default(),
+            reports_source: ReportsSource::Sql,
             database_url: None,
             log_level: "info".to_owned(),
             log: LogConfig::default(),
@@ -65,7 +87,7 @@ impl Default for Config {
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-pub const ENV_KEYS: [&str; 13] = [
+pub const ENV_KEYS: [&str; 16] = [
     "short_domain",
     "aggregator",
     "http_addr",
@@ -74,7 +96,10 @@ pub const ENV_KEYS: [&str; 13] = [
     "write_key",
     "secret_key",
     "kafka_brokers",
+    "kafka",
     "clickhouse_url",
+    "clickhouse",
+    "reports_source",
     "database_url",
     "log_level",
     "log",
@@ -119,6 +144,12 @@ impl Config {
                 }
             }
         }
+        if let Some(k) = self.kafka() {
+            k.validate().map_err(anyhow::Error::msg)?;
+        }
+        if self.reports_source == ReportsSource::Clickhouse && self.clickhouse_url.is_none() {
+            bail!("reports_source = clickhouse needs clickhouse_url (TOUCHLINE_CLICKHOUSE_URL)");
+        }
         if let (Some(w), Some(s)) = (&self.write_key, &self.secret_key) {
             if w == s {
                 bail!("write_key and secret_key must differ");
@@ -130,6 +161,24 @@ impl Config {
     /// The SQL store: `database_url`, else SQLite at `{data_dir}/touchline.db`.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("touchline.db").display()))
+    }
+
+    /// The Kafka settings when the bus is Kafka (`kafka_brokers` set); the spill directory
+    /// defaults to `{data_dir}/spill`.
+    pub fn kafka(&self) -> Option<touchline_kafka::KafkaConfig> {
+        let brokers = self.kafka_brokers.as_ref()?;
+        let mut k = self.kafka.clone();
+        k.brokers = brokers.clone();
+        if k.spill.dir.is_none() {
+            k.spill.dir = Some(self.data_dir.join("spill"));
+        }
+        Some(k)
+    }
+
+    /// The ClickHouse settings when `clickhouse_url` is set.
+    pub fn clickhouse(&self) -> Option<touchline_clickhouse::ClickHouseConfig> {
+        let url = self.clickhouse_url.as_ref()?;
+        Some(touchline_clickhouse::ClickHouseConfig { url: url.clone(), ..self.clickhouse.clone() })
     }
 
     pub fn aggregator_state_dir(&self) -> PathBuf {

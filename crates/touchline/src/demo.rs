@@ -107,7 +107,7 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     }
     drop(store);
 
-    let app = App::build(config).await?;
+    let app = App::build(config, crate::app::Role::Serve).await?;
     let stats = app.agg_stats.clone();
     let collector_stats = app.state.clone();
     let store = app.store.clone();

@@ -6,4 +6,5 @@ pub mod config;
 pub mod demo;
 pub mod links;
 pub mod reports;
+pub mod results;
 pub mod tail;

@@ -40,6 +40,8 @@ pub struct ClickStats {
 pub struct LinkState {
     pub catalog: Arc<CatalogCache>,
     pub store: Arc<dyn Store>,
+    /// Where click counts are read (the SQL store or ClickHouse).
+    pub results: Arc<dyn crate::results::Results>,
     pub keys: Arc<dyn KeyStore>,
     pub bus: Arc<dyn Bus>,
     /// Base of short URLs, e.g. `https://go.example` (then links are `{base}/l/{code}`).
@@ -59,11 +61,18 @@ const COOKIE: &str = "tl_did";
 
 impl LinkState {
     /// Starts the click drainer: a bounded queue appended to the bus in batches.
-    pub fn new(catalog: Arc<CatalogCache>, store: Arc<dyn Store>, keys: Arc<dyn KeyStore>, bus: Arc<dyn Bus>, base_url: String) -> Arc<LinkState> {
+    pub fn new(
+        catalog: Arc<CatalogCache>,
+        store: Arc<dyn Store>,
+        results: Arc<dyn crate::results::Results>,
+        keys: Arc<dyn KeyStore>,
+        bus: Arc<dyn Bus>,
+        base_url: String,
+    ) -> Arc<LinkState> {
         let (tx, rx) = mpsc::channel(10_000);
         let stats = Arc::new(ClickStats::default());
         tokio::spawn(drain(rx, bus.clone(), stats.clone()));
-        Arc::new(LinkState { catalog, store, keys, bus, base_url: std::sync::RwLock::new(base_url), stats, queue: tx, recent: DashMap::new(), locations: DashMap::new() })
+        Arc::new(LinkState { catalog, store, results, keys, bus, base_url: std::sync::RwLock::new(base_url), stats, queue: tx, recent: DashMap::new(), locations: DashMap::new() })
     }
 
     pub fn base_url(&self) -> String {
@@ -427,7 +436,7 @@ async fn list(State(state): State<Arc<LinkState>>, headers: HeaderMap) -> Respon
         Ok(a) => a,
         Err(r) => return r,
     };
-    let counts = state.store.link_click_counts(account).await.ok().flatten();
+    let counts = state.results.link_click_counts(account).await.ok().flatten();
     let snap = state.catalog.snapshot();
     let mut links: Vec<&Link> = snap.links.values().filter(|l| l.account_id == account).collect();
     links.sort_by(|a, b| a.short_code.cmp(&b.short_code));
@@ -445,7 +454,7 @@ async fn show(State(state): State<Arc<LinkState>>, Path(code): Path<String>, hea
     };
     match own_link(&state, account, &code) {
         Ok(l) => {
-            let counts = state.store.link_click_counts(account).await.ok().flatten();
+            let counts = state.results.link_click_counts(account).await.ok().flatten();
             Json(link_json(&state, &l, counts.map(|c| c.get(&code).copied().unwrap_or((0, 0))))).into_response()
         }
         Err(r) => r,

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use touchline::app::App;
+use touchline::app::{App, Role};
 use touchline::config::Config;
 use touchline::tail::{self, TailArgs};
 
@@ -19,9 +19,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything on this machine: collector + embedded log + aggregator + SQLite (no servers needed).
+    /// Run everything in one process: collector + bus + aggregator (the embedded log and SQLite
+    /// unless Kafka, Postgres or ClickHouse are configured).
     Serve,
-    /// Run the aggregator alone over the embedded log and the configured store.
+    /// Run the HTTP collector alone (scale out behind a load balancer; needs Kafka to share the
+    /// bus with separate aggregators).
+    Collector,
+    /// Run the aggregator alone over the configured bus and stores (on Kafka, instances share
+    /// the partitions as one consumer group).
     Aggregator {
         /// Stop once every partition has consumed everything and flushed (batch jobs, tests).
         #[arg(long)]
@@ -71,7 +76,8 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// Apply the SQL migrations of the configured database (also done at start-up).
+    /// Apply the migrations of the configured database and of ClickHouse, and create the Kafka
+    /// topics (all idempotent; also done at start-up).
     Migrate,
     /// Print the effective configuration (keys redacted) and exit.
     Config,
@@ -88,8 +94,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Serve => serve(config, Role::Serve).await,
+        Command::Collector => serve(config, Role::Collector).await,
         Command::Aggregator { exit_when_idle } => touchline::app::run_aggregator(config, exit_when_idle, shutdown_signal()).await,
+        Command::Tail { .. } if config.kafka_brokers.is_some() => {
+            anyhow::bail!("`touchline tail` reads the embedded log; with Kafka use any Kafka consumer (values are JSON), e.g. kafka-console-consumer")
+        }
         Command::Tail { topic, last, follow, meta, limit } => {
             let mut out = std::io::stdout();
             tail::run(&config.log_dir(), TailArgs { topic, last, follow, meta, limit }, &mut out).await?;
@@ -107,6 +117,15 @@ async fn main() -> anyhow::Result<()> {
             let url = config.database_url();
             touchline::app::open_store(&config).await?;
             println!("migrated {}", touchline::app::redact(&url));
+            if let Some(ch) = touchline::app::open_clickhouse(&config).await? {
+                println!("migrated ClickHouse {} (database {}, server {})", touchline::app::redact(ch.url()), ch.database(), ch.version());
+            }
+            if let Some(k) = config.kafka() {
+                let report = touchline_kafka::ensure_topics(&k, &touchline_aggregator::ALL_TOPICS)
+                    .await
+                    .with_context(|| format!("creating the Kafka topics on {}", k.brokers))?;
+                println!("kafka topics on {}: {} created, {} checked ({} partitions each)", k.brokers, report.created().len(), touchline_aggregator::ALL_TOPICS.len(), k.partitions);
+            }
             Ok(())
         }
         Command::Config => {
@@ -122,9 +141,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let addr = config.http_addr;
-    let app = App::build(config).await?;
+    let app = App::build(config, role).await?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
     let base = app
         .config
@@ -138,7 +157,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn print_banner(app: &App, base: &str) {
     let mut s = String::new();
     s.push_str(&format!("touchline {} listening on {base}\n", env!("CARGO_PKG_VERSION")));
-    s.push_str(&format!("  data dir: {} (embedded log)\n", app.config.data_dir.display()));
+    match &app.config.kafka_brokers {
+        Some(b) => s.push_str(&format!("  bus: Kafka at {b} (spill under {})\n", app.config.data_dir.join("spill").display())),
+        None => s.push_str(&format!("  data dir: {} (embedded log)\n", app.config.data_dir.display())),
+    }
+    if let Some(ch) = &app.clickhouse {
+        s.push_str(&format!("  clickhouse: {} (database {}, server {})\n", touchline::app::redact(ch.url()), ch.database(), ch.version()));
+    }
+    if app.role == Role::Collector {
+        s.push_str("  role: collector only (run `touchline aggregator` for results)\n");
+    }
     s.push_str(&format!("  store: {} ({})\n", touchline::app::redact(&app.config.database_url()), app.store.backend()));
     if let Some(id) = app.new_keys.account_id {
         s.push_str(&format!("  account `default`: {id}\n"));

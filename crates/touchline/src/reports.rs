@@ -1,5 +1,5 @@
 //! The reports API (secret key): daily campaign metrics and attribution by model, read from the
-//! configured SQL store.
+//! configured results source (the SQL store, or ClickHouse with `reports_source = clickhouse`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,11 +15,11 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use touchline_collector::{KeyKind, KeyStore};
-use touchline_sql::Store;
+use crate::results::Results;
 use uuid::Uuid;
 
 pub struct ReportState {
-    pub store: Arc<dyn Store>,
+    pub results: Arc<dyn Results>,
     pub keys: Arc<dyn KeyStore>,
 }
 
@@ -93,7 +93,7 @@ async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Qu
         Ok(r) => r,
         Err(r) => return r,
     };
-    match state.store.daily_metrics(account, from, to).await {
+    match state.results.daily_metrics(account, from, to).await {
         Ok(rows) => {
             let rows: Vec<Value> = rows
                 .into_iter()
@@ -145,7 +145,7 @@ async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, 
             format!("query parameter `model`: {model:?} is not one of {} (markov and shapley are not served by this endpoint yet)", STORED_MODELS.join(", ")),
         );
     }
-    let rows = match state.store.attributions(account, Some(&model)).await {
+    let rows = match state.results.attributions(account, Some(&model)).await {
         Ok(r) => r,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
     };

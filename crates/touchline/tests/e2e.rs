@@ -36,7 +36,7 @@ async fn start(db_url: Option<String>) -> Running {
         .upsert_campaign(&Campaign { account_id: ACCOUNT, id: "c-hcm".into(), name: None, timezone: "Asia/Ho_Chi_Minh".into(), start_date: None, end_date: None })
         .await
         .unwrap();
-    let app = App::build(config).await.unwrap();
+    let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let store = app.store.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -33,7 +33,7 @@ async fn start() -> Running {
     config.aggregator.allowed_lateness_secs = 20 * 365 * 86_400;
     let store = touchline::app::open_store(&config).await.unwrap();
     store.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
-    let app = App::build(config).await.unwrap();
+    let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let (store, links) = (app.store.clone(), app.links.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
