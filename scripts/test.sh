@@ -45,10 +45,38 @@ fi
 pg_ready || { echo "PostgreSQL is not reachable at 127.0.0.1:5432" >&2; exit 1; }
 export TOUCHLINE_TEST_PG="${TOUCHLINE_TEST_PG:-postgres://postgres@127.0.0.1:5432}"
 
-# ClickHouse and the Kafka broker (tansu) are installed and started here by the issues that
-# bring their tests.
+# ClickHouse: Debian's server (18.16), installed and started on 127.0.0.1:8123 when missing.
+echo "== ClickHouse"
+scripts/clickhouse.sh
+export TOUCHLINE_TEST_CLICKHOUSE="${TOUCHLINE_TEST_CLICKHOUSE:-http://127.0.0.1:8123}"
+
+# Python (a third-party Kafka client for the interop test, chdb for the current ClickHouse
+# dialect), in a venv cached outside the clone.
+VENV="${TOUCHLINE_VENV:-$HOME/.cache/touchline/venv}"
+if ! "$VENV/bin/python" -c "import confluent_kafka, chdb" >/dev/null 2>&1; then
+  echo "== installing Python test packages into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet -r scripts/requirements-test.txt
+fi
+export TOUCHLINE_TEST_PYTHON="${TOUCHLINE_TEST_PYTHON:-$VENV/bin/python}"
+
+# Kafka protocol: tansu, built once with cargo (~20 min on 2 cores) and cached in
+# ~/.cache/touchline/tansu, started on 127.0.0.1:9092 with memory storage, stopped at the end
+# when this script started it. Tests that restart a broker start their own (TOUCHLINE_TANSU_BIN).
+echo "== Kafka broker (tansu)"
+export TOUCHLINE_TANSU_BIN="${TOUCHLINE_TANSU_BIN:-$(scripts/tansu.sh build | tail -1)}"
+started_tansu=0
+if ! scripts/tansu.sh status >/dev/null 2>&1; then
+  scripts/tansu.sh start
+  started_tansu=1
+fi
+trap 'if [ "$started_tansu" = 1 ]; then scripts/tansu.sh stop || true; fi' EXIT
+export TOUCHLINE_TEST_KAFKA="${TOUCHLINE_TEST_KAFKA:-127.0.0.1:9092}"
 
 echo "== cargo test (target dir: $CARGO_TARGET_DIR)"
 # --all-targets includes the criterion benches, which run once each in test mode: they keep
 # compiling and working without a second (release) build.
 cargo test --locked --workspace --all-targets "$@"
+
+echo "== ClickHouse current dialect (chdb): every DDL file and BI query"
+"$TOUCHLINE_TEST_PYTHON" scripts/chdb_check.py
