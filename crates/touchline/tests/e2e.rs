@@ -1,6 +1,10 @@
-//! The whole pipeline in one process: HTTP → embedded log → aggregator → SQLite → reports.
-//! A fixed dataset goes in; the reports and the fact tables must hold exactly the numbers
-//! worked out by hand below.
+//! The whole pipeline in one process: HTTP → bus → aggregator → stores → reports. A fixed
+//! dataset goes in; the reports and the fact tables must hold exactly the numbers worked out
+//! by hand below — on the embedded default (log + SQLite), with Postgres, and with Kafka as the
+//! bus plus ClickHouse as a second sink (reports then read from ClickHouse, and ClickHouse must
+//! hold the same rows as Postgres).
+
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,13 +22,35 @@ const ACCOUNT: Uuid = Uuid::from_u128(0xe2e);
 struct Running {
     base: String,
     store: Arc<dyn Store>,
+    clickhouse: Option<touchline_clickhouse::ClickHouseStore>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-async fn start(db_url: Option<String>) -> Running {
+#[derive(Default)]
+struct Setup {
+    database_url: Option<String>,
+    kafka_brokers: Option<String>,
+    /// ClickHouse database (at TOUCHLINE_TEST_CLICKHOUSE); reports then read from it.
+    clickhouse_database: Option<String>,
+}
+
+async fn start(setup: Setup) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().join("data"), write_key: Some(WRITE.into()), secret_key: Some(SECRET.into()), database_url: db_url, ..Config::default() };
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        write_key: Some(WRITE.into()),
+        secret_key: Some(SECRET.into()),
+        database_url: setup.database_url,
+        kafka_brokers: setup.kafka_brokers,
+        ..Config::default()
+    };
+    config.kafka.partitions = 4;
+    if let Some(db) = setup.clickhouse_database {
+        config.clickhouse_url = Some(common::clickhouse_url());
+        config.clickhouse.database = db;
+        config.reports_source = touchline::config::ReportsSource::Clickhouse;
+    }
     config.aggregator.flush_interval_ms = 100;
     // The dataset has fixed dates; the server time is today. Accept them however old.
     config.aggregator.allowed_lateness_secs = 20 * 365 * 86_400;
@@ -38,13 +64,14 @@ async fn start(db_url: Option<String>) -> Running {
         .unwrap();
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let store = app.store.clone();
+    let clickhouse = app.clickhouse.clone().map(touchline_clickhouse::ClickHouseStore::new);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
     }));
-    Running { base, store, _dir: dir, _stop: tx }
+    Running { base, store, clickhouse, _dir: dir, _stop: tx }
 }
 
 fn dataset() -> Value {
@@ -100,8 +127,8 @@ fn row<'a>(rows: &'a Value, campaign: &str) -> Option<&'a Value> {
     rows["rows"].as_array()?.iter().find(|r| r["campaign_id"] == campaign)
 }
 
-async fn run_pipeline(db_url: Option<String>) {
-    let s = start(db_url).await;
+async fn run_pipeline(setup: Setup) {
+    let s = start(setup).await;
     let r = reqwest::Client::new().post(format!("{}/v1/batch", s.base)).bearer_auth(WRITE).json(&dataset()).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
@@ -169,21 +196,40 @@ async fn run_pipeline(db_url: Option<String>) {
     assert_eq!(r.status(), 400);
     let r = reqwest::Client::new().get(format!("{}/v1/reports/campaigns?from=yesterday", s.base)).bearer_auth(SECRET).send().await.unwrap();
     assert_eq!(r.status(), 400);
+
+    // With ClickHouse as a second sink it holds exactly the SQL store's rows.
+    if let Some(ch) = &s.clickhouse {
+        let (from, to) = ("2026-11-01".parse().unwrap(), "2026-11-30".parse().unwrap());
+        assert_eq!(ch.daily_metrics(ACCOUNT, from, to).await.unwrap(), s.store.daily_metrics(ACCOUNT, from, to).await.unwrap());
+        let sorted = |mut v: Vec<touchline_sql::AttributionRow>| {
+            v.sort_by(|a, b| (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id)));
+            v
+        };
+        assert_eq!(sorted(ch.attributions(ACCOUNT, None).await.unwrap()), sorted(s.store.attributions(ACCOUNT, None).await.unwrap()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_on_the_embedded_default() {
-    run_pipeline(None).await;
+    run_pipeline(Setup::default()).await;
 }
 
 /// The same pipeline with Postgres as the fact-table store (a database of its own).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_with_postgres() {
-    use sqlx::Connection;
-    let server = std::env::var("TOUCHLINE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let name = format!("touchline_e2e_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres")).await.expect("the test Postgres must be running");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    run_pipeline(Some(format!("{server}/{name}"))).await;
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+    let (url, name) = common::postgres_database("e2e").await;
+    run_pipeline(Setup { database_url: Some(url), ..Setup::default() }).await;
+    common::drop_postgres_database(&name).await;
+}
+
+/// The same pipeline on Kafka (a tansu broker of the test's own) with Postgres, and ClickHouse
+/// as a second sink that the reports read from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_with_kafka_and_clickhouse() {
+    let broker = common::Broker::start();
+    let (url, name) = common::postgres_database("e2e_kafka").await;
+    let ch_db = common::clickhouse_database("e2e");
+    run_pipeline(Setup { database_url: Some(url), kafka_brokers: Some(broker.addr.clone()), clickhouse_database: Some(ch_db.clone()) }).await;
+    common::drop_postgres_database(&name).await;
+    common::drop_clickhouse_database(&ch_db).await;
 }
