@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use touchline_bus::{partition_for_key, validate_topic, Bus, BusError, Membership, OutRecord, Position, StoredRecord};
 
@@ -15,6 +15,9 @@ use crate::context::{client_config, with_properties, Ctx};
 use crate::membership::{KafkaMembership, MemberCtx};
 use crate::reader::Reader;
 use crate::{blocking, bus_error, KafkaConfig};
+
+/// (topic, partition) and the acknowledged end offset known before a send.
+pub(crate) type Floor = ((String, u32), Option<u64>);
 
 /// The bus on Kafka. Open it with [`KafkaBus::connect`]; share the `Arc`.
 pub struct KafkaBus {
@@ -60,20 +63,29 @@ impl KafkaBus {
         self.producer.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// After a failed delivery: an idempotent producer that hit a fatal error refuses every
-    /// later record, so it is replaced by a fresh one.
-    fn renew_producer_if_fatal(&self, used: &Arc<FutureProducer<Ctx>>) {
-        let Some((code, why)) = used.client().fatal_error() else { return };
+    /// After a failed or unconfirmed delivery: the producer is replaced by a fresh one (a new
+    /// producer id) and the old one is purged and destroyed. A failure leaves a gap in the
+    /// idempotent producer's sequence numbers, which librdkafka repairs with an epoch bump
+    /// (KIP-360); not every broker supports that (tansu 0.6 does not), and a fresh producer
+    /// needs nothing from the broker but a new id. Purging also guarantees that records whose
+    /// append failed are never delivered later behind the caller's back.
+    fn reset_producer(&self, used: &Arc<FutureProducer<Ctx>>) {
         let mut slot = self.producer.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !Arc::ptr_eq(&slot, used) {
             return;
         }
         match build_producer(&self.cfg) {
             Ok(p) => {
-                tracing::error!(code = ?code, "kafka producer hit a fatal error ({why}); replaced by a new producer");
-                *slot = Arc::new(p);
+                if let Some((code, why)) = used.client().fatal_error() {
+                    tracing::error!(code = ?code, "kafka producer hit a fatal error ({why})");
+                }
+                let old = std::mem::replace(&mut *slot, Arc::new(p));
+                old.purge(PurgeConfig::default().queue().inflight());
+                // Destroying a producer blocks briefly (it collects the purged reports).
+                let _ = std::thread::Builder::new().name("kafka-producer-drop".into()).spawn(move || drop(old));
+                tracing::warn!("kafka producer reset after a failed delivery");
             }
-            Err(e) => tracing::error!(error = %e, "kafka producer hit a fatal error ({why}) and could not be rebuilt"),
+            Err(e) => tracing::error!(error = %e, "kafka producer could not be rebuilt after a failed delivery"),
         }
     }
 
@@ -151,10 +163,45 @@ impl KafkaBus {
         Ok(c)
     }
 
-    /// Appends without the empty-key and topic checks (done by [`Bus::append`]).
-    async fn produce(&self, records: &[OutRecord]) -> Result<Vec<Position>, BusError> {
+    /// Appends `records`, waiting at most `timeout` for the delivery reports. On failure the
+    /// error comes with, per (topic, partition) written to, the acknowledged end offset known
+    /// before sending (`None`: unknown): a failed record can only have landed at or after it.
+    pub(crate) async fn append_within(&self, records: Vec<OutRecord>, timeout: Duration) -> Result<Vec<Position>, (BusError, Vec<Floor>)> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut topics: Vec<&str> = Vec::new();
+        for r in &records {
+            if r.key.is_empty() {
+                let e = BusError::Config(format!("a record for topic {} has an empty key; every record needs its account:identity key", r.topic));
+                return Err((e, Vec::new()));
+            }
+            if !topics.contains(&r.topic.as_str()) {
+                topics.push(&r.topic);
+            }
+        }
+        for t in topics {
+            self.ensure_topic(t).await.map_err(|e| (e, Vec::new()))?;
+        }
+        let floors = {
+            let acked = self.acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut f: Vec<Floor> = Vec::new();
+            for r in &records {
+                let k = (r.topic.clone(), partition_for_key(&r.key, self.cfg.partitions));
+                if !f.iter().any(|(x, _)| *x == k) {
+                    let v = acked.get(&k).copied();
+                    f.push((k, v));
+                }
+            }
+            f
+        };
+        self.produce(&records, timeout).await.map_err(|e| (e, floors))
+    }
+
+    /// Appends without the empty-key and topic checks.
+    async fn produce(&self, records: &[OutRecord], timeout: Duration) -> Result<Vec<Position>, BusError> {
         let producer = self.producer();
-        let deadline = Instant::now() + self.cfg.produce_timeout();
+        let deadline = Instant::now() + timeout;
         let n = self.cfg.partitions;
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
@@ -175,7 +222,8 @@ impl KafkaBus {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                     Err((e, _)) => {
-                        // Records already queued still complete; their outcome is not reported.
+                        // Records already queued are purged with the producer.
+                        self.reset_producer(&producer);
                         return Err(bus_error("produce", &e));
                     }
                 }
@@ -205,13 +253,13 @@ impl KafkaBus {
                 Err(_) => {
                     first_err.get_or_insert(BusError::Unavailable(format!(
                         "kafka delivery not confirmed within {} ms (is the broker reachable?)",
-                        self.cfg.produce_timeout().as_millis()
+                        timeout.as_millis()
                     )));
                 }
             }
         }
         if let Some(e) = first_err {
-            self.renew_producer_if_fatal(&producer);
+            self.reset_producer(&producer);
             return Err(e);
         }
         let mut acked = self.acked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -258,22 +306,7 @@ impl Bus for KafkaBus {
     }
 
     async fn append(&self, records: Vec<OutRecord>) -> Result<Vec<Position>, BusError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut topics: Vec<&str> = Vec::new();
-        for r in &records {
-            if r.key.is_empty() {
-                return Err(BusError::Config(format!("a record for topic {} has an empty key; every record needs its account:identity key", r.topic)));
-            }
-            if !topics.contains(&r.topic.as_str()) {
-                topics.push(&r.topic);
-            }
-        }
-        for t in topics {
-            self.ensure_topic(t).await?;
-        }
-        self.produce(&records).await
+        self.append_within(records, self.cfg.produce_timeout()).await.map_err(|(e, _)| e)
     }
 
     async fn read(&self, topic: &str, partition: u32, from: u64, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, BusError> {

@@ -80,12 +80,15 @@ impl Default for KafkaConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SpillConfig {
     /// Spill to an embedded log under this directory (the binary's default:
-    /// `{data_dir}/spill`). An append goes to the spill when Kafka has not confirmed it within
-    /// `message_timeout_ms` (so keep that short on collectors, e.g. 10 s).
+    /// `{data_dir}/spill`).
     pub dir: Option<PathBuf>,
     /// Largest backlog (key + value bytes not yet drained to Kafka); beyond it appends fail
     /// with 503.
     pub max_bytes: u64,
+    /// An append Kafka has not confirmed within this goes to the spill (capped at the produce
+    /// timeout; 0 = the produce timeout). The producer is then reset, so the records are
+    /// never delivered twice.
+    pub append_timeout_ms: u64,
     /// Records produced to Kafka per drain step.
     pub drain_batch: usize,
     /// Identical records (same key and value) already in Kafka after the last acknowledged
@@ -97,7 +100,7 @@ pub struct SpillConfig {
 
 impl Default for SpillConfig {
     fn default() -> Self {
-        SpillConfig { dir: None, max_bytes: 1 << 30, drain_batch: 2_000, dedup_window: 100_000 }
+        SpillConfig { dir: None, max_bytes: 1 << 30, append_timeout_ms: 5_000, drain_batch: 2_000, dedup_window: 100_000 }
     }
 }
 

@@ -35,6 +35,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, RwLock};
 use touchline_bus::{partition_for_key, Bus, BusError, EmbeddedLog, LogConfig, Membership, OutRecord, Position, StoredRecord};
 
+use crate::bus::Floor;
 use crate::{KafkaBus, SpillConfig};
 
 /// Consumer group (in the spill log) holding how far the drain has produced to Kafka.
@@ -155,10 +156,7 @@ impl SpillingBus {
                 bytes += batch.iter().map(|r| record_bytes(&r.key, &r.value)).sum::<u64>();
                 // Records whose produce may have happened before a crash: dedup them.
                 let n = shared.kafka.partitions();
-                let mut marks = shared.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for r in &batch {
-                    marks.entry((r.topic.clone(), partition_for_key(&r.key, n))).or_insert(None);
-                }
+                shared.note_failure(batch.iter().map(|r| ((r.topic.clone(), partition_for_key(&r.key, n)), None)).collect());
             }
         }
         if records > 0 {
@@ -215,14 +213,31 @@ impl Shared {
         *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
     }
 
-    /// Remembers, for the partitions of records whose produce failed, where Kafka's offsets
-    /// stood before (first failure wins until the spill is drained).
-    fn note_failure<'a>(&self, records: impl Iterator<Item = (&'a str, &'a str)>) {
-        let n = self.kafka.partitions();
+    /// Remembers, for the partitions of a failed produce, the acknowledged end offset known
+    /// before it was sent: its records can only have landed at or after it. The lowest floor
+    /// wins until the spill is drained (`None`, unknown, is lowest).
+    fn note_failure(&self, floors: Vec<Floor>) {
         let mut marks = self.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (topic, key) in records {
-            let p = partition_for_key(key, n);
-            marks.entry((topic.to_owned(), p)).or_insert_with(|| self.kafka.last_acked(topic, p));
+        for (k, floor) in floors {
+            marks
+                .entry(k)
+                .and_modify(|m| {
+                    *m = match (*m, floor) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        _ => None,
+                    }
+                })
+                .or_insert(floor);
+        }
+    }
+
+    fn append_timeout(&self) -> Duration {
+        let cfg = self.kafka.config();
+        let cap = cfg.produce_timeout();
+        if self.cfg.append_timeout_ms == 0 {
+            cap
+        } else {
+            Duration::from_millis(self.cfg.append_timeout_ms).min(cap)
         }
     }
 
@@ -346,8 +361,8 @@ impl Shared {
                     out.push(stored_to_out(r));
                 }
                 if !out.is_empty() {
-                    if let Err(e) = self.kafka.append(out.clone()).await {
-                        self.note_failure(out.iter().map(|r| (r.topic.as_str(), r.key.as_str())));
+                    if let Err((e, floors)) = self.kafka.append_within(out, self.append_timeout()).await {
+                        self.note_failure(floors);
                         *dedup = None;
                         return Err(e);
                     }
@@ -454,16 +469,16 @@ impl Bus for SpillingBus {
                     None => continue,
                 }
             }
-            match s.kafka.append(records.clone()).await {
+            match s.kafka.append_within(records.clone(), s.append_timeout()).await {
                 Ok(pos) => return Ok(pos),
-                Err(e @ BusError::Unavailable(_)) => {
+                Err((e @ BusError::Unavailable(_), floors)) => {
                     tracing::warn!(error = %e, records = records.len(), "kafka append failed; spilling");
                     s.set_error(&e);
-                    s.note_failure(records.iter().map(|r| (r.topic.as_str(), r.key.as_str())));
+                    s.note_failure(floors);
                     s.spilling.store(true, Ordering::SeqCst);
                     s.wake.notify_one();
                 }
-                Err(e) => return Err(e),
+                Err((e, _)) => return Err(e),
             }
         }
     }

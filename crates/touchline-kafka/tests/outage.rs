@@ -88,6 +88,13 @@ impl Drop for Broker {
     }
 }
 
+/// The last lines of the broker's log, for failure messages.
+fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("tansu.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
 const KEYS: usize = 16;
 const WRITERS: usize = 8;
 
@@ -161,7 +168,11 @@ async fn broker_outage_under_load_loses_and_duplicates_nothing() {
     for w in writers {
         w.await.unwrap();
     }
-    assert!(bus.wait_drained(Duration::from_secs(120)).await, "the spill drained: {:?}", bus.status());
+    let drained = bus.wait_drained(Duration::from_secs(120)).await;
+    if std::env::var_os("TOUCHLINE_TEST_KEEP_LOG").is_some() {
+        let _ = std::fs::copy(dir.path().join("tansu.log"), std::env::temp_dir().join("touchline-outage-tansu.log"));
+    }
+    assert!(drained, "the spill drained: {:?}\nbroker log:\n{}", bus.status(), log_tail(dir.path()));
     let st = bus.status();
     eprintln!("after: {st:?}; slowest append {} ms", slowest.load(Ordering::Relaxed));
     assert!(st.spilled_total > 0 && st.drained_total + st.deduplicated_total >= st.spilled_total, "{st:?}");

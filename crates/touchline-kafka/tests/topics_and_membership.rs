@@ -50,9 +50,11 @@ async fn ensure_topics_creates_is_idempotent_and_rejects_mismatched_partitions()
 type Events = Arc<Mutex<Vec<(Instant, &'static str, u32)>>>;
 
 /// Watches a member's partitions; releases each revoked one after `delay`, recording when.
-fn owner(m: Arc<dyn Membership>, delay: Duration, log: Events) {
+/// Holds the member weakly, so dropping the test's handle leaves the group.
+fn owner(m: &Arc<dyn Membership>, delay: Duration, log: Events) {
+    let mut rx = m.owned();
+    let weak = Arc::downgrade(m);
     tokio::spawn(async move {
-        let mut rx = m.owned();
         let mut prev: BTreeSet<u32> = rx.borrow().iter().copied().collect();
         while rx.changed().await.is_ok() {
             let now: BTreeSet<u32> = rx.borrow().iter().copied().collect();
@@ -63,6 +65,7 @@ fn owner(m: Arc<dyn Membership>, delay: Duration, log: Events) {
             prev = now;
             if !gone.is_empty() {
                 tokio::time::sleep(delay).await;
+                let Some(m) = weak.upgrade() else { return };
                 for p in gone {
                     log.lock().unwrap().push((Instant::now(), "released", p));
                     m.released(p);
@@ -100,11 +103,11 @@ async fn members_split_partitions_and_revocation_waits_for_release() {
     let log_b = Arc::new(Mutex::new(Vec::new()));
 
     let a = bus_a.join(&group, &topics).await.unwrap();
-    owner(a.clone(), Duration::from_millis(1500), log_a.clone());
+    owner(&a, Duration::from_millis(1500), log_a.clone());
     wait_for("member a to own all 4 partitions", Duration::from_secs(60), || owned(&a) == vec![0, 1, 2, 3]).await;
 
     let b = bus_b.join(&group, &topics).await.unwrap();
-    owner(b.clone(), Duration::from_millis(100), log_b.clone());
+    owner(&b, Duration::from_millis(100), log_b.clone());
     wait_for("a and b to split the partitions", Duration::from_secs(60), || {
         let (oa, ob) = (owned(&a), owned(&b));
         oa.len() == 2 && ob.len() == 2 && oa.iter().chain(&ob).copied().collect::<BTreeSet<u32>>().len() == 4
