@@ -9,8 +9,11 @@
 #
 # Environment:
 #   TANSU_PORT      (default 9092)  the broker listens on 127.0.0.1:$TANSU_PORT
-#   TANSU_STORAGE   (default memory://tansu/)  or sqlite://FILE (relative to TANSU_RUN_DIR) to
-#                   keep topics, offsets and producer state across restarts
+#   TANSU_STORAGE   (default sqlite://tansu-$PORT.db, relative to TANSU_RUN_DIR; a new broker
+#                   process starts from an empty file). memory://tansu/ also works but tansu
+#                   0.6's memory engine answers ListOffsets(latest) with the base offset of the
+#                   newest batch + 1, which is wrong for batches of several records, so the end
+#                   offsets touchline relies on would be wrong.
 #   TANSU_ROOT      (default ~/.cache/touchline/tansu)  cargo install root; binary at $TANSU_ROOT/bin/tansu
 #   TANSU_BIN       (default $TANSU_ROOT/bin/tansu)
 #   TANSU_RUN_DIR   (default ~/.cache/touchline/run)  pid file tansu-$PORT.pid, log tansu-$PORT.log
@@ -20,7 +23,7 @@ set -euo pipefail
 
 CACHE="${TOUCHLINE_CACHE:-$HOME/.cache/touchline}"
 PORT="${TANSU_PORT:-9092}"
-STORAGE="${TANSU_STORAGE:-memory://tansu/}"
+STORAGE="${TANSU_STORAGE:-sqlite://tansu-$PORT.db}"
 ROOT="${TANSU_ROOT:-$CACHE/tansu}"
 BIN="${TANSU_BIN:-$ROOT/bin/tansu}"
 RUN_DIR="${TANSU_RUN_DIR:-$CACHE/run}"
@@ -59,6 +62,10 @@ start() {
     if [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
         log "a broker process ($(cat "$PID_FILE")) exists but does not answer yet; waiting"
     else
+        # A test broker starts empty (topics of earlier runs would only pile up).
+        case "$STORAGE" in
+            sqlite://*) rm -f "$RUN_DIR/${STORAGE#sqlite://}" "$RUN_DIR/${STORAGE#sqlite://}"-wal "$RUN_DIR/${STORAGE#sqlite://}"-shm ;;
+        esac
         log "starting $BIN broker on 127.0.0.1:$PORT, storage $STORAGE; log: $LOG_FILE"
         (
             cd "$RUN_DIR"
