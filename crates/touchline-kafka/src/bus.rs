@@ -1,6 +1,6 @@
 //! [`KafkaBus`]: the [`Bus`] trait on Kafka.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -266,6 +266,22 @@ impl KafkaBus {
         for (r, p) in records.iter().zip(&out) {
             let slot = acked.entry((r.topic.clone(), p.partition)).or_insert(0);
             *slot = (*slot).max(p.offset + 1);
+        }
+        Ok(out)
+    }
+
+    /// Records not yet committed by `group`, per partition (summed over `topics`): the end
+    /// offset minus the committed offset (minus the start offset when nothing is committed).
+    pub async fn lag(&self, group: &str, topics: &[&str], partitions: &[u32]) -> Result<BTreeMap<u32, u64>, BusError> {
+        let mut out = BTreeMap::new();
+        for &p in partitions {
+            let mut sum = 0u64;
+            for t in topics {
+                let (start, end) = self.watermarks(t, p).await?;
+                let done = self.committed(group, t, p).await?.unwrap_or(start);
+                sum += end.saturating_sub(done);
+            }
+            out.insert(p, sum);
         }
         Ok(out)
     }

@@ -278,7 +278,10 @@ impl Shared {
                     Ok(None) => {
                         let start = match self.spill.start_offset(&r.topic, 0).await {
                             Ok(s) => s,
-                            Err(e) => return Some(Err(e)),
+                            Err(e) => {
+                                self.backlog_bytes.fetch_sub(bytes, Ordering::SeqCst);
+                                return Some(Err(e));
+                            }
                         };
                         if let Err(e) = self.spill.commit(DRAIN_GROUP, &r.topic, 0, start).await {
                             self.backlog_bytes.fetch_sub(bytes, Ordering::SeqCst);

@@ -127,6 +127,12 @@ async fn members_split_partitions_and_revocation_waits_for_release() {
     wait_for("a to own all partitions after b left", Duration::from_secs(60), || owned(&a) == vec![0, 1, 2, 3]).await;
 
     // Offsets committed by the member of the group are visible to everyone.
-    bus_a.commit(&group, topics[0], 0, 7).await.unwrap();
-    assert_eq!(bus_b.committed(&group, topics[0], 0).await.unwrap(), Some(7));
+    let recs = (0..10)
+        .map(|i| touchline_bus::OutRecord { topic: topics[0].into(), key: "acct:lag".into(), value: format!("{i}").into_bytes(), timestamp_ms: 1 })
+        .collect();
+    let p = bus_a.append(recs).await.unwrap()[0].partition;
+    bus_a.commit(&group, topics[0], p, 7).await.unwrap();
+    assert_eq!(bus_b.committed(&group, topics[0], p).await.unwrap(), Some(7));
+    let lag = bus_b.lag(&group, &topics, &[p]).await.unwrap();
+    assert_eq!(lag.get(&p), Some(&3), "10 records, 7 committed");
 }
