@@ -61,7 +61,7 @@ fi
 export TOUCHLINE_TEST_PYTHON="${TOUCHLINE_TEST_PYTHON:-$VENV/bin/python}"
 
 # Kafka protocol: tansu, built once with cargo (~20 min on 2 cores) and cached in
-# ~/.cache/touchline/tansu, started on 127.0.0.1:9092 with memory storage, stopped at the end
+# ~/.cache/touchline/tansu, started on 127.0.0.1:9092 (SQLite storage, see scripts/tansu.sh), stopped at the end
 # when this script started it. Tests that restart a broker start their own (TOUCHLINE_TANSU_BIN).
 echo "== Kafka broker (tansu)"
 export TOUCHLINE_TANSU_BIN="${TOUCHLINE_TANSU_BIN:-$(scripts/tansu.sh build | tail -1)}"

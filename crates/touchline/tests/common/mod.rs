@@ -2,6 +2,8 @@
 //! a ClickHouse database and a Postgres database of the test's own.
 #![allow(dead_code)]
 
+pub mod dataset;
+
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
