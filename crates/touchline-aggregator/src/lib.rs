@@ -83,8 +83,12 @@ pub struct AggregatorConfig {
     /// Partitions this instance owns; when empty, the bus decides (every partition on the
     /// embedded log, the consumer group's assignment on Kafka).
     pub partitions: Vec<u32>,
-    /// Where checkpoints live (default `{data_dir}/aggregator`).
+    /// Where checkpoints live on the embedded log (default `{data_dir}/aggregator`; on Kafka
+    /// they are rows of the SQL store, shared by the instances).
     pub state_dir: Option<std::path::PathBuf>,
+    /// `touchline aggregator` serves `/healthz` and `/metrics` here when set (e.g.
+    /// `0.0.0.0:8081` in a container).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for AggregatorConfig {
@@ -97,6 +101,7 @@ impl Default for AggregatorConfig {
             allowed_lateness_secs: 7 * 86_400,
             partitions: Vec::new(),
             state_dir: None,
+            metrics_addr: None,
         }
     }
 }

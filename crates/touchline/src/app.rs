@@ -143,6 +143,18 @@ pub async fn run_aggregator(config: Config, exit_when_idle: bool, shutdown: impl
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    if let Some(addr) = app.config.aggregator.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding aggregator.metrics_addr {addr}"))?;
+        let metrics_state = Arc::new(MetricsState { collector: app.state.clone(), aggregator: app.agg_stats.clone(), clicks: app.links.stats.clone() });
+        let router = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics))
+            .with_state(metrics_state);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(touchline_collector::serve(router, listener, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
     app.aggregator().run(stop_rx, exit_when_idle).await.context("aggregator failed")
 }
 
