@@ -113,7 +113,7 @@ fn main() {
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let app = App::build(config).await.unwrap_or_else(|e| panic!("{e}"));
+        let app = App::build(config, touchline::app::Role::Serve).await.unwrap_or_else(|e| panic!("{e}"));
         let stats = app.links.stats.clone();
         let touchline_base = serve(app.router()).await;
         let bare_base = serve(Router::new().route("/l/{code}", get(bare_302))).await;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, Sink, SinkBatch, SinkError, SqlSink};
 use touchline_bus::{Bus, EmbeddedLog, LogConfig, OutRecord};
 use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, RequestCtx};
-use touchline_sql::{Account, Store};
+use touchline_sql::Account;
 use uuid::Uuid;
 
 const ACCOUNT: Uuid = Uuid::from_u128(0xbac);
