@@ -204,11 +204,7 @@ async fn run_pipeline(setup: Setup) {
     if let Some(ch) = &s.clickhouse {
         let (from, to) = ("2026-11-01".parse().unwrap(), "2026-11-30".parse().unwrap());
         assert_eq!(ch.daily_metrics(ACCOUNT, from, to).await.unwrap(), s.store.daily_metrics(ACCOUNT, from, to).await.unwrap());
-        let sorted = |mut v: Vec<touchline_sql::AttributionRow>| {
-            v.sort_by(|a, b| (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id)));
-            v
-        };
-        assert_eq!(sorted(ch.attributions(ACCOUNT, None).await.unwrap()), sorted(s.store.attributions(ACCOUNT, None).await.unwrap()));
+        assert_eq!(common::sorted_attributions(ch.attributions(ACCOUNT, None).await.unwrap()), common::sorted_attributions(s.store.attributions(ACCOUNT, None).await.unwrap()));
     }
 }
 

@@ -241,11 +241,7 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     let ch = touchline_clickhouse::ClickHouseStore::new(touchline_clickhouse::connect(&ch_cfg).await.unwrap());
     let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
     assert_eq!(ch.daily_metrics(ACCOUNT, from, to).await.unwrap(), store.daily_metrics(ACCOUNT, from, to).await.unwrap(), "ClickHouse metrics equal Postgres");
-    let sorted = |mut v: Vec<touchline_sql::AttributionRow>| {
-        v.sort_by(|a, b| (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id)));
-        v
-    };
-    assert_eq!(sorted(ch.attributions(ACCOUNT, None).await.unwrap()), sorted(store.attributions(ACCOUNT, None).await.unwrap()), "ClickHouse attributions equal Postgres");
+    assert_eq!(common::sorted_attributions(ch.attributions(ACCOUNT, None).await.unwrap()), common::sorted_attributions(store.attributions(ACCOUNT, None).await.unwrap()), "ClickHouse attributions equal Postgres");
     eprintln!("{n} records via HTTP → Kafka; {kills} SIGKILLs of 2 aggregators; {} metric rows and {} attribution rows identical (Postgres, ClickHouse, reference)", got.0.len(), got.1.len());
 
     drop(collector);

@@ -85,3 +85,9 @@ pub async fn drop_postgres_database(name: &str) {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
     }
 }
+
+/// Attribution rows in a stable order (Postgres and ClickHouse sort text differently).
+pub fn sorted_attributions(mut v: Vec<touchline_sql::AttributionRow>) -> Vec<touchline_sql::AttributionRow> {
+    v.sort_by(|a, b| (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id)));
+    v
+}
