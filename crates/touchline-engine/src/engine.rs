@@ -251,7 +251,9 @@ struct State {
     dirty_convs: FastSet<String>,
     dirty_derived: FastSet<String>,
     dirty_explicit: FastSet<String>,
-    dirty_cells: FastSet<CellKey>,
+    /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
+    /// whether it is listed). Serialised as a sequence, like the set it replaced.
+    dirty_cells: Vec<CellKey>,
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
 }
@@ -447,6 +449,15 @@ impl Engine {
             let reach = std::mem::take(&mut cell.reach);
             cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
         }
+        // Flag the listed cells (a key listed twice or without a cell is dropped: flush skips both).
+        let cells = &mut st.cells;
+        st.dirty_cells.retain(|k| match cells.get_mut(k) {
+            Some(c) if !c.dirty => {
+                c.dirty = true;
+                true
+            }
+            _ => false,
+        });
         let gc_at = GC_MIN.max(2 * int.len());
         Ok(Engine { cfg, st, int, gc_at, key_buf: String::new(), credit_cache: FastMap::default() })
     }
@@ -840,15 +851,16 @@ impl Engine {
             Some(old) if old.order >= rec.order => return Ingest::Duplicate,
             old => old.cloned(),
         };
-        let cell = self.cell(ck);
-        if let Some(o) = &old {
-            add_d(&mut cell.cost, o.cost, -1);
-            cell.reported_impressions = cell.reported_impressions.saturating_sub(o.impressions);
-            cell.reported_clicks = cell.reported_clicks.saturating_sub(o.clicks);
-        }
-        add_d(&mut cell.cost, rec.cost, 1);
-        cell.reported_impressions = cell.reported_impressions.saturating_add(rec.impressions);
-        cell.reported_clicks = cell.reported_clicks.saturating_add(rec.clicks);
+        self.with_cell_key(&ck, |cell| {
+            if let Some(o) = &old {
+                add_d(&mut cell.cost, o.cost, -1);
+                cell.reported_impressions = cell.reported_impressions.saturating_sub(o.impressions);
+                cell.reported_clicks = cell.reported_clicks.saturating_sub(o.clicks);
+            }
+            add_d(&mut cell.cost, rec.cost, 1);
+            cell.reported_impressions = cell.reported_impressions.saturating_add(rec.impressions);
+            cell.reported_clicks = cell.reported_clicks.saturating_add(rec.clicks);
+        });
         self.st.spend.insert(key, rec);
         Ingest::Applied
     }
@@ -1081,39 +1093,41 @@ impl Engine {
         let tz = self.cfg.time_zone(acct, campaign);
         let k = CellKeyRef { account_id: acct, campaign_id: campaign, advertisement_id: ad, date: at.with_timezone(&tz).date_naive() };
         let q: &dyn CellKeyView = &k;
-        if !self.st.dirty_cells.contains(q) {
-            self.st.dirty_cells.insert(k.to_key());
-        }
         match self.st.cells.get_mut(q) {
-            Some(cell) => f(cell),
+            Some(cell) => {
+                if !cell.dirty {
+                    cell.dirty = true;
+                    self.st.dirty_cells.push(k.to_key());
+                }
+                f(cell)
+            }
             None => {
-                let mut cell = Cell::default();
+                let mut cell = Cell { dirty: true, ..Cell::default() };
                 f(&mut cell);
-                self.st.cells.insert(k.to_key(), cell);
+                let key = k.to_key();
+                self.st.dirty_cells.push(key.clone());
+                self.st.cells.insert(key, cell);
             }
         }
     }
 
-    /// [`Engine::cell`] by reference: clones the key only for a new cell or dirty entry.
+    /// [`Engine::cell`] by reference: clones the key only for a new cell or a newly dirty one.
     fn with_cell_key(&mut self, k: &CellKey, f: impl FnOnce(&mut Cell)) {
-        if !self.st.dirty_cells.contains(k) {
-            self.st.dirty_cells.insert(k.clone());
-        }
         match self.st.cells.get_mut(k) {
-            Some(cell) => f(cell),
+            Some(cell) => {
+                if !cell.dirty {
+                    cell.dirty = true;
+                    self.st.dirty_cells.push(k.clone());
+                }
+                f(cell)
+            }
             None => {
-                let mut cell = Cell::default();
+                let mut cell = Cell { dirty: true, ..Cell::default() };
                 f(&mut cell);
+                self.st.dirty_cells.push(k.clone());
                 self.st.cells.insert(k.clone(), cell);
             }
         }
-    }
-
-    fn cell(&mut self, k: CellKey) -> &mut Cell {
-        if !self.st.dirty_cells.contains(&k) {
-            self.st.dirty_cells.insert(k.clone());
-        }
-        self.st.cells.entry(k).or_default()
     }
 
     fn session_metrics(&mut self, row: &SessionRow, sign: i8) {
@@ -1162,11 +1176,17 @@ impl Engine {
                     .collect(),
             });
         }
-        for ck in sorted(std::mem::take(&mut self.st.dirty_cells)) {
-            if let Some(cell) = self.st.cells.get(&ck) {
+        let mut keys = std::mem::take(&mut self.st.dirty_cells);
+        keys.sort_unstable();
+        out.metrics.reserve(keys.len());
+        for ck in keys.drain(..) {
+            if let Some(cell) = self.st.cells.get_mut(&ck) {
+                cell.dirty = false;
                 out.metrics.push(cell.partial(self.cfg.partition, &ck));
             }
         }
+        // Keep the list's capacity for the next flush.
+        self.st.dirty_cells = keys;
         out
     }
 
@@ -1565,8 +1585,7 @@ impl Engine {
             !m.is_empty()
         });
         if let Some(min_date) = self.min_cell_date() {
-            let dirty_cells = &self.st.dirty_cells;
-            self.st.cells.retain(|k, _| k.date >= min_date || dirty_cells.contains(k));
+            self.st.cells.retain(|k, c| k.date >= min_date || c.dirty);
             self.st.spend.retain(|k, _| k.date >= min_date);
         }
         if self.int.len() >= self.gc_at {

@@ -117,6 +117,10 @@ pub(crate) struct Cell {
     pub cost: Decimal,
     pub reported_impressions: u64,
     pub reported_clicks: u64,
+    /// Whether the cell's key is in the state's dirty list (changed since the last flush). Not
+    /// serialised: restore sets it from that list.
+    #[serde(skip)]
+    pub dirty: bool,
 }
 
 pub(crate) fn add_u(x: &mut u64, sign: i8) {
@@ -137,12 +141,8 @@ pub(crate) fn add_d(x: &mut Decimal, d: Decimal, sign: i8) {
 impl Cell {
     pub fn reach_add(&mut self, identity: &crate::text::Text, sign: i8) {
         if sign >= 0 {
-            match self.reach.get_mut(identity.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    self.reach.insert(identity.clone(), 1);
-                }
-            }
+            // One probe: the key is an interned string, so cloning it is a reference count.
+            *self.reach.entry(identity.clone()).or_insert(0) += 1;
         } else if let Some(n) = self.reach.get_mut(identity.as_str()) {
             *n = n.saturating_sub(1);
             if *n == 0 {
