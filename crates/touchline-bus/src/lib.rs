@@ -107,6 +107,11 @@ pub trait Bus: Send + Sync + 'static {
     /// `Ok` when the bus accepts appends now (for `/readyz`).
     async fn ready(&self) -> Result<(), BusError>;
 
+    /// State worth showing at `/readyz` (e.g. a Kafka spill's backlog); `null` when none.
+    fn details(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     /// Joins consumer group `group` for `topics` and returns this process's share of the
     /// partitions. The default (embedded log, one process) owns every partition for good;
     /// Kafka assigns partitions among the group's members and moves them on rebalance.

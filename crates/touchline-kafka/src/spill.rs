@@ -524,4 +524,8 @@ impl Bus for SpillingBus {
     async fn join(&self, group: &str, topics: &[&str]) -> Result<Arc<dyn Membership>, BusError> {
         self.shared.kafka.join(group, topics).await
     }
+
+    fn details(&self) -> serde_json::Value {
+        serde_json::json!({ "kind": "kafka", "spill": self.status() })
+    }
 }

@@ -167,6 +167,8 @@ async fn a_full_spill_answers_unavailable() {
     };
     assert!(matches!(err, touchline_bus::BusError::Unavailable(_)) && err.to_string().contains("spill is full"), "{err}");
     assert_eq!(bus.status().state, SpillState::Full);
+    let details = touchline_bus::Bus::details(bus.as_ref());
+    assert_eq!((details["spill"]["state"].as_str(), details["spill"]["backlog_records"].as_u64()), (Some("full"), Some(accepted)), "{details}");
     assert!(bus.ready().await.is_err(), "not ready while full");
     mock.broker_up(1).unwrap();
     assert!(bus.wait_drained(Duration::from_secs(30)).await, "{:?}", bus.status());

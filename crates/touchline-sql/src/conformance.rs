@@ -228,6 +228,7 @@ pub async fn cache_follows_changes(store: Arc<dyn Store>) {
     assert_eq!(cache.snapshot().campaign_timezone(a, "unknown"), "UTC");
 }
 
+#[allow(clippy::too_many_arguments)]
 fn partial(account: Uuid, campaign: &str, partition: i32, impressions: i64, clicks: i64, cost: &str, conversions: &str, revenue: &str) -> PartialRow {
     PartialRow {
         account_id: account,

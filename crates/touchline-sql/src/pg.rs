@@ -81,7 +81,7 @@ pub(crate) fn dedup_metrics<'a>(rows: &[&'a DailyMetricRow]) -> Vec<&'a DailyMet
     keep.into_iter().map(|i| rows[i]).collect()
 }
 
-pub(crate) fn dedup_attr<'a>(rows: Vec<&'a AttributionRow>) -> Vec<&'a AttributionRow> {
+pub(crate) fn dedup_attr(rows: Vec<&AttributionRow>) -> Vec<&AttributionRow> {
     let mut seen = std::collections::HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         seen.insert((r.conversion_id.as_str(), r.attribution_model.as_str(), r.touchpoint_id.as_str()), i);

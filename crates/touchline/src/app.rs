@@ -75,7 +75,7 @@ impl App {
     }
 
     pub fn router(&self) -> Router {
-        let metrics_state = Arc::new(MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone() });
+        let metrics_state = Arc::new(MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone(), spill: self.spill.clone() });
         touchline_collector::router(self.state.clone())
             .merge(Router::new().route("/metrics", get(metrics)).with_state(metrics_state))
             .merge(reports::router(Arc::new(reports::ReportState { results: self.results.clone(), keys: self.keys.clone() })))
@@ -145,7 +145,7 @@ pub async fn run_aggregator(config: Config, exit_when_idle: bool, shutdown: impl
     });
     if let Some(addr) = app.config.aggregator.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding aggregator.metrics_addr {addr}"))?;
-        let metrics_state = Arc::new(MetricsState { collector: app.state.clone(), aggregator: app.agg_stats.clone(), clicks: app.links.stats.clone() });
+        let metrics_state = Arc::new(MetricsState { collector: app.state.clone(), aggregator: app.agg_stats.clone(), clicks: app.links.stats.clone(), spill: None });
         let router = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/metrics", get(metrics))
@@ -317,10 +317,12 @@ pub struct MetricsState {
     pub collector: Arc<AppState>,
     pub aggregator: Arc<AggStats>,
     pub clicks: Arc<links::ClickStats>,
+    /// The collector's Kafka spill, when the bus is Kafka.
+    pub spill: Option<Arc<SpillingBus>>,
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 18] = [
+const METRICS: [(&str, &str, &str); 22] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
     ("touchline_link_clicks_spilled_total", "counter", "Link clicks that overflowed the in-process queue and were appended by a task of their own."),
@@ -339,12 +341,18 @@ const METRICS: [(&str, &str, &str); 18] = [
     ("touchline_aggregator_duplicates_total", "counter", "Records that repeated an earlier record id (counted once)."),
     ("touchline_aggregator_transfers_total", "counter", "Identity re-key records sent to touchline.identities."),
     ("touchline_aggregator_lag_records", "gauge", "Records on the bus not yet checkpointed by this aggregator."),
+    ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
+    ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),
+    ("touchline_spill_records_total", "counter", "Records acknowledged from the spill because Kafka was unreachable."),
+    ("touchline_spill_drained_total", "counter", "Spilled records produced to Kafka once it answered."),
 ];
 
 async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
     let s = &state.collector.stats;
     let a = &state.aggregator;
     let c = &state.clicks;
+    let spill = state.spill.as_ref().map(|s| s.status());
+    let sp = |f: fn(&touchline_kafka::SpillStatus) -> u64| spill.as_ref().map_or(0, f);
     let values = [
         c.redirects.load(Ordering::Relaxed),
         c.logged.load(Ordering::Relaxed),
@@ -364,6 +372,10 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
         a.duplicates.load(Ordering::Relaxed),
         a.transfers_out.load(Ordering::Relaxed),
         a.lag(),
+        sp(|s| s.backlog_records),
+        sp(|s| s.backlog_bytes),
+        sp(|s| s.spilled_total),
+        sp(|s| s.drained_total),
     ];
     let mut out = String::new();
     for ((name, kind, help), v) in METRICS.iter().zip(values) {

@@ -149,7 +149,9 @@ async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, 
         Ok(r) => r,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
     };
-    let mut groups: BTreeMap<(Option<String>, Option<String>, Option<String>), (f64, Decimal)> = BTreeMap::new();
+    // (campaign, advertisement, channel) → (credited conversions, revenue)
+    type Key = (Option<String>, Option<String>, Option<String>);
+    let mut groups: BTreeMap<Key, (f64, Decimal)> = BTreeMap::new();
     for r in rows {
         let day = r.conversion_time.date_naive();
         if day < from || day > to {

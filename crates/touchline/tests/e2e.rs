@@ -23,6 +23,7 @@ struct Running {
     base: String,
     store: Arc<dyn Store>,
     clickhouse: Option<touchline_clickhouse::ClickHouseStore>,
+    kafka: bool,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -37,6 +38,7 @@ struct Setup {
 
 async fn start(setup: Setup) -> Running {
     let dir = tempfile::tempdir().unwrap();
+    let kafka = setup.kafka_brokers.is_some();
     let mut config = Config {
         data_dir: dir.path().join("data"),
         write_key: Some(WRITE.into()),
@@ -74,7 +76,7 @@ async fn start(setup: Setup) -> Running {
     tokio::spawn(app.serve(listener, async move {
         let _ = rx.await;
     }));
-    Running { base, store, clickhouse, _dir: dir, _stop: tx }
+    Running { base, store, clickhouse, kafka, _dir: dir, _stop: tx }
 }
 
 fn dataset() -> Value {
@@ -199,6 +201,17 @@ async fn run_pipeline(setup: Setup) {
     assert_eq!(r.status(), 400);
     let r = reqwest::Client::new().get(format!("{}/v1/reports/campaigns?from=yesterday", s.base)).bearer_auth(SECRET).send().await.unwrap();
     assert_eq!(r.status(), 400);
+
+    // /readyz shows the bus; on Kafka the collector's spill is idle (every record went straight
+    // to the broker), and /metrics says the same.
+    let ready = get(&s.base, "/readyz").await;
+    let metrics = reqwest::Client::new().get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
+    if s.kafka {
+        assert_eq!((ready["bus_details"]["kind"].as_str(), ready["bus_details"]["spill"]["state"].as_str()), (Some("kafka"), Some("direct")), "{ready}");
+        assert!(metrics.contains("\ntouchline_spill_backlog_records 0\n") && metrics.contains("\ntouchline_spill_records_total 0\n"), "{metrics}");
+    } else {
+        assert_eq!(ready["bus_details"], Value::Null, "{ready}");
+    }
 
     // With ClickHouse as a second sink it holds exactly the SQL store's rows.
     if let Some(ch) = &s.clickhouse {
