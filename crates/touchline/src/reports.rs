@@ -125,6 +125,67 @@ async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Qu
     }
 }
 
+/// Models computed on demand over the period's conversion paths.
+const DATA_DRIVEN_MODELS: [&str; 2] = ["markov", "shapley"];
+
+/// Markov (exact removal effects) or Shapley credits per channel over the conversion paths of
+/// the period, on demand. The paths are rebuilt from the stored `linear` rows (every touch of
+/// every conversion's window, in time order); journeys that did not convert are not stored, so
+/// the Markov chain is the one of the converting paths.
+async fn data_driven(state: &ReportState, account: uuid::Uuid, model: &str, from: NaiveDate, to: NaiveDate) -> Response {
+    use touchline_engine::{markov, shapley, PathCount, ShapleyOptions};
+    let rows = match state.results.attributions(account, Some("linear")).await {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
+    };
+    // conversion → (value, touches as (time, touchpoint id, channel))
+    type Touches = Vec<(Option<chrono::DateTime<Utc>>, String, String)>;
+    let mut conversions: BTreeMap<String, (f64, Touches)> = BTreeMap::new();
+    for r in rows {
+        let day = r.conversion_time.date_naive();
+        if day < from || day > to {
+            continue;
+        }
+        use rust_decimal::prelude::ToPrimitive;
+        let value = r.conversion_value.and_then(|v| v.to_f64()).unwrap_or(0.0);
+        let e = conversions.entry(r.conversion_id).or_insert((value, Vec::new()));
+        e.1.push((r.touchpoint_timestamp, r.touchpoint_id, r.channel_id.unwrap_or_else(|| "(direct)".into())));
+    }
+    let paths: Vec<PathCount> = conversions
+        .into_values()
+        .map(|(value, mut touches)| {
+            touches.sort();
+            PathCount { channels: touches.into_iter().map(|t| t.2).collect(), conversions: 1.0, nulls: 0.0, value }
+        })
+        .collect();
+    let n = paths.len();
+    let paths = touchline_engine::aggregate_paths(paths);
+    let round = |x: f64| (x * 1e9).round() / 1e9;
+    let (rows, extra) = if model == "markov" {
+        let m = markov(&paths);
+        let rows: Vec<Value> = m
+            .channels
+            .iter()
+            .map(|c| json!({"campaign_id": null, "advertisement_id": null, "channel": c.channel, "conversions": round(c.conversions),
+                            "revenue": round(c.revenue), "removal_effect": c.removal_effect.map(round)}))
+            .collect();
+        (rows, json!({"conversion_probability": round(m.conversion_probability)}))
+    } else {
+        let r = shapley(&paths, ShapleyOptions::default());
+        let rows: Vec<Value> = r
+            .channels
+            .iter()
+            .map(|c| json!({"campaign_id": null, "advertisement_id": null, "channel": c.channel, "conversions": round(c.conversions), "revenue": round(c.revenue)}))
+            .collect();
+        (rows, serde_json::to_value(&r.method).unwrap_or(Value::Null))
+    };
+    let mut rows = rows;
+    rows.sort_by(|x, y| y["revenue"].as_f64().unwrap_or(0.0).partial_cmp(&x["revenue"].as_f64().unwrap_or(0.0)).unwrap_or(std::cmp::Ordering::Equal));
+    Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "paths": n, "details": extra,
+                "scope": "channels, over the converting paths of the period", "rows": rows}))
+    .into_response()
+}
+
 /// Models whose per-conversion rows the aggregator stores.
 const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];
 
@@ -138,11 +199,14 @@ async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, 
         Err(r) => return r,
     };
     let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
+    if DATA_DRIVEN_MODELS.contains(&model.as_str()) {
+        return data_driven(state.as_ref(), account, &model, from, to).await;
+    }
     if !STORED_MODELS.contains(&model.as_str()) {
         return error(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            format!("query parameter `model`: {model:?} is not one of {} (markov and shapley are not served by this endpoint yet)", STORED_MODELS.join(", ")),
+            format!("query parameter `model`: {model:?} is not one of {}, {}", STORED_MODELS.join(", "), DATA_DRIVEN_MODELS.join(", ")),
         );
     }
     let rows = match state.results.attributions(account, Some(&model)).await {

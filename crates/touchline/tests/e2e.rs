@@ -185,6 +185,21 @@ async fn run_pipeline(setup: Setup) {
     assert_eq!(total, 150.0);
     assert!(find(&last, "c1", "display").is_none(), "last touch credits the click, not the impression");
 
+    // Data-driven models over the two converting paths, [display, search] (100) and [search]
+    // (50). Shapley on channel sets: v({search}) = 1, v({display, search}) = 2, so search gets
+    // (1 + 2) / 2 = 1.5 and display 0.5; revenue (50 + 150) / 2 = 100 and 50. Markov on the
+    // converting chain: removing display leaves P(conv) = 0.5 (effect 0.5), removing search
+    // leaves 0 (effect 1); normalised over 2 conversions: display 2/3, search 4/3, revenue 50/100.
+    let channel = |v: &Value, ch: &str| v["rows"].as_array().unwrap().iter().find(|r| r["channel"] == ch).cloned().unwrap();
+    let sh = get(&s.base, "/v1/reports/attribution?model=shapley&from=2026-11-19&to=2026-11-22").await;
+    assert_eq!((sh["paths"].as_u64(), sh["details"]["method"].as_str()), (Some(2), Some("exact")), "{sh}");
+    assert_eq!((channel(&sh, "search")["conversions"].as_f64(), channel(&sh, "search")["revenue"].as_f64()), (Some(1.5), Some(100.0)));
+    assert_eq!((channel(&sh, "display")["conversions"].as_f64(), channel(&sh, "display")["revenue"].as_f64()), (Some(0.5), Some(50.0)));
+    let mk = get(&s.base, "/v1/reports/attribution?model=markov&from=2026-11-19&to=2026-11-22").await;
+    assert_eq!((channel(&mk, "display")["removal_effect"].as_f64(), channel(&mk, "search")["removal_effect"].as_f64()), (Some(0.5), Some(1.0)), "{mk}");
+    assert!((channel(&mk, "display")["conversions"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert!((channel(&mk, "search")["revenue"].as_f64().unwrap() - 100.0).abs() < 1e-6);
+
     // The fact table holds the same numbers as the report.
     let rows = s.store.daily_metrics(ACCOUNT, "2026-11-20".parse().unwrap(), "2026-11-20".parse().unwrap()).await.unwrap();
     let f1 = rows.iter().find(|r| r.campaign_id == "c1").unwrap();
