@@ -17,7 +17,7 @@ use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, Daily
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::held::Held;
 use crate::text::{Interner, Text};
-use crate::util::{sorted, vecmap, FastMap, FastSet, Fnv};
+use crate::util::{sorted, vecmap, FastMap, FastSet, Fingerprint};
 
 /// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
 /// state; 1 was plain JSON of a different state layout and is refused).
@@ -175,8 +175,14 @@ struct ConvState {
     #[serde(default)]
     advertisement_id: Option<Id>,
     version: u64,
-    #[serde(default)]
+    /// Per-model fingerprints of the emitted rows in the earlier byte-wise FNV-1a hash: only
+    /// conversions restored from checkpoints taken before [`ConvState::fp`] existed have them
+    /// (and keep using that hash).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     fingerprints: Vec<u64>,
+    /// Per-model fingerprints of the emitted rows ([`Fingerprint`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fp: Vec<u64>,
     /// Contributions of the default model currently added to the daily cells.
     #[serde(default)]
     applied: Vec<(CellKey, Decimal, Decimal)>,
@@ -791,6 +797,7 @@ impl Engine {
             advertisement_id: c.advertisement_id.clone(),
             version: 0,
             fingerprints: Vec::new(),
+            fp: Vec::new(),
             applied: Vec::new(),
         };
         match self.st.convs.get_mut(&key) {
@@ -1280,6 +1287,7 @@ impl Engine {
         let settings = self.cfg.settings(&c.account);
         let default_model = if Model::HEURISTIC.contains(&settings.default_model) { settings.default_model } else { Model::LastTouch };
         let touches = self.window(&c.account, &c.ident, c.at);
+        let legacy = !c.fingerprints.is_empty();
         let dp = c.value.scale().max(2);
         let mut weights = Vec::with_capacity(touches.len());
         let mut credits: Vec<Decimal> = Vec::with_capacity(touches.len());
@@ -1316,7 +1324,7 @@ impl Engine {
         for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
             // byte sequence as hashing the built rows.
-            let mut h = Fnv::new();
+            let mut h = Fingerprint::new(legacy);
             h.u64(model.index() as u64);
             h.bytes(c.record_id.as_bytes());
             h.u64(c.at.timestamp_micros() as u64);
@@ -1390,8 +1398,9 @@ impl Engine {
                     }
                 }
             }
-            fps.push(h.0);
-            if c.fingerprints.get(mi) == Some(&h.0) {
+            let hv = h.value();
+            fps.push(hv);
+            if (if legacy { &c.fingerprints } else { &c.fp }).get(mi) == Some(&hv) {
                 continue;
             }
             let rows: Vec<AttributionRow> = if touches.is_empty() {
@@ -1455,7 +1464,11 @@ impl Engine {
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if !changed.is_empty() {
             c.version += 1;
-            c.fingerprints = fps;
+            if legacy {
+                c.fingerprints = fps;
+            } else {
+                c.fp = fps;
+            }
             let conversion_id = Text::from(&c.record_id);
             let conversion_kind = Text::new(c.kind.as_str());
             for (model, rows) in changed {

@@ -70,6 +70,73 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+/// The 64-bit fingerprint of a conversion's rows under one model (change detection: a flush
+/// emits a model's rows only when it changed). Word-at-a-time: each field is its length then its
+/// bytes in 8-byte little-endian words (the last one zero-padded), so the encoding of a field
+/// sequence is unambiguous; every step `h = (rotl(h, 5) ^ w) * K` is a bijection of `h`, and the
+/// value ends with an avalanche. Conversions restored with fingerprints of the earlier byte-wise
+/// FNV-1a ([`Fnv::bytes`]) keep that hash (`legacy`), so checkpoints taken before the change do
+/// not re-emit unchanged rows.
+#[derive(Clone, Copy)]
+pub(crate) struct Fingerprint {
+    legacy: Option<Fnv>,
+    h: u64,
+}
+
+impl Fingerprint {
+    pub fn new(legacy: bool) -> Fingerprint {
+        Fingerprint { legacy: legacy.then(Fnv::new), h: 0x243f_6a88_85a3_08d3 }
+    }
+
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.h = (self.h.rotate_left(5) ^ w).wrapping_mul(SEED);
+    }
+
+    #[inline]
+    pub fn bytes(&mut self, b: &[u8]) {
+        if let Some(f) = &mut self.legacy {
+            f.bytes(b);
+            return;
+        }
+        self.add(b.len() as u64);
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..rest.len()) {
+                dst.copy_from_slice(rest);
+            }
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    pub fn u64(&mut self, x: u64) {
+        match &mut self.legacy {
+            Some(f) => f.u64(x),
+            None => self.add(x),
+        }
+    }
+
+    pub fn value(&self) -> u64 {
+        match &self.legacy {
+            Some(f) => f.0,
+            None => {
+                let mut z = self.h;
+                z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+                z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+                z ^ (z >> 33)
+            }
+        }
+    }
+}
+
 /// The hasher of the state's hash maps: deterministic (no random seed, like FNV before it) but
 /// word-at-a-time (FxHash-style multiply-rotate on 8-byte words) with the same final avalanche as
 /// [`Fnv`]. Only used for table indexing; fingerprints keep using [`Fnv::bytes`].

@@ -1,0 +1,62 @@
+//! Checkpoints written by earlier builds keep loading and keep giving the results of an
+//! uninterrupted run: `fixtures/snapshot_v2_fnv.bin` is a format-2 snapshot written before the
+//! per-conversion fingerprints moved from byte-wise FNV-1a to a word-at-a-time hash. A restored
+//! conversion must not be emitted again for models whose rows did not change (which a fingerprint
+//! mismatch would cause).
+//!
+//! Regenerate (only with the build that wrote the original format):
+//! `TOUCHLINE_WRITE_FIXTURE=1 cargo test -p touchline-engine --release --test snapshot_compat`
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use touchline_engine::{Engine, EngineConfig, Flush};
+use touchline_model::Record;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snapshot_v2_fnv.bin");
+
+/// Before the snapshot: paths of three identities and their conversions.
+fn first() -> Vec<Record> {
+    let mut v = Vec::new();
+    for who in ["a0", "a1", "a2"] {
+        for (i, (day, kind, camp)) in [(1, "impression", "k0"), (3, "click", "k1"), (6, "click", "k2"), (8, "impression", "k1")].into_iter().enumerate() {
+            v.push(touchpoint(&format!("t-{who}-{i}"), &format!("2026-11-0{day}T10:00:00Z"), (Some(who), None), kind, Some(camp)));
+        }
+        v.push(conversion(&format!("c-{who}"), "2026-11-09T12:00:00Z", (Some(who), None), 4999, Some(&format!("o-{who}"))));
+    }
+    v
+}
+
+/// After it: touches inside the paths (first/last touch unchanged, the others change), a new
+/// conversion, a duplicate.
+fn second() -> Vec<Record> {
+    vec![
+        touchpoint("late-a0", "2026-11-05T09:00:00Z", (Some("a0"), None), "click", Some("k3")),
+        touchpoint("late-a1", "2026-11-07T09:00:00Z", (Some("a1"), None), "impression", Some("k0")),
+        conversion("c-a2-bis", "2026-11-09T18:00:00Z", (Some("a2"), None), 1250, Some("o-a2-bis")),
+        conversion("c-a0-dup", "2026-11-09T12:00:00Z", (Some("a0"), None), 4999, Some("o-a0")),
+    ]
+}
+
+fn feed(e: &mut Engine, records: &[Record]) -> Flush {
+    for r in records {
+        e.ingest(r);
+    }
+    e.flush()
+}
+
+#[test]
+fn format_2_snapshot_with_fnv_fingerprints_restores_without_reemitting() {
+    let mut e = Engine::new(EngineConfig::single());
+    feed(&mut e, &first());
+    if std::env::var_os("TOUCHLINE_WRITE_FIXTURE").is_some() {
+        std::fs::write(FIXTURE, e.snapshot()).unwrap();
+    }
+    let want = feed(&mut e, &second());
+    let bytes = std::fs::read(FIXTURE).unwrap();
+    let mut back = Engine::restore(EngineConfig::single(), &bytes).unwrap();
+    let got = feed(&mut back, &second());
+    assert!(!want.attributions.is_empty());
+    assert_eq!(got, want);
+}
