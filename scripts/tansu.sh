@@ -60,8 +60,24 @@ start() {
     build
     mkdir -p "$RUN_DIR"
     if [ -f "$PID_FILE" ] && kill -0 "$(cat "$PID_FILE")" 2>/dev/null; then
-        log "a broker process ($(cat "$PID_FILE")) exists but does not answer yet; waiting"
-    else
+        # Starting up, or on its way out (stopped a moment ago): give it a few seconds.
+        local old j
+        old="$(cat "$PID_FILE")"
+        log "a broker process ($old) exists but does not answer yet; waiting"
+        for ((j = 0; j < 50; j++)); do
+            if answers; then echo "tansu: running on 127.0.0.1:$PORT (pid $old)"; return 0; fi
+            kill -0 "$old" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$old" 2>/dev/null; then
+            log "it still does not answer; stopping it and starting a new one"
+            kill "$old" 2>/dev/null || true
+            for ((j = 0; j < 100; j++)); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+            kill -9 "$old" 2>/dev/null || true
+        fi
+        rm -f "$PID_FILE"
+    fi
+    if [ ! -f "$PID_FILE" ]; then
         # A test broker starts empty (topics of earlier runs would only pile up).
         case "$STORAGE" in
             sqlite://*) rm -f "$RUN_DIR/${STORAGE#sqlite://}" "$RUN_DIR/${STORAGE#sqlite://}"-wal "$RUN_DIR/${STORAGE#sqlite://}"-shm ;;
