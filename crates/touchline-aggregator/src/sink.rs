@@ -1,5 +1,5 @@
 //! The sink seam: every store the aggregator writes results to implements [`Sink`]. The SQL
-//! stores (SQLite, Postgres) are here; ClickHouse joins behind the same trait in its issue.
+//! stores (SQLite, Postgres) are here; ClickHouse implements the same trait in `touchline-clickhouse`.
 
 use std::sync::Arc;
 
