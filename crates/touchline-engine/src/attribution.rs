@@ -251,9 +251,13 @@ fn largest(weights: &[f64]) -> usize {
     big
 }
 
-/// A weight as units of 10⁻¹².
+/// A weight as units of 10⁻¹² (rounded half away from zero; NaN → 0).
 fn units_of(w: f64) -> i64 {
-    (w.clamp(0.0, 1.0) * 1e12).round() as i64
+    // `f64::round` is a libm call on baseline x86-64. For 0 ≤ x ≤ 10¹² < 2⁵² the fractional part
+    // `x − trunc(x)` is exact, so this is `x.round()`; NaN truncates to 0 and compares false.
+    let x = w.clamp(0.0, 1.0) * 1e12;
+    let t = x as i64;
+    t + i64::from(x - t as f64 >= 0.5)
 }
 
 const MANTISSA_LIMIT: u128 = 1u128 << 96;
@@ -277,11 +281,117 @@ fn pow10(e: u32) -> Option<i128> {
 }
 
 fn split_exact_fast(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<Decimal>) -> bool {
+    // `total == Decimal::ONE` (numeric: 1.00 too) without `Decimal`'s comparison.
+    let one = pow10(total.scale()) == Some(total.mantissa());
+    if split_exact_narrow(weights, total, dp, one, out).is_some() {
+        return true;
+    }
+    out.clear();
+    split_exact_wide(weights, total, dp, one, out)
+}
+
+/// [`split_exact_fast`] for the common case where every product `units × mantissa` fits 63 bits
+/// and the divisor fits 64 (money totals, or a total of one): single pass, no buffer, no `i128`
+/// per weight. Gives exactly what [`split_exact_wide`] gives; `None` (leaving `out` unspecified)
+/// when the case does not apply or the wide path would have to decide.
+fn split_exact_narrow(weights: &[f64], total: Decimal, dp: u32, one: bool, out: &mut Vec<Decimal>) -> Option<()> {
+    let n = weights.len();
+    if n == 0 || n > 128 {
+        return None;
+    }
+    let ts = total.scale();
+    let scale = if one { 12 } else { dp };
+    if ts > scale {
+        return None;
+    }
+    let total_m = total.mantissa().checked_mul(pow10(scale - ts)?)?;
+    if total_m.unsigned_abs() >= MANTISSA_LIMIT {
+        return None;
+    }
+    let (tm, d) = if one {
+        (1i64, 1u64)
+    } else {
+        let share_scale = 12 + ts;
+        if share_scale > 28 || dp >= share_scale {
+            return None;
+        }
+        let tm = i64::try_from(total.mantissa()).ok()?;
+        // |units × tm| ≤ 10¹² × 9 223 372 < 2⁶³.
+        if tm.unsigned_abs() > 9_223_372 {
+            return None;
+        }
+        (tm, u64::try_from(pow10(share_scale - dp)?).ok()?)
+    };
+    // What the `Decimal` path gives for a zero product, computed on the first one; only its
+    // plain form (zero, positive, at scale `dp`) is handled here.
+    let mut zero: Option<Decimal> = None;
+    let mut sum: i128 = 0;
+    let (mut big, mut big_w, mut big_m, mut big_zero) = (0usize, f64::NAN, 0i64, false);
+    out.reserve(n);
+    for (i, &w) in weights.iter().enumerate() {
+        let units = units_of(w);
+        let (m, is_zero) = if one {
+            (units, false)
+        } else {
+            let p = units * tm;
+            if p == 0 {
+                (0, true)
+            } else {
+                let pa = p.unsigned_abs();
+                let (q, r) = (pa / d, pa % d);
+                let rd = d - r;
+                let up = r > rd || (r == rd && q & 1 == 1);
+                // q ≤ 2⁶³ / 10: no overflow.
+                let qa = (q + u64::from(up)) as i64;
+                (if p < 0 { -qa } else { qa }, false)
+            }
+        };
+        // `largest`: first index of the largest weight; NaN never wins.
+        if i == 0 || w > big_w {
+            big = i;
+            big_w = w;
+            big_m = m;
+            big_zero = is_zero;
+        }
+        let dec = if is_zero {
+            match zero {
+                Some(z) => z,
+                None => {
+                    let z = Decimal::new(0, 12).checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO);
+                    if !z.is_zero() || z.is_sign_negative() || z.scale() != scale {
+                        return None;
+                    }
+                    zero = Some(z);
+                    z
+                }
+            }
+        } else {
+            sum += i128::from(m);
+            Decimal::new(m, scale)
+        };
+        out.push(dec);
+    }
+    if big_zero {
+        return None;
+    }
+    let rem = total_m - sum;
+    if rem.unsigned_abs() >= MANTISSA_LIMIT {
+        return None;
+    }
+    let fixed = i128::from(big_m) + rem;
+    if fixed.unsigned_abs() >= MANTISSA_LIMIT {
+        return None;
+    }
+    *out.get_mut(big)? = Decimal::try_from_i128_with_scale(fixed, scale).ok()?;
+    Some(())
+}
+
+/// [`split_exact_fast`] in the general case (`i128` mantissas).
+fn split_exact_wide(weights: &[f64], total: Decimal, dp: u32, one: bool, out: &mut Vec<Decimal>) -> bool {
     let n = weights.len();
     if n > 128 {
         return false;
     }
-    let one = total == Decimal::ONE;
     let scale = if one { 12 } else { dp };
     if total.scale() > scale {
         return false;
@@ -734,6 +844,90 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `units_of` is `(clamp × 10¹²).round()` (half away from zero) without the libm call.
+    #[test]
+    fn units_of_matches_round() {
+        let mut g: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            g ^= g << 13;
+            g ^= g >> 7;
+            g ^= g << 17;
+            g
+        };
+        let reference = |w: f64| (w.clamp(0.0, 1.0) * 1e12).round() as i64;
+        let mut ws = vec![0.0, -0.0, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.5e-12, 1.5e-12, 2.5e-12, f64::from_bits(0.5e-12f64.to_bits() - 1), f64::MIN_POSITIVE, 1.0 - f64::EPSILON];
+        for _ in 0..200_000 {
+            let r = next();
+            ws.push(f64::from_bits(r));
+            ws.push((r >> 11) as f64 / (1u64 << 53) as f64);
+            // Exact half units.
+            ws.push(((r % 1_000_000_000_000) as f64 + 0.5) / 1e12);
+        }
+        for w in ws {
+            assert_eq!(units_of(w), reference(w), "{w:e}");
+        }
+    }
+
+    /// The single-pass 64-bit path gives exactly (values and scales) what the `Decimal` path gives.
+    #[test]
+    fn narrow_split_matches_decimal_split() {
+        let mut g: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            g ^= g << 13;
+            g ^= g >> 7;
+            g ^= g << 17;
+            g
+        };
+        let mut narrow_hits = 0usize;
+        for k in 0..40_000 {
+            let n = 1 + (next() % 20) as usize;
+            let mut w: Vec<f64> = (0..n).map(|_| (next() % 1000) as f64).collect();
+            match k % 5 {
+                0 => w.iter_mut().for_each(|x| *x = 0.0),
+                1 => {
+                    let j = (next() as usize) % n;
+                    w.iter_mut().enumerate().for_each(|(i, x)| *x = if i == j { 1.0 } else { 0.0 });
+                }
+                _ => {}
+            }
+            if k % 7 == 0 {
+                w.iter_mut().for_each(|x| *x = if *x < 300.0 { 0.0 } else { *x });
+            }
+            let s: f64 = w.iter().sum();
+            if s > 0.0 {
+                w.iter_mut().for_each(|x| *x /= s);
+            }
+            let ts = (next() % 6) as u32;
+            let mag = [10u64, 1_000, 100_000, 9_223_372, 9_223_373, 1 << 40][(next() % 6) as usize];
+            let mut tm = (next() % (mag + 1)) as i64;
+            if next() % 4 == 0 {
+                tm = -tm;
+            }
+            let total = if k % 11 == 0 { Decimal::new(10i64.pow(ts), ts) } else { Decimal::new(tm, ts) };
+            let dp = [0u32, 2, ts, ts + 1, 12, 20][(next() % 6) as usize];
+            let mut fast = Vec::new();
+            split_exact_into(&w, total, dp, &mut fast);
+            let mut slow = Vec::new();
+            split_exact_decimal(&w, total, dp, &mut slow);
+            assert_eq!(fast, slow, "{w:?} × {total} dp {dp}");
+            let bits = |v: &[Decimal]| v.iter().map(|d| (d.scale(), d.is_sign_negative(), d.mantissa())).collect::<Vec<_>>();
+            let one = pow10(total.scale()) == Some(total.mantissa());
+            assert_eq!(one, total == Decimal::ONE, "{total}");
+            let mut o = Vec::new();
+            if split_exact_narrow(&w, total, dp, one, &mut o).is_some() {
+                narrow_hits += 1;
+                // Bit for bit what the general integer path gives.
+                let mut wide = Vec::new();
+                assert!(split_exact_wide(&w, total, dp, one, &mut wide), "{w:?} × {total} dp {dp}");
+                assert_eq!(bits(&o), bits(&wide), "{w:?} × {total} dp {dp}");
+                if w.iter().any(|x| *x > 0.0) {
+                    assert_eq!(bits(&o), bits(&slow), "{w:?} × {total} dp {dp}");
+                }
+            }
+        }
+        assert!(narrow_hits > 10_000, "{narrow_hits}");
     }
 
     /// The common cases (money values, one-hot and spread weights) take the integer path.
