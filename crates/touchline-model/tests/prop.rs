@@ -21,7 +21,8 @@ fn opt<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + 'stat
 }
 
 fn text() -> impl Strategy<Value = String> {
-    "[a-zA-Z0-9 /:._-]{1,24}"
+    // Not blank: the decoder rightly rejects a name of spaces only ("must not be empty").
+    "[a-zA-Z0-9/:._-][a-zA-Z0-9 /:._-]{0,23}"
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
