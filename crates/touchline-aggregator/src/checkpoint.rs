@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use touchline_sql::{Store, StoredCheckpoint};
+use touchline_sql::Store;
 
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -162,12 +162,8 @@ impl CheckpointStore for SqlCheckpoints {
         Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot: c.snapshot }))
     }
     async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
-        let stored = StoredCheckpoint {
-            epoch: c.epoch,
-            offsets_json: serde_json::to_string(&c.offsets).map_err(|e| e.to_string())?,
-            snapshot: c.snapshot.clone(),
-        };
-        if self.store.checkpoint_save(&self.group, partition, &stored).await.map_err(|e| e.to_string())? {
+        let offsets = serde_json::to_string(&c.offsets).map_err(|e| e.to_string())?;
+        if self.store.checkpoint_save(&self.group, partition, c.epoch, &offsets, &c.snapshot).await.map_err(|e| e.to_string())? {
             Ok(())
         } else {
             Err(format!("partition {partition} was taken over by another aggregator (epoch {} superseded); not saving", c.epoch))

@@ -224,32 +224,23 @@ impl Aggregator {
                 break Ok(());
             }
             let want = owned.borrow_and_update().clone();
+            // Revoked partitions are stopped (flushed, checkpointed) and handed back. A task
+            // that ended on its own failed (a sink or checkpoint error that is not retried, a
+            // fenced save): stop everything and report it.
             let gone: Vec<u32> = running.keys().copied().filter(|p| !want.contains(p)).collect();
+            let ended: Vec<u32> = running.iter().filter(|(p, r)| want.contains(p) && r.handle.is_finished()).map(|(p, _)| *p).collect();
             let mut failed = None;
             for p in gone {
                 if let Some(r) = running.remove(&p) {
-                    let res = r.stop().await;
-                    self.forget_partition(p);
-                    membership.released(p);
-                    tracing::info!(partition = p, "partition revoked: flushed, checkpointed and released");
-                    if let Err(e) = res {
+                    if let Err(e) = self.stop_and_release(p, r, membership.as_ref()).await {
                         failed.get_or_insert(e);
                     }
                 }
             }
-            // A partition task that ended on its own failed (a sink or checkpoint error that
-            // is not retried, a fenced save): stop everything and report it.
-            let ended: Vec<u32> = running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(p, _)| *p).collect();
             for p in ended {
                 if let Some(r) = running.remove(&p) {
-                    let res = r.stop().await;
-                    membership.released(p);
-                    match res {
-                        Err(e) => {
-                            failed.get_or_insert(e);
-                        }
-                        Ok(_) => tracing::warn!(partition = p, "partition task stopped unexpectedly; restarting it"),
-                    }
+                    let e = r.stop().await.err().unwrap_or_else(|| AggError::Engine(format!("partition {p} stopped unexpectedly")));
+                    failed.get_or_insert(e);
                 }
             }
             if let Some(e) = failed {
@@ -274,12 +265,21 @@ impl Aggregator {
             }
         };
         for (p, r) in std::mem::take(&mut running) {
-            if let Err(e) = r.stop().await {
+            if let Err(e) = self.stop_and_release(p, r, membership.as_ref()).await {
                 tracing::error!(partition = p, error = %e, "partition failed while stopping");
             }
-            membership.released(p);
         }
         outcome
+    }
+
+    /// Stops a partition (it flushes and checkpoints what it read), drops it from the lag
+    /// gauge and hands it back to the group.
+    async fn stop_and_release(&self, p: u32, r: Running, membership: &dyn Membership) -> Result<(), AggError> {
+        let res = r.stop().await;
+        self.forget_partition(p);
+        membership.released(p);
+        tracing::info!(partition = p, "partition stopped, flushed, checkpointed and released");
+        res.map(|_| ())
     }
 
     /// True when some owned partition has records past its checkpoint (e.g. re-key records

@@ -285,9 +285,9 @@ pub async fn checkpoints_fence_old_owners(store: &dyn Store) {
     assert_eq!(second, first + 1);
     assert_eq!(store.checkpoint_acquire(&g, 4).await.expect("checkpoint call"), 1, "epochs are per partition");
     let newer = StoredCheckpoint { epoch: second, offsets_json: r#"{"touchline.events":7}"#.into(), snapshot: vec![0, 1, 2, 255] };
-    assert!(store.checkpoint_save(&g, 3, &newer).await.expect("checkpoint call"));
+    assert!(store.checkpoint_save(&g, 3, newer.epoch, &newer.offsets_json, &newer.snapshot).await.expect("checkpoint call"));
     let stale = StoredCheckpoint { epoch: first, offsets_json: "{}".into(), snapshot: vec![9] };
-    assert!(!store.checkpoint_save(&g, 3, &stale).await.expect("checkpoint call"), "a fenced owner must not overwrite");
+    assert!(!store.checkpoint_save(&g, 3, stale.epoch, &stale.offsets_json, &stale.snapshot).await.expect("checkpoint call"), "a fenced owner must not overwrite");
     assert_eq!(store.checkpoint_load(&g, 3).await.expect("checkpoint call"), Some(newer));
     assert_eq!(store.checkpoint_load(&g, 4).await.expect("checkpoint call"), None, "acquired but never saved");
     assert!(store.checkpoint_clear(&g).await.expect("checkpoint call") >= 1);

@@ -315,9 +315,9 @@ pub trait Store: Send + Sync + 'static {
     /// The stored checkpoint of a partition, if any.
     async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>>;
 
-    /// Stores a checkpoint if `c.epoch` is still the partition's epoch; `false` when a newer
-    /// owner has acquired the partition (nothing is written then).
-    async fn checkpoint_save(&self, group: &str, partition: u32, c: &StoredCheckpoint) -> Result<bool>;
+    /// Stores a checkpoint (written under `epoch`) if `epoch` is still the partition's epoch;
+    /// `false` when a newer owner has acquired the partition (nothing is written then).
+    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool>;
 
     /// Deletes a group's checkpoints (before a replay). Epochs are kept, so the next owner's
     /// results still supersede earlier ones.

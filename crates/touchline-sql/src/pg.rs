@@ -640,16 +640,16 @@ impl Store for PgStore {
         Ok(checkpoint_from_row(row))
     }
 
-    async fn checkpoint_save(&self, group: &str, partition: u32, c: &StoredCheckpoint) -> Result<bool> {
+    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE aggregator_checkpoints SET offsets = $1, snapshot = $2, updated_at = now() \
              WHERE group_id = $3 AND partition = $4 AND epoch = $5",
         )
-        .bind(&c.offsets_json)
-        .bind(&c.snapshot)
+        .bind(offsets_json)
+        .bind(snapshot)
         .bind(group)
         .bind(partition as i32)
-        .bind(i64::from(c.epoch))
+        .bind(i64::from(epoch))
         .execute(&self.pool)
         .await?
         .rows_affected();

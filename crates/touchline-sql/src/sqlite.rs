@@ -601,16 +601,16 @@ impl Store for SqliteStore {
         Ok(checkpoint_from_row(row))
     }
 
-    async fn checkpoint_save(&self, group: &str, partition: u32, c: &StoredCheckpoint) -> Result<bool> {
+    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
         let n = sqlx::query(
             "UPDATE aggregator_checkpoints SET offsets = ?, snapshot = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
              WHERE group_id = ? AND partition = ? AND epoch = ?",
         )
-        .bind(&c.offsets_json)
-        .bind(&c.snapshot)
+        .bind(offsets_json)
+        .bind(snapshot)
         .bind(group)
         .bind(partition as i32)
-        .bind(i64::from(c.epoch))
+        .bind(i64::from(epoch))
         .execute(&self.pool)
         .await?
         .rows_affected();

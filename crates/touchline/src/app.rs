@@ -74,10 +74,15 @@ impl App {
         Ok(App { config, role, bus, spill, store, clickhouse, results, catalog, state, keys, links, agg_stats: Arc::new(AggStats::default()), new_keys })
     }
 
+    /// `/metrics` over this app's counters.
+    fn metrics_router(&self) -> Router {
+        let state = MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone(), spill: self.spill.clone() };
+        Router::new().route("/metrics", get(metrics)).with_state(Arc::new(state))
+    }
+
     pub fn router(&self) -> Router {
-        let metrics_state = Arc::new(MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone(), spill: self.spill.clone() });
         touchline_collector::router(self.state.clone())
-            .merge(Router::new().route("/metrics", get(metrics)).with_state(metrics_state))
+            .merge(self.metrics_router())
             .merge(reports::router(Arc::new(reports::ReportState { results: self.results.clone(), keys: self.keys.clone() })))
             .merge(links::router(self.links.clone(), self.config.short_domain))
     }
@@ -145,11 +150,7 @@ pub async fn run_aggregator(config: Config, exit_when_idle: bool, shutdown: impl
     });
     if let Some(addr) = app.config.aggregator.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding aggregator.metrics_addr {addr}"))?;
-        let metrics_state = Arc::new(MetricsState { collector: app.state.clone(), aggregator: app.agg_stats.clone(), clicks: app.links.stats.clone(), spill: None });
-        let router = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/metrics", get(metrics))
-            .with_state(metrics_state);
+        let router = Router::new().route("/healthz", get(|| async { "ok" })).merge(app.metrics_router());
         let mut stop = stop_rx.clone();
         tokio::spawn(touchline_collector::serve(router, listener, async move {
             let _ = stop.wait_for(|s| *s).await;

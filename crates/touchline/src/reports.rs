@@ -125,6 +125,12 @@ async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Qu
     }
 }
 
+/// Report rows, highest `revenue` first.
+fn by_revenue_desc(rows: &mut [Value]) {
+    let revenue = |v: &Value| v["revenue"].as_f64().unwrap_or(0.0);
+    rows.sort_by(|x, y| revenue(y).partial_cmp(&revenue(x)).unwrap_or(std::cmp::Ordering::Equal));
+}
+
 /// Models computed on demand over the period's conversion paths.
 const DATA_DRIVEN_MODELS: [&str; 2] = ["markov", "shapley"];
 
@@ -161,26 +167,24 @@ async fn data_driven(state: &ReportState, account: uuid::Uuid, model: &str, from
     let n = paths.len();
     let paths = touchline_engine::aggregate_paths(paths);
     let round = |x: f64| (x * 1e9).round() / 1e9;
-    let (rows, extra) = if model == "markov" {
+    let (channels, extra) = if model == "markov" {
         let m = markov(&paths);
-        let rows: Vec<Value> = m
-            .channels
-            .iter()
-            .map(|c| json!({"campaign_id": null, "advertisement_id": null, "channel": c.channel, "conversions": round(c.conversions),
-                            "revenue": round(c.revenue), "removal_effect": c.removal_effect.map(round)}))
-            .collect();
-        (rows, json!({"conversion_probability": round(m.conversion_probability)}))
+        (m.channels, json!({"conversion_probability": round(m.conversion_probability)}))
     } else {
         let r = shapley(&paths, ShapleyOptions::default());
-        let rows: Vec<Value> = r
-            .channels
-            .iter()
-            .map(|c| json!({"campaign_id": null, "advertisement_id": null, "channel": c.channel, "conversions": round(c.conversions), "revenue": round(c.revenue)}))
-            .collect();
-        (rows, serde_json::to_value(&r.method).unwrap_or(Value::Null))
+        (r.channels, serde_json::to_value(&r.method).unwrap_or(Value::Null))
     };
-    let mut rows = rows;
-    rows.sort_by(|x, y| y["revenue"].as_f64().unwrap_or(0.0).partial_cmp(&x["revenue"].as_f64().unwrap_or(0.0)).unwrap_or(std::cmp::Ordering::Equal));
+    let mut rows: Vec<Value> = channels
+        .iter()
+        .map(|c| {
+            let mut row = json!({"campaign_id": null, "advertisement_id": null, "channel": c.channel, "conversions": round(c.conversions), "revenue": round(c.revenue)});
+            if let Some(effect) = c.removal_effect {
+                row["removal_effect"] = json!(round(effect));
+            }
+            row
+        })
+        .collect();
+    by_revenue_desc(&mut rows);
     Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "paths": n, "details": extra,
                 "scope": "channels, over the converting paths of the period", "rows": rows}))
     .into_response()
@@ -231,10 +235,6 @@ async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, 
             json!({"campaign_id": c, "advertisement_id": a, "channel": ch, "conversions": (conv * 1e9).round() / 1e9, "revenue": num(rev)})
         })
         .collect();
-    out.sort_by(|x, y| {
-        let rx = x["revenue"].as_f64().unwrap_or(0.0);
-        let ry = y["revenue"].as_f64().unwrap_or(0.0);
-        ry.partial_cmp(&rx).unwrap_or(std::cmp::Ordering::Equal)
-    });
+    by_revenue_desc(&mut out);
     Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "rows": out})).into_response()
 }

@@ -48,9 +48,8 @@ async fn start(setup: Setup) -> Running {
         ..Config::default()
     };
     config.kafka.partitions = 4;
-    // One record per batch: tansu 0.6 skips the rest of a batch when a fetch starts inside it
-    // (see tests/scaleout.rs).
-    config.kafka.properties.insert("batch.num.messages".into(), "1".into());
+    let (key, value) = common::TANSU_ONE_RECORD_PER_BATCH;
+    config.kafka.properties.insert(key.into(), value.into());
     if let Some(db) = setup.clickhouse_database {
         config.clickhouse_url = Some(common::clickhouse_url());
         config.clickhouse.database = db;

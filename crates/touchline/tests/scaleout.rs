@@ -28,12 +28,6 @@ struct Env<'a> {
     config: &'a Path,
 }
 
-/// tansu 0.6 answers a fetch from an offset inside a record batch with the *next* batch (the
-/// records before it in that batch are skipped) and reports the high watermark as the last
-/// batch's base offset + 1. Apache Kafka does neither. With one record per batch every offset
-/// starts a batch, so consumers restarting from a checkpoint see every record; users on Kafka
-/// keep librdkafka's batching.
-const TANSU_WORKAROUND: &str = "[kafka.properties]\n\"batch.num.messages\" = \"1\"\n";
 
 fn touchline(data_dir: &Path, env: &Env, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
@@ -144,7 +138,8 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     let (pg, pg_name) = common::postgres_database("scaleout").await;
     let ch_db = common::clickhouse_database("scaleout");
     let config = root.path().join("touchline.toml");
-    std::fs::write(&config, TANSU_WORKAROUND).unwrap();
+    let (key, value) = common::TANSU_ONE_RECORD_PER_BATCH;
+    std::fs::write(&config, format!("[kafka.properties]\n\"{key}\" = \"{value}\"\n")).unwrap();
     let env = Env { broker: &broker.addr, pg: &pg, ch_db: &ch_db, config: &config };
     let store = prepare_store(&pg, &root.path().join("pg")).await;
     let migrate = touchline(&root.path().join("m"), &env, &["migrate"]).stdout(Stdio::piped()).output().unwrap();

@@ -9,6 +9,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The librdkafka property every Kafka test sets. tansu 0.6 answers a fetch from an offset
+/// inside a record batch with the *next* batch (the records before it in that batch are
+/// skipped) and reports the high watermark as the last batch's base offset + 1; Apache Kafka
+/// does neither. With one record per batch every offset starts a batch, so consumers restarting
+/// from a checkpoint see every record. Users on Kafka keep librdkafka's batching.
+pub const TANSU_ONE_RECORD_PER_BATCH: (&str, &str) = ("batch.num.messages", "1");
+
 /// A tansu broker on a free loopback port, killed on drop.
 pub struct Broker {
     pub addr: String,
