@@ -1,6 +1,7 @@
 //! The aggregator is killed with SIGKILL at random points while it processes a dataset, and
 //! restarted; the final results must equal an uninterrupted run's, row by row — on the
-//! embedded default (SQLite) and with Postgres as the fact-table store.
+//! embedded default (SQLite) and with Postgres as the fact-table store plus ClickHouse as a
+//! second sink (which must then hold the same rows as Postgres).
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dataset::{prepare_store, results, write_log, Lcg, PARTITIONS};
+use common::dataset::{prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_touchline");
@@ -30,6 +31,15 @@ fn aggregator(data_dir: &Path, db: &str) -> Command {
     touchline(data_dir, db, &["aggregator", "--exit-when-idle"])
 }
 
+/// The aggregator, also writing to the ClickHouse database `ch` when given.
+fn aggregator_with(data_dir: &Path, db: &str, ch: Option<&str>) -> Command {
+    let mut c = aggregator(data_dir, db);
+    if let Some(ch) = ch {
+        c.env("TOUCHLINE_CLICKHOUSE_URL", common::clickhouse_url()).env("TOUCHLINE_CLICKHOUSE__DATABASE", ch);
+    }
+    c
+}
+
 /// The binary with the test's environment.
 fn touchline(data_dir: &Path, db: &str, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
@@ -46,7 +56,7 @@ fn touchline(data_dir: &Path, db: &str, args: &[&str]) -> Command {
     c
 }
 
-async fn crash_and_compare(db_a: String, db_b: String) {
+async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&str>) {
     let root = tempfile::tempdir().unwrap();
     let seed = root.path().join("seed");
     let n = write_log(&seed).await;
@@ -58,7 +68,9 @@ async fn crash_and_compare(db_a: String, db_b: String) {
 
     // Uninterrupted run.
     let started = Instant::now();
-    let status = aggregator(&dir_a, &db_a).status().unwrap();
+    // (With ClickHouse, the reference writes a database of its own, so both runs do the same work.)
+    let ch_ref = clickhouse_db.map(|c| format!("{c}_ref"));
+    let status = aggregator_with(&dir_a, &db_a, ch_ref.as_deref()).status().unwrap();
     assert!(status.success());
     let full = started.elapsed();
     let expected = results(store_a.as_ref()).await;
@@ -70,7 +82,7 @@ async fn crash_and_compare(db_a: String, db_b: String) {
     let mut attempts = 0;
     while kills < 5 && attempts < 40 {
         attempts += 1;
-        let mut child = aggregator(&dir_b, &db_b).spawn().unwrap();
+        let mut child = aggregator_with(&dir_b, &db_b, clickhouse_db).spawn().unwrap();
         // Each life gets 5–15 % of an uninterrupted run (start-up included), so five kills
         // land before the work is done.
         let wait = full.mul_f64(0.05 + g.next(100) as f64 / 1000.0);
@@ -91,7 +103,7 @@ async fn crash_and_compare(db_a: String, db_b: String) {
         kills += 1;
     }
     assert!(kills >= 5, "only {kills} kills landed mid-run; the dataset ({n} records) is processed too fast to test");
-    let status = aggregator(&dir_b, &db_b).status().unwrap();
+    let status = aggregator_with(&dir_b, &db_b, clickhouse_db).status().unwrap();
     assert!(status.success());
     let got = results(store_b.as_ref()).await;
     assert_eq!(got.0.len(), expected.0.len());
@@ -99,6 +111,21 @@ async fn crash_and_compare(db_a: String, db_b: String) {
         assert_eq!(g, e, "daily metrics differ after {kills} crashes");
     }
     assert_eq!(got.1, expected.1, "attributions differ after {kills} crashes");
+    if let Some(ch) = clickhouse_db {
+        // ClickHouse, written by the same crashing runs, holds exactly the SQL store's rows.
+        let cfg = touchline_clickhouse::ClickHouseConfig::from_url(common::clickhouse_url()).with_database(ch);
+        let chs = touchline_clickhouse::ClickHouseStore::new(touchline_clickhouse::connect(&cfg).await.unwrap());
+        let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
+        assert_eq!(chs.daily_metrics(ACCOUNT, from, to).await.unwrap(), store_b.daily_metrics(ACCOUNT, from, to).await.unwrap(), "ClickHouse metrics equal the SQL store's");
+        assert_eq!(
+            common::sorted_attributions(chs.attributions(ACCOUNT, None).await.unwrap()),
+            common::sorted_attributions(store_b.attributions(ACCOUNT, None).await.unwrap()),
+            "ClickHouse attributions equal the SQL store's"
+        );
+        for db in [ch.to_owned(), format!("{ch}_ref")] {
+            common::drop_clickhouse_database(&db).await;
+        }
+    }
     eprintln!("{n} records; {kills} SIGKILLs; {} metric rows and {} attribution rows identical", got.0.len(), got.1.len());
 }
 
@@ -107,7 +134,7 @@ async fn sigkill_the_aggregator_embedded_default() {
     let root = tempfile::tempdir().unwrap();
     let a = format!("sqlite://{}", root.path().join("a.db").display());
     let b = format!("sqlite://{}", root.path().join("b.db").display());
-    crash_and_compare(a, b).await;
+    crash_and_compare(a, b, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +146,9 @@ async fn sigkill_the_aggregator_with_postgres() {
     for n in &names {
         sqlx::query(&format!("CREATE DATABASE {n}")).execute(&mut admin).await.unwrap();
     }
-    crash_and_compare(format!("{server}/{}", names[0]), format!("{server}/{}", names[1])).await;
+    // Postgres as the fact-table store and ClickHouse as a second sink of the same runs.
+    let ch = common::clickhouse_database("crash");
+    crash_and_compare(format!("{server}/{}", names[0]), format!("{server}/{}", names[1]), Some(&ch)).await;
     for n in &names {
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)")).execute(&mut admin).await;
     }
