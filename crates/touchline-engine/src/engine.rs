@@ -5,17 +5,15 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use touchline_model::{
-    partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint,
-};
+use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint};
 use uuid::Uuid;
 
 use crate::attribution::{split_exact_into, weights_into, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
+use crate::held::Held;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
-use crate::held::Held;
 use crate::text::{Interner, Text};
 use crate::util::{sorted, vecmap, FastMap, FastSet, Fingerprint};
 
@@ -278,6 +276,33 @@ pub struct Engine {
     /// Exact credits (total 1) of the models whose weights depend only on the path length,
     /// by (model index, length).
     credit_cache: FastMap<(usize, usize), Vec<Decimal>>,
+    /// Buffers [`Engine::attribute`] reuses across conversions (empty between calls).
+    scratch: Scratch,
+}
+
+/// The row fields of a touch, shared by the rows of all models of one conversion.
+#[derive(Clone, Debug)]
+struct Proto {
+    touchpoint: Text,
+    kind: Text,
+    channel: Text,
+    campaign_id: Option<Text>,
+    advertisement_id: Option<Text>,
+}
+
+/// Working buffers of [`Engine::attribute`], kept between conversions so that attributing one
+/// does not allocate them again (not part of the snapshot).
+#[derive(Clone, Debug, Default)]
+struct Scratch {
+    weights: Vec<f64>,
+    credits: Vec<Decimal>,
+    revenue: Vec<Decimal>,
+    onehot_credits: Vec<Decimal>,
+    onehot_revenue: Vec<Decimal>,
+    fps: Vec<u64>,
+    contrib: Vec<(CellKey, Decimal, Decimal)>,
+    campaigns: Vec<Option<Text>>,
+    protos: Vec<Proto>,
 }
 
 const GC_MIN: usize = 4096;
@@ -358,7 +383,15 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine { cfg, st: State::default(), int: Interner::default(), gc_at: GC_MIN, key_buf: String::new(), credit_cache: FastMap::default() }
+        Engine {
+            cfg,
+            st: State::default(),
+            int: Interner::default(),
+            gc_at: GC_MIN,
+            key_buf: String::new(),
+            credit_cache: FastMap::default(),
+            scratch: Scratch::default(),
+        }
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -441,7 +474,8 @@ impl Engine {
             return Err(EngineError::Snapshot(format!("unknown codec {:?}", head.get(12))));
         }
         let mut json = Vec::with_capacity(body.len().saturating_mul(8));
-        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json)
+            .map_err(|e| EngineError::Snapshot(e.to_string()))?;
         let mut st: State = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
         // Share the strings again and restore the list order (snapshots of any list order load).
         let mut int = Interner::default();
@@ -465,7 +499,7 @@ impl Engine {
             _ => false,
         });
         let gc_at = GC_MIN.max(2 * int.len());
-        Ok(Engine { cfg, st, int, gc_at, key_buf: String::new(), credit_cache: FastMap::default() })
+        Ok(Engine { cfg, st, int, gc_at, key_buf: String::new(), credit_cache: FastMap::default(), scratch: Scratch::default() })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -853,7 +887,12 @@ impl Engine {
             impressions: s.impressions.unwrap_or(0),
             clicks: s.clicks.unwrap_or(0),
         };
-        let ck = CellKey { account_id: m.account_id, campaign_id: key.campaign_id.clone(), advertisement_id: key.advertisement_id.clone(), date: s.date };
+        let ck = CellKey {
+            account_id: m.account_id,
+            campaign_id: key.campaign_id.clone(),
+            advertisement_id: key.advertisement_id.clone(),
+            date: s.date,
+        };
         let old = match self.st.spend.get(&key) {
             Some(old) if old.order >= rec.order => return Ingest::Duplicate,
             old => old.cloned(),
@@ -913,8 +952,8 @@ impl Engine {
             } else {
                 visit(root);
             }
-            let transfer = (root != ident && self.partition_of(root) != self.cfg.partition && touch.hops < MAX_HOPS)
-                .then(|| root.to_owned());
+            let transfer =
+                (root != ident && self.partition_of(root) != self.cfg.partition && touch.hops < MAX_HOPS).then(|| root.to_owned());
             (dirty, transfer)
         };
         if !touch.foreign {
@@ -1286,41 +1325,39 @@ impl Engine {
         let Some(c) = self.st.convs.get(key) else { return };
         let settings = self.cfg.settings(&c.account);
         let default_model = if Model::HEURISTIC.contains(&settings.default_model) { settings.default_model } else { Model::LastTouch };
+        let Scratch {
+            mut weights,
+            mut credits,
+            mut revenue,
+            onehot_credits: mut oh_credits,
+            onehot_revenue: mut oh_revenue,
+            mut fps,
+            mut contrib,
+            mut campaigns,
+            mut protos,
+        } = std::mem::take(&mut self.scratch);
         let touches = self.window(&c.account, &c.ident, c.at);
         let legacy = !c.fingerprints.is_empty();
         let dp = c.value.scale().max(2);
-        let mut weights = Vec::with_capacity(touches.len());
-        let mut credits: Vec<Decimal> = Vec::with_capacity(touches.len());
-        let mut revenue: Vec<Decimal> = Vec::with_capacity(touches.len());
+        // Reused buffers (all empty between calls; put back below).
         // (model, rows) of the models whose fingerprint changed.
         let mut changed: Vec<(Model, Vec<AttributionRow>)> = Vec::new();
-        let mut fps: Vec<u64> = Vec::with_capacity(6);
-        // Default-model contributions per cell (a handful: searched linearly, sorted at the end).
-        let mut contrib: Vec<(CellKey, Decimal, Decimal)> = Vec::new();
-        // The row fields of each touch, shared by the rows of all models (built on first use).
-        struct Proto {
-            touchpoint: Text,
-            kind: Text,
-            channel: Text,
-            campaign_id: Option<Text>,
-            advertisement_id: Option<Text>,
-        }
-        let mut protos: Vec<Proto> = Vec::new();
-        let mut onehot: Option<(usize, Vec<Decimal>, Vec<Decimal>)> = None;
+        // Default-model contributions per cell (a handful: searched linearly, sorted at the end)
+        // are collected in `contrib`; `protos` holds the row fields of each touch, shared by the
+        // rows of all models (built on first use).
+        // The one-hot split computed first (position, then credits and revenue in `oh_*`).
+        let mut onehot: Option<usize> = None;
         let mut new_credits: Vec<((usize, usize), Vec<Decimal>)> = Vec::new();
         // The campaign of a touch: its campaign id, else its utm_campaign (the same key the daily
         // metrics use) when that is a valid id.
-        let campaigns: Vec<Option<Text>> = touches
-            .iter()
-            .map(|t| match &t.campaign_id {
-                Some(id) => Some(id.clone()),
-                None => t.utm_campaign.as_ref().and_then(|u| match Id::new(u.as_str()) {
-                    Ok(id) if id.as_str() == u.as_str() => Some(u.clone()),
-                    Ok(id) => Some(Text::new(id.as_str())),
-                    Err(_) => None,
-                }),
-            })
-            .collect();
+        campaigns.extend(touches.iter().map(|t| match &t.campaign_id {
+            Some(id) => Some(id.clone()),
+            None => t.utm_campaign.as_ref().and_then(|u| match Id::new(u.as_str()) {
+                Ok(id) if id.as_str() == u.as_str() => Some(u.clone()),
+                Ok(id) => Some(Text::new(id.as_str())),
+                Err(_) => None,
+            }),
+        }));
         for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
             // byte sequence as hashing the built rows.
@@ -1343,20 +1380,28 @@ impl Engine {
                     }
                 }
             } else {
-                weights_into(model, c.at, touches.len(), |i| touches.get(i).map(|t| t.at), |i| touches.get(i).is_some_and(|t| t.is_direct()), settings.half_life_secs, &mut weights);
+                weights_into(
+                    model,
+                    c.at,
+                    touches.len(),
+                    |i| touches.get(i).map(|t| t.at),
+                    |i| touches.get(i).is_some_and(|t| t.is_direct()),
+                    settings.half_life_secs,
+                    &mut weights,
+                );
                 // Exact shares. A one-hot split depends on the hot position only through that
                 // position (every other share is the same zero): the first one-hot model's split
                 // is reused, moved, by the others. Credits (total 1) of linear and position-based
                 // depend only on the path length: cached across conversions.
                 let hot = one_hot(&weights);
-                match (hot, &onehot) {
-                    (Some(j), Some((i, cr, rv))) if cr.len() == weights.len() && rv.len() == weights.len() => {
+                match (hot, onehot) {
+                    (Some(j), Some(i)) if oh_credits.len() == weights.len() && oh_revenue.len() == weights.len() => {
                         credits.clear();
-                        credits.extend_from_slice(cr);
-                        credits.swap(*i, j);
+                        credits.extend_from_slice(&oh_credits);
+                        credits.swap(i, j);
                         revenue.clear();
-                        revenue.extend_from_slice(rv);
-                        revenue.swap(*i, j);
+                        revenue.extend_from_slice(&oh_revenue);
+                        revenue.swap(i, j);
                     }
                     _ => {
                         let ck = (model.index(), weights.len());
@@ -1374,8 +1419,10 @@ impl Engine {
                             }
                         }
                         split_exact_into(&weights, c.value, dp, &mut revenue);
-                        if let (Some(j), None) = (hot, &onehot) {
-                            onehot = Some((j, credits.clone(), revenue.clone()));
+                        if let (Some(j), None) = (hot, onehot) {
+                            onehot = Some(j);
+                            oh_credits.clone_from(&credits);
+                            oh_revenue.clone_from(&revenue);
                         }
                     }
                 }
@@ -1419,17 +1466,13 @@ impl Engine {
                 }]
             } else {
                 if protos.is_empty() {
-                    protos = touches
-                        .iter()
-                        .zip(&campaigns)
-                        .map(|(t, campaign)| Proto {
-                            touchpoint: t.id.clone(),
-                            kind: t.kind.clone(),
-                            channel: t.channel.clone(),
-                            campaign_id: campaign.clone(),
-                            advertisement_id: t.advertisement_id.clone(),
-                        })
-                        .collect();
+                    protos.extend(touches.iter().zip(&campaigns).map(|(t, campaign)| Proto {
+                        touchpoint: t.id.clone(),
+                        kind: t.kind.clone(),
+                        channel: t.channel.clone(),
+                        campaign_id: campaign.clone(),
+                        advertisement_id: t.advertisement_id.clone(),
+                    }));
                 }
                 let mut rows = Vec::with_capacity(weights.iter().filter(|w| **w > 0.0).count());
                 for (i, (t, p)) in touches.iter().zip(&protos).enumerate() {
@@ -1455,19 +1498,38 @@ impl Engine {
             changed.push((model, rows));
         }
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
+        campaigns.clear();
+        protos.clear();
+        weights.clear();
+        credits.clear();
+        revenue.clear();
+        oh_credits.clear();
+        oh_revenue.clear();
         if !new_credits.is_empty() {
             if self.credit_cache.len() > 256 {
                 self.credit_cache.clear();
             }
             self.credit_cache.extend(new_credits);
         }
+        self.scratch = Scratch {
+            weights,
+            credits,
+            revenue,
+            onehot_credits: oh_credits,
+            onehot_revenue: oh_revenue,
+            fps: Vec::new(),
+            contrib: Vec::new(),
+            campaigns,
+            protos,
+        };
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if !changed.is_empty() {
             c.version += 1;
+            // The previous fingerprint list becomes the next call's buffer.
             if legacy {
-                c.fingerprints = fps;
+                std::mem::swap(&mut c.fingerprints, &mut fps);
             } else {
-                c.fp = fps;
+                std::mem::swap(&mut c.fp, &mut fps);
             }
             let conversion_id = Text::from(&c.record_id);
             let conversion_kind = Text::new(c.kind.as_str());
@@ -1502,9 +1564,14 @@ impl Engine {
                 });
             }
             if let Some(c) = self.st.convs.get_mut(key) {
-                c.applied = contrib;
+                // The replaced list becomes the next call's buffer.
+                c.applied = std::mem::replace(&mut contrib, old);
             }
         }
+        fps.clear();
+        contrib.clear();
+        self.scratch.fps = fps;
+        self.scratch.contrib = contrib;
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1548,7 +1615,8 @@ impl Engine {
             }
         }
         let dirty = &self.st.dirty_convs;
-        let gone: Vec<String> = self.st.convs.iter().filter(|(k, c)| c.at < cutoff && !dirty.contains(*k)).map(|(k, _)| k.clone()).collect();
+        let gone: Vec<String> =
+            self.st.convs.iter().filter(|(k, c)| c.at < cutoff && !dirty.contains(*k)).map(|(k, _)| k.clone()).collect();
         for k in gone {
             if let Some(c) = self.st.convs.remove(&k) {
                 self.st.counters.evicted_conversions += 1;
@@ -1590,9 +1658,7 @@ impl Engine {
         });
         let max_session = secs(cfg.max_session_secs());
         let dirty_explicit = &self.st.dirty_explicit;
-        self.st.explicit.retain(|k, e| {
-            dirty_explicit.contains(k) || e.s.last_activity().is_some_and(|t| t >= sub(cutoff, max_session))
-        });
+        self.st.explicit.retain(|k, e| dirty_explicit.contains(k) || e.s.last_activity().is_some_and(|t| t >= sub(cutoff, max_session)));
         self.st.events_seen.retain(|_, m| {
             m.retain(|_, t| *t >= cutoff);
             !m.is_empty()
@@ -1640,7 +1706,12 @@ impl Engine {
             let mut last_conv: Option<DateTime<Utc>> = None;
             for c in &convs {
                 let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel.to_string()).collect();
-                out.push(PathCount { channels, conversions: 1.0, nulls: 0.0, value: rust_decimal::prelude::ToPrimitive::to_f64(&c.value).unwrap_or(0.0) });
+                out.push(PathCount {
+                    channels,
+                    conversions: 1.0,
+                    nulls: 0.0,
+                    value: rust_decimal::prelude::ToPrimitive::to_f64(&c.value).unwrap_or(0.0),
+                });
                 last_conv = Some(c.at);
             }
             if self.partition_of(&root) != self.cfg.partition && self.cfg.partitions > 1 {
@@ -1656,7 +1727,12 @@ impl Engine {
             let mut keys: HashSet<(bool, &str)> = HashSet::new();
             tail.retain(|t| keys.insert(t.key().norm()));
             if !tail.is_empty() {
-                out.push(PathCount { channels: tail.iter().map(|t| t.channel.to_string()).collect(), conversions: 0.0, nulls: 1.0, value: 0.0 });
+                out.push(PathCount {
+                    channels: tail.iter().map(|t| t.channel.to_string()).collect(),
+                    conversions: 0.0,
+                    nulls: 1.0,
+                    value: 0.0,
+                });
             }
         }
         aggregate_paths(out)
