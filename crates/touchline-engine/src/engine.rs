@@ -13,7 +13,7 @@ use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::held::Held;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
-use crate::session::{insert_point, sessionize, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
+use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::{Interner, Text};
 use crate::util::{sorted, vecmap, FastMap, FastSet, Fingerprint};
 
@@ -278,6 +278,9 @@ pub struct Engine {
     credit_cache: FastMap<(usize, usize), Vec<Decimal>>,
     /// Buffers [`Engine::attribute`] reuses across conversions (empty between calls).
     scratch: Scratch,
+    /// Reused buffers of the derived-session flush: session ranges, session id.
+    bounds_buf: Vec<(usize, usize)>,
+    key_buf2: String,
 }
 
 /// The row fields of a touch, shared by the rows of all models of one conversion.
@@ -391,6 +394,8 @@ impl Engine {
             key_buf: String::new(),
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
+            bounds_buf: Vec::new(),
+            key_buf2: String::new(),
         }
     }
 
@@ -499,7 +504,17 @@ impl Engine {
             _ => false,
         });
         let gc_at = GC_MIN.max(2 * int.len());
-        Ok(Engine { cfg, st, int, gc_at, key_buf: String::new(), credit_cache: FastMap::default(), scratch: Scratch::default() })
+        Ok(Engine {
+            cfg,
+            st,
+            int,
+            gc_at,
+            key_buf: String::new(),
+            credit_cache: FastMap::default(),
+            scratch: Scratch::default(),
+            bounds_buf: Vec::new(),
+            key_buf2: String::new(),
+        })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1237,35 +1252,90 @@ impl Engine {
     }
 
     fn flush_derived(&mut self, ident: &str, out: &mut Vec<SessionChange>) {
-        let Some(d) = self.st.derived.get(ident) else { return };
-        let settings = self.cfg.settings(&d.account);
-        let rows = sessionize(d.account, &d.identity, &d.points, settings);
-        let old = match self.st.derived.get_mut(ident) {
-            Some(d) => std::mem::take(&mut d.emitted),
-            None => return,
-        };
-        let mut new_map = BTreeMap::new();
-        for row in rows {
-            match old.get(&row.session_id) {
-                Some(o) if *o == row => {}
-                o => {
-                    if let Some(o) = o {
-                        self.session_metrics(o, -1);
+        let Some(d) = self.st.derived.get_mut(ident) else { return };
+        // Taken out while the cells change, put back below (moves, no copies).
+        let account = d.account;
+        let identity = std::mem::take(&mut d.identity);
+        let points = std::mem::take(&mut d.points);
+        let mut emitted = std::mem::take(&mut d.emitted);
+        let mut bounds = std::mem::take(&mut self.bounds_buf);
+        bounds.clear();
+        crate::session::session_bounds(&points, self.cfg.settings(&account), &mut bounds);
+        // Session ids of the new sessions (`derived:{first record id}`), sorted.
+        let mut ids: Vec<&str> = bounds.iter().filter_map(|&(a, _)| points.get(a)).map(|p| p.id.as_str()).collect();
+        ids.sort_unstable();
+        let unique = ids.windows(2).all(|w| w.first() != w.get(1));
+        if unique {
+            // Sessions whose emitted row is unchanged are compared in place, without building
+            // their rows; changed or new ones are built, emitted and stored.
+            let mut sid = std::mem::take(&mut self.key_buf2);
+            for &(a, b) in &bounds {
+                let Some(seg) = points.get(a..b) else { continue };
+                let Some(first) = seg.first() else { continue };
+                sid.clear();
+                sid.push_str("derived:");
+                sid.push_str(first.id.as_str());
+                match emitted.get_mut(sid.as_str()) {
+                    Some(o) if crate::session::derived_row_matches(o, account, &identity, seg) => {}
+                    Some(o) => {
+                        let Some(row) = crate::session::derived_row(account, &identity, seg) else { continue };
+                        let old = std::mem::replace(o, row.clone());
+                        self.session_metrics(&old, -1);
+                        self.session_metrics(&row, 1);
+                        out.push(SessionChange::Upsert(row));
                     }
-                    self.session_metrics(&row, 1);
-                    out.push(SessionChange::Upsert(row.clone()));
+                    None => {
+                        let Some(row) = crate::session::derived_row(account, &identity, seg) else { continue };
+                        self.session_metrics(&row, 1);
+                        emitted.insert(row.session_id.clone(), row.clone());
+                        out.push(SessionChange::Upsert(row));
+                    }
                 }
             }
-            new_map.insert(row.session_id.clone(), row);
-        }
-        for (sid, o) in &old {
-            if !new_map.contains_key(sid) {
-                self.session_metrics(o, -1);
-                out.push(SessionChange::Delete { account_id: o.account_id, identity: o.identity.clone(), session_id: sid.clone() });
+            self.key_buf2 = sid;
+            // Sessions that no longer exist (in session id order).
+            let gone: Vec<String> =
+                emitted.keys().filter(|k| k.strip_prefix("derived:").is_none_or(|id| ids.binary_search(&id).is_err())).cloned().collect();
+            for k in gone {
+                if let Some(o) = emitted.remove(&k) {
+                    self.session_metrics(&o, -1);
+                    out.push(SessionChange::Delete { account_id: o.account_id, identity: o.identity.clone(), session_id: k });
+                }
+            }
+        } else {
+            // Two sessions with one id (a record id reused at two times): the general path.
+            let rows: Vec<SessionRow> = bounds
+                .iter()
+                .filter_map(|&(a, b)| points.get(a..b))
+                .filter_map(|seg| crate::session::derived_row(account, &identity, seg))
+                .collect();
+            let old = std::mem::take(&mut emitted);
+            for row in rows {
+                match old.get(&row.session_id) {
+                    Some(o) if *o == row => {}
+                    o => {
+                        if let Some(o) = o {
+                            self.session_metrics(o, -1);
+                        }
+                        self.session_metrics(&row, 1);
+                        out.push(SessionChange::Upsert(row.clone()));
+                    }
+                }
+                emitted.insert(row.session_id.clone(), row);
+            }
+            for (sid, o) in &old {
+                if !emitted.contains_key(sid) {
+                    self.session_metrics(o, -1);
+                    out.push(SessionChange::Delete { account_id: o.account_id, identity: o.identity.clone(), session_id: sid.clone() });
+                }
             }
         }
+        drop(ids);
+        self.bounds_buf = bounds;
         if let Some(d) = self.st.derived.get_mut(ident) {
-            d.emitted = new_map;
+            d.identity = identity;
+            d.points = points;
+            d.emitted = emitted;
         }
     }
 

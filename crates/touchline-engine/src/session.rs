@@ -43,13 +43,7 @@ impl Utm {
         if !u.is_set() && c.page_url.as_deref().is_some_and(|p| p.contains("utm_")) {
             let mut c2 = Context { page_url: c.page_url.clone(), ..Context::default() };
             c2.fill_utm_from_url();
-            u = Utm {
-                source: c2.utm_source,
-                medium: c2.utm_medium,
-                campaign: c2.utm_campaign,
-                term: c2.utm_term,
-                content: c2.utm_content,
-            };
+            u = Utm { source: c2.utm_source, medium: c2.utm_medium, campaign: c2.utm_campaign, term: c2.utm_term, content: c2.utm_content };
         }
         u.is_set().then_some(u)
     }
@@ -188,37 +182,65 @@ fn nanos_of(d: Duration) -> i128 {
 
 /// Derived sessions of one identity's events (sorted by `(timestamp, record id)`).
 pub fn sessionize(account: Uuid, identity: &str, points: &[EventPoint], s: &AccountSettings) -> Vec<SessionRow> {
+    let mut bounds = Vec::new();
+    session_bounds(points, s, &mut bounds);
+    bounds.into_iter().filter_map(|(a, b)| points.get(a..b)).filter_map(|seg| derived_row(account, identity, seg)).collect()
+}
+
+/// The derived sessions of `points` (sorted by `(timestamp, record id)`) as index ranges
+/// `[start, end)`, appended to `out` in order: what [`sessionize`] builds rows of.
+pub(crate) fn session_bounds(points: &[EventPoint], s: &AccountSettings, out: &mut Vec<(usize, usize)>) {
     // Exact integer nanoseconds (i128: no overflow over chrono's whole range), computed once per
     // point instead of two `DateTime` subtractions per point.
     let timeout = nanos_of(secs(s.session_timeout_secs));
     let max = nanos_of(secs(s.session_max_secs));
-    let ns: Vec<i128> = points.iter().map(|p| nanos(p.at)).collect();
-    let at = |i: usize| ns.get(i).copied().unwrap_or(0);
-    let mut out = Vec::new();
+    let Some(first) = points.first() else { return };
     let mut start = 0usize;
-    for i in 1..=points.len() {
-        let split = match (points.get(i), points.get(start)) {
-            (Some(p), Some(first)) => {
-                at(i) - at(i - 1) >= timeout
-                    || at(i) - at(start) >= max
-                    || (s.split_session_on_utm_change
-                        && p.utm.as_ref().is_some_and(|u| !first.utm.as_ref().is_some_and(|f| f.same_source(u))))
-            }
-            _ => true,
-        };
+    let mut entry_utm = first.utm.as_ref();
+    let mut start_ns = nanos(first.at);
+    let mut prev_ns = start_ns;
+    for (i, p) in points.iter().enumerate().skip(1) {
+        let ns = nanos(p.at);
+        let split = ns - prev_ns >= timeout
+            || ns - start_ns >= max
+            || (s.split_session_on_utm_change && p.utm.as_ref().is_some_and(|u| !entry_utm.is_some_and(|f| f.same_source(u))));
         if split {
-            if let Some(seg) = points.get(start..i) {
-                if let Some(row) = derived_row(account, identity, seg) {
-                    out.push(row);
-                }
-            }
+            out.push((start, i));
             start = i;
+            start_ns = ns;
+            entry_utm = p.utm.as_ref();
         }
+        prev_ns = ns;
     }
-    out
+    out.push((start, points.len()));
 }
 
-fn derived_row(account: Uuid, identity: &str, seg: &[EventPoint]) -> Option<SessionRow> {
+/// Whether `row` is exactly what [`sessionize`] builds for the session `seg` (without building it).
+pub(crate) fn derived_row_matches(row: &SessionRow, account: Uuid, identity: &str, seg: &[EventPoint]) -> bool {
+    let (Some(first), Some(last)) = (seg.first(), seg.last()) else { return false };
+    let utm = first.utm.as_ref();
+    let u = |f: fn(&Utm) -> &Option<String>| utm.and_then(|u| f(u).as_deref());
+    row.account_id == account
+        && row.session_id.strip_prefix("derived:") == Some(first.id.as_str())
+        && row.identity == identity
+        && row.derived
+        && row.started_at == first.at
+        && row.ended_at == last.at
+        && row.duration_secs == (last.at - first.at).num_seconds()
+        && row.event_count == seg.len() as u64
+        && row.utm_source.as_deref() == u(|u| &u.source)
+        && row.utm_medium.as_deref() == u(|u| &u.medium)
+        && row.utm_campaign.as_deref() == u(|u| &u.campaign)
+        && row.utm_term.as_deref() == u(|u| &u.term)
+        && row.utm_content.as_deref() == u(|u| &u.content)
+        && row.landing_page == first.page
+        && row.referrer == first.referrer
+        && row.campaign_id == first.campaign_id
+        && row.advertisement_id == first.advertisement_id
+        && row.page_count == seg.iter().filter(|p| p.is_page).count() as u64
+}
+
+pub(crate) fn derived_row(account: Uuid, identity: &str, seg: &[EventPoint]) -> Option<SessionRow> {
     let first = seg.first()?;
     let last = seg.last()?;
     let utm = first.utm.clone().unwrap_or_default();
@@ -304,12 +326,8 @@ impl ExplicitSession {
             (None, Some(f)) => f.at,
             (None, None) => return None,
         };
-        let ended = [self.record.as_ref().and_then(|r| r.ended_at), last.map(|p| p.at)]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(started)
-            .max(started);
+        let ended =
+            [self.record.as_ref().and_then(|r| r.ended_at), last.map(|p| p.at)].into_iter().flatten().max().unwrap_or(started).max(started);
         let (utm, landing, referrer, campaign_id, ad_id) = match &self.record {
             Some(r) => {
                 let s = &r.session;
