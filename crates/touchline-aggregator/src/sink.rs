@@ -59,7 +59,8 @@ pub fn attribution_rows(set: &AttributionSet, epoch: u32) -> Vec<AttributionRow>
         .collect()
 }
 
-pub fn partial_row(p: &DailyPartial) -> PartialRow {
+/// The row of a partial written under `epoch` (see [`PartialRow::epoch`]).
+pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     PartialRow {
         account_id: p.account_id,
@@ -77,6 +78,7 @@ pub fn partial_row(p: &DailyPartial) -> PartialRow {
         cost: p.cost,
         reported_impressions: i(p.reported_impressions),
         reported_clicks: i(p.reported_clicks),
+        epoch,
     }
 }
 
@@ -100,7 +102,7 @@ impl Sink for SqlSink {
         if !rows.is_empty() {
             self.store.upsert_attributions(&rows).await.map_err(e)?;
         }
-        let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(partial_row).collect();
+        let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
         if !partials.is_empty() {
             self.store.publish_partials(&partials).await.map_err(e)?;
         }

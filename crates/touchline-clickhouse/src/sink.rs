@@ -172,7 +172,7 @@ impl Sink for ClickHouseSink {
         if !attributions.is_empty() {
             self.write_attributions(&attributions).await.map_err(e)?;
         }
-        let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(partial_row).collect();
+        let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
         if !partials.is_empty() {
             let version = self.next_partial_version(batch.epoch);
             self.write_partials(&partials, version).await.map_err(e)?;

@@ -246,11 +246,13 @@ fn partial(account: Uuid, campaign: &str, partition: i32, impressions: i64, clic
         cost: d(cost),
         reported_impressions: 0,
         reported_clicks: 0,
+        epoch: 1,
     }
 }
 
 /// Partials of several partitions publish as their sum with derived ratios; republishing a
-/// partition replaces its share; repeating a publish changes nothing.
+/// partition replaces its share; repeating a publish changes nothing; a write of an older
+/// epoch than the stored one is ignored.
 pub async fn partials_publish_sums(store: &dyn Store) {
     let (a, _) = two_accounts(store).await;
     store.publish_partials(&[partial(a, "c1", 0, 100, 10, "20", "1", "50"), partial(a, "c2", 0, 0, 0, "0", "0", "0")]).await.expect("p0");
@@ -273,6 +275,14 @@ pub async fn partials_publish_sums(store: &dyn Store) {
     store.publish_partials(&[partial(a, "c1", 1, 100, 10, "20", "0.5", "50")]).await.expect("same publish again");
     let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
     assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (200, 20, d("40"), d("1.5")));
+    // A previous owner of partition 1 (epoch 0) writing late is ignored; the next owner
+    // (epoch 2) replaces the share.
+    store.publish_partials(&[PartialRow { epoch: 0, ..partial(a, "c1", 1, 900, 90, "90", "9", "900") }]).await.expect("stale publish");
+    let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
+    assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (200, 20, d("40"), d("1.5")), "a stale epoch must not overwrite");
+    store.publish_partials(&[PartialRow { epoch: 2, ..partial(a, "c1", 1, 150, 15, "30", "1", "60") }]).await.expect("next owner");
+    let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
+    assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (250, 25, d("50"), d("2")));
 }
 
 /// Shared aggregator checkpoints: epochs grow per take-over, a save under a superseded epoch

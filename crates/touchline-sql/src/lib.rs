@@ -218,6 +218,11 @@ pub struct PartialRow {
     pub cost: Decimal,
     pub reported_impressions: i64,
     pub reported_clicks: i64,
+    /// The writer's epoch for the partition (bumped by every new owner): a write of an older
+    /// epoch than the stored row's is ignored, so a previous owner that still writes after
+    /// the partition moved (a revocation that timed out, a paused process) cannot overwrite
+    /// its successor's values.
+    pub epoch: u32,
 }
 
 pub(crate) fn checkpoint_from_row(row: Option<(i64, String, Option<Vec<u8>>)>) -> Option<StoredCheckpoint> {

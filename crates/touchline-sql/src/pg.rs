@@ -117,9 +117,9 @@ pub(crate) const METRIC_UPDATE: [&str; 18] = [
 ];
 
 pub(crate) const PARTIAL_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, partition, impressions, clicks, reach, \
-     engagements, sessions, conversions, revenue, cost, reported_impressions, reported_clicks";
-pub(crate) const PARTIAL_UPDATE: [&str; 10] =
-    ["impressions", "clicks", "reach", "engagements", "sessions", "conversions", "revenue", "cost", "reported_impressions", "reported_clicks"];
+     engagements, sessions, conversions, revenue, cost, reported_impressions, reported_clicks, epoch";
+pub(crate) const PARTIAL_UPDATE: [&str; 11] =
+    ["impressions", "clicks", "reach", "engagements", "sessions", "conversions", "revenue", "cost", "reported_impressions", "reported_clicks", "epoch"];
 /// Columns of campaign_performance_metrics that a publish sets (in PUBLISH_SELECT's order).
 pub(crate) const PUBLISHED_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, \
      engagements, sessions, conversions, revenue, cost, ctr, cpc, cpm, cpa, roas";
@@ -587,10 +587,13 @@ impl Store for PgStore {
                         .push_bind(r.revenue)
                         .push_bind(r.cost)
                         .push_bind(r.reported_impressions)
-                        .push_bind(r.reported_clicks);
+                        .push_bind(r.reported_clicks)
+                        .push_bind(i64::from(r.epoch));
                 });
+                // A write of an earlier epoch (a previous owner of the partition) is ignored.
                 qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = now()",
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = now() \
+                     WHERE campaign_metric_partials.epoch <= EXCLUDED.epoch",
                     set_excluded(&PARTIAL_UPDATE)
                 ));
                 qb.build().execute(&mut *tx).await?;

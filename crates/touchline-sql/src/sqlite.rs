@@ -536,10 +536,13 @@ impl Store for SqliteStore {
                         .push_bind(dec(r.revenue))
                         .push_bind(dec(r.cost))
                         .push_bind(r.reported_impressions)
-                        .push_bind(r.reported_clicks);
+                        .push_bind(r.reported_clicks)
+                        .push_bind(i64::from(r.epoch));
                 });
+                // A write of an earlier epoch (a previous owner of the partition) is ignored.
                 qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = {NOW}",
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = {NOW} \
+                     WHERE campaign_metric_partials.epoch <= excluded.epoch",
                     set_excluded(&PARTIAL_UPDATE).replace("EXCLUDED.", "excluded.")
                 ));
                 qb.build().execute(&mut *tx).await?;
