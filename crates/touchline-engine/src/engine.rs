@@ -247,7 +247,7 @@ struct State {
     /// `{identity key}\u{1f}{session_id}` → client session.
     explicit: FastMap<String, ExplicitEntry>,
     /// account → record id of events seen → event time.
-    events_seen: FastMap<Uuid, FastMap<Box<str>, DateTime<Utc>>>,
+    events_seen: FastMap<Uuid, FastMap<Text, DateTime<Utc>>>,
     #[serde(with = "vecmap")]
     cells: FastMap<CellKey, Cell>,
     #[serde(with = "vecmap")]
@@ -273,6 +273,8 @@ pub struct Engine {
     gc_at: usize,
     /// Reused buffer for identity keys.
     key_buf: String,
+    /// The account whose `{account}:` prefix `key_buf` starts with.
+    key_acct: Option<Uuid>,
     /// Exact credits (total 1) of the models whose weights depend only on the path length,
     /// by (model index, length).
     credit_cache: FastMap<(usize, usize), Vec<Decimal>>,
@@ -392,6 +394,7 @@ impl Engine {
             int: Interner::default(),
             gc_at: GC_MIN,
             key_buf: String::new(),
+            key_acct: None,
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
             bounds_buf: Vec::new(),
@@ -510,6 +513,7 @@ impl Engine {
             int,
             gc_at,
             key_buf: String::new(),
+            key_acct: None,
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
             bounds_buf: Vec::new(),
@@ -581,7 +585,15 @@ impl Engine {
                     }
                 };
                 let mut ident = std::mem::take(&mut self.key_buf);
-                ik_into(&mut ident, &acct, identity);
+                // The buffer keeps the `{account}:` prefix of the previous record's key.
+                const PREFIX: usize = uuid::fmt::Hyphenated::LENGTH + 1;
+                if self.key_acct == Some(acct) && ident.len() >= PREFIX && ident.is_char_boundary(PREFIX) {
+                    ident.truncate(PREFIX);
+                    ident.push_str(identity);
+                } else {
+                    ik_into(&mut ident, &acct, identity);
+                    self.key_acct = Some(acct);
+                }
                 let res = match body {
                     Body::Event(e) => self.on_event(r, e, identity, &ident),
                     Body::Session(s) => self.on_session(r, s, identity.to_owned(), ident.clone()),
@@ -731,11 +743,17 @@ impl Engine {
         let m = &r.meta;
         let acct = m.account_id;
         let seen = self.st.events_seen.entry(acct).or_default();
-        if seen.contains_key(m.record_id.as_str()) {
-            return Ingest::Duplicate;
-        }
-        seen.insert(m.record_id.as_str().into(), m.timestamp);
-        let p = EventPoint::from_event(m.timestamp, &m.record_id, e);
+        // One probe; the key (allocated before the probe, duplicates are rare) is shared with the
+        // event's point.
+        let id = match seen.entry(Text::from(&m.record_id)) {
+            std::collections::hash_map::Entry::Occupied(_) => return Ingest::Duplicate,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let id = v.key().clone();
+                v.insert(m.timestamp);
+                id
+            }
+        };
+        let p = EventPoint::from_event(m.timestamp, id, e, &mut self.int);
         // Engagement on the event's campaign.
         let campaign = e.campaign_id.as_deref().or(p.utm.as_ref().and_then(|u| u.campaign.as_deref()));
         if let Some(c) = campaign {

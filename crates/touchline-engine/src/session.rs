@@ -15,6 +15,7 @@ use touchline_model::{Context, Event, Id, Session};
 use uuid::Uuid;
 
 use crate::config::AccountSettings;
+use crate::text::{Interner, Text};
 
 /// UTM parameters of an event or session.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,11 +74,11 @@ impl Utm {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventPoint {
     pub at: DateTime<Utc>,
-    pub id: Id,
+    pub id: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm: Option<Utm>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub page: Option<String>,
+    pub page: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referrer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,16 +90,17 @@ pub struct EventPoint {
 }
 
 impl EventPoint {
-    pub fn from_event(at: DateTime<Utc>, id: &Id, e: &Event) -> EventPoint {
+    /// `id` is the record id (shared with the caller); the page is shared through `int`.
+    pub(crate) fn from_event(at: DateTime<Utc>, id: Text, e: &Event, int: &mut Interner) -> EventPoint {
         let name = e.event_name.as_str();
-        let is_page = ["page", "screen", "pageview", "page_view", "screen_view"].iter().any(|n| name.eq_ignore_ascii_case(n))
-            || e.context.page_url.is_some()
-            || e.context.page_path.is_some();
+        let is_page = e.context.page_url.is_some()
+            || e.context.page_path.is_some()
+            || ["page", "screen", "pageview", "page_view", "screen_view"].iter().any(|n| name.eq_ignore_ascii_case(n));
         EventPoint {
             at,
-            id: id.clone(),
+            id,
             utm: Utm::from_context(&e.context),
-            page: e.context.page_url.clone().or_else(|| e.context.page_path.clone()),
+            page: int.opt(e.context.page_url.as_deref().or(e.context.page_path.as_deref())),
             referrer: e.context.referrer.clone(),
             campaign_id: e.campaign_id.clone(),
             advertisement_id: e.advertisement_id.clone(),
@@ -233,7 +235,7 @@ pub(crate) fn derived_row_matches(row: &SessionRow, account: Uuid, identity: &st
         && row.utm_campaign.as_deref() == u(|u| &u.campaign)
         && row.utm_term.as_deref() == u(|u| &u.term)
         && row.utm_content.as_deref() == u(|u| &u.content)
-        && row.landing_page == first.page
+        && row.landing_page.as_deref() == first.page.as_deref()
         && row.referrer == first.referrer
         && row.campaign_id == first.campaign_id
         && row.advertisement_id == first.advertisement_id
@@ -259,7 +261,7 @@ pub(crate) fn derived_row(account: Uuid, identity: &str, seg: &[EventPoint]) -> 
         utm_campaign: utm.campaign,
         utm_term: utm.term,
         utm_content: utm.content,
-        landing_page: first.page.clone(),
+        landing_page: first.page.as_deref().map(str::to_owned),
         referrer: first.referrer.clone(),
         campaign_id: first.campaign_id.clone(),
         advertisement_id: first.advertisement_id.clone(),
@@ -333,7 +335,7 @@ impl ExplicitSession {
                 let s = &r.session;
                 (
                     Utm::from_session(s).or_else(|| first.and_then(|f| f.utm.clone())).unwrap_or_default(),
-                    s.landing_page.clone().or_else(|| first.and_then(|f| f.page.clone())),
+                    s.landing_page.clone().or_else(|| first.and_then(|f| f.page.as_deref().map(str::to_owned))),
                     s.referrer.clone().or_else(|| first.and_then(|f| f.referrer.clone())),
                     s.campaign_id.clone().or_else(|| first.and_then(|f| f.campaign_id.clone())),
                     s.advertisement_id.clone().or_else(|| first.and_then(|f| f.advertisement_id.clone())),
@@ -341,7 +343,7 @@ impl ExplicitSession {
             }
             None => (
                 first.and_then(|f| f.utm.clone()).unwrap_or_default(),
-                first.and_then(|f| f.page.clone()),
+                first.and_then(|f| f.page.as_deref().map(str::to_owned)),
                 first.and_then(|f| f.referrer.clone()),
                 first.and_then(|f| f.campaign_id.clone()),
                 first.and_then(|f| f.advertisement_id.clone()),
