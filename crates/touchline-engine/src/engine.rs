@@ -374,6 +374,15 @@ fn insert_sorted(list: &mut Vec<Held>, t: Held) {
     list.insert(i, t);
 }
 
+/// The day of `at` in `tz` (UTC, the default zone, without the zone machinery).
+fn local_date(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
+    if tz == chrono_tz::UTC {
+        at.date_naive()
+    } else {
+        at.with_timezone(&tz).date_naive()
+    }
+}
+
 fn secs(s: i64) -> Duration {
     Duration::try_seconds(s.max(0)).unwrap_or(Duration::MAX)
 }
@@ -845,10 +854,13 @@ impl Engine {
         let m = &r.meta;
         let acct = m.account_id;
         let ckey = match &c.order_id {
-            Some(o) => format!("order:{}:{o}", c.kind),
-            None => format!("record:{}", m.record_id),
+            Some(o) => ["order:", c.kind.as_str(), ":", o.as_str()].concat(),
+            None => ["record:", m.record_id.as_str()].concat(),
         };
-        let key = format!("{acct}|{ckey}");
+        let mut key = String::with_capacity(uuid::fmt::Hyphenated::LENGTH + 1 + ckey.len());
+        key.push_str(acct.hyphenated().encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]));
+        key.push('|');
+        key.push_str(&ckey);
         let new = ConvState {
             account: acct,
             key: Text::from(ckey),
@@ -1158,19 +1170,14 @@ impl Engine {
 
     fn cell_key(&self, acct: &Uuid, campaign: &str, ad: Option<&str>, at: DateTime<Utc>) -> CellKey {
         let tz = self.cfg.time_zone(acct, campaign);
-        CellKey {
-            account_id: *acct,
-            campaign_id: campaign.to_owned(),
-            advertisement_id: ad.map(str::to_owned),
-            date: at.with_timezone(&tz).date_naive(),
-        }
+        CellKey { account_id: *acct, campaign_id: campaign.to_owned(), advertisement_id: ad.map(str::to_owned), date: local_date(at, tz) }
     }
 
     /// The cell of `campaign`/`ad` on the day of `at` in the campaign's time zone (see
     /// [`Engine::cell_key`]), marked dirty and passed to `f`; allocates a key only for a new cell.
     fn with_cell(&mut self, acct: &Uuid, campaign: &str, ad: Option<&str>, at: DateTime<Utc>, f: impl FnOnce(&mut Cell)) {
         let tz = self.cfg.time_zone(acct, campaign);
-        let k = CellKeyRef { account_id: acct, campaign_id: campaign, advertisement_id: ad, date: at.with_timezone(&tz).date_naive() };
+        let k = CellKeyRef { account_id: acct, campaign_id: campaign, advertisement_id: ad, date: local_date(at, tz) };
         let q: &dyn CellKeyView = &k;
         match self.st.cells.get_mut(q) {
             Some(cell) => {
@@ -1222,7 +1229,10 @@ impl Engine {
     /// Output is sorted deterministically.
     pub fn flush(&mut self) -> Flush {
         let mut out = Flush::default();
-        for key in sorted(std::mem::take(&mut self.st.dirty_convs)) {
+        let dirty = sorted(std::mem::take(&mut self.st.dirty_convs));
+        // Up to one set per model and conversion: reserved once instead of regrown (and moved).
+        out.attributions.reserve(dirty.len().saturating_mul(Model::HEURISTIC.len()));
+        for key in dirty {
             self.attribute(&key, &mut out.attributions);
         }
         for ident in sorted(std::mem::take(&mut self.st.dirty_derived)) {
@@ -1446,6 +1456,8 @@ impl Engine {
                 Err(_) => None,
             }),
         }));
+        let currency = c.currency.as_ref().map(Currency::as_str).unwrap_or("");
+        let value_bytes = c.value.serialize();
         for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
             // byte sequence as hashing the built rows.
@@ -1453,13 +1465,13 @@ impl Engine {
             h.u64(model.index() as u64);
             h.bytes(c.record_id.as_bytes());
             h.u64(c.at.timestamp_micros() as u64);
-            h.bytes(&c.value.serialize());
-            h.bytes(c.currency.as_ref().map(Currency::as_str).unwrap_or("").as_bytes());
+            h.bytes(&value_bytes);
+            h.bytes(currency.as_bytes());
             let is_default = model == default_model;
             if touches.is_empty() {
                 h.bytes(DIRECT.as_bytes());
                 h.u64(1.0f64.to_bits());
-                h.bytes(&c.value.serialize());
+                h.bytes(&value_bytes);
                 h.bytes(c.campaign_id.as_deref().unwrap_or("").as_bytes());
                 if is_default {
                     if let Some(campaign) = c.campaign_id.as_deref() {
@@ -1624,7 +1636,7 @@ impl Engine {
             for (model, rows) in changed {
                 out.push(AttributionSet {
                     account_id: c.account,
-                    conversion_key: c.key.to_string(),
+                    conversion_key: String::from(c.key.as_str()),
                     conversion_id: conversion_id.clone(),
                     conversion_kind: conversion_kind.clone(),
                     converted_at: c.at,
