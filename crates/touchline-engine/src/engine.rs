@@ -159,7 +159,7 @@ struct Link {
 struct ConvState {
     account: Uuid,
     key: Text,
-    record_id: Id,
+    record_id: Text,
     identity: Text,
     ident: String,
     at: DateTime<Utc>,
@@ -280,6 +280,7 @@ pub struct Engine {
     credit_cache: FastMap<(usize, usize), Vec<Decimal>>,
     /// Buffers [`Engine::attribute`] reuses across conversions (empty between calls).
     scratch: Scratch,
+    scratch_changed: Vec<(Model, Vec<AttributionRow>)>,
     /// Reused buffers of the derived-session flush: session ranges, session id.
     bounds_buf: Vec<(usize, usize)>,
     key_buf2: String,
@@ -406,6 +407,7 @@ impl Engine {
             key_acct: None,
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
+            scratch_changed: Vec::new(),
             bounds_buf: Vec::new(),
             key_buf2: String::new(),
         }
@@ -525,6 +527,7 @@ impl Engine {
             key_acct: None,
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
+            scratch_changed: Vec::new(),
             bounds_buf: Vec::new(),
             key_buf2: String::new(),
         })
@@ -654,18 +657,18 @@ impl Engine {
         let touch = Held {
             id: Text::from(&m.record_id),
             key: None,
-            identity: int.get(identity),
+            identity: int.get_at(0, identity),
             at: m.timestamp,
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
             view: t.is_view(),
-            kind: int.get(t.kind.as_str()),
-            channel: int.get(t.channel.as_deref().or(t.utm_source.as_deref()).unwrap_or("(none)")),
-            campaign_id: int.opt(t.campaign_id.as_deref()),
-            advertisement_id: int.opt(t.advertisement_id.as_deref()),
-            utm_source: int.opt(t.utm_source.as_deref()),
-            utm_medium: int.opt(t.utm_medium.as_deref()),
-            utm_campaign: int.opt(t.utm_campaign.as_deref()),
+            kind: int.get_at(1, t.kind.as_str()),
+            channel: int.get_at(2, t.channel.as_deref().or(t.utm_source.as_deref()).unwrap_or("(none)")),
+            campaign_id: int.opt_at(3, t.campaign_id.as_deref()),
+            advertisement_id: int.opt_at(4, t.advertisement_id.as_deref()),
+            utm_source: int.opt_at(5, t.utm_source.as_deref()),
+            utm_medium: int.opt_at(6, t.utm_medium.as_deref()),
+            utm_campaign: int.opt_at(7, t.utm_campaign.as_deref()),
             foreign: false,
             hops: 0,
         };
@@ -681,15 +684,15 @@ impl Engine {
         let touch = Held {
             id: Text::from(&m.record_id),
             key: None,
-            identity: int.get(identity),
+            identity: int.get_at(0, identity),
             at: m.timestamp,
             received_at: m.received_at,
             source: TouchSource::LinkClick,
             view: false,
-            kind: int.get("link_click"),
-            channel: int.get("short_link"),
-            campaign_id: int.opt(c.campaign_id.as_deref()),
-            advertisement_id: int.opt(c.advertisement_id.as_deref()),
+            kind: int.get_at(1, "link_click"),
+            channel: int.get_at(2, "short_link"),
+            campaign_id: int.opt_at(3, c.campaign_id.as_deref()),
+            advertisement_id: int.opt_at(4, c.advertisement_id.as_deref()),
             utm_source: None,
             utm_medium: None,
             utm_campaign: None,
@@ -728,21 +731,24 @@ impl Engine {
         Held {
             id: Text::from(&m.record_id),
             key,
-            identity: int.get(identity),
+            identity: int.get_at(0, identity),
             at,
             received_at: m.received_at,
             source,
             view: false,
-            kind: int.get(match source {
-                TouchSource::Session => "session",
-                _ => "event",
-            }),
-            channel: int.get(source_.unwrap_or("(none)")),
-            campaign_id: int.opt(campaign_id.map(Id::as_str)),
-            advertisement_id: int.opt(ad.map(Id::as_str)),
-            utm_source: int.opt(source_),
-            utm_medium: int.opt(medium),
-            utm_campaign: int.opt(campaign),
+            kind: int.get_at(
+                1,
+                match source {
+                    TouchSource::Session => "session",
+                    _ => "event",
+                },
+            ),
+            channel: int.get_at(2, source_.unwrap_or("(none)")),
+            campaign_id: int.opt_at(3, campaign_id.map(Id::as_str)),
+            advertisement_id: int.opt_at(4, ad.map(Id::as_str)),
+            utm_source: int.opt_at(5, source_),
+            utm_medium: int.opt_at(6, medium),
+            utm_campaign: int.opt_at(7, campaign),
             foreign: false,
             hops: 0,
         }
@@ -864,7 +870,7 @@ impl Engine {
         let new = ConvState {
             account: acct,
             key: Text::from(ckey),
-            record_id: m.record_id.clone(),
+            record_id: Text::from(&m.record_id),
             identity: Text::from(identity),
             ident: ident.clone(),
             at: m.timestamp,
@@ -977,10 +983,12 @@ impl Engine {
         // Conversions this touch can reach, and whether to carry it to the customer's partition.
         let (dirty, transfer) = {
             let root = self.resolve_ref(ident);
-            let reach_until = add(touch.at, secs(self.cfg.settings(acct).max_lookback_secs()));
+            // Computed on first use: most touches reach no stored conversion.
+            let mut reach_until = None;
             let mut dirty: Vec<String> = Vec::new();
             let mut visit = |g: &str| {
                 if let Some(set) = self.st.convs_by_ident.get(g) {
+                    let reach_until = *reach_until.get_or_insert_with(|| add(touch.at, secs(self.cfg.settings(acct).max_lookback_secs())));
                     for ck in set {
                         if let Some(c) = self.st.convs.get(ck) {
                             if c.at >= touch.at && c.at <= reach_until {
@@ -1434,12 +1442,14 @@ impl Engine {
             mut campaigns,
             mut protos,
         } = std::mem::take(&mut self.scratch);
+        let mut changed = std::mem::take(&mut self.scratch_changed);
+        changed.clear();
         let touches = self.window(&c.account, &c.ident, c.at);
         let legacy = !c.fingerprints.is_empty();
         let dp = c.value.scale().max(2);
         // Reused buffers (all empty between calls; put back below).
         // (model, rows) of the models whose fingerprint changed.
-        let mut changed: Vec<(Model, Vec<AttributionRow>)> = Vec::new();
+        fps.reserve_exact(Model::HEURISTIC.len());
         // Default-model contributions per cell (a handful: searched linearly, sorted at the end)
         // are collected in `contrib`; `protos` holds the row fields of each touch, shared by the
         // rows of all models (built on first use).
@@ -1631,9 +1641,9 @@ impl Engine {
             } else {
                 std::mem::swap(&mut c.fp, &mut fps);
             }
-            let conversion_id = Text::from(&c.record_id);
-            let conversion_kind = Text::new(c.kind.as_str());
-            for (model, rows) in changed {
+            let conversion_id = c.record_id.clone();
+            let conversion_kind = self.int.get(c.kind.as_str());
+            for (model, rows) in changed.drain(..) {
                 out.push(AttributionSet {
                     account_id: c.account,
                     conversion_key: String::from(c.key.as_str()),
@@ -1672,6 +1682,7 @@ impl Engine {
         contrib.clear();
         self.scratch.fps = fps;
         self.scratch.contrib = contrib;
+        self.scratch_changed = changed;
     }
 
     // ----------------------------------------------------------------------------------------

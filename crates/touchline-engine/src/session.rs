@@ -100,7 +100,7 @@ impl EventPoint {
             at,
             id,
             utm: Utm::from_context(&e.context),
-            page: int.opt(e.context.page_url.as_deref().or(e.context.page_path.as_deref())),
+            page: int.opt_at(8, e.context.page_url.as_deref().or(e.context.page_path.as_deref())),
             referrer: e.context.referrer.clone(),
             campaign_id: e.campaign_id.clone(),
             advertisement_id: e.advertisement_id.clone(),

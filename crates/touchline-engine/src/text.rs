@@ -34,7 +34,10 @@ impl Text {
 /// crediting a reach does not allocate. Not part of the snapshot; [`Interner::gc`] drops the
 /// strings the state no longer references.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Interner(crate::util::FastSet<Text>);
+pub(crate) struct Interner(crate::util::FastSet<Text>, [Option<Text>; SLOTS]);
+
+/// Number of [`Interner::get_at`] slots.
+pub(crate) const SLOTS: usize = 10;
 
 impl Interner {
     pub fn get(&mut self, s: &str) -> Text {
@@ -46,12 +49,36 @@ impl Interner {
         t
     }
 
+    /// [`Interner::get`] through a one-entry cache per call site (`slot`): a field that repeats
+    /// the previous record's value (same identity, kind, channel, …) is one string compare
+    /// instead of a hash-table probe.
+    #[inline]
+    pub fn get_at(&mut self, slot: usize, s: &str) -> Text {
+        if let Some(Some(t)) = self.1.get(slot) {
+            if t.as_str() == s {
+                return t.clone();
+            }
+        }
+        let t = self.get(s);
+        if let Some(r) = self.1.get_mut(slot) {
+            *r = Some(t.clone());
+        }
+        t
+    }
+
     pub fn opt(&mut self, s: Option<&str>) -> Option<Text> {
         s.map(|s| self.get(s))
     }
 
+    /// [`Interner::opt`] through slot `slot` (see [`Interner::get_at`]).
+    #[inline]
+    pub fn opt_at(&mut self, slot: usize, s: Option<&str>) -> Option<Text> {
+        s.map(|s| self.get_at(slot, s))
+    }
+
     /// Drops the strings only the interner still holds.
     pub fn gc(&mut self) {
+        self.1 = Default::default();
         self.0.retain(|t| !t.is_unique());
     }
 
