@@ -192,6 +192,26 @@ struct DerivedIdent {
     identity: String,
     points: Vec<EventPoint>,
     emitted: BTreeMap<String, SessionRow>,
+    /// Not serialised (restore starts from a full scan, dirty flags from the dirty set).
+    #[serde(skip)]
+    scan: ScanCache,
+}
+
+/// What the last flush of a [`DerivedIdent`] computed, to resume from instead of rescanning: the
+/// session ranges of the points as they were, and how many leading points are unchanged since
+/// (0: nothing known, scan everything). Also the identity's dirty flag. Ignored by equality.
+#[derive(Clone, Debug, Default)]
+struct ScanCache {
+    clean: usize,
+    bounds: Vec<(usize, usize)>,
+    /// Whether the identity is in the state's dirty set.
+    dirty: bool,
+}
+
+impl PartialEq for ScanCache {
+    fn eq(&self, _: &ScanCache) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -281,8 +301,7 @@ pub struct Engine {
     /// Buffers [`Engine::attribute`] reuses across conversions (empty between calls).
     scratch: Scratch,
     scratch_changed: Vec<(Model, Vec<AttributionRow>)>,
-    /// Reused buffers of the derived-session flush: session ranges, session id.
-    bounds_buf: Vec<(usize, usize)>,
+    /// Reused buffer of the derived-session flush: session id.
     key_buf2: String,
 }
 
@@ -408,7 +427,6 @@ impl Engine {
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
             scratch_changed: Vec::new(),
-            bounds_buf: Vec::new(),
             key_buf2: String::new(),
         }
     }
@@ -509,6 +527,11 @@ impl Engine {
             cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
         }
         // Flag the listed cells (a key listed twice or without a cell is dropped: flush skips both).
+        for k in &st.dirty_derived {
+            if let Some(d) = st.derived.get_mut(k) {
+                d.scan.dirty = true;
+            }
+        }
         let cells = &mut st.cells;
         st.dirty_cells.retain(|k| match cells.get_mut(k) {
             Some(c) if !c.dirty => {
@@ -528,7 +551,6 @@ impl Engine {
             credit_cache: FastMap::default(),
             scratch: Scratch::default(),
             scratch_changed: Vec::new(),
-            bounds_buf: Vec::new(),
             key_buf2: String::new(),
         })
     }
@@ -705,6 +727,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn derived_touch(
         int: &mut Interner,
+        id: Text,
         r: &Record,
         source: TouchSource,
         at: DateTime<Utc>,
@@ -729,7 +752,7 @@ impl Engine {
             ))
         });
         Held {
-            id: Text::from(&m.record_id),
+            id,
             key,
             identity: int.get_at(0, identity),
             at,
@@ -778,6 +801,7 @@ impl Engine {
         if p.utm.is_some() || e.campaign_id.is_some() {
             let t = Self::derived_touch(
                 &mut self.int,
+                p.id.clone(),
                 r,
                 TouchSource::Event,
                 m.timestamp,
@@ -802,17 +826,22 @@ impl Engine {
                 self.st.dirty_explicit.insert(k);
             }
             None => {
-                match self.st.derived.get_mut(ident) {
+                let newly_dirty = match self.st.derived.get_mut(ident) {
                     Some(d) => {
-                        insert_point(&mut d.points, p);
+                        if let Some(i) = crate::session::insert_point_at(&mut d.points, p) {
+                            d.scan.clean = d.scan.clean.min(i);
+                        }
+                        !std::mem::replace(&mut d.scan.dirty, true)
                     }
                     None => {
                         let mut d = DerivedIdent { account: acct, identity: identity.to_owned(), ..DerivedIdent::default() };
                         insert_point(&mut d.points, p);
+                        d.scan.dirty = true;
                         self.st.derived.insert(ident.to_owned(), d);
+                        true
                     }
-                }
-                if !self.st.dirty_derived.contains(ident) {
+                };
+                if newly_dirty {
                     self.st.dirty_derived.insert(ident.to_owned());
                 }
             }
@@ -838,6 +867,7 @@ impl Engine {
         if utm.is_some() || s.campaign_id.is_some() {
             let t = Self::derived_touch(
                 &mut self.int,
+                Text::from(&m.record_id),
                 r,
                 TouchSource::Session,
                 s.started_at,
@@ -1294,9 +1324,27 @@ impl Engine {
         let identity = std::mem::take(&mut d.identity);
         let points = std::mem::take(&mut d.points);
         let mut emitted = std::mem::take(&mut d.emitted);
-        let mut bounds = std::mem::take(&mut self.bounds_buf);
-        bounds.clear();
-        crate::session::session_bounds(&points, self.cfg.settings(&account), &mut bounds);
+        let scan = std::mem::take(&mut d.scan);
+        let mut bounds = scan.bounds;
+        let settings = self.cfg.settings(&account);
+        // Resume inside the session holding the last unchanged point (the sessions before it,
+        // and their emitted rows, are unchanged); else scan everything.
+        let resume = scan.clean.checked_sub(1).filter(|_| scan.clean <= points.len()).and_then(|last| {
+            let k = bounds.partition_point(|&(_, end)| end <= last);
+            bounds.get(k).map(|&(start, _)| (k, start))
+        });
+        let first_new = match resume {
+            Some((k, start)) => {
+                bounds.truncate(k);
+                crate::session::session_bounds_from(&points, settings, start, scan.clean, &mut bounds);
+                k
+            }
+            None => {
+                bounds.clear();
+                crate::session::session_bounds(&points, settings, &mut bounds);
+                0
+            }
+        };
         // Session ids of the new sessions (`derived:{first record id}`), sorted.
         let mut ids: Vec<&str> = bounds.iter().filter_map(|&(a, _)| points.get(a)).map(|p| p.id.as_str()).collect();
         ids.sort_unstable();
@@ -1305,7 +1353,7 @@ impl Engine {
             // Sessions whose emitted row is unchanged are compared in place, without building
             // their rows; changed or new ones are built, emitted and stored.
             let mut sid = std::mem::take(&mut self.key_buf2);
-            for &(a, b) in &bounds {
+            for &(a, b) in bounds.get(first_new..).unwrap_or_default() {
                 let Some(seg) = points.get(a..b) else { continue };
                 let Some(first) = seg.first() else { continue };
                 sid.clear();
@@ -1367,8 +1415,8 @@ impl Engine {
             }
         }
         drop(ids);
-        self.bounds_buf = bounds;
         if let Some(d) = self.st.derived.get_mut(ident) {
+            d.scan = ScanCache { clean: points.len(), bounds, dirty: false };
             d.identity = identity;
             d.points = points;
             d.emitted = emitted;
@@ -1761,6 +1809,7 @@ impl Engine {
             if cut > 0 {
                 let last = d.points.get(cut - 1).map(|p| p.at);
                 d.points.drain(..cut);
+                d.scan = ScanCache::default();
                 if let Some(last) = last {
                     d.emitted.retain(|_, r| r.started_at > last);
                 }

@@ -115,16 +115,21 @@ impl EventPoint {
 
 /// Inserts `p` into `points` (sorted by `(timestamp, record id)`); false if that key is present.
 pub(crate) fn insert_point(points: &mut Vec<EventPoint>, p: EventPoint) -> bool {
+    insert_point_at(points, p).is_some()
+}
+
+/// [`insert_point`], returning the index `p` was inserted at.
+pub(crate) fn insert_point_at(points: &mut Vec<EventPoint>, p: EventPoint) -> Option<usize> {
     // In-order arrival (the common case): append.
     if points.last().is_none_or(|l| l.at < p.at || (l.at == p.at && l.id < p.id)) {
         points.push(p);
-        return true;
+        return Some(points.len() - 1);
     }
     match points.binary_search_by(|q| q.key().cmp(&p.key())) {
-        Ok(_) => false,
+        Ok(_) => None,
         Err(i) => {
             points.insert(i, p);
-            true
+            Some(i)
         }
     }
 }
@@ -192,16 +197,25 @@ pub fn sessionize(account: Uuid, identity: &str, points: &[EventPoint], s: &Acco
 /// The derived sessions of `points` (sorted by `(timestamp, record id)`) as index ranges
 /// `[start, end)`, appended to `out` in order: what [`sessionize`] builds rows of.
 pub(crate) fn session_bounds(points: &[EventPoint], s: &AccountSettings, out: &mut Vec<(usize, usize)>) {
+    session_bounds_from(points, s, 0, 1, out);
+}
+
+/// [`session_bounds`] resumed at index `from` inside the session that starts at `start`
+/// (`start < from`): appends that session's range and the following ones. The result is the
+/// full computation's when `start` is where that computation starts a session and no session
+/// starts in `start + 1 .. from` (a session's decisions depend only on its own points and the
+/// one before).
+pub(crate) fn session_bounds_from(points: &[EventPoint], s: &AccountSettings, start: usize, from: usize, out: &mut Vec<(usize, usize)>) {
     // Exact integer nanoseconds (i128: no overflow over chrono's whole range), computed once per
     // point instead of two `DateTime` subtractions per point.
     let timeout = nanos_of(secs(s.session_timeout_secs));
     let max = nanos_of(secs(s.session_max_secs));
-    let Some(first) = points.first() else { return };
-    let mut start = 0usize;
+    let (Some(first), Some(before)) = (points.get(start), from.checked_sub(1).and_then(|b| points.get(b))) else { return };
+    let mut start = start;
     let mut entry_utm = first.utm.as_ref();
     let mut start_ns = nanos(first.at);
-    let mut prev_ns = start_ns;
-    for (i, p) in points.iter().enumerate().skip(1) {
+    let mut prev_ns = nanos(before.at);
+    for (i, p) in points.iter().enumerate().skip(from) {
         let ns = nanos(p.at);
         let split = ns - prev_ns >= timeout
             || ns - start_ns >= max
