@@ -15,7 +15,7 @@ use crate::held::Held;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::{Interner, Text};
-use crate::util::{sorted, vecmap, FastMap, FastSet, Fingerprint};
+use crate::util::{ordered, sorted, vecmap, FastMap, FastSet, Fingerprint};
 
 /// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
 /// state; 1 was plain JSON of a different state layout and is refused).
@@ -255,25 +255,36 @@ struct State {
     counters: Counters,
     /// identity key (`{account}:{identity}`) → its touches, sorted by `(timestamp, record id,
     /// received_at)`, unique by dedup key.
+    #[serde(serialize_with = "ordered::map")]
     touches: FastMap<String, Vec<Held>>,
     /// previous identity key → the identity key it was linked to.
+    #[serde(serialize_with = "ordered::map")]
     links: FastMap<String, Link>,
     /// identity key → identity keys linked to it.
+    #[serde(serialize_with = "ordered::map")]
     members: FastMap<String, BTreeSet<String>>,
     /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
+    #[serde(serialize_with = "ordered::map")]
     convs: FastMap<String, ConvState>,
+    #[serde(serialize_with = "ordered::map")]
     convs_by_ident: FastMap<String, BTreeSet<String>>,
+    #[serde(serialize_with = "ordered::map")]
     derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
+    #[serde(serialize_with = "ordered::map")]
     explicit: FastMap<String, ExplicitEntry>,
     /// account → record id of events seen → event time.
+    #[serde(serialize_with = "ordered::nested")]
     events_seen: FastMap<Uuid, FastMap<Text, DateTime<Utc>>>,
     #[serde(with = "vecmap")]
     cells: FastMap<CellKey, Cell>,
     #[serde(with = "vecmap")]
     spend: FastMap<SpendKey, SpendRec>,
+    #[serde(serialize_with = "ordered::set")]
     dirty_convs: FastSet<String>,
+    #[serde(serialize_with = "ordered::set")]
     dirty_derived: FastSet<String>,
+    #[serde(serialize_with = "ordered::set")]
     dirty_explicit: FastSet<String>,
     /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
     /// whether it is listed). Serialised as a sequence, like the set it replaced.

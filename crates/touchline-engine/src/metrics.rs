@@ -111,6 +111,7 @@ pub(crate) struct Cell {
     pub engagements: u64,
     pub sessions: u64,
     /// identity → impressions + clicks of that identity in this cell.
+    #[serde(serialize_with = "crate::util::ordered::map")]
     pub reach: crate::util::FastMap<crate::text::Text, u32>,
     pub conversions: Decimal,
     pub revenue: Decimal,
@@ -290,7 +291,12 @@ impl DailyReportRow {
 pub fn combine_partials(parts: &[DailyPartial]) -> Vec<DailyReportRow> {
     let mut m: std::collections::BTreeMap<CellKey, DailyReportRow> = std::collections::BTreeMap::new();
     for p in parts {
-        let k = CellKey { account_id: p.account_id, campaign_id: p.campaign_id.clone(), advertisement_id: p.advertisement_id.clone(), date: p.date };
+        let k = CellKey {
+            account_id: p.account_id,
+            campaign_id: p.campaign_id.clone(),
+            advertisement_id: p.advertisement_id.clone(),
+            date: p.date,
+        };
         let r = m.entry(k).or_insert_with(|| DailyReportRow::empty(p));
         r.impressions = r.impressions.saturating_add(p.impressions);
         r.clicks = r.clicks.saturating_add(p.clicks);

@@ -8,8 +8,11 @@ pub(crate) mod vecmap {
 
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<K: Serialize, V: Serialize, H, S: Serializer>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(m.iter())
+    /// In key order (equal maps give equal snapshots).
+    pub fn serialize<K: Serialize + Ord, V: Serialize, H, S: Serializer>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(&K, &V)> = m.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_seq(v)
     }
 
     pub fn deserialize<'de, K, V, H, D>(d: D) -> Result<HashMap<K, V, H>, D::Error>
@@ -21,6 +24,48 @@ pub(crate) mod vecmap {
     {
         let v: Vec<(K, V)> = Vec::deserialize(d)?;
         Ok(v.into_iter().collect())
+    }
+}
+
+/// Serialisers of the state's hash maps and sets in key order, so that a snapshot is a function
+/// of the state alone (not of the tables' insertion history): a restored engine snapshots to the
+/// same bytes. Deserialisation is the default one (any order loads).
+pub(crate) mod ordered {
+    use std::collections::{HashMap, HashSet};
+
+    use serde::ser::SerializeMap;
+    use serde::{Serialize, Serializer};
+
+    pub fn map<K: Serialize + Ord, V: Serialize, H, S: Serializer>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(&K, &V)> = m.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_map(v)
+    }
+
+    pub fn set<K: Serialize + Ord, H, S: Serializer>(m: &HashSet<K, H>, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<&K> = m.iter().collect();
+        v.sort_unstable();
+        s.collect_seq(v)
+    }
+
+    /// A map of maps, both levels in key order.
+    pub fn nested<K: Serialize + Ord, K2: Serialize + Ord, V: Serialize, H, H2, S: Serializer>(
+        m: &HashMap<K, HashMap<K2, V, H2>, H>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        struct Inner<'a, K2, V, H2>(&'a HashMap<K2, V, H2>);
+        impl<K2: Serialize + Ord, V: Serialize, H2> Serialize for Inner<'_, K2, V, H2> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                map(self.0, s)
+            }
+        }
+        let mut v: Vec<(&K, &HashMap<K2, V, H2>)> = m.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut out = s.serialize_map(Some(v.len()))?;
+        for (k, inner) in v {
+            out.serialize_entry(k, &Inner(inner))?;
+        }
+        out.end()
     }
 }
 

@@ -256,6 +256,8 @@ proptest! {
             if i == cut {
                 let snap = b.snapshot();
                 b = Engine::restore(EngineConfig::single(), &snap).unwrap();
+                // A snapshot is a function of the state: the restored engine writes the same bytes.
+                prop_assert!(b.snapshot() == snap, "re-snapshot after restore differs");
             }
             step(&mut b, i, &mut out_b);
         }
