@@ -1011,8 +1011,9 @@ impl Engine {
             return Ingest::TooLate;
         }
         // Dedup against the identity's touches (no allocation on the hit path).
+        let key = touch.key().norm();
         let pos = match self.st.touches.get(ident) {
-            Some(list) => match list.iter().rposition(|t| t.same_key(&touch)) {
+            Some(list) => match list.iter().rposition(|t| t.has_key(key)) {
                 Some(pos) => match list.get(pos) {
                     Some(slot) if touch.wins_over(slot) => Some(pos),
                     _ => return Ingest::Duplicate,

@@ -53,8 +53,10 @@ impl<'a> KeyRef<'a> {
         }
     }
 
+    #[cfg(test)]
     fn eq(self, o: KeyRef<'_>) -> bool {
-        self.norm() == o.norm()
+        let (a, b) = (self.norm(), o.norm());
+        a.0 == b.0 && str_eq(a.1, b.1)
     }
 
     pub fn to_key_string(self) -> String {
@@ -67,6 +69,31 @@ impl<'a> KeyRef<'a> {
             }
             KeyRef::Other(k) => k.to_owned(),
         }
+    }
+}
+
+/// String equality without a `memcmp` call for the short strings of record ids (overlapping word
+/// loads from both ends; exact), and a first-word test before the full compare of longer ones.
+#[inline]
+pub(crate) fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    if n >= 8 {
+        let w = |x: &[u8]| x.first_chunk::<8>().map(|c| u64::from_ne_bytes(*c));
+        let l = |x: &[u8]| x.last_chunk::<8>().map(|c| u64::from_ne_bytes(*c));
+        if w(a) != w(b) || l(a) != l(b) {
+            return false;
+        }
+        n <= 16 || a == b
+    } else if n >= 4 {
+        let w = |x: &[u8]| x.first_chunk::<4>().map(|c| u32::from_ne_bytes(*c));
+        let l = |x: &[u8]| x.last_chunk::<4>().map(|c| u32::from_ne_bytes(*c));
+        w(a) == w(b) && l(a) == l(b)
+    } else {
+        a == b
     }
 }
 
@@ -90,8 +117,16 @@ impl Held {
         }
     }
 
+    #[cfg(test)]
     pub fn same_key(&self, o: &Held) -> bool {
         self.key().eq(o.key())
+    }
+
+    /// Whether this touch's dedup key is `k` (a [`KeyRef::norm`] form).
+    #[inline]
+    pub fn has_key(&self, k: (bool, &str)) -> bool {
+        let mine = self.key().norm();
+        mine.0 == k.0 && str_eq(mine.1, k.1)
     }
 
     /// A direct touch has no campaign and no UTM source.
@@ -293,6 +328,37 @@ mod tests {
         t.advertisement_id = None;
         let h = Held::from_touch(&t, &mut Interner::default());
         assert_eq!(serde_json::to_string(&t).unwrap_or_default(), serde_json::to_string(&h).unwrap_or_default());
+    }
+
+    #[test]
+    fn str_eq_is_equality() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abce",
+            "bbcd",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "bbcdefgh",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "abcdefghXjklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "abcdefghijXlmnopq",
+            "r12345",
+            "r32345",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(str_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]
