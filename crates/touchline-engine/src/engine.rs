@@ -1285,6 +1285,7 @@ impl Engine {
         for key in dirty {
             self.attribute(&key, &mut out.attributions);
         }
+        out.sessions.reserve(self.st.dirty_derived.len() + self.st.dirty_explicit.len());
         for ident in sorted(std::mem::take(&mut self.st.dirty_derived)) {
             self.flush_derived(&ident, &mut out.sessions);
         }
@@ -1374,11 +1375,11 @@ impl Engine {
                 match emitted.get_mut(sid.as_str()) {
                     Some(o) if crate::session::derived_row_matches(o, account, &identity, seg) => {}
                     Some(o) => {
-                        let Some(row) = crate::session::derived_row(account, &identity, seg) else { continue };
-                        let old = std::mem::replace(o, row.clone());
-                        self.session_metrics(&old, -1);
-                        self.session_metrics(&row, 1);
-                        out.push(SessionChange::Upsert(row));
+                        // Updated in place (its unchanged strings kept), then copied out.
+                        self.session_metrics(o, -1);
+                        crate::session::update_derived_row(o, account, &identity, seg);
+                        self.session_metrics(o, 1);
+                        out.push(SessionChange::Upsert(o.clone()));
                     }
                     None => {
                         let Some(row) = crate::session::derived_row(account, &identity, seg) else { continue };
