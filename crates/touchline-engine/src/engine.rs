@@ -316,16 +316,6 @@ pub struct Engine {
     key_buf2: String,
 }
 
-/// The row fields of a touch, shared by the rows of all models of one conversion.
-#[derive(Clone, Debug)]
-struct Proto {
-    touchpoint: Text,
-    kind: Text,
-    channel: Text,
-    campaign_id: Option<Text>,
-    advertisement_id: Option<Text>,
-}
-
 /// Working buffers of [`Engine::attribute`], kept between conversions so that attributing one
 /// does not allocate them again (not part of the snapshot).
 #[derive(Clone, Debug, Default)]
@@ -338,7 +328,6 @@ struct Scratch {
     fps: Vec<u64>,
     contrib: Vec<(CellKey, Decimal, Decimal)>,
     campaigns: Vec<Option<Text>>,
-    protos: Vec<Proto>,
 }
 
 const GC_MIN: usize = 4096;
@@ -1501,7 +1490,6 @@ impl Engine {
             mut fps,
             mut contrib,
             mut campaigns,
-            mut protos,
         } = std::mem::take(&mut self.scratch);
         let mut changed = std::mem::take(&mut self.scratch_changed);
         changed.clear();
@@ -1512,8 +1500,7 @@ impl Engine {
         // (model, rows) of the models whose fingerprint changed.
         fps.reserve_exact(Model::HEURISTIC.len());
         // Default-model contributions per cell (a handful: searched linearly, sorted at the end)
-        // are collected in `contrib`; `protos` holds the row fields of each touch, shared by the
-        // rows of all models (built on first use).
+        // are collected in `contrib`.
         // The one-hot split computed first (position, then credits and revenue in `oh_*`).
         let mut onehot: Option<usize> = None;
         let mut new_credits: Vec<((usize, usize), Vec<Decimal>)> = Vec::new();
@@ -1636,28 +1623,20 @@ impl Engine {
                     attributed_revenue: c.value,
                 }]
             } else {
-                if protos.is_empty() {
-                    protos.extend(touches.iter().zip(&campaigns).map(|(t, campaign)| Proto {
-                        touchpoint: t.id.clone(),
-                        kind: t.kind.clone(),
-                        channel: t.channel.clone(),
-                        campaign_id: campaign.clone(),
-                        advertisement_id: t.advertisement_id.clone(),
-                    }));
-                }
                 let mut rows = Vec::with_capacity(weights.iter().filter(|w| **w > 0.0).count());
-                for (i, (t, p)) in touches.iter().zip(&protos).enumerate() {
+                // Row fields shared with the touch (reference counts, no copies).
+                for (i, (t, campaign)) in touches.iter().zip(&campaigns).enumerate() {
                     let w = weights.get(i).copied().unwrap_or(0.0);
                     if w <= 0.0 || w.is_nan() {
                         continue;
                     }
                     rows.push(AttributionRow {
-                        touchpoint_id: Some(p.touchpoint.clone()),
-                        touchpoint: p.touchpoint.clone(),
-                        touch_kind: p.kind.clone(),
-                        channel: p.channel.clone(),
-                        campaign_id: p.campaign_id.clone(),
-                        advertisement_id: p.advertisement_id.clone(),
+                        touchpoint_id: Some(t.id.clone()),
+                        touchpoint: t.id.clone(),
+                        touch_kind: t.kind.clone(),
+                        channel: t.channel.clone(),
+                        campaign_id: campaign.clone(),
+                        advertisement_id: t.advertisement_id.clone(),
                         touched_at: Some(t.at),
                         weight: w,
                         credit: credits.get(i).copied().unwrap_or(Decimal::ZERO),
@@ -1670,7 +1649,6 @@ impl Engine {
         }
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
         campaigns.clear();
-        protos.clear();
         weights.clear();
         credits.clear();
         revenue.clear();
@@ -1691,7 +1669,6 @@ impl Engine {
             fps: Vec::new(),
             contrib: Vec::new(),
             campaigns,
-            protos,
         };
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if !changed.is_empty() {
