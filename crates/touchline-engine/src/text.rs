@@ -34,7 +34,10 @@ impl Text {
 /// crediting a reach does not allocate. Not part of the snapshot; [`Interner::gc`] drops the
 /// strings the state no longer references.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Interner(crate::util::FastSet<Text>, [Option<Text>; SLOTS]);
+pub(crate) struct Interner(crate::util::FastSet<Text>, [[Option<Text>; WAYS]; SLOTS], [u8; SLOTS]);
+
+/// Entries of each [`Interner::get_at`] slot (replaced round robin).
+const WAYS: usize = 4;
 
 /// Number of [`Interner::get_at`] slots.
 pub(crate) const SLOTS: usize = 10;
@@ -49,19 +52,30 @@ impl Interner {
         t
     }
 
-    /// [`Interner::get`] through a one-entry cache per call site (`slot`): a field that repeats
-    /// the previous record's value (same identity, kind, channel, …) is one string compare
-    /// instead of a hash-table probe.
+    /// [`Interner::get`] through a small cache per call site (`slot`, the last few distinct
+    /// values): a field that repeats a recent record's value (same identity, kind, channel,
+    /// campaign, …) costs a few word compares instead of a hash-table probe.
     #[inline]
     pub fn get_at(&mut self, slot: usize, s: &str) -> Text {
-        if let Some(Some(t)) = self.1.get(slot) {
-            if t.as_str() == s {
+        let Some(ways) = self.1.get_mut(slot) else { return self.get(s) };
+        for t in ways.iter().flatten() {
+            if crate::held::str_eq(t.as_str(), s) {
                 return t.clone();
             }
         }
-        let t = self.get(s);
-        if let Some(r) = self.1.get_mut(slot) {
-            *r = Some(t.clone());
+        let t = match self.0.get(s) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Text::new(s);
+                self.0.insert(t.clone());
+                t
+            }
+        };
+        if let (Some(ways), Some(next)) = (self.1.get_mut(slot), self.2.get_mut(slot)) {
+            if let Some(w) = ways.get_mut(usize::from(*next) % WAYS) {
+                *w = Some(t.clone());
+            }
+            *next = next.wrapping_add(1);
         }
         t
     }
