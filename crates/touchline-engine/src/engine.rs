@@ -415,6 +415,111 @@ fn add(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     t.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// The identity key an identity key finally resolves to through `links`.
+fn resolve_in<'a>(links: &'a FastMap<String, Link>, ident: &'a str) -> &'a str {
+    let mut cur = ident;
+    let mut seen = 0usize;
+    while let Some(l) = links.get(cur) {
+        if l.to == ident || seen >= 32 {
+            break;
+        }
+        cur = &l.to;
+        seen += 1;
+    }
+    cur
+}
+
+/// `root` and every identity linked to it (transitively) through `members`.
+fn group_in(members: &FastMap<String, BTreeSet<String>>, root: &str) -> Vec<String> {
+    let mut out = vec![root.to_owned()];
+    let mut seen: HashSet<String> = HashSet::new();
+    seen.insert(root.to_owned());
+    let mut i = 0;
+    while let Some(cur) = out.get(i) {
+        if out.len() >= MAX_GROUP {
+            break;
+        }
+        if let Some(ms) = members.get(cur) {
+            let add: Vec<String> = ms.iter().filter(|m| !seen.contains(*m)).cloned().collect();
+            for a in add {
+                seen.insert(a.clone());
+                out.push(a);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The impression/click/engagement counts (and reach) of touch `t` in its cell, `sign` 1 to
+/// add, -1 to remove. Takes the parts of the state it changes, so that the caller can hold others.
+fn touch_metrics_in(
+    cfg: &EngineConfig,
+    cells: &mut FastMap<CellKey, Cell>,
+    dirty_cells: &mut Vec<CellKey>,
+    acct: &Uuid,
+    t: &Held,
+    sign: i8,
+) {
+    enum F {
+        Imp,
+        Click,
+        Eng,
+    }
+    let f = match t.source {
+        TouchSource::Touchpoint if t.view => F::Imp,
+        TouchSource::Touchpoint if t.kind == "click" => F::Click,
+        TouchSource::Touchpoint => F::Eng,
+        TouchSource::LinkClick => F::Click,
+        TouchSource::Event | TouchSource::Session => return,
+    };
+    let Some(campaign) = t.metric_campaign() else { return };
+    with_cell_in(cfg, cells, dirty_cells, acct, campaign, t.advertisement_id.as_deref(), t.at, |cell| match f {
+        F::Imp => {
+            add_u(&mut cell.impressions, sign);
+            cell.reach_add(&t.identity, sign);
+        }
+        F::Click => {
+            add_u(&mut cell.clicks, sign);
+            cell.reach_add(&t.identity, sign);
+        }
+        F::Eng => add_u(&mut cell.engagements, sign),
+    });
+}
+
+/// [`Engine::with_cell`] on the parts of the state it uses.
+#[allow(clippy::too_many_arguments)]
+fn with_cell_in(
+    cfg: &EngineConfig,
+    cells: &mut FastMap<CellKey, Cell>,
+    dirty_cells: &mut Vec<CellKey>,
+    acct: &Uuid,
+    campaign: &str,
+    ad: Option<&str>,
+    at: DateTime<Utc>,
+    f: impl FnOnce(&mut Cell),
+) {
+    let tz = cfg.time_zone(acct, campaign);
+    let k = CellKeyRef { account_id: acct, campaign_id: campaign, advertisement_id: ad, date: local_date(at, tz) };
+    let q: &dyn CellKeyView = &k;
+    match cells.get_mut(q) {
+        Some(cell) => {
+            if !cell.dirty {
+                cell.dirty = true;
+                dirty_cells.push(k.to_key());
+            }
+            f(cell)
+        }
+        None => {
+            let mut cell = Cell { dirty: true, ..Cell::default() };
+            f(&mut cell);
+            let key = k.to_key();
+            dirty_cells.push(key.clone());
+            cells.insert(key, cell);
+        }
+    }
+}
+
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         Engine {
@@ -999,12 +1104,17 @@ impl Engine {
         if touch.foreign && self.touch_cutoff().is_some_and(|c| touch.at < c) {
             return Ingest::TooLate;
         }
+        // One probe of the identity's list for dedup and insertion; the other parts of the
+        // state are borrowed beside it.
+        let cfg = &self.cfg;
+        let st = &mut self.st;
+        let slot = st.touches.get_mut(ident);
         // Dedup against the identity's touches (no allocation on the hit path).
         let key = touch.key().norm();
-        let pos = match self.st.touches.get(ident) {
+        let pos = match slot.as_deref() {
             Some(list) => match list.iter().rposition(|t| t.has_key(key)) {
                 Some(pos) => match list.get(pos) {
-                    Some(slot) if touch.wins_over(slot) => Some(pos),
+                    Some(old) if touch.wins_over(old) => Some(pos),
                     _ => return Ingest::Duplicate,
                 },
                 None => None,
@@ -1013,15 +1123,15 @@ impl Engine {
         };
         // Conversions this touch can reach, and whether to carry it to the customer's partition.
         let (dirty, transfer) = {
-            let root = self.resolve_ref(ident);
+            let root = resolve_in(&st.links, ident);
             // Computed on first use: most touches reach no stored conversion.
             let mut reach_until = None;
             let mut dirty: Vec<String> = Vec::new();
             let mut visit = |g: &str| {
-                if let Some(set) = self.st.convs_by_ident.get(g) {
-                    let reach_until = *reach_until.get_or_insert_with(|| add(touch.at, secs(self.cfg.settings(acct).max_lookback_secs())));
+                if let Some(set) = st.convs_by_ident.get(g) {
+                    let reach_until = *reach_until.get_or_insert_with(|| add(touch.at, secs(cfg.settings(acct).max_lookback_secs())));
                     for ck in set {
-                        if let Some(c) = self.st.convs.get(ck) {
+                        if let Some(c) = st.convs.get(ck) {
                             if c.at >= touch.at && c.at <= reach_until {
                                 dirty.push(ck.clone());
                             }
@@ -1029,69 +1139,42 @@ impl Engine {
                     }
                 }
             };
-            if self.st.members.contains_key(root) {
-                for g in self.group(root) {
+            if st.members.contains_key(root) {
+                for g in group_in(&st.members, root) {
                     visit(&g);
                 }
             } else {
                 visit(root);
             }
-            let transfer =
-                (root != ident && self.partition_of(root) != self.cfg.partition && touch.hops < MAX_HOPS).then(|| root.to_owned());
+            let transfer = (root != ident && partition_for(root.as_bytes(), cfg.partitions) != cfg.partition && touch.hops < MAX_HOPS)
+                .then(|| root.to_owned());
             (dirty, transfer)
         };
         if !touch.foreign {
-            self.touch_metrics(acct, &touch, 1);
+            touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &touch, 1);
         }
         let carried = transfer.as_ref().map(|_| touch.to_touch());
-        let old = match self.st.touches.get_mut(ident) {
+        let old = match slot {
             Some(list) => {
                 let old = pos.filter(|p| *p < list.len()).map(|p| list.remove(p));
                 insert_sorted(list, touch);
                 old
             }
             None => {
-                self.st.touches.insert(ident.to_owned(), vec![touch]);
+                st.touches.insert(ident.to_owned(), vec![touch]);
                 None
             }
         };
         if let Some(o) = old.filter(|o| !o.foreign) {
-            self.touch_metrics(acct, &o, -1);
+            touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &o, -1);
         }
-        self.st.dirty_convs.extend(dirty);
+        st.dirty_convs.extend(dirty);
         if let (Some(root), Some(touch)) = (transfer, carried) {
             if let Some(link) = self.st.links.get(ident).cloned() {
                 self.queue_transfer(acct, ident, &root, &link, std::iter::once(touch));
             }
         }
         Ingest::Applied
-    }
-
-    fn touch_metrics(&mut self, acct: &Uuid, t: &Held, sign: i8) {
-        enum F {
-            Imp,
-            Click,
-            Eng,
-        }
-        let f = match t.source {
-            TouchSource::Touchpoint if t.view => F::Imp,
-            TouchSource::Touchpoint if t.kind == "click" => F::Click,
-            TouchSource::Touchpoint => F::Eng,
-            TouchSource::LinkClick => F::Click,
-            TouchSource::Event | TouchSource::Session => return,
-        };
-        let Some(campaign) = t.metric_campaign() else { return };
-        self.with_cell(acct, campaign, t.advertisement_id.as_deref(), t.at, |cell| match f {
-            F::Imp => {
-                add_u(&mut cell.impressions, sign);
-                cell.reach_add(&t.identity, sign);
-            }
-            F::Click => {
-                add_u(&mut cell.clicks, sign);
-                cell.reach_add(&t.identity, sign);
-            }
-            F::Eng => add_u(&mut cell.engagements, sign),
-        });
     }
 
     fn partition_of(&self, ident: &str) -> u32 {
@@ -1104,38 +1187,12 @@ impl Engine {
     }
 
     fn resolve_ref<'a>(&'a self, ident: &'a str) -> &'a str {
-        let mut cur = ident;
-        let mut seen = 0usize;
-        while let Some(l) = self.st.links.get(cur) {
-            if l.to == ident || seen >= 32 {
-                break;
-            }
-            cur = &l.to;
-            seen += 1;
-        }
-        cur
+        resolve_in(&self.st.links, ident)
     }
 
     /// `root` and every identity linked to it (transitively).
     fn group(&self, root: &str) -> Vec<String> {
-        let mut out = vec![root.to_owned()];
-        let mut seen: HashSet<String> = HashSet::new();
-        seen.insert(root.to_owned());
-        let mut i = 0;
-        while let Some(cur) = out.get(i) {
-            if out.len() >= MAX_GROUP {
-                break;
-            }
-            if let Some(ms) = self.st.members.get(cur) {
-                let add: Vec<String> = ms.iter().filter(|m| !seen.contains(*m)).cloned().collect();
-                for a in add {
-                    seen.insert(a.clone());
-                    out.push(a);
-                }
-            }
-            i += 1;
-        }
-        out
+        group_in(&self.st.members, root)
     }
 
     fn mark_group_dirty(&mut self, root: &str) {
@@ -1215,25 +1272,7 @@ impl Engine {
     /// The cell of `campaign`/`ad` on the day of `at` in the campaign's time zone (see
     /// [`Engine::cell_key`]), marked dirty and passed to `f`; allocates a key only for a new cell.
     fn with_cell(&mut self, acct: &Uuid, campaign: &str, ad: Option<&str>, at: DateTime<Utc>, f: impl FnOnce(&mut Cell)) {
-        let tz = self.cfg.time_zone(acct, campaign);
-        let k = CellKeyRef { account_id: acct, campaign_id: campaign, advertisement_id: ad, date: local_date(at, tz) };
-        let q: &dyn CellKeyView = &k;
-        match self.st.cells.get_mut(q) {
-            Some(cell) => {
-                if !cell.dirty {
-                    cell.dirty = true;
-                    self.st.dirty_cells.push(k.to_key());
-                }
-                f(cell)
-            }
-            None => {
-                let mut cell = Cell { dirty: true, ..Cell::default() };
-                f(&mut cell);
-                let key = k.to_key();
-                self.st.dirty_cells.push(key.clone());
-                self.st.cells.insert(key, cell);
-            }
-        }
+        with_cell_in(&self.cfg, &mut self.st.cells, &mut self.st.dirty_cells, acct, campaign, ad, at, f);
     }
 
     /// [`Engine::cell`] by reference: clones the key only for a new cell or a newly dirty one.
