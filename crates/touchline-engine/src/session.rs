@@ -34,19 +34,25 @@ pub struct Utm {
 
 impl Utm {
     pub fn from_context(c: &Context) -> Option<Utm> {
-        let mut u = Utm {
-            source: c.utm_source.clone(),
-            medium: c.utm_medium.clone(),
-            campaign: c.utm_campaign.clone(),
-            term: c.utm_term.clone(),
-            content: c.utm_content.clone(),
-        };
-        if !u.is_set() && c.page_url.as_deref().is_some_and(|p| p.contains("utm_")) {
+        // Source, medium or campaign on the context: those (with term and content).
+        if c.utm_source.is_some() || c.utm_medium.is_some() || c.utm_campaign.is_some() {
+            return Some(Utm {
+                source: c.utm_source.clone(),
+                medium: c.utm_medium.clone(),
+                campaign: c.utm_campaign.clone(),
+                term: c.utm_term.clone(),
+                content: c.utm_content.clone(),
+            });
+        }
+        // Else all five from the page URL's query, if it names any.
+        if c.page_url.as_deref().is_some_and(|p| p.contains("utm_")) {
             let mut c2 = Context { page_url: c.page_url.clone(), ..Context::default() };
             c2.fill_utm_from_url();
-            u = Utm { source: c2.utm_source, medium: c2.utm_medium, campaign: c2.utm_campaign, term: c2.utm_term, content: c2.utm_content };
+            let u =
+                Utm { source: c2.utm_source, medium: c2.utm_medium, campaign: c2.utm_campaign, term: c2.utm_term, content: c2.utm_content };
+            return u.is_set().then_some(u);
         }
-        u.is_set().then_some(u)
+        None
     }
 
     pub fn from_session(s: &Session) -> Option<Utm> {
