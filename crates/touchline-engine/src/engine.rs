@@ -312,8 +312,9 @@ pub struct Engine {
     /// Buffers [`Engine::attribute`] reuses across conversions (empty between calls).
     scratch: Scratch,
     scratch_changed: Vec<(Model, Vec<AttributionRow>)>,
-    /// Reused buffer of the derived-session flush: session id.
+    /// Reused buffers of the derived-session flush: session id, session order.
     key_buf2: String,
+    ids_buf: Vec<usize>,
 }
 
 /// Working buffers of [`Engine::attribute`], kept between conversions so that attributing one
@@ -533,6 +534,7 @@ impl Engine {
             scratch: Scratch::default(),
             scratch_changed: Vec::new(),
             key_buf2: String::new(),
+            ids_buf: Vec::new(),
         }
     }
 
@@ -657,6 +659,7 @@ impl Engine {
             scratch: Scratch::default(),
             scratch_changed: Vec::new(),
             key_buf2: String::new(),
+            ids_buf: Vec::new(),
         })
     }
 
@@ -1387,9 +1390,13 @@ impl Engine {
             }
         };
         // Session ids of the new sessions (`derived:{first record id}`), sorted.
-        let mut ids: Vec<&str> = bounds.iter().filter_map(|&(a, _)| points.get(a)).map(|p| p.id.as_str()).collect();
-        ids.sort_unstable();
-        let unique = ids.windows(2).all(|w| w.first() != w.get(1));
+        // (Indices of their first points, in a reused buffer.)
+        let id_at = |i: usize| points.get(i).map(|p| p.id.as_str()).unwrap_or_default();
+        let mut ids = std::mem::take(&mut self.ids_buf);
+        ids.clear();
+        ids.extend(bounds.iter().map(|&(a, _)| a));
+        ids.sort_unstable_by(|&x, &y| id_at(x).cmp(id_at(y)));
+        let unique = ids.windows(2).all(|w| w.first().map(|&i| id_at(i)) != w.get(1).map(|&i| id_at(i)));
         if unique {
             // Sessions whose emitted row is unchanged are compared in place, without building
             // their rows; changed or new ones are built, emitted and stored.
@@ -1419,8 +1426,11 @@ impl Engine {
             }
             self.key_buf2 = sid;
             // Sessions that no longer exist (in session id order).
-            let gone: Vec<String> =
-                emitted.keys().filter(|k| k.strip_prefix("derived:").is_none_or(|id| ids.binary_search(&id).is_err())).cloned().collect();
+            let gone: Vec<String> = emitted
+                .keys()
+                .filter(|k| k.strip_prefix("derived:").is_none_or(|id| ids.binary_search_by(|&i| id_at(i).cmp(id)).is_err()))
+                .cloned()
+                .collect();
             for k in gone {
                 if let Some(o) = emitted.remove(&k) {
                     self.session_metrics(&o, -1);
@@ -1455,7 +1465,7 @@ impl Engine {
                 }
             }
         }
-        drop(ids);
+        self.ids_buf = ids;
         if let Some(d) = self.st.derived.get_mut(ident) {
             d.scan = ScanCache { clean: points.len(), bounds, dirty: false };
             d.identity = identity;
