@@ -221,12 +221,20 @@ impl std::hash::Hasher for WordHasher {
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            if let Some(dst) = b.get_mut(..rest.len()) {
-                dst.copy_from_slice(rest);
-            }
+            // The remainder zero-padded: from one overlapping load of the last 8 bytes when there
+            // are that many (no variable-length copy), else copied.
+            let w = match bytes.last_chunk::<8>() {
+                Some(last) => u64::from_le_bytes(*last) >> (64 - 8 * rest.len()),
+                None => {
+                    let mut b = [0u8; 8];
+                    if let Some(dst) = b.get_mut(..rest.len()) {
+                        dst.copy_from_slice(rest);
+                    }
+                    u64::from_le_bytes(b)
+                }
+            };
             // The length keeps "a\0" and "a" apart within one write.
-            self.add(u64::from_le_bytes(b) ^ ((rest.len() as u64) << 56));
+            self.add(w ^ ((rest.len() as u64) << 56));
         }
     }
 
@@ -263,4 +271,44 @@ pub(crate) fn sorted<K: Ord>(set: FastSet<K>) -> Vec<K> {
     let mut v: Vec<K> = set.into_iter().collect();
     v.sort_unstable();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::Hasher;
+
+    use super::*;
+
+    /// The word-at-a-time hashes read the remainder as the zero-padded little-endian word.
+    #[test]
+    fn remainders_are_zero_padded_words() {
+        let data: Vec<u8> = (1..=40u8).collect();
+        for n in 0..=data.len() {
+            let b = data.get(..n).unwrap_or_default();
+            let (mut h, mut f) = (WordHasher::default(), Fingerprint::new(false));
+            h.write(b);
+            f.bytes(b);
+            // Reference: the same steps with the remainder copied into a zeroed word.
+            let (mut rh, mut rf) = (WordHasher::default(), Fingerprint::new(false));
+            rf.add(n as u64);
+            let mut chunks = b.chunks_exact(8);
+            for c in &mut chunks {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(c);
+                rh.add(u64::from_le_bytes(w));
+                rf.add(u64::from_le_bytes(w));
+            }
+            let rest = chunks.remainder();
+            if !rest.is_empty() {
+                let mut w = [0u8; 8];
+                if let Some(dst) = w.get_mut(..rest.len()) {
+                    dst.copy_from_slice(rest);
+                }
+                rh.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+                rf.add(u64::from_le_bytes(w));
+            }
+            assert_eq!(h.finish(), rh.finish(), "hash, length {n}");
+            assert_eq!(f.value(), rf.value(), "fingerprint, length {n}");
+        }
+    }
 }
