@@ -901,7 +901,7 @@ impl Engine {
         };
         let p = EventPoint::from_event(m.timestamp, id, e, &mut self.int);
         // Engagement on the event's campaign.
-        let campaign = e.campaign_id.as_deref().or(p.utm.as_ref().and_then(|u| u.campaign.as_deref()));
+        let campaign = e.campaign_id.as_deref().or(p.utm.as_deref().and_then(|u| u.campaign.as_deref()));
         if let Some(c) = campaign {
             self.with_cell(&acct, c, e.advertisement_id.as_deref(), m.timestamp, |cell| add_u(&mut cell.engagements, 1));
         }
@@ -914,7 +914,7 @@ impl Engine {
                 TouchSource::Event,
                 m.timestamp,
                 e.session_id.as_ref(),
-                p.utm.as_ref(),
+                p.utm.as_deref(),
                 e.campaign_id.as_ref(),
                 e.advertisement_id.as_ref(),
                 identity,

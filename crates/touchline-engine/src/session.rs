@@ -81,8 +81,9 @@ impl Utm {
 pub struct EventPoint {
     pub at: DateTime<Utc>,
     pub id: Text,
+    /// Boxed: most events have none, and a point stays small (serialised like `Option<Utm>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub utm: Option<Utm>,
+    pub utm: Option<Box<Utm>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,7 +106,7 @@ impl EventPoint {
         EventPoint {
             at,
             id,
-            utm: Utm::from_context(&e.context),
+            utm: Utm::from_context(&e.context).map(Box::new),
             page: int.opt_at(8, e.context.page_url.as_deref().or(e.context.page_path.as_deref())),
             referrer: e.context.referrer.clone(),
             campaign_id: e.campaign_id.clone(),
@@ -218,19 +219,19 @@ pub(crate) fn session_bounds_from(points: &[EventPoint], s: &AccountSettings, st
     let max = nanos_of(secs(s.session_max_secs));
     let (Some(first), Some(before)) = (points.get(start), from.checked_sub(1).and_then(|b| points.get(b))) else { return };
     let mut start = start;
-    let mut entry_utm = first.utm.as_ref();
+    let mut entry_utm = first.utm.as_deref();
     let mut start_ns = nanos(first.at);
     let mut prev_ns = nanos(before.at);
     for (i, p) in points.iter().enumerate().skip(from) {
         let ns = nanos(p.at);
         let split = ns - prev_ns >= timeout
             || ns - start_ns >= max
-            || (s.split_session_on_utm_change && p.utm.as_ref().is_some_and(|u| !entry_utm.is_some_and(|f| f.same_source(u))));
+            || (s.split_session_on_utm_change && p.utm.as_deref().is_some_and(|u| !entry_utm.is_some_and(|f| f.same_source(u))));
         if split {
             out.push((start, i));
             start = i;
             start_ns = ns;
-            entry_utm = p.utm.as_ref();
+            entry_utm = p.utm.as_deref();
         }
         prev_ns = ns;
     }
@@ -240,7 +241,7 @@ pub(crate) fn session_bounds_from(points: &[EventPoint], s: &AccountSettings, st
 /// Whether `row` is exactly what [`sessionize`] builds for the session `seg` (without building it).
 pub(crate) fn derived_row_matches(row: &SessionRow, account: Uuid, identity: &str, seg: &[EventPoint]) -> bool {
     let (Some(first), Some(last)) = (seg.first(), seg.last()) else { return false };
-    let utm = first.utm.as_ref();
+    let utm = first.utm.as_deref();
     let u = |f: fn(&Utm) -> &Option<String>| utm.and_then(|u| f(u).as_deref());
     row.account_id == account
         && row.session_id.strip_prefix("derived:") == Some(first.id.as_str())
@@ -271,7 +272,7 @@ pub(crate) fn update_derived_row(row: &mut SessionRow, account: Uuid, identity: 
             *slot = v.map(str::to_owned);
         }
     }
-    let utm = first.utm.as_ref();
+    let utm = first.utm.as_deref();
     row.account_id = account;
     if row.session_id.strip_prefix("derived:") != Some(first.id.as_str()) {
         row.session_id = format!("derived:{}", first.id);
@@ -303,7 +304,7 @@ pub(crate) fn update_derived_row(row: &mut SessionRow, account: Uuid, identity: 
 pub(crate) fn derived_row(account: Uuid, identity: &str, seg: &[EventPoint]) -> Option<SessionRow> {
     let first = seg.first()?;
     let last = seg.last()?;
-    let utm = first.utm.clone().unwrap_or_default();
+    let utm = first.utm.as_deref().cloned().unwrap_or_default();
     Some(SessionRow {
         account_id: account,
         session_id: format!("derived:{}", first.id),
@@ -392,7 +393,7 @@ impl ExplicitSession {
             Some(r) => {
                 let s = &r.session;
                 (
-                    Utm::from_session(s).or_else(|| first.and_then(|f| f.utm.clone())).unwrap_or_default(),
+                    Utm::from_session(s).or_else(|| first.and_then(|f| f.utm.as_deref().cloned())).unwrap_or_default(),
                     s.landing_page.clone().or_else(|| first.and_then(|f| f.page.as_deref().map(str::to_owned))),
                     s.referrer.clone().or_else(|| first.and_then(|f| f.referrer.clone())),
                     s.campaign_id.clone().or_else(|| first.and_then(|f| f.campaign_id.clone())),
@@ -400,7 +401,7 @@ impl ExplicitSession {
                 )
             }
             None => (
-                first.and_then(|f| f.utm.clone()).unwrap_or_default(),
+                first.and_then(|f| f.utm.as_deref().cloned()).unwrap_or_default(),
                 first.and_then(|f| f.page.as_deref().map(str::to_owned)),
                 first.and_then(|f| f.referrer.clone()),
                 first.and_then(|f| f.campaign_id.clone()),
