@@ -6,9 +6,17 @@
 //! a consumer group: Kafka, where partitions move between instances; a save under a superseded
 //! epoch is refused, which fences an instance that lost its partition).
 //!
+//! A checkpoint also carries the *outbox*: the output of the flush that produced its state,
+//! which the runtime delivers to the sinks (and the re-key records to the bus) only after the
+//! checkpoint is saved, and delivers again when it restores the checkpoint. So the sinks only
+//! ever receive results of checkpointed states: a process that dies between a sink write and
+//! its checkpoint cannot leave behind an absolute value that the replay, batching records
+//! differently, never recomputes (see `tests/partitions_sim.rs`).
+//!
 //! Files are replaced atomically (write to a temporary file, fsync, rename, fsync the
 //! directory). File format: one JSON header line `{"v":1,"epoch":E,"offsets":{…},"snapshot_len":N,
-//! "snapshot_crc":C}` then the N snapshot bytes.
+//! "snapshot_crc":C}` then the N payload bytes ([`Checkpoint::payload`]: the engine snapshot,
+//! framed with the outbox when there is one).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -18,13 +26,49 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use touchline_engine::Flush;
 use touchline_sql::Store;
 
 #[derive(Debug)]
 pub struct Checkpoint {
     pub epoch: u32,
     pub offsets: BTreeMap<String, u64>,
+    /// The engine snapshot.
     pub snapshot: Vec<u8>,
+    /// Output of the flush that produced this state, delivered after the save (and again
+    /// after a restore).
+    pub outbox: Option<Flush>,
+}
+
+/// Starts a payload that frames a snapshot with an outbox; a payload without it is a bare
+/// engine snapshot (checkpoints written before outboxes existed load unchanged).
+const FRAMED: &[u8; 8] = b"TLCKPT2\0";
+
+impl Checkpoint {
+    /// The stored bytes: the snapshot alone, or `FRAMED`, the snapshot length (u64 LE), the
+    /// snapshot and the outbox as deflated JSON.
+    pub fn payload(&self) -> Vec<u8> {
+        let Some(outbox) = self.outbox.as_ref().filter(|o| !o.is_empty()) else { return self.snapshot.clone() };
+        let mut out = Vec::with_capacity(self.snapshot.len() + 4096);
+        out.extend_from_slice(FRAMED);
+        out.extend_from_slice(&(self.snapshot.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.snapshot);
+        let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        // Serialising a flush cannot fail (string map keys only) and memory writes do not fail.
+        let _ = serde_json::to_writer(&mut enc, outbox);
+        enc.finish().unwrap_or_default()
+    }
+
+    /// Splits [`Checkpoint::payload`] bytes into the snapshot and the outbox.
+    pub fn split_payload(bytes: Vec<u8>) -> Result<(Vec<u8>, Option<Flush>), String> {
+        let Some(rest) = bytes.strip_prefix(FRAMED) else { return Ok((bytes, None)) };
+        let len = rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes).ok_or("checkpoint payload is truncated")?;
+        let len = usize::try_from(len).map_err(|_| "checkpoint payload is damaged".to_owned())?;
+        let snapshot = rest.get(8..8 + len).ok_or("checkpoint payload is truncated (snapshot)")?.to_vec();
+        let outbox: Flush = serde_json::from_reader(flate2::read::DeflateDecoder::new(&rest[8 + len..]))
+            .map_err(|e| format!("checkpoint outbox is unreadable: {e}"))?;
+        Ok((snapshot, Some(outbox)))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,10 +96,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 }
 
 pub fn save(dir: &Path, c: &Checkpoint) -> Result<(), String> {
-    let header = Header { v: 1, epoch: c.epoch, offsets: c.offsets.clone(), snapshot_len: c.snapshot.len(), snapshot_crc: crc(&c.snapshot) };
+    let payload = c.payload();
+    let header = Header { v: 1, epoch: c.epoch, offsets: c.offsets.clone(), snapshot_len: payload.len(), snapshot_crc: crc(&payload) };
     let mut bytes = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
-    bytes.extend_from_slice(&c.snapshot);
+    bytes.extend_from_slice(&payload);
     write_atomic(&dir.join("checkpoint"), &bytes)
 }
 
@@ -75,7 +120,8 @@ pub fn load(dir: &Path) -> Result<Option<Checkpoint>, String> {
     if snapshot.len() != header.snapshot_len || crc(&snapshot) != header.snapshot_crc {
         return Err(format!("{}: snapshot is damaged (length or checksum mismatch)", path.display()));
     }
-    Ok(Some(Checkpoint { epoch: header.epoch, offsets: header.offsets, snapshot }))
+    let (snapshot, outbox) = Checkpoint::split_payload(snapshot).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(Checkpoint { epoch: header.epoch, offsets: header.offsets, snapshot, outbox }))
 }
 
 /// Increments and durably stores the partition's epoch; returns the new one.
@@ -159,11 +205,12 @@ impl CheckpointStore for SqlCheckpoints {
             return Ok(None);
         };
         let offsets = serde_json::from_str(&c.offsets_json).map_err(|e| format!("checkpoint of partition {partition}: bad offsets: {e}"))?;
-        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot: c.snapshot }))
+        let (snapshot, outbox) = Checkpoint::split_payload(c.snapshot).map_err(|e| format!("checkpoint of partition {partition}: {e}"))?;
+        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot, outbox }))
     }
     async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
         let offsets = serde_json::to_string(&c.offsets).map_err(|e| e.to_string())?;
-        if self.store.checkpoint_save(&self.group, partition, c.epoch, &offsets, &c.snapshot).await.map_err(|e| e.to_string())? {
+        if self.store.checkpoint_save(&self.group, partition, c.epoch, &offsets, &c.payload()).await.map_err(|e| e.to_string())? {
             Ok(())
         } else {
             Err(format!("partition {partition} was taken over by another aggregator (epoch {} superseded); not saving", c.epoch))
@@ -184,9 +231,26 @@ mod tests {
         assert!(load(dir.path()).unwrap().is_none());
         let mut offsets = BTreeMap::new();
         offsets.insert("touchline.events".to_owned(), 42u64);
-        save(dir.path(), &Checkpoint { epoch: 3, offsets: offsets.clone(), snapshot: b"state\nwith newline".to_vec() }).unwrap();
+        save(dir.path(), &Checkpoint { epoch: 3, offsets: offsets.clone(), snapshot: b"state\nwith newline".to_vec(), outbox: None }).unwrap();
         let c = load(dir.path()).unwrap().unwrap();
-        assert_eq!((c.epoch, c.offsets, c.snapshot), (3, offsets, b"state\nwith newline".to_vec()));
+        assert_eq!((c.epoch, c.offsets.clone(), c.snapshot, c.outbox), (3, offsets.clone(), b"state\nwith newline".to_vec(), None));
+        // With an outbox: both come back.
+        let outbox = touchline_engine::Flush {
+            transfers: vec![touchline_engine::IdentityTransfer {
+                v: 1,
+                kind: touchline_engine::IdentityTransfer::TYPE.into(),
+                account_id: uuid::Uuid::from_u128(7),
+                from: "anon".into(),
+                to: "cust".into(),
+                linked_at: chrono::Utc::now(),
+                link_record_id: touchline_model::Id::new("r1").unwrap(),
+                touches: Vec::new(),
+            }],
+            ..touchline_engine::Flush::default()
+        };
+        save(dir.path(), &Checkpoint { epoch: 4, offsets: offsets.clone(), snapshot: b"s2".to_vec(), outbox: Some(outbox.clone()) }).unwrap();
+        let c = load(dir.path()).unwrap().unwrap();
+        assert_eq!((c.epoch, c.snapshot, c.outbox), (4, b"s2".to_vec(), Some(outbox)));
         let path = dir.path().join("checkpoint");
         let mut bytes = fs::read(&path).unwrap();
         let n = bytes.len();

@@ -7,14 +7,17 @@
 //!
 //! # Exactly-once effect
 //!
-//! The checkpoint of a partition holds the engine snapshot *and* the next offset of every
-//! topic, saved atomically together (a file replaced by rename, or one SQL row when instances
-//! share checkpoints, see [`checkpoint`]). On start the runtime restores it and resumes from
-//! its offsets, so state and position never disagree. Sink writes
-//! happen before the checkpoint and are idempotent: raw rows insert-or-ignore by record id,
-//! partial metrics are absolute values per partition, attribution sets replace older versions.
-//! A crash after a sink write but before the checkpoint replays the same records from the old
-//! state; the results are the same. Attribution versions written to sinks are
+//! The checkpoint of a partition holds the engine snapshot, the next offset of every topic and
+//! the *outbox* (the output of the flush that produced the state), saved atomically together
+//! (a file replaced by rename, or one SQL row when instances share checkpoints, see
+//! [`checkpoint`]). On start the runtime restores it, delivers its outbox again and resumes
+//! from its offsets, so state, position and sinks never disagree. A flush writes raw rows
+//! (insert-or-ignore by record id) and DLQ entries first, then saves the checkpoint, then
+//! delivers the outbox: results to the sinks (partial metrics are absolute values per
+//! partition, attribution sets replace older versions) and re-key records to the bus. Results
+//! never reach a sink before the state they come from is checkpointed: otherwise a crash
+//! between the two would leave absolute values that the replay, which batches records
+//! differently, need not recompute (found by `tests/partitions_sim.rs`). Attribution versions written to sinks are
 //! `epoch << 32 | engine version`, where the epoch is bumped and fsynced at every start, so rows
 //! written after a restart always supersede rows written before it (whose engine versions the
 //! restored state may reuse).
@@ -44,7 +47,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use touchline_bus::{Bus, Membership, OutRecord, StaticMembership, StoredRecord};
-use touchline_engine::{AccountSettings, Engine, EngineConfig, Ingest, Model};
+use touchline_engine::{AccountSettings, Engine, EngineConfig, Flush, Ingest, Model};
 use touchline_model::{topics, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
@@ -343,7 +346,11 @@ impl Aggregator {
         let (mut engine, mut offsets) = match self.checkpoints.load(p).await.map_err(AggError::Checkpoint)? {
             Some(c) => {
                 let e = Engine::restore(cfg, &c.snapshot).map_err(|e| AggError::Engine(e.to_string()))?;
-                tracing::info!(partition = p, epoch, "restored checkpoint");
+                tracing::info!(partition = p, epoch, outbox = c.outbox.is_some(), "restored checkpoint");
+                // The previous owner may have died before (or while) delivering it.
+                if let Some(out) = &c.outbox {
+                    self.deliver(p, epoch, out, &shutdown).await?;
+                }
                 (e, c.offsets)
             }
             None => {
@@ -471,6 +478,10 @@ impl Aggregator {
         });
     }
 
+    /// One flush: raw records and DLQ entries out (immutable, idempotent: before the
+    /// checkpoint moves past them), then the checkpoint with the flush's output as outbox, then
+    /// the outbox delivered. A crash anywhere leaves the sinks holding results of checkpointed
+    /// states only; the next start delivers the outbox of the last checkpoint again.
     #[allow(clippy::too_many_arguments)]
     async fn flush_cycle(
         &self,
@@ -484,17 +495,56 @@ impl Aggregator {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), AggError> {
         let out = engine.flush();
-        let batch = SinkBatch { partition: p, epoch, raw, flush: &out };
+        if !raw.is_empty() {
+            self.write_sinks(&SinkBatch { partition: p, epoch, raw, flush: &Flush::default() }, shutdown).await?;
+        }
+        if !dlq.is_empty() {
+            self.append_retrying(dlq, shutdown).await?;
+        }
+        if let Some(w) = max_received {
+            engine.advance_watermark(w);
+        }
+        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: engine.snapshot(), outbox: (!out.is_empty()).then_some(out) };
+        self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
+        if let Some(out) = &cp.outbox {
+            self.deliver(p, epoch, out, shutdown).await?;
+        }
+        for (t, o) in offsets {
+            // For lag and tools only: the checkpoint above is what a restart uses.
+            let _ = self.bus.commit(&self.config.group, t, p, *o).await;
+        }
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Delivers a checkpoint's outbox: results to every sink, re-key records to the bus.
+    async fn deliver(&self, p: u32, epoch: u32, out: &Flush, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
+        self.write_sinks(&SinkBatch { partition: p, epoch, raw: &[], flush: out }, shutdown).await?;
+        let transfers: Vec<OutRecord> = out
+            .transfers
+            .iter()
+            .map(|t| OutRecord { topic: t.topic().to_owned(), key: t.partition_key(), value: t.to_json(), timestamp_ms: t.linked_at.timestamp_millis() })
+            .collect();
+        if !transfers.is_empty() {
+            self.stats.transfers_out.fetch_add(transfers.len() as u64, Ordering::Relaxed);
+            self.append_retrying(transfers, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes to every sink, retrying with backoff while consumption pauses.
+    async fn write_sinks(&self, batch: &SinkBatch<'_>, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
         for sink in &self.sinks {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match sink.write(&batch).await {
+                match sink.write(batch).await {
                     Ok(()) => break,
                     Err(e) => {
                         self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(sink = sink.name(), partition = p, error = %e, "sink write failed; retrying (consumption paused)");
+                        tracing::warn!(sink = sink.name(), partition = batch.partition, error = %e, "sink write failed; retrying (consumption paused)");
                         if *shutdown.borrow() {
-                            // Leave without a checkpoint: the next start replays this batch.
+                            // Leave: the next start replays from the checkpoint (and delivers
+                            // its outbox again).
                             return Err(AggError::Checkpoint(format!("shutdown while sink {} was failing: {e}", sink.name())));
                         }
                         tokio::time::sleep(backoff).await;
@@ -503,34 +553,19 @@ impl Aggregator {
                 }
             }
         }
-        let mut extra: Vec<OutRecord> = out
-            .transfers
-            .iter()
-            .map(|t| OutRecord { topic: t.topic().to_owned(), key: t.partition_key(), value: t.to_json(), timestamp_ms: t.linked_at.timestamp_millis() })
-            .collect();
-        self.stats.transfers_out.fetch_add(extra.len() as u64, Ordering::Relaxed);
-        extra.extend(dlq);
-        if !extra.is_empty() {
-            let mut backoff = Duration::from_millis(100);
-            while let Err(e) = self.bus.append(extra.clone()).await {
-                tracing::warn!(error = %e, "appending re-key/DLQ records failed; retrying");
-                if *shutdown.borrow() {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+        Ok(())
+    }
+
+    async fn append_retrying(&self, records: Vec<OutRecord>, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = self.bus.append(records.clone()).await {
+            tracing::warn!(error = %e, "appending re-key/DLQ records failed; retrying");
+            if *shutdown.borrow() {
+                return Err(e.into());
             }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        if let Some(w) = max_received {
-            engine.advance_watermark(w);
-        }
-        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: engine.snapshot() };
-        self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
-        for (t, o) in offsets {
-            // For lag and tools only: the checkpoint above is what a restart uses.
-            let _ = self.bus.commit(&self.config.group, t, p, *o).await;
-        }
-        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -250,5 +250,7 @@ async fn partitions_moving_between_instances_give_the_same_results() {
     assert!(b.stats.records.load(std::sync::atomic::Ordering::Relaxed) > 0, "B did consume its partitions");
     let got = results(shared.as_ref()).await;
     assert_eq!(got.0, expected.0, "daily metrics differ from the single-instance run");
-    assert_eq!(got.1, expected.1, "attributions differ from the single-instance run");
+    let only_got: Vec<_> = got.1.iter().filter(|(k, v)| expected.1.get(*k) != Some(*v)).take(12).collect();
+    let only_expected: Vec<_> = expected.1.iter().filter(|(k, v)| got.1.get(*k) != Some(*v)).take(12).collect();
+    assert!(only_got.is_empty() && only_expected.is_empty(), "attributions differ from the single-instance run: only here {only_got:?}; only in the reference {only_expected:?}");
 }

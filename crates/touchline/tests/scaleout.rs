@@ -160,7 +160,16 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         assert!(Instant::now() < deadline, "the collector did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let agg = |name: &str| Proc(touchline(&root.path().join(name), &env, &["aggregator"]).spawn().unwrap());
+    // Each aggregator logs (info) to its own file, kept across restarts; on a failure the
+    // warnings and errors are printed.
+    let logs = root.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let agg = |name: &str| {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log"))).unwrap();
+        let mut c = touchline(&root.path().join(name), &env, &["aggregator"]);
+        c.env("TOUCHLINE_LOG_LEVEL", std::env::var("SCALEOUT_LOG").unwrap_or_else(|_| "info,sqlx=warn,rdkafka=warn".into())).stderr(log);
+        Proc(c.spawn().unwrap())
+    };
     let mut members = [agg("agg-a"), agg("agg-b")];
 
     // Send the dataset in batches while aggregators are killed and restarted.
@@ -183,6 +192,13 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         // member dies in the middle of a rebalance; Apache Kafka's session timeout handles it).
         tokio::time::sleep(Duration::from_millis(8_000 + g.next(3_000))).await;
         let i = (g.next(2)) as usize;
+        // An aggregator that ended by itself (a failed partition) would hide behind the kills.
+        if let Some(status) = members[i].0.try_wait().unwrap() {
+            let name = if i == 0 { "agg-a" } else { "agg-b" };
+            let text = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("aggregator {name} exited by itself ({status}); the end of its log:\n{}", tail.join("\n"));
+        }
         members[i].0.kill().unwrap();
         members[i].0.wait().unwrap();
         kills += 1;
@@ -197,7 +213,22 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     }
 
     let got = results(store.as_ref()).await;
+    for name in ["agg-a", "agg-b"] {
+        let text = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+        let warnings = text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
+        eprintln!("{name}: {warnings} warnings/errors in its log");
+        let interesting = |l: &&str| l.contains("WARN") || l.contains("ERROR") || l.contains("revoked") || l.contains("assigned") || l.contains("restored");
+        let noisy = got == expected && std::env::var_os("SCALEOUT_SHOW_LOGS").is_none();
+        for line in text.lines().filter(|l| !noisy && interesting(l)) {
+            eprintln!("{name}: {line}");
+        }
+    }
     if got != expected {
+        // ClickHouse versions partials by epoch: does it agree with the reference?
+        let ch_cfg = touchline_clickhouse::ClickHouseConfig::from_url(common::clickhouse_url()).with_database(&ch_db);
+        let ch = touchline_clickhouse::ClickHouseStore::new(touchline_clickhouse::connect(&ch_cfg).await.unwrap());
+        let chm = ch.daily_metrics(ACCOUNT, "2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap()).await.unwrap();
+        eprintln!("ClickHouse metrics equal the reference: {}", chm == expected.0);
         // Where did the difference come from: the records on Kafka, or their processing?
         let reference = touchline_bus::LogReader::new(ref_dir.join("log")).unwrap();
         for t in touchline_aggregator::INPUT_TOPICS {
