@@ -119,6 +119,8 @@ pub struct AggStats {
     pub bad_records: AtomicU64,
     pub duplicates: AtomicU64,
     pub transfers_out: AtomicU64,
+    /// Partition tasks that failed and were restarted from their checkpoint.
+    pub partition_failures: AtomicU64,
     /// Records on the bus not yet checkpointed, per owned partition (all topics).
     pub lag_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
 }
@@ -221,35 +223,42 @@ impl Aggregator {
         };
         let mut owned = membership.owned();
         let mut running: BTreeMap<u32, Running> = BTreeMap::new();
+        // Partitions whose task failed: restarted from their checkpoint after a backoff.
+        let mut retry: BTreeMap<u32, (Instant, Duration)> = BTreeMap::new();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let outcome = loop {
+        let outcome: Result<(), AggError> = loop {
             if *shutdown.borrow() {
                 break Ok(());
             }
             let want = owned.borrow_and_update().clone();
-            // Revoked partitions are stopped (flushed, checkpointed) and handed back. A task
-            // that ended on its own failed (a sink or checkpoint error that is not retried, a
-            // fenced save): stop everything and report it.
+            retry.retain(|p, _| want.contains(p));
+            // Revoked partitions are stopped (flushed, checkpointed) and handed back.
             let gone: Vec<u32> = running.keys().copied().filter(|p| !want.contains(p)).collect();
-            let ended: Vec<u32> = running.iter().filter(|(p, r)| want.contains(p) && r.handle.is_finished()).map(|(p, _)| *p).collect();
-            let mut failed = None;
             for p in gone {
                 if let Some(r) = running.remove(&p) {
                     if let Err(e) = self.stop_and_release(p, r, membership.as_ref()).await {
-                        failed.get_or_insert(e);
+                        tracing::error!(partition = p, error = %e, "partition failed while stopping; released to the group");
                     }
                 }
             }
+            // A task that ended on its own failed (a broker, sink or checkpoint error that is
+            // not retried in place, a save fenced by a newer owner): nothing past its last
+            // checkpoint counts, so it restarts from there after a backoff while the partition
+            // is still ours. The process carries on with its other partitions.
+            let ended: Vec<u32> = running.iter().filter(|(_, r)| r.handle.is_finished()).map(|(p, _)| *p).collect();
             for p in ended {
                 if let Some(r) = running.remove(&p) {
                     let e = r.stop().await.err().unwrap_or_else(|| AggError::Engine(format!("partition {p} stopped unexpectedly")));
-                    failed.get_or_insert(e);
+                    self.stats.partition_failures.fetch_add(1, Ordering::Relaxed);
+                    let backoff = retry.get(&p).map_or(Duration::from_secs(1), |(_, b)| (*b * 2).min(Duration::from_secs(30)));
+                    tracing::error!(partition = p, error = %e, retry_in_ms = backoff.as_millis() as u64, "partition failed; restarting it from its checkpoint");
+                    retry.insert(p, (Instant::now() + backoff, backoff));
                 }
             }
-            if let Some(e) = failed {
-                break Err(e);
-            }
             for &p in &want {
+                if retry.get(&p).is_some_and(|(at, _)| Instant::now() < *at) {
+                    continue;
+                }
                 if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(p) {
                     let (stop, stop_rx) = watch::channel(false);
                     let me = self.clone();

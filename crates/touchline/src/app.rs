@@ -323,7 +323,7 @@ pub struct MetricsState {
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 22] = [
+const METRICS: [(&str, &str, &str); 23] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
     ("touchline_link_clicks_spilled_total", "counter", "Link clicks that overflowed the in-process queue and were appended by a task of their own."),
@@ -335,12 +335,13 @@ const METRICS: [(&str, &str, &str); 22] = [
     ("touchline_pixels_dropped_total", "counter", "Pixel hits not stored (bad key, bad parameters, bus down); the GIF was still served."),
     ("touchline_rate_limited_total", "counter", "Requests refused with 429 because the account was over its rate."),
     ("touchline_aggregator_records_total", "counter", "Records the aggregator consumed."),
-    ("touchline_aggregator_flushes_total", "counter", "Flushes (sink writes followed by a checkpoint)."),
+    ("touchline_aggregator_flushes_total", "counter", "Flushes (checkpoint, then the results delivered to the sinks)."),
     ("touchline_aggregator_sink_errors_total", "counter", "Failed sink writes (retried; consumption pauses meanwhile)."),
     ("touchline_aggregator_too_late_total", "counter", "Records older than the allowed lateness, kept in touchline.dlq."),
     ("touchline_aggregator_bad_records_total", "counter", "Unreadable records, kept in touchline.dlq."),
     ("touchline_aggregator_duplicates_total", "counter", "Records that repeated an earlier record id (counted once)."),
     ("touchline_aggregator_transfers_total", "counter", "Identity re-key records sent to touchline.identities."),
+    ("touchline_aggregator_partition_failures_total", "counter", "Partition tasks that failed (broker, sink or checkpoint error, fenced save) and restarted from their checkpoint."),
     ("touchline_aggregator_lag_records", "gauge", "Records on the bus not yet checkpointed by this aggregator."),
     ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),
@@ -372,6 +373,7 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
         a.bad_records.load(Ordering::Relaxed),
         a.duplicates.load(Ordering::Relaxed),
         a.transfers_out.load(Ordering::Relaxed),
+        a.partition_failures.load(Ordering::Relaxed),
         a.lag(),
         sp(|s| s.backlog_records),
         sp(|s| s.backlog_bytes),
