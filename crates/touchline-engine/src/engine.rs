@@ -282,8 +282,10 @@ struct State {
     spend: FastMap<SpendKey, SpendRec>,
     #[serde(serialize_with = "ordered::set")]
     dirty_convs: FastSet<String>,
-    #[serde(serialize_with = "ordered::set")]
-    dirty_derived: FastSet<String>,
+    /// Derived identities changed since the last flush, each once (an identity's `scan.dirty`
+    /// flag says whether it is listed). Serialised sorted, like the set it replaced.
+    #[serde(serialize_with = "ordered::vec")]
+    dirty_derived: Vec<String>,
     #[serde(serialize_with = "ordered::set")]
     dirty_explicit: FastSet<String>,
     /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
@@ -634,6 +636,8 @@ impl Engine {
             cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
         }
         // Flag the listed cells (a key listed twice or without a cell is dropped: flush skips both).
+        st.dirty_derived.sort_unstable();
+        st.dirty_derived.dedup();
         for k in &st.dirty_derived {
             if let Some(d) = st.derived.get_mut(k) {
                 d.scan.dirty = true;
@@ -950,7 +954,7 @@ impl Engine {
                     }
                 };
                 if newly_dirty {
-                    self.st.dirty_derived.insert(ident.to_owned());
+                    self.st.dirty_derived.push(ident.to_owned());
                 }
             }
         }
@@ -1317,7 +1321,9 @@ impl Engine {
             self.attribute(&key, &mut out.attributions);
         }
         out.sessions.reserve(self.st.dirty_derived.len() + self.st.dirty_explicit.len());
-        for ident in sorted(std::mem::take(&mut self.st.dirty_derived)) {
+        let mut dirty_derived = std::mem::take(&mut self.st.dirty_derived);
+        dirty_derived.sort_unstable();
+        for ident in dirty_derived {
             self.flush_derived(&ident, &mut out.sessions);
         }
         for k in sorted(std::mem::take(&mut self.st.dirty_explicit)) {
@@ -1828,9 +1834,8 @@ impl Engine {
         }
         // Derived sessions: drop whole gap-separated chains that ended before cutoff − timeout.
         let cfg = &self.cfg;
-        let dirty_derived = &self.st.dirty_derived;
-        self.st.derived.retain(|k, d| {
-            if dirty_derived.contains(k) {
+        self.st.derived.retain(|_, d| {
+            if d.scan.dirty {
                 return true;
             }
             let timeout = secs(cfg.settings(&d.account).session_timeout_secs);

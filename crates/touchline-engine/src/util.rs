@@ -42,6 +42,12 @@ pub(crate) mod ordered {
         s.collect_map(v)
     }
 
+    pub fn vec<K: Serialize + Ord, S: Serializer>(m: &[K], s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<&K> = m.iter().collect();
+        v.sort_unstable();
+        s.collect_seq(v)
+    }
+
     pub fn set<K: Serialize + Ord, H, S: Serializer>(m: &HashSet<K, H>, s: S) -> Result<S::Ok, S::Error> {
         let mut v: Vec<&K> = m.iter().collect();
         v.sort_unstable();
