@@ -745,7 +745,7 @@ impl Engine {
                     Body::Session(s) => self.on_session(r, s, identity.to_owned(), ident.clone()),
                     Body::Touchpoint(t) => self.on_touchpoint(r, t, identity, &ident),
                     Body::LinkClick(c) => self.on_link_click(r, c, identity, &ident),
-                    Body::Conversion(c) => self.on_conversion(r, c, identity.to_owned(), ident.clone()),
+                    Body::Conversion(c) => self.on_conversion(r, c, identity, ident.clone()),
                     _ => Ingest::Ignored,
                 };
                 self.key_buf = ident;
@@ -998,22 +998,34 @@ impl Engine {
         }
     }
 
-    fn on_conversion(&mut self, r: &Record, c: &Conversion, identity: String, ident: String) -> Ingest {
+    fn on_conversion(&mut self, r: &Record, c: &Conversion, identity: &str, ident: String) -> Ingest {
         let m = &r.meta;
         let acct = m.account_id;
-        let ckey = match &c.order_id {
-            Some(o) => ["order:", c.kind.as_str(), ":", o.as_str()].concat(),
-            None => ["record:", m.record_id.as_str()].concat(),
-        };
-        let mut key = String::with_capacity(uuid::fmt::Hyphenated::LENGTH + 1 + ckey.len());
+        // `{account}|{conversion key}`; the conversion key is `order:{kind}:{order id}` or
+        // `record:{record id}`.
+        const PREFIX: usize = uuid::fmt::Hyphenated::LENGTH + 1;
+        let mut key = String::with_capacity(
+            PREFIX + 8 + c.kind.as_str().len() + c.order_id.as_ref().map_or(m.record_id.as_str().len(), |o| o.as_str().len()),
+        );
         key.push_str(acct.hyphenated().encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]));
         key.push('|');
-        key.push_str(&ckey);
+        match &c.order_id {
+            Some(o) => {
+                key.push_str("order:");
+                key.push_str(c.kind.as_str());
+                key.push(':');
+                key.push_str(o.as_str());
+            }
+            None => {
+                key.push_str("record:");
+                key.push_str(m.record_id.as_str());
+            }
+        }
         let new = ConvState {
             account: acct,
-            key: Text::from(ckey),
+            key: Text::new(key.get(PREFIX..).unwrap_or_default()),
             record_id: Text::from(&m.record_id),
-            identity: Text::from(identity),
+            identity: self.int.get_at(0, identity),
             ident: ident.clone(),
             at: m.timestamp,
             received_at: m.received_at,
