@@ -13,6 +13,11 @@
 
 use std::hint::black_box;
 
+// The service binary (crates/touchline) runs with mimalloc as its global allocator; the engine
+// is measured and profiled under the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod workload;

@@ -3,6 +3,11 @@
 //! `valgrind --tool=callgrind target/release/examples/profile events|conversions`.
 #![allow(clippy::unwrap_used, clippy::manual_is_multiple_of)]
 
+// The service binary (crates/touchline) runs with mimalloc as its global allocator; the engine
+// is measured and profiled under the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
