@@ -194,23 +194,27 @@ async fn results(s: &dyn Store) -> Results {
     (metrics, attrs)
 }
 
+/// One uninterrupted instance owning every partition, every wave appended up front.
+async fn reference(dir: &std::path::Path, cfg: &LogConfig, waves: &[Vec<Record>]) -> Results {
+    let ref_log = EmbeddedLog::open(dir.join("ref-log"), cfg.clone()).await.unwrap();
+    for w in waves {
+        append(&ref_log, w).await;
+    }
+    let ref_store = store(dir, "ref.db").await;
+    let ref_catalog = touchline_sql::CatalogCache::load(ref_store.clone(), Duration::from_secs(60)).await.unwrap();
+    let reference = aggregator(ref_log.clone() as Arc<dyn Bus>, &ref_store, ref_catalog, Arc::new(FileCheckpoints { dir: dir.join("ref-state") }));
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    tokio::time::timeout(Duration::from_secs(120), reference.run(rx, true)).await.expect("reference finishes").unwrap();
+    results(ref_store.as_ref()).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_moving_between_instances_give_the_same_results() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig { partitions: 4, retention_check_secs: 0, ..LogConfig::default() };
     let waves = [wave(0), wave(1), wave(2)];
 
-    // Reference: one instance owning every partition, everything appended up front.
-    let ref_log = EmbeddedLog::open(dir.path().join("ref-log"), cfg.clone()).await.unwrap();
-    for w in &waves {
-        append(&ref_log, w).await;
-    }
-    let ref_store = store(dir.path(), "ref.db").await;
-    let ref_catalog = touchline_sql::CatalogCache::load(ref_store.clone(), Duration::from_secs(60)).await.unwrap();
-    let reference = aggregator(ref_log.clone() as Arc<dyn Bus>, &ref_store, ref_catalog, Arc::new(FileCheckpoints { dir: dir.path().join("ref-state") }));
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(120), reference.run(rx, true)).await.expect("reference finishes").unwrap();
-    let expected = results(ref_store.as_ref()).await;
+    let expected = reference(dir.path(), &cfg, &waves).await;
     assert!(expected.0.len() >= 9, "3 campaigns × 3 days of metrics, got {}", expected.0.len());
     assert_eq!(expected.1.keys().filter(|k| k.2 == "linear").map(|k| &k.0).collect::<std::collections::BTreeSet<_>>().len(), 120, "90 conversions and 30 repeat purchases");
 
@@ -289,16 +293,7 @@ async fn a_failed_partition_restarts_from_its_checkpoint() {
     let cfg = LogConfig { partitions: 4, retention_check_secs: 0, ..LogConfig::default() };
     let waves = [wave(0), wave(1), wave(2)];
 
-    let ref_log = EmbeddedLog::open(dir.path().join("ref-log"), cfg.clone()).await.unwrap();
-    for w in &waves {
-        append(&ref_log, w).await;
-    }
-    let ref_store = store(dir.path(), "ref.db").await;
-    let ref_catalog = touchline_sql::CatalogCache::load(ref_store.clone(), Duration::from_secs(60)).await.unwrap();
-    let reference = aggregator(ref_log.clone() as Arc<dyn Bus>, &ref_store, ref_catalog, Arc::new(FileCheckpoints { dir: dir.path().join("ref-state") }));
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(120), reference.run(rx, true)).await.expect("reference finishes").unwrap();
-    let expected = results(ref_store.as_ref()).await;
+    let expected = reference(dir.path(), &cfg, &waves).await;
 
     let log = EmbeddedLog::open(dir.path().join("log"), cfg).await.unwrap();
     let st = store(dir.path(), "flaky.db").await;
