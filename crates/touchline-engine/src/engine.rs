@@ -1180,7 +1180,11 @@ impl Engine {
                 old
             }
             None => {
-                st.touches.insert(ident.to_owned(), vec![touch]);
+                // Room for the first few touches (a list grows 1 -> 4 on its second touch anyway):
+                // one reallocation fewer per identity.
+                let mut list = Vec::with_capacity(4);
+                list.push(touch);
+                st.touches.insert(ident.to_owned(), list);
                 None
             }
         };
