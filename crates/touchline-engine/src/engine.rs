@@ -12,6 +12,7 @@ use crate::attribution::{split_exact_into, weights_into, AttributionRow, Attribu
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::held::Held;
+use crate::idents::Idents;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::{Interner, Text};
@@ -249,50 +250,113 @@ struct Pending {
     touches: BTreeMap<String, Touch>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 struct State {
     watermark: Option<DateTime<Utc>>,
     counters: Counters,
-    /// identity key (`{account}:{identity}`) → its touches, sorted by `(timestamp, record id,
-    /// received_at)`, unique by dedup key.
-    #[serde(serialize_with = "ordered::map")]
-    touches: FastMap<String, Vec<Held>>,
+    /// identity key (`{account}:{identity}`) → id → its touches (sorted by `(timestamp, record
+    /// id, received_at)`, unique by dedup key) and conversion keys. Serialised as the two maps
+    /// it replaced.
+    ids: Idents,
     /// previous identity key → the identity key it was linked to.
-    #[serde(serialize_with = "ordered::map")]
     links: FastMap<String, Link>,
     /// identity key → identity keys linked to it.
-    #[serde(serialize_with = "ordered::map")]
     members: FastMap<String, BTreeSet<String>>,
     /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
-    #[serde(serialize_with = "ordered::map")]
     convs: FastMap<String, ConvState>,
-    #[serde(serialize_with = "ordered::map")]
-    convs_by_ident: FastMap<String, BTreeSet<String>>,
-    #[serde(serialize_with = "ordered::map")]
     derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
-    #[serde(serialize_with = "ordered::map")]
     explicit: FastMap<String, ExplicitEntry>,
     /// account → record id of events seen → event time.
-    #[serde(serialize_with = "ordered::nested")]
     events_seen: FastMap<Uuid, FastMap<Text, DateTime<Utc>>>,
-    #[serde(with = "vecmap")]
     cells: FastMap<CellKey, Cell>,
-    #[serde(with = "vecmap")]
     spend: FastMap<SpendKey, SpendRec>,
-    #[serde(serialize_with = "ordered::set")]
     dirty_convs: FastSet<String>,
     /// Derived identities changed since the last flush, each once (an identity's `scan.dirty`
     /// flag says whether it is listed). Serialised sorted, like the set it replaced.
-    #[serde(serialize_with = "ordered::vec")]
     dirty_derived: Vec<String>,
-    #[serde(serialize_with = "ordered::set")]
     dirty_explicit: FastSet<String>,
     /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
     /// whether it is listed). Serialised as a sequence, like the set it replaced.
     dirty_cells: Vec<CellKey>,
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
+}
+
+/// The state as a snapshot holds it (read by [`Engine::restore`]; [`State`]'s `Serialize` writes
+/// the same fields in the same order).
+#[derive(Deserialize)]
+struct StateRepr {
+    watermark: Option<DateTime<Utc>>,
+    counters: Counters,
+    /// identity key (`{account}:{identity}`) → its touches, sorted by `(timestamp, record id,
+    /// received_at)`, unique by dedup key.
+    touches: FastMap<String, Vec<Held>>,
+    /// previous identity key → the identity key it was linked to.
+    links: FastMap<String, Link>,
+    /// identity key → identity keys linked to it.
+    members: FastMap<String, BTreeSet<String>>,
+    /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
+    convs: FastMap<String, ConvState>,
+    convs_by_ident: FastMap<String, BTreeSet<String>>,
+    derived: FastMap<String, DerivedIdent>,
+    /// `{identity key}\u{1f}{session_id}` → client session.
+    explicit: FastMap<String, ExplicitEntry>,
+    /// account → record id of events seen → event time.
+    events_seen: FastMap<Uuid, FastMap<Text, DateTime<Utc>>>,
+    #[serde(with = "vecmap")]
+    cells: FastMap<CellKey, Cell>,
+    #[serde(with = "vecmap")]
+    spend: FastMap<SpendKey, SpendRec>,
+    dirty_convs: FastSet<String>,
+    /// Derived identities changed since the last flush, each once (an identity's `scan.dirty`
+    /// flag says whether it is listed). Serialised sorted, like the set it replaced.
+    dirty_derived: Vec<String>,
+    dirty_explicit: FastSet<String>,
+    /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
+    /// whether it is listed). Serialised as a sequence, like the set it replaced.
+    dirty_cells: Vec<CellKey>,
+    /// `{from key}\u{1f}{to key}` → touches to send.
+    pending: BTreeMap<String, Pending>,
+}
+
+/// `value` serialised through `f` (a `serialize_with` function of the state's fields).
+macro_rules! ser_with {
+    ($value:expr, $ty:ty, $f:path) => {{
+        struct W<'a>(&'a $ty);
+        impl Serialize for W<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $f(self.0, s)
+            }
+        }
+        W($value)
+    }};
+}
+
+impl Serialize for State {
+    /// The fields of [`StateRepr`], in its order, each as its serde attribute writes it.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("StateRepr", 17)?;
+        st.serialize_field("watermark", &self.watermark)?;
+        st.serialize_field("counters", &self.counters)?;
+        st.serialize_field("touches", &self.ids.ser_touches())?;
+        st.serialize_field("links", &ser_with!(&self.links, FastMap<String, Link>, ordered::map))?;
+        st.serialize_field("members", &ser_with!(&self.members, FastMap<String, BTreeSet<String>>, ordered::map))?;
+        st.serialize_field("convs", &ser_with!(&self.convs, FastMap<String, ConvState>, ordered::map))?;
+        st.serialize_field("convs_by_ident", &self.ids.ser_convs())?;
+        st.serialize_field("derived", &ser_with!(&self.derived, FastMap<String, DerivedIdent>, ordered::map))?;
+        st.serialize_field("explicit", &ser_with!(&self.explicit, FastMap<String, ExplicitEntry>, ordered::map))?;
+        st.serialize_field("events_seen", &ser_with!(&self.events_seen, FastMap<Uuid, FastMap<Text, DateTime<Utc>>>, ordered::nested))?;
+        st.serialize_field("cells", &ser_with!(&self.cells, FastMap<CellKey, Cell>, vecmap::serialize))?;
+        st.serialize_field("spend", &ser_with!(&self.spend, FastMap<SpendKey, SpendRec>, vecmap::serialize))?;
+        st.serialize_field("dirty_convs", &ser_with!(&self.dirty_convs, FastSet<String>, ordered::set))?;
+        st.serialize_field("dirty_derived", &ser_with!(&self.dirty_derived, Vec<String>, ordered::vec))?;
+        st.serialize_field("dirty_explicit", &ser_with!(&self.dirty_explicit, FastSet<String>, ordered::set))?;
+        st.serialize_field("dirty_cells", &self.dirty_cells)?;
+        st.serialize_field("pending", &self.pending)?;
+        st.end()
+    }
 }
 
 /// The engine of one partition. See the crate docs for how the runtime drives it.
@@ -559,12 +623,11 @@ impl Engine {
 
     pub fn stats(&self) -> StateStats {
         let mut ids: HashSet<&str> = HashSet::new();
-        ids.extend(self.st.touches.keys().map(String::as_str));
+        ids.extend(self.st.ids.live().map(|s| s.key.as_str()));
         ids.extend(self.st.derived.keys().map(String::as_str));
-        ids.extend(self.st.convs_by_ident.keys().map(String::as_str));
         StateStats {
             identities: ids.len(),
-            touches: self.st.touches.values().map(Vec::len).sum(),
+            touches: self.st.ids.live().map(|s| s.touches.len()).sum(),
             conversions: self.st.convs.len(),
             event_points: self.st.derived.values().map(|d| d.points.len()).sum::<usize>()
                 + self.st.explicit.values().map(|e| e.s.points.len()).sum::<usize>(),
@@ -622,10 +685,28 @@ impl Engine {
         let mut json = Vec::with_capacity(body.len().saturating_mul(8));
         std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json)
             .map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        let mut st: State = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        let r: StateRepr = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        let mut st = State {
+            watermark: r.watermark,
+            counters: r.counters,
+            ids: Idents::from_maps(r.touches, r.convs_by_ident),
+            links: r.links,
+            members: r.members,
+            convs: r.convs,
+            derived: r.derived,
+            explicit: r.explicit,
+            events_seen: r.events_seen,
+            cells: r.cells,
+            spend: r.spend,
+            dirty_convs: r.dirty_convs,
+            dirty_derived: r.dirty_derived,
+            dirty_explicit: r.dirty_explicit,
+            dirty_cells: r.dirty_cells,
+            pending: r.pending,
+        };
         // Share the strings again and restore the list order (snapshots of any list order load).
         let mut int = Interner::default();
-        for list in st.touches.values_mut() {
+        for list in st.ids.live_mut().map(|s| &mut s.touches) {
             for t in list.iter_mut() {
                 t.intern(&mut int);
             }
@@ -1055,11 +1136,11 @@ impl Engine {
                 old.campaign_id = new.campaign_id;
                 old.advertisement_id = new.advertisement_id;
                 if old_ident != ident {
-                    if let Some(set) = self.st.convs_by_ident.get_mut(&old_ident) {
-                        set.remove(&key);
-                        if set.is_empty() {
-                            self.st.convs_by_ident.remove(&old_ident);
+                    if let Some(id) = self.st.ids.id(&old_ident) {
+                        if let Some(s) = self.st.ids.slot_mut(id) {
+                            s.convs.remove(&key);
                         }
+                        self.st.ids.release(id);
                     }
                 }
             }
@@ -1067,7 +1148,10 @@ impl Engine {
                 self.st.convs.insert(key.clone(), new);
             }
         }
-        self.st.convs_by_ident.entry(ident).or_default().insert(key.clone());
+        let id = self.st.ids.intern(&ident);
+        if let Some(s) = self.st.ids.slot_mut(id) {
+            s.convs.insert(key.clone());
+        }
         self.st.dirty_convs.insert(key);
         Ingest::Applied
     }
@@ -1123,14 +1207,15 @@ impl Engine {
         if touch.foreign && self.touch_cutoff().is_some_and(|c| touch.at < c) {
             return Ingest::TooLate;
         }
-        // One probe of the identity's list for dedup and insertion; the other parts of the
-        // state are borrowed beside it.
+        // One probe for the identity's id; its touches and conversions are then reached by index
+        // (the other parts of the state are borrowed beside them).
         let cfg = &self.cfg;
         let st = &mut self.st;
-        let slot = st.touches.get_mut(ident);
+        let id = st.ids.id(ident);
+        let slot = id.and_then(|id| st.ids.slot(id));
         // Dedup against the identity's touches (no allocation on the hit path).
         let key = touch.key().norm();
-        let pos = match slot.as_deref() {
+        let pos = match slot.map(|s| &s.touches) {
             Some(list) => match list.iter().rposition(|t| t.has_key(key)) {
                 Some(pos) => match list.get(pos) {
                     Some(old) if touch.wins_over(old) => Some(pos),
@@ -1146,11 +1231,13 @@ impl Engine {
             // Computed on first use: most touches reach no stored conversion.
             let mut reach_until = None;
             let mut dirty: Vec<String> = Vec::new();
-            let mut visit = |g: &str| {
-                if let Some(set) = st.convs_by_ident.get(g) {
+            let ids = &st.ids;
+            let convs = &st.convs;
+            let mut visit = |set: Option<&BTreeSet<String>>| {
+                if let Some(set) = set.filter(|s| !s.is_empty()) {
                     let reach_until = *reach_until.get_or_insert_with(|| add(touch.at, secs(cfg.settings(acct).max_lookback_secs())));
                     for ck in set {
-                        if let Some(c) = st.convs.get(ck) {
+                        if let Some(c) = convs.get(ck) {
                             if c.at >= touch.at && c.at <= reach_until {
                                 dirty.push(ck.clone());
                             }
@@ -1160,10 +1247,13 @@ impl Engine {
             };
             if st.members.contains_key(root) {
                 for g in group_in(&st.members, root) {
-                    visit(&g);
+                    visit(ids.convs(&g));
                 }
+            } else if std::ptr::eq(root, ident) {
+                // Not linked: the identity's own conversions, by its id.
+                visit(slot.map(|s| &s.convs));
             } else {
-                visit(root);
+                visit(ids.convs(root));
             }
             let transfer = (root != ident && partition_for(root.as_bytes(), cfg.partitions) != cfg.partition && touch.hops < MAX_HOPS)
                 .then(|| root.to_owned());
@@ -1173,20 +1263,23 @@ impl Engine {
             touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &touch, 1);
         }
         let carried = transfer.as_ref().map(|_| touch.to_touch());
-        let old = match slot {
-            Some(list) => {
+        let id = match id {
+            Some(id) => id,
+            None => st.ids.intern(ident),
+        };
+        let old = match st.ids.slot_mut(id) {
+            Some(s) => {
+                let list = &mut s.touches;
+                if list.capacity() == 0 {
+                    // Room for the first few touches (a list grows 1 -> 4 on its second touch
+                    // anyway): one reallocation fewer per identity.
+                    list.reserve_exact(4);
+                }
                 let old = pos.filter(|p| *p < list.len()).map(|p| list.remove(p));
                 insert_sorted(list, touch);
                 old
             }
-            None => {
-                // Room for the first few touches (a list grows 1 -> 4 on its second touch anyway):
-                // one reallocation fewer per identity.
-                let mut list = Vec::with_capacity(4);
-                list.push(touch);
-                st.touches.insert(ident.to_owned(), list);
-                None
-            }
+            None => None,
         };
         if let Some(o) = old.filter(|o| !o.foreign) {
             touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &o, -1);
@@ -1220,7 +1313,7 @@ impl Engine {
 
     fn mark_group_dirty(&mut self, root: &str) {
         for g in self.group(root) {
-            if let Some(set) = self.st.convs_by_ident.get(&g) {
+            if let Some(set) = self.st.ids.convs(&g) {
                 self.st.dirty_convs.extend(set.iter().cloned());
             }
         }
@@ -1253,7 +1346,7 @@ impl Engine {
         if root != fk && self.partition_of(&root) != self.cfg.partition && hops < MAX_HOPS {
             let mut touches = Vec::new();
             for g in self.group(&fk) {
-                if let Some(list) = self.st.touches.get(&g) {
+                if let Some(list) = self.st.ids.touches(&g) {
                     touches.extend(list.iter().filter(|t| t.hops < MAX_HOPS).map(Held::to_touch));
                 }
             }
@@ -1530,11 +1623,11 @@ impl Engine {
         if self.st.members.contains_key(root) {
             grouped = true;
             for g in self.group(root) {
-                if let Some(list) = self.st.touches.get(&g) {
+                if let Some(list) = self.st.ids.touches(&g) {
                     v.extend(list.iter().filter(keep));
                 }
             }
-        } else if let Some(list) = self.st.touches.get(root) {
+        } else if let Some(list) = self.st.ids.touches(root) {
             // One list is sorted already.
             v.reserve_exact(list.len());
             v.extend(list.iter().filter(keep));
@@ -1823,12 +1916,11 @@ impl Engine {
         let cutoff = sub(w, self.cfg.lateness());
         if let Some(tc) = self.touch_cutoff() {
             let mut evicted = 0u64;
-            self.st.touches.retain(|_, list| {
+            for list in self.st.ids.live_mut().map(|s| &mut s.touches) {
                 let before = list.len();
                 list.retain(|t| t.at >= tc);
                 evicted += (before - list.len()) as u64;
-                !list.is_empty()
-            });
+            }
             self.st.counters.evicted_touches += evicted;
             for p in self.st.pending.values_mut() {
                 p.touches.retain(|_, t| t.at >= tc);
@@ -1840,14 +1932,13 @@ impl Engine {
         for k in gone {
             if let Some(c) = self.st.convs.remove(&k) {
                 self.st.counters.evicted_conversions += 1;
-                if let Some(set) = self.st.convs_by_ident.get_mut(&c.ident) {
-                    set.remove(&k);
-                    if set.is_empty() {
-                        self.st.convs_by_ident.remove(&c.ident);
-                    }
+                if let Some(s) = self.st.ids.id(&c.ident).and_then(|id| self.st.ids.slot_mut(id)) {
+                    s.convs.remove(&k);
                 }
             }
         }
+        // Free the ids of identities left with neither touches nor conversions.
+        self.st.ids.release_empty();
         // Derived sessions: drop whole gap-separated chains that ended before cutoff − timeout.
         let cfg = &self.cfg;
         self.st.derived.retain(|_, d| {
@@ -1906,7 +1997,7 @@ impl Engine {
     pub fn paths(&self, account: Uuid, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<PathCount> {
         let prefix = format!("{account}:");
         let mut roots: BTreeSet<String> = BTreeSet::new();
-        for k in self.st.touches.keys().chain(self.st.convs_by_ident.keys()) {
+        for k in self.st.ids.live().map(|s| s.key.as_str()) {
             if k.starts_with(&prefix) {
                 roots.insert(self.resolve(k));
             }
@@ -1916,7 +2007,7 @@ impl Engine {
             let group = self.group(&root);
             let mut convs: Vec<&ConvState> = group
                 .iter()
-                .filter_map(|g| self.st.convs_by_ident.get(g))
+                .filter_map(|g| self.st.ids.convs(g))
                 .flatten()
                 .filter_map(|k| self.st.convs.get(k))
                 .filter(|c| c.at >= from && c.at < to)
@@ -1939,7 +2030,7 @@ impl Engine {
             }
             let mut tail: Vec<&Held> = group
                 .iter()
-                .filter_map(|g| self.st.touches.get(g))
+                .filter_map(|g| self.st.ids.touches(g))
                 .flatten()
                 .filter(|t| t.at >= from && t.at < to && last_conv.is_none_or(|l| t.at > l))
                 .collect();

@@ -48,6 +48,7 @@ pub mod config;
 pub mod datadriven;
 mod engine;
 mod held;
+mod idents;
 pub mod metrics;
 pub mod session;
 pub mod text;
