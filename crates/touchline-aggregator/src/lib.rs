@@ -193,7 +193,34 @@ impl Running {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Stopped {
     Shutdown,
-    Idle,
+}
+
+/// Which partitions of a run-until-consumed are idle, and at which (checkpointed) positions.
+#[derive(Default)]
+struct Quiet {
+    parts: std::sync::Mutex<BTreeMap<u32, Option<BTreeMap<String, u64>>>>,
+}
+
+impl Quiet {
+    fn busy(&self, p: u32) {
+        if let Ok(mut m) = self.parts.lock() {
+            m.insert(p, None);
+        }
+    }
+
+    fn idle(&self, p: u32, offsets: &BTreeMap<String, u64>) {
+        if let Ok(mut m) = self.parts.lock() {
+            if !matches!(m.get(&p), Some(Some(o)) if o == offsets) {
+                m.insert(p, Some(offsets.clone()));
+            }
+        }
+    }
+
+    /// Every partition's position when all of them are idle.
+    fn all_idle(&self) -> Option<Vec<(u32, BTreeMap<String, u64>)>> {
+        let m = self.parts.lock().ok()?;
+        m.iter().map(|(p, o)| o.clone().map(|o| (*p, o))).collect()
+    }
 }
 
 impl Aggregator {
@@ -205,12 +232,61 @@ impl Aggregator {
         if !exit_when_idle {
             return self.run_members(shutdown).await;
         }
+        self.run_until_quiet(shutdown).await
+    }
+
+    /// Every owned partition at once, until all of them are idle together and nothing is left
+    /// on the bus past their positions (re-key records they sent each other included). The
+    /// partitions stay up while others still work, so state is restored once, not once per
+    /// round of re-key records.
+    async fn run_until_quiet(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> Result<(), AggError> {
+        let quiet = Arc::new(Quiet::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for p in self.owned() {
+            quiet.busy(p);
+            let (me, q, stop) = (self.clone(), quiet.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move { me.partition_loop(p, stop, Some(&q)).await }));
+        }
         loop {
-            self.clone().run_round(shutdown.clone()).await?;
-            if *shutdown.borrow() || !self.anything_new().await? {
-                return Ok(());
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() || tasks.iter().any(|t| t.is_finished()) || self.is_quiet(&quiet).await? {
+                break;
             }
         }
+        let _ = stop_tx.send(true);
+        let mut first_err = None;
+        for t in tasks {
+            match t.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "aggregator partition failed");
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_err.get_or_insert(AggError::Engine(format!("partition task panicked: {e}")));
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Every partition idle at checkpointed positions that are the ends of their topics. A
+    /// partition appends re-key records only while busy (before it reports idle), so when all
+    /// report idle every such record is already counted in the end offsets read here.
+    async fn is_quiet(&self, quiet: &Quiet) -> Result<bool, AggError> {
+        let Some(positions) = quiet.all_idle() else { return Ok(false) };
+        for (p, offsets) in positions {
+            for t in INPUT_TOPICS {
+                if self.bus.end_offset(t, p).await? > offsets.get(t).copied().unwrap_or(0) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Follows the membership: starts partitions as they are assigned, stops, flushes and
@@ -262,7 +338,7 @@ impl Aggregator {
                 if let std::collections::btree_map::Entry::Vacant(slot) = running.entry(p) {
                     let (stop, stop_rx) = watch::channel(false);
                     let me = self.clone();
-                    let handle = tokio::spawn(async move { me.partition_loop(p, stop_rx, false).await });
+                    let handle = tokio::spawn(async move { me.partition_loop(p, stop_rx, None).await });
                     slot.insert(Running { stop, handle });
                 }
             }
@@ -294,28 +370,6 @@ impl Aggregator {
         res.map(|_| ())
     }
 
-    /// True when some owned partition has records past its checkpoint (e.g. re-key records
-    /// appended by another partition after this one went idle).
-    async fn anything_new(&self) -> Result<bool, AggError> {
-        for p in self.owned() {
-            let offsets = self.checkpoints.load(p).await.map_err(AggError::Checkpoint)?.map(|c| c.offsets);
-            for t in INPUT_TOPICS {
-                // Without a checkpoint the partition starts where the group committed.
-                let done = match offsets.as_ref().and_then(|o| o.get(t).copied()) {
-                    Some(o) => o,
-                    None => match self.bus.committed(&self.config.group, t, p).await? {
-                        Some(o) => o,
-                        None => self.bus.start_offset(t, p).await?,
-                    },
-                };
-                if self.bus.end_offset(t, p).await? > done {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
-    }
-
     fn owned(&self) -> Vec<u32> {
         if self.config.partitions.is_empty() {
             (0..self.bus.partitions()).collect()
@@ -324,31 +378,11 @@ impl Aggregator {
         }
     }
 
-    async fn run_round(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Result<(), AggError> {
-        let parts = self.owned();
-        let mut tasks = Vec::new();
-        for p in parts {
-            let me = self.clone();
-            let sd = shutdown.clone();
-            tasks.push(tokio::spawn(async move { me.partition_loop(p, sd, true).await }));
-        }
-        let mut first_err = None;
-        for t in tasks {
-            match t.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "aggregator partition failed");
-                    first_err.get_or_insert(e);
-                }
-                Err(e) => {
-                    first_err.get_or_insert(AggError::Engine(format!("partition task panicked: {e}")));
-                }
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    }
-
-    async fn partition_loop(&self, p: u32, mut shutdown: watch::Receiver<bool>, exit_when_idle: bool) -> Result<Stopped, AggError> {
+    /// One partition: restore, then read → apply → flush until `shutdown`. With `quiet` (runs
+    /// that end when everything is consumed) it flushes as soon as it has caught up and reports
+    /// itself idle, with its checkpointed positions, whenever a pass read nothing.
+    async fn partition_loop(&self, p: u32, mut shutdown: watch::Receiver<bool>, quiet: Option<&Quiet>) -> Result<Stopped, AggError> {
+        let exit_when_idle = quiet.is_some();
         let epoch = self.checkpoints.acquire(p).await.map_err(AggError::Checkpoint)?;
         let cfg = engine_config(&self.catalog.snapshot(), p, self.bus.partitions(), self.config.allowed_lateness_secs);
         let mut catalog_version = self.catalog.snapshot().version;
@@ -390,6 +424,11 @@ impl Aggregator {
                     if recs.len() == self.config.read_batch {
                         caught_up = false;
                     }
+                    if !recs.is_empty() {
+                        if let Some(q) = quiet {
+                            q.busy(p);
+                        }
+                    }
                     for r in recs {
                         offsets.insert(t.to_owned(), r.offset + 1);
                         pending += 1;
@@ -400,9 +439,6 @@ impl Aggregator {
                     break;
                 }
                 if caught_up {
-                    if exit_when_idle && pending == 0 {
-                        break;
-                    }
                     if exit_when_idle {
                         // Everything available was read: flush now rather than wait.
                         break;
@@ -427,8 +463,14 @@ impl Aggregator {
             if *shutdown.borrow() {
                 return Ok(Stopped::Shutdown);
             }
-            if exit_when_idle && pending == 0 && caught_up {
-                return Ok(Stopped::Idle);
+            if let Some(q) = quiet.filter(|_| pending == 0 && caught_up) {
+                // Nothing new and everything flushed: idle here until records arrive (another
+                // partition's re-key records) or the run ends.
+                q.idle(p, &offsets);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(25)) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
     }
