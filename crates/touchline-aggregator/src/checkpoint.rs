@@ -47,8 +47,8 @@ const FRAMED: &[u8; 8] = b"TLCKPT2\0";
 impl Checkpoint {
     /// The stored bytes: the snapshot alone, or `FRAMED`, the snapshot length (u64 LE), the
     /// snapshot and the outbox as deflated JSON.
-    pub fn payload(&self) -> Vec<u8> {
-        let Some(outbox) = self.outbox.as_ref().filter(|o| !o.is_empty()) else { return self.snapshot.clone() };
+    pub fn payload(&self) -> std::borrow::Cow<'_, [u8]> {
+        let Some(outbox) = self.outbox.as_ref().filter(|o| !o.is_empty()) else { return std::borrow::Cow::Borrowed(&self.snapshot) };
         let mut out = Vec::with_capacity(self.snapshot.len() + 4096);
         out.extend_from_slice(FRAMED);
         out.extend_from_slice(&(self.snapshot.len() as u64).to_le_bytes());
@@ -60,7 +60,7 @@ impl Checkpoint {
         let json = serde_json::to_vec(outbox).unwrap_or_default();
         let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
         let _ = std::io::Write::write_all(&mut enc, &json);
-        enc.finish().unwrap_or_default()
+        std::borrow::Cow::Owned(enc.finish().unwrap_or_default())
     }
 
     /// Splits [`Checkpoint::payload`] bytes into the snapshot and the outbox.

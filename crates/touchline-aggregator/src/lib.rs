@@ -17,10 +17,10 @@
 //! partition, attribution sets replace older versions) and re-key records to the bus. Results
 //! never reach a sink before the state they come from is checkpointed: otherwise a crash
 //! between the two would leave absolute values that the replay, which batches records
-//! differently, need not recompute (found by `tests/partitions_sim.rs`). Attribution versions written to sinks are
-//! `epoch << 32 | engine version`, where the epoch is bumped and fsynced at every start, so rows
-//! written after a restart always supersede rows written before it (whose engine versions the
-//! restored state may reuse).
+//! differently, need not recompute (found by `tests/partitions_sim.rs`). Attribution versions
+//! written to sinks are `epoch << 32 | engine version`, where the epoch is bumped and fsynced at
+//! every start, so rows written after a restart always supersede rows written before it (whose
+//! engine versions the restored state may reuse).
 //!
 //! # Partition ownership
 //!
@@ -175,24 +175,18 @@ pub struct Aggregator {
 /// A running partition task and the switch that stops it.
 struct Running {
     stop: watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<Result<Stopped, AggError>>,
+    handle: tokio::task::JoinHandle<Result<(), AggError>>,
 }
 
 impl Running {
     /// Stops the partition (it flushes and checkpoints what it read) and waits for it.
-    async fn stop(self) -> Result<Stopped, AggError> {
+    async fn stop(self) -> Result<(), AggError> {
         let _ = self.stop.send(true);
         match self.handle.await {
             Ok(r) => r,
             Err(e) => Err(AggError::Engine(format!("partition task panicked: {e}"))),
         }
     }
-}
-
-/// Why a partition loop stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Stopped {
-    Shutdown,
 }
 
 /// Which partitions of a run-until-consumed are idle, and at which (checkpointed) positions.
@@ -381,7 +375,7 @@ impl Aggregator {
     /// One partition: restore, then read → apply → flush until `shutdown`. With `quiet` (runs
     /// that end when everything is consumed) it flushes as soon as it has caught up and reports
     /// itself idle, with its checkpointed positions, whenever a pass read nothing.
-    async fn partition_loop(&self, p: u32, mut shutdown: watch::Receiver<bool>, quiet: Option<&Quiet>) -> Result<Stopped, AggError> {
+    async fn partition_loop(&self, p: u32, mut shutdown: watch::Receiver<bool>, quiet: Option<&Quiet>) -> Result<(), AggError> {
         let exit_when_idle = quiet.is_some();
         let epoch = self.checkpoints.acquire(p).await.map_err(AggError::Checkpoint)?;
         let cfg = engine_config(&self.catalog.snapshot(), p, self.bus.partitions(), self.config.allowed_lateness_secs);
@@ -461,7 +455,7 @@ impl Aggregator {
             }
             self.update_lag(p, &offsets).await;
             if *shutdown.borrow() {
-                return Ok(Stopped::Shutdown);
+                return Ok(());
             }
             if let Some(q) = quiet.filter(|_| pending == 0 && caught_up) {
                 // Nothing new and everything flushed: idle here until records arrive (another
