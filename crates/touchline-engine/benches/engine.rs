@@ -6,7 +6,9 @@
 //! - `events/*`: page events of 2,000 identities (10% with UTMs, 10% with a campaign) plus
 //!   impressions: sessionizer + daily metrics (+ flush every 10,000 records).
 //! - `conversions/*`: 10-touch paths (impressions and clicks over 9 days) + one conversion per
-//!   identity, all six heuristic models; throughput counted in conversions.
+//!   identity, all six heuristic models; throughput counted in conversions. `ingest_and_…`
+//!   ingests the touches too (each conversion carries ten touch ingests with their daily
+//!   metrics); `attribute_…_in_state` starts from a state that holds the touches already.
 //!
 //! Also prints the snapshot size per active identity after each workload.
 #![allow(clippy::unwrap_used, clippy::manual_is_multiple_of)]
@@ -22,7 +24,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 mod workload;
 use touchline_model::Record;
-use workload::{events, paths, run};
+use workload::{events, paths, paths_split, run, run_on};
 
 fn report_state(name: &str, records: &[Record]) {
     let e = run(records);
@@ -69,6 +71,24 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("ingest_and_attribute_6_models_10_touch_paths", |b| b.iter(|| black_box(run(&ps))));
+    // The same conversions with their touches already in the state (ingested, flushed, outside
+    // the measurement): conversion ingest + attribution under six models + flush + dropping the
+    // output, i.e. the cost a conversion adds on top of its touches.
+    let (touches, conversions) = paths_split(convs);
+    g.bench_function("baseline_clone_conversions_only", |b| {
+        b.iter(|| {
+            for r in &conversions {
+                black_box(r.clone());
+            }
+        })
+    });
+    g.bench_function("attribute_6_models_10_touch_paths_in_state", |b| {
+        b.iter_batched_ref(
+            || run(&touches),
+            |e| run_on(e, &conversions),
+            criterion::BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 

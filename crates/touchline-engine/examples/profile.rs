@@ -1,6 +1,8 @@
 //! Runs the bench workloads once each, for profilers (`valgrind --tool=callgrind`, `perf`):
 //! `cargo build --release -p touchline-engine --example profile` then
 //! `valgrind --tool=callgrind target/release/examples/profile events|conversions`.
+//! `attribute` ingests the touches of the conversions workload first, then the conversions in
+//! [`attribute`] (`--toggle-collect='profile::attribute'` counts only that part).
 #![allow(clippy::unwrap_used, clippy::manual_is_multiple_of)]
 
 // The service binary (crates/touchline) runs with mimalloc as its global allocator; the engine
@@ -13,8 +15,17 @@ mod workload;
 
 fn main() {
     let what = std::env::args().nth(1).unwrap_or_else(|| "events".to_owned());
-    let records = if what == "events" { workload::events(100_000) } else { workload::paths(10_000) };
     let reps: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+    if what == "attribute" {
+        let (touches, conversions) = workload::paths_split(10_000);
+        for _ in 0..reps {
+            let mut e = workload::run(&touches);
+            attribute(&mut e, &conversions);
+            std::hint::black_box(e.stats());
+        }
+        return;
+    }
+    let records = if what == "events" { workload::events(100_000) } else { workload::paths(10_000) };
     for _ in 0..reps {
         let e = workload::run(&records);
         std::hint::black_box(e.stats());
@@ -34,4 +45,9 @@ fn main() {
             );
         }
     }
+}
+
+#[inline(never)]
+fn attribute(e: &mut touchline_engine::Engine, conversions: &[touchline_model::Record]) {
+    workload::run_on(e, conversions);
 }

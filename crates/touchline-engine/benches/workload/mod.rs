@@ -110,8 +110,21 @@ pub fn paths(convs: usize) -> Vec<Record> {
     v
 }
 
+/// [`paths`] split into the touches and the conversions (each in arrival order), for measuring the
+/// attribution of conversions whose paths are already in the state.
+pub fn paths_split(convs: usize) -> (Vec<Record>, Vec<Record>) {
+    paths(convs).into_iter().partition(|r| !matches!(r.body, Body::Conversion(_)))
+}
+
 pub fn run(records: &[Record]) -> Engine {
     let mut e = Engine::new(EngineConfig::single());
+    run_on(&mut e, records);
+    e
+}
+
+/// Ingests `records` into `e`, flushing every 10,000 records and at the end (the outputs are
+/// built and dropped, as a runtime hands them to its sinks).
+pub fn run_on(e: &mut Engine, records: &[Record]) {
     for (i, r) in records.iter().enumerate() {
         e.ingest(r);
         if i % 10_000 == 9_999 {
@@ -119,6 +132,5 @@ pub fn run(records: &[Record]) -> Engine {
         }
     }
     black_box(e.flush());
-    e
 }
 
