@@ -36,11 +36,10 @@ pub fn sink_version(epoch: u32, engine_version: u64) -> i64 {
 }
 
 pub fn attribution_rows(set: &AttributionSet, epoch: u32) -> Vec<AttributionRow> {
-    set.rows
-        .iter()
+    set.rows()
         .map(|r| AttributionRow {
             account_id: set.account_id,
-            conversion_id: set.conversion_key.clone(),
+            conversion_id: set.conversion_key.to_string(),
             touchpoint_id: r.touchpoint.to_string(),
             attribution_model: set.model.as_str().to_owned(),
             version: sink_version(epoch, set.version),

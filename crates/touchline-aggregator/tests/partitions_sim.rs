@@ -53,7 +53,7 @@ impl Sinks {
     fn write(&mut self, epoch: u64, f: &Flush) {
         for s in &f.attributions {
             let v = (epoch << 32) | s.version;
-            let k = (s.conversion_key.clone(), s.model);
+            let k = (s.conversion_key.to_string(), s.model);
             if self.attributions.get(&k).is_none_or(|(old, _)| *old <= v) {
                 self.attributions.insert(k, (v, s.clone()));
             }

@@ -240,6 +240,38 @@ pub(crate) fn split_exact_into(weights: &[f64], total: Decimal, dp: u32, out: &m
     split_exact_decimal(weights, total, dp, out);
 }
 
+/// [`split_exact_into`] of the one-hot weights `[0, …, 1 (at hot), …, 0]` (`n` of them), without
+/// walking them: every zero weight gets the same share and the hot one the rest, whatever `n`
+/// is, so the split of `[0, 1]` ([`one_hot_shares`]) gives both values.
+pub(crate) fn split_one_hot_into(n: usize, hot: usize, total: Decimal, dp: u32, out: &mut Vec<Decimal>) {
+    match one_hot_shares(total, dp) {
+        Some(shares) if n > 1 && hot < n => fill_one_hot(n, hot, shares, out),
+        _ => {
+            let mut w = vec![0.0; n];
+            if let Some(x) = w.get_mut(hot) {
+                *x = 1.0;
+            }
+            split_exact_into(&w, total, dp, out);
+        }
+    }
+}
+
+/// (share of a zero weight, share of the weight 1) in a one-hot split of `total` at `dp` places.
+pub(crate) fn one_hot_shares(total: Decimal, dp: u32) -> Option<(Decimal, Decimal)> {
+    let mut out = Vec::with_capacity(2);
+    split_exact_into(&[0.0, 1.0], total, dp, &mut out);
+    Some((*out.first()?, *out.get(1)?))
+}
+
+/// The one-hot split of `n ≥ 2` weights hot at `hot < n` from its [`one_hot_shares`].
+pub(crate) fn fill_one_hot(n: usize, hot: usize, (zero, rest): (Decimal, Decimal), out: &mut Vec<Decimal>) {
+    out.clear();
+    out.resize(n, zero);
+    if let Some(x) = out.get_mut(hot) {
+        *x = rest;
+    }
+}
+
 /// Index of the largest weight (first on ties; NaN never wins).
 fn largest(weights: &[f64]) -> usize {
     let mut big = 0usize;
@@ -588,17 +620,49 @@ fn share_mantissa(units: i64, total: Decimal, dp: u32) -> Option<i128> {
 /// The touch a credit goes to: a touch of the path, or `(direct)` when the window held none.
 pub const DIRECT: &str = "(direct)";
 
-/// One credited touch of one conversion under one model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AttributionRow {
+/// A touch of a conversion's path as its attribution rows name it. The six sets of one
+/// conversion share one table of these ([`AttributionSet::touches`]); a set's [`Credit`]s point
+/// into it, so emitting a conversion under six models copies no strings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreditedTouch {
     /// Record id of the touch; `None` for `(direct)`.
     pub touchpoint_id: Option<Text>,
-    /// The touch's record id, or `(direct)`.
-    pub touchpoint: Text,
     pub touch_kind: Text,
     pub channel: Text,
     pub campaign_id: Option<Text>,
     pub advertisement_id: Option<Text>,
+    pub touched_at: Option<DateTime<Utc>>,
+}
+
+impl CreditedTouch {
+    /// The `(direct)` touch: what a conversion with no touch in its window is credited to.
+    pub fn direct(campaign_id: Option<Text>, advertisement_id: Option<Text>) -> CreditedTouch {
+        let direct = Text::new(DIRECT);
+        CreditedTouch { touchpoint_id: None, touch_kind: direct.clone(), channel: direct, campaign_id, advertisement_id, touched_at: None }
+    }
+}
+
+/// The share of one touch ([`AttributionSet::touches`]`[touch]`) in one set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Credit {
+    pub touch: u32,
+    pub weight: f64,
+    pub credit: Decimal,
+    pub attributed_revenue: Decimal,
+}
+
+/// One credited touch of one conversion under one model (a view of an [`AttributionSet`]; its
+/// serialised form is the set's `rows` element).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct AttributionRow<'a> {
+    /// Record id of the touch; `None` for `(direct)`.
+    pub touchpoint_id: Option<&'a str>,
+    /// The touch's record id, or `(direct)`.
+    pub touchpoint: &'a str,
+    pub touch_kind: &'a str,
+    pub channel: &'a str,
+    pub campaign_id: Option<&'a str>,
+    pub advertisement_id: Option<&'a str>,
     pub touched_at: Option<DateTime<Utc>>,
     /// Share of the conversion, in (0, 1]; the weights of one conversion and model sum to 1.
     pub weight: f64,
@@ -611,11 +675,16 @@ pub struct AttributionRow {
 /// The complete attribution of one conversion under one model. This is the replacement unit:
 /// sinks keep, per `(account_id, conversion_key, model)`, the set with the highest `version` and
 /// replace all rows of older versions.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// Serialised (and deserialised) with its rows written out, `{…, "rows": [{"touchpoint_id": …,
+/// "touchpoint": …, "touch_kind": …, "channel": …, "campaign_id": …, "advertisement_id": …,
+/// "touched_at": …, "weight": …, "credit": …, "attributed_revenue": …}]}`; equality compares
+/// the rows, not how they are stored.
+#[derive(Clone, Debug)]
 pub struct AttributionSet {
     pub account_id: Uuid,
     /// `order:{kind}:{order_id}` or `record:{record_id}`: the conversion dedup key.
-    pub conversion_key: String,
+    pub conversion_key: Text,
     /// Record id of the conversion record that won dedup.
     pub conversion_id: Text,
     pub conversion_kind: Text,
@@ -627,12 +696,160 @@ pub struct AttributionSet {
     pub version: u64,
     pub value: Decimal,
     pub currency: Option<Currency>,
-    pub rows: Vec<AttributionRow>,
+    /// The conversion's path (shared with its other sets); may hold touches this set gives no
+    /// credit.
+    pub touches: std::sync::Arc<[CreditedTouch]>,
+    /// The credited touches, in path order.
+    pub credits: Vec<Credit>,
 }
 
 impl AttributionSet {
     pub fn weight_sum(&self) -> f64 {
-        self.rows.iter().map(|r| r.weight).sum()
+        self.credits.iter().map(|r| r.weight).sum()
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.credits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.credits.is_empty()
+    }
+
+    fn view<'a>(&'a self, c: &Credit) -> Option<AttributionRow<'a>> {
+        let t = self.touches.get(c.touch as usize)?;
+        Some(AttributionRow {
+            touchpoint_id: t.touchpoint_id.as_deref(),
+            touchpoint: t.touchpoint_id.as_deref().unwrap_or(DIRECT),
+            touch_kind: &t.touch_kind,
+            channel: &t.channel,
+            campaign_id: t.campaign_id.as_deref(),
+            advertisement_id: t.advertisement_id.as_deref(),
+            touched_at: t.touched_at,
+            weight: c.weight,
+            credit: c.credit,
+            attributed_revenue: c.attributed_revenue,
+        })
+    }
+
+    /// The rows: one per credited touch, in path order.
+    pub fn rows(&self) -> impl Iterator<Item = AttributionRow<'_>> + '_ {
+        self.credits.iter().filter_map(|c| self.view(c))
+    }
+
+    /// Row `i` of [`AttributionSet::rows`].
+    pub fn row(&self, i: usize) -> Option<AttributionRow<'_>> {
+        self.view(self.credits.get(i)?)
+    }
+}
+
+impl PartialEq for AttributionSet {
+    fn eq(&self, o: &AttributionSet) -> bool {
+        self.account_id == o.account_id
+            && self.conversion_key == o.conversion_key
+            && self.conversion_id == o.conversion_id
+            && self.conversion_kind == o.conversion_kind
+            && self.converted_at == o.converted_at
+            && self.identity == o.identity
+            && self.model == o.model
+            && self.version == o.version
+            && self.value == o.value
+            && self.currency == o.currency
+            && self.credits.len() == o.credits.len()
+            && self.rows().eq(o.rows())
+    }
+}
+
+impl Serialize for AttributionSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Rows<'a>(&'a AttributionSet);
+        impl Serialize for Rows<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.rows())
+            }
+        }
+        let mut st = s.serialize_struct("AttributionSet", 11)?;
+        st.serialize_field("account_id", &self.account_id)?;
+        st.serialize_field("conversion_key", &self.conversion_key)?;
+        st.serialize_field("conversion_id", &self.conversion_id)?;
+        st.serialize_field("conversion_kind", &self.conversion_kind)?;
+        st.serialize_field("converted_at", &self.converted_at)?;
+        st.serialize_field("identity", &self.identity)?;
+        st.serialize_field("model", &self.model)?;
+        st.serialize_field("version", &self.version)?;
+        st.serialize_field("value", &self.value)?;
+        st.serialize_field("currency", &self.currency)?;
+        st.serialize_field("rows", &Rows(self))?;
+        st.end()
+    }
+}
+
+/// The serialised form of an [`AttributionSet`].
+#[derive(Deserialize)]
+struct SetRepr {
+    account_id: Uuid,
+    conversion_key: Text,
+    conversion_id: Text,
+    conversion_kind: Text,
+    converted_at: DateTime<Utc>,
+    identity: Text,
+    model: Model,
+    version: u64,
+    value: Decimal,
+    currency: Option<Currency>,
+    rows: Vec<RowRepr>,
+}
+
+#[derive(Deserialize)]
+struct RowRepr {
+    touchpoint_id: Option<Text>,
+    touch_kind: Text,
+    channel: Text,
+    campaign_id: Option<Text>,
+    advertisement_id: Option<Text>,
+    touched_at: Option<DateTime<Utc>>,
+    weight: f64,
+    credit: Decimal,
+    attributed_revenue: Decimal,
+}
+
+impl<'de> Deserialize<'de> for AttributionSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = SetRepr::deserialize(d)?;
+        let mut touches = Vec::with_capacity(r.rows.len());
+        let mut credits = Vec::with_capacity(r.rows.len());
+        for (i, row) in r.rows.into_iter().enumerate() {
+            credits.push(Credit {
+                touch: u32::try_from(i).map_err(serde::de::Error::custom)?,
+                weight: row.weight,
+                credit: row.credit,
+                attributed_revenue: row.attributed_revenue,
+            });
+            touches.push(CreditedTouch {
+                touchpoint_id: row.touchpoint_id,
+                touch_kind: row.touch_kind,
+                channel: row.channel,
+                campaign_id: row.campaign_id,
+                advertisement_id: row.advertisement_id,
+                touched_at: row.touched_at,
+            });
+        }
+        Ok(AttributionSet {
+            account_id: r.account_id,
+            conversion_key: r.conversion_key,
+            conversion_id: r.conversion_id,
+            conversion_kind: r.conversion_kind,
+            converted_at: r.converted_at,
+            identity: r.identity,
+            model: r.model,
+            version: r.version,
+            value: r.value,
+            currency: r.currency,
+            touches: touches.into(),
+            credits,
+        })
     }
 }
 
@@ -846,6 +1063,40 @@ mod tests {
         }
     }
 
+    /// The one-hot shortcut gives what the full split of the one-hot weights gives, value, scale
+    /// and sign, on every path (money totals, one, huge mantissas, high scales, negatives).
+    #[test]
+    fn one_hot_split_matches_full_split() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut totals = vec![Decimal::ONE, Decimal::new(100, 2), Decimal::ZERO, Decimal::MAX, Decimal::MIN, Decimal::new(123, 10), Decimal::new(5, 28)];
+        for _ in 0..300 {
+            let m = (next() >> (next() % 64)) as i64 * if next() % 4 == 0 { -1 } else { 1 };
+            totals.push(Decimal::new(m, (next() % 29) as u32));
+        }
+        for t in totals {
+            for dp in [2u32, t.scale().max(2), 12, 0, 28] {
+                for n in [1usize, 2, 3, 10, 17] {
+                    for hot in [0, n / 2, n - 1] {
+                        let mut w = vec![0.0; n];
+                        w[hot] = 1.0;
+                        let (mut full, mut short) = (Vec::new(), Vec::new());
+                        split_exact_into(&w, t, dp, &mut full);
+                        split_one_hot_into(n, hot, t, dp, &mut short);
+                        assert_eq!(full, short, "n {n} hot {hot} × {t} dp {dp}");
+                        let scales = |v: &[Decimal]| v.iter().map(|d| (d.scale(), d.is_sign_negative())).collect::<Vec<_>>();
+                        assert_eq!(scales(&full), scales(&short), "n {n} hot {hot} × {t} dp {dp}");
+                    }
+                }
+            }
+        }
+    }
+
     /// `units_of` is `(clamp × 10¹²).round()` (half away from zero) without the libm call.
     #[test]
     fn units_of_matches_round() {
@@ -947,5 +1198,46 @@ mod tests {
             assert_eq!(Model::parse(m.as_str()), Some(m));
             assert_eq!(serde_json::to_string(&m).unwrap_or_default(), format!("\"{}\"", m.as_str()));
         }
+    }
+
+    /// The wire form of a set (checkpoint outboxes hold it) is the one sets had when each row
+    /// carried its own strings: such JSON reads back and is written out again byte for byte.
+    #[test]
+    fn sets_keep_their_wire_form() {
+        let json = concat!(
+            r#"{"account_id":"00000000-0000-0000-0000-000000000007","conversion_key":"order:purchase:o1","#,
+            r#""conversion_id":"c1","conversion_kind":"purchase","converted_at":"2026-11-10T00:00:00Z","#,
+            r#""identity":"anon-1","model":"linear","version":3,"value":"49.99","currency":"USD","rows":["#,
+            r#"{"touchpoint_id":"t1","touchpoint":"t1","touch_kind":"click","channel":"search","campaign_id":"camp-1","#,
+            r#""advertisement_id":null,"touched_at":"2026-11-09T00:00:00Z","weight":0.5,"credit":"0.500000000000","#,
+            r#""attributed_revenue":"25.00"},"#,
+            r#"{"touchpoint_id":"t2","touchpoint":"t2","touch_kind":"impression","channel":"display","campaign_id":null,"#,
+            r#""advertisement_id":"ad-1","touched_at":"2026-11-09T12:00:00Z","weight":0.5,"credit":"0.500000000000","#,
+            r#""attributed_revenue":"24.99"}]}"#
+        );
+        let set: AttributionSet = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(set.len(), 2);
+        let r = set.row(1).unwrap_or_else(|| panic!("row 1"));
+        assert_eq!((r.touchpoint, r.touch_kind, r.advertisement_id, r.campaign_id), ("t2", "impression", Some("ad-1"), None));
+        assert_eq!(r.attributed_revenue, Decimal::new(2499, 2));
+        assert_eq!(serde_json::to_string(&set).unwrap_or_default(), json);
+
+        // `(direct)`: no touchpoint id, the touch named `(direct)`.
+        let direct = AttributionSet {
+            touches: std::sync::Arc::from([CreditedTouch::direct(Some(Text::new("camp-9")), None)]),
+            credits: vec![Credit { touch: 0, weight: 1.0, credit: Decimal::ONE, attributed_revenue: set.value }],
+            ..set.clone()
+        };
+        let out = serde_json::to_string(&direct).unwrap_or_default();
+        assert!(out.contains(r#""rows":[{"touchpoint_id":null,"touchpoint":"(direct)","touch_kind":"(direct)","channel":"(direct)","campaign_id":"camp-9","#), "{out}");
+        let back: AttributionSet = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, direct);
+        assert_ne!(back, set);
+        // Equality is by rows: a table with touches no row credits does not matter.
+        let wider = AttributionSet {
+            touches: set.touches.iter().cloned().chain([CreditedTouch::direct(None, None)]).collect(),
+            ..set.clone()
+        };
+        assert_eq!(wider, set);
     }
 }

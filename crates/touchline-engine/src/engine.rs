@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint};
 use uuid::Uuid;
 
-use crate::attribution::{split_exact_into, weights_into, AttributionRow, AttributionSet, Model, Touch, TouchSource, DIRECT};
+use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::held::Held;
@@ -263,7 +263,7 @@ struct State {
     /// identity key → identity keys linked to it.
     members: FastMap<String, BTreeSet<String>>,
     /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
-    convs: FastMap<String, ConvState>,
+    convs: FastMap<Text, ConvState>,
     derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
     explicit: FastMap<String, ExplicitEntry>,
@@ -271,7 +271,7 @@ struct State {
     events_seen: FastMap<Uuid, FastMap<Text, DateTime<Utc>>>,
     cells: FastMap<CellKey, Cell>,
     spend: FastMap<SpendKey, SpendRec>,
-    dirty_convs: FastSet<String>,
+    dirty_convs: FastSet<Text>,
     /// Derived identities changed since the last flush, each once (an identity's `scan.dirty`
     /// flag says whether it is listed). Serialised sorted, like the set it replaced.
     dirty_derived: Vec<String>,
@@ -297,8 +297,8 @@ struct StateRepr {
     /// identity key → identity keys linked to it.
     members: FastMap<String, BTreeSet<String>>,
     /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
-    convs: FastMap<String, ConvState>,
-    convs_by_ident: FastMap<String, BTreeSet<String>>,
+    convs: FastMap<Text, ConvState>,
+    convs_by_ident: FastMap<String, BTreeSet<Text>>,
     derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
     explicit: FastMap<String, ExplicitEntry>,
@@ -308,7 +308,7 @@ struct StateRepr {
     cells: FastMap<CellKey, Cell>,
     #[serde(with = "vecmap")]
     spend: FastMap<SpendKey, SpendRec>,
-    dirty_convs: FastSet<String>,
+    dirty_convs: FastSet<Text>,
     /// Derived identities changed since the last flush, each once (an identity's `scan.dirty`
     /// flag says whether it is listed). Serialised sorted, like the set it replaced.
     dirty_derived: Vec<String>,
@@ -343,14 +343,14 @@ impl Serialize for State {
         st.serialize_field("touches", &self.ids.ser_touches())?;
         st.serialize_field("links", &ser_with!(&self.links, FastMap<String, Link>, ordered::map))?;
         st.serialize_field("members", &ser_with!(&self.members, FastMap<String, BTreeSet<String>>, ordered::map))?;
-        st.serialize_field("convs", &ser_with!(&self.convs, FastMap<String, ConvState>, ordered::map))?;
+        st.serialize_field("convs", &ser_with!(&self.convs, FastMap<Text, ConvState>, ordered::map))?;
         st.serialize_field("convs_by_ident", &self.ids.ser_convs())?;
         st.serialize_field("derived", &ser_with!(&self.derived, FastMap<String, DerivedIdent>, ordered::map))?;
         st.serialize_field("explicit", &ser_with!(&self.explicit, FastMap<String, ExplicitEntry>, ordered::map))?;
         st.serialize_field("events_seen", &ser_with!(&self.events_seen, FastMap<Uuid, FastMap<Text, DateTime<Utc>>>, ordered::nested))?;
         st.serialize_field("cells", &ser_with!(&self.cells, FastMap<CellKey, Cell>, vecmap::serialize))?;
         st.serialize_field("spend", &ser_with!(&self.spend, FastMap<SpendKey, SpendRec>, vecmap::serialize))?;
-        st.serialize_field("dirty_convs", &ser_with!(&self.dirty_convs, FastSet<String>, ordered::set))?;
+        st.serialize_field("dirty_convs", &ser_with!(&self.dirty_convs, FastSet<Text>, ordered::set))?;
         st.serialize_field("dirty_derived", &ser_with!(&self.dirty_derived, Vec<String>, ordered::vec))?;
         st.serialize_field("dirty_explicit", &ser_with!(&self.dirty_explicit, FastSet<String>, ordered::set))?;
         st.serialize_field("dirty_cells", &self.dirty_cells)?;
@@ -377,7 +377,7 @@ pub struct Engine {
     credit_cache: FastMap<(usize, usize), Vec<Decimal>>,
     /// Buffers [`Engine::attribute`] reuses across conversions (empty between calls).
     scratch: Scratch,
-    scratch_changed: Vec<(Model, Vec<AttributionRow>)>,
+    scratch_changed: Vec<(Model, Vec<Credit>)>,
     /// Reused buffers of the derived-session flush: session id, session order.
     key_buf2: String,
     ids_buf: Vec<usize>,
@@ -1085,9 +1085,10 @@ impl Engine {
         // `{account}|{conversion key}`; the conversion key is `order:{kind}:{order id}` or
         // `record:{record id}`.
         const PREFIX: usize = uuid::fmt::Hyphenated::LENGTH + 1;
-        let mut key = String::with_capacity(
-            PREFIX + 8 + c.kind.as_str().len() + c.order_id.as_ref().map_or(m.record_id.as_str().len(), |o| o.as_str().len()),
-        );
+        // Built in a reused buffer (the derived-session flush's, idle during ingest), then one
+        // shared string for the map key, the identity's set and the dirty set.
+        let mut key = std::mem::take(&mut self.key_buf2);
+        key.clear();
         key.push_str(acct.hyphenated().encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]));
         key.push('|');
         match &c.order_id {
@@ -1102,6 +1103,9 @@ impl Engine {
                 key.push_str(m.record_id.as_str());
             }
         }
+        let buf = key;
+        let key = Text::new(&buf);
+        self.key_buf2 = buf;
         let new = ConvState {
             account: acct,
             key: Text::new(key.get(PREFIX..).unwrap_or_default()),
@@ -1230,10 +1234,10 @@ impl Engine {
             let root = resolve_in(&st.links, ident);
             // Computed on first use: most touches reach no stored conversion.
             let mut reach_until = None;
-            let mut dirty: Vec<String> = Vec::new();
+            let mut dirty: Vec<Text> = Vec::new();
             let ids = &st.ids;
             let convs = &st.convs;
-            let mut visit = |set: Option<&BTreeSet<String>>| {
+            let mut visit = |set: Option<&BTreeSet<Text>>| {
                 if let Some(set) = set.filter(|s| !s.is_empty()) {
                     let reach_until = *reach_until.get_or_insert_with(|| add(touch.at, secs(cfg.settings(acct).max_lookback_secs())));
                     for ck in set {
@@ -1725,6 +1729,20 @@ impl Engine {
                         revenue.extend_from_slice(&oh_revenue);
                         revenue.swap(i, j);
                     }
+                    (Some(j), _) => {
+                        // Credits (total 1) of a one-hot split are the same for every conversion.
+                        static ONE_HOT_CREDITS: std::sync::OnceLock<Option<(Decimal, Decimal)>> = std::sync::OnceLock::new();
+                        match ONE_HOT_CREDITS.get_or_init(|| one_hot_shares(Decimal::ONE, 12)) {
+                            Some(shares) if weights.len() > 1 => fill_one_hot(weights.len(), j, *shares, &mut credits),
+                            _ => split_one_hot_into(weights.len(), j, Decimal::ONE, 12, &mut credits),
+                        }
+                        split_one_hot_into(weights.len(), j, c.value, dp, &mut revenue);
+                        if onehot.is_none() {
+                            onehot = Some(j);
+                            oh_credits.clone_from(&credits);
+                            oh_revenue.clone_from(&revenue);
+                        }
+                    }
                     _ => {
                         let ck = (model.index(), weights.len());
                         let by_length = hot.is_none() && matches!(model, Model::Linear | Model::PositionBased);
@@ -1741,11 +1759,6 @@ impl Engine {
                             }
                         }
                         split_exact_into(&weights, c.value, dp, &mut revenue);
-                        if let (Some(j), None) = (hot, onehot) {
-                            onehot = Some(j);
-                            oh_credits.clone_from(&credits);
-                            oh_revenue.clone_from(&revenue);
-                        }
                     }
                 }
                 for (i, t) in touches.iter().enumerate() {
@@ -1772,36 +1785,16 @@ impl Engine {
             if (if legacy { &c.fingerprints } else { &c.fp }).get(mi) == Some(&hv) {
                 continue;
             }
-            let rows: Vec<AttributionRow> = if touches.is_empty() {
-                let direct = Text::new(DIRECT);
-                vec![AttributionRow {
-                    touchpoint_id: None,
-                    touchpoint: direct.clone(),
-                    touch_kind: direct.clone(),
-                    channel: direct,
-                    campaign_id: c.campaign_id.as_ref().map(Text::from),
-                    advertisement_id: c.advertisement_id.as_ref().map(Text::from),
-                    touched_at: None,
-                    weight: 1.0,
-                    credit: Decimal::ONE,
-                    attributed_revenue: c.value,
-                }]
+            let rows: Vec<Credit> = if touches.is_empty() {
+                vec![Credit { touch: 0, weight: 1.0, credit: Decimal::ONE, attributed_revenue: c.value }]
             } else {
                 let mut rows = Vec::with_capacity(weights.iter().filter(|w| **w > 0.0).count());
-                // Row fields shared with the touch (reference counts, no copies).
-                for (i, (t, campaign)) in touches.iter().zip(&campaigns).enumerate() {
-                    let w = weights.get(i).copied().unwrap_or(0.0);
+                for (i, &w) in weights.iter().enumerate() {
                     if w <= 0.0 || w.is_nan() {
                         continue;
                     }
-                    rows.push(AttributionRow {
-                        touchpoint_id: Some(t.id.clone()),
-                        touchpoint: t.id.clone(),
-                        touch_kind: t.kind.clone(),
-                        channel: t.channel.clone(),
-                        campaign_id: campaign.clone(),
-                        advertisement_id: t.advertisement_id.clone(),
-                        touched_at: Some(t.at),
+                    rows.push(Credit {
+                        touch: u32::try_from(i).unwrap_or(u32::MAX),
                         weight: w,
                         credit: credits.get(i).copied().unwrap_or(Decimal::ZERO),
                         attributed_revenue: revenue.get(i).copied().unwrap_or(Decimal::ZERO),
@@ -1812,6 +1805,30 @@ impl Engine {
             changed.push((model, rows));
         }
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
+        // The path as the rows name it, shared by the sets of this conversion.
+        let table: Option<std::sync::Arc<[CreditedTouch]>> = if changed.is_empty() {
+            None
+        } else if touches.is_empty() {
+            Some(std::sync::Arc::from([CreditedTouch::direct(
+                c.campaign_id.as_ref().map(Text::from),
+                c.advertisement_id.as_ref().map(Text::from),
+            )]))
+        } else {
+            Some(
+                touches
+                    .iter()
+                    .zip(campaigns.drain(..))
+                    .map(|(t, campaign)| CreditedTouch {
+                        touchpoint_id: Some(t.id.clone()),
+                        touch_kind: t.kind.clone(),
+                        channel: t.channel.clone(),
+                        campaign_id: campaign,
+                        advertisement_id: t.advertisement_id.clone(),
+                        touched_at: Some(t.at),
+                    })
+                    .collect(),
+            )
+        };
         campaigns.clear();
         weights.clear();
         credits.clear();
@@ -1845,10 +1862,11 @@ impl Engine {
             }
             let conversion_id = c.record_id.clone();
             let conversion_kind = self.int.get(c.kind.as_str());
+            let touches = table.unwrap_or_else(|| std::sync::Arc::from([]));
             for (model, rows) in changed.drain(..) {
                 out.push(AttributionSet {
                     account_id: c.account,
-                    conversion_key: String::from(c.key.as_str()),
+                    conversion_key: c.key.clone(),
                     conversion_id: conversion_id.clone(),
                     conversion_kind: conversion_kind.clone(),
                     converted_at: c.at,
@@ -1857,7 +1875,8 @@ impl Engine {
                     version: c.version,
                     value: c.value,
                     currency: c.currency,
-                    rows,
+                    touches: touches.clone(),
+                    credits: rows,
                 });
             }
         }
@@ -1927,7 +1946,7 @@ impl Engine {
             }
         }
         let dirty = &self.st.dirty_convs;
-        let gone: Vec<String> =
+        let gone: Vec<Text> =
             self.st.convs.iter().filter(|(k, c)| c.at < cutoff && !dirty.contains(*k)).map(|(k, _)| k.clone()).collect();
         for k in gone {
             if let Some(c) = self.st.convs.remove(&k) {

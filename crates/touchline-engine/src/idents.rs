@@ -19,7 +19,7 @@ pub(crate) struct Slot {
     /// Sorted by `(timestamp, record id, received_at)`, unique by dedup key.
     pub touches: Vec<Held>,
     /// Keys of the conversions of this identity.
-    pub convs: BTreeSet<String>,
+    pub convs: BTreeSet<Text>,
 }
 
 impl Slot {
@@ -92,7 +92,7 @@ impl Idents {
     }
 
     /// The conversion keys of identity key `key`.
-    pub fn convs(&self, key: &str) -> Option<&BTreeSet<String>> {
+    pub fn convs(&self, key: &str) -> Option<&BTreeSet<Text>> {
         self.id(key).and_then(|id| self.slot(id)).map(|s| &s.convs).filter(|c| !c.is_empty())
     }
 
@@ -113,7 +113,7 @@ impl Idents {
     }
 
     /// Rebuilds from the two maps of a snapshot.
-    pub fn from_maps(touches: FastMap<String, Vec<Held>>, convs: FastMap<String, BTreeSet<String>>) -> Idents {
+    pub fn from_maps(touches: FastMap<String, Vec<Held>>, convs: FastMap<String, BTreeSet<Text>>) -> Idents {
         let mut me = Idents::default();
         for (k, list) in touches {
             if list.is_empty() {
@@ -152,7 +152,7 @@ impl Idents {
         fn has(s: &Slot) -> bool {
             !s.convs.is_empty()
         }
-        fn get(s: &Slot) -> &BTreeSet<String> {
+        fn get(s: &Slot) -> &BTreeSet<Text> {
             &s.convs
         }
         Sorted(self, has, get)
@@ -180,7 +180,7 @@ mod tests {
         let b = ids.intern("acct:b");
         assert_ne!(a, b);
         assert_eq!(ids.intern("acct:a"), a);
-        ids.slot_mut(b).map(|s| s.convs.insert("k".to_owned()));
+        ids.slot_mut(b).map(|s| s.convs.insert(Text::new("k")));
         // `a` holds nothing: released; `b` holds a conversion: kept.
         ids.release_empty();
         assert_eq!(ids.id("acct:a"), None);

@@ -127,7 +127,7 @@ struct Final {
 impl Final {
     fn absorb(&mut self, f: &Flush) {
         for s in &f.attributions {
-            let k = (s.conversion_key.clone(), s.model);
+            let k = (s.conversion_key.to_string(), s.model);
             if let Some(old) = self.attributions.get(&k) {
                 assert!(s.version > old.version, "versions must increase: {} then {}", old.version, s.version);
             }
@@ -197,11 +197,11 @@ proptest! {
     fn weights_sum_to_one_and_revenue_is_conserved(records in arb_records()) {
         let fin = run(&records);
         for s in fin.attributions.values() {
-            prop_assert!(!s.rows.is_empty());
+            prop_assert!(!s.is_empty());
             prop_assert!((s.weight_sum() - 1.0).abs() < 1e-9, "{s:?}");
-            prop_assert_eq!(s.rows.iter().map(|r| r.credit).sum::<Decimal>(), Decimal::ONE);
-            prop_assert_eq!(s.rows.iter().map(|r| r.attributed_revenue).sum::<Decimal>(), s.value);
-            prop_assert!(s.rows.iter().all(|r| r.weight > 0.0 && r.weight <= 1.0 + 1e-12));
+            prop_assert_eq!(s.rows().map(|r| r.credit).sum::<Decimal>(), Decimal::ONE);
+            prop_assert_eq!(s.rows().map(|r| r.attributed_revenue).sum::<Decimal>(), s.value);
+            prop_assert!(s.rows().all(|r| r.weight > 0.0 && r.weight <= 1.0 + 1e-12));
         }
         // Every conversion is attributed under all six models.
         let mut per_conv: BTreeMap<&str, usize> = BTreeMap::new();

@@ -23,9 +23,9 @@ fn anonymous_touches_credit_a_later_server_side_conversion() {
     let f = e.flush();
     assert_eq!(f.attributions.len(), 6);
     for s in &f.attributions {
-        assert_eq!(s.rows.len(), 1, "{s:?}");
-        assert_eq!(s.rows[0].touchpoint, "tp1");
-        assert_eq!(s.rows[0].attributed_revenue, Decimal::new(5000, 2));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s.row(0).unwrap().touchpoint, "tp1");
+        assert_eq!(s.row(0).unwrap().attributed_revenue, Decimal::new(5000, 2));
         assert_eq!(s.version, 1);
         assert_eq!(s.conversion_key, "order:purchase:o-1");
     }
@@ -37,13 +37,13 @@ fn identify_after_the_conversion_re_attributes_it_with_a_new_version() {
     let mut e = Engine::new(EngineConfig::single());
     e.ingest(&conversion("cv1", "2026-11-12T10:00:00Z", (None, Some("cust-1")), 5000, None));
     let f1 = e.flush();
-    assert!(f1.attributions.iter().all(|s| s.rows[0].touchpoint == DIRECT && s.version == 1));
+    assert!(f1.attributions.iter().all(|s| s.row(0).unwrap().touchpoint == DIRECT && s.version == 1));
     e.ingest(&touchpoint("tp1", "2026-11-10T10:00:00Z", (Some("anon-1"), None), "click", Some("camp-1")));
     assert!(e.flush().attributions.is_empty(), "touch of an unknown anonymous id changes nothing yet");
     e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
     let f2 = e.flush();
     assert_eq!(f2.attributions.len(), 6);
-    assert!(f2.attributions.iter().all(|s| s.rows[0].touchpoint == "tp1" && s.version == 2));
+    assert!(f2.attributions.iter().all(|s| s.row(0).unwrap().touchpoint == "tp1" && s.version == 2));
     // Replaying the same records changes nothing.
     e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
     e.ingest(&touchpoint("tp1", "2026-11-10T10:00:00Z", (Some("anon-1"), None), "click", Some("camp-1")));
@@ -76,7 +76,7 @@ fn cross_partition_identify_emits_re_key_records_to_the_customer_partition() {
     let conv = conversion("cv1", "2026-11-12T10:00:00Z", (None, Some(&cust)), 1000, None);
     assert_eq!(partition_for(conv.partition_key().as_bytes(), n), pc);
     ec.ingest(&conv);
-    assert_eq!(ec.flush().attributions[0].rows[0].touchpoint, DIRECT);
+    assert_eq!(ec.flush().attributions[0].row(0).unwrap().touchpoint, DIRECT);
 
     // Anonymous partition: touches, then identify.
     let tp = touchpoint("tp1", "2026-11-10T10:00:00Z", (Some(&anon), None), "click", Some("camp-1"));
@@ -99,7 +99,7 @@ fn cross_partition_identify_emits_re_key_records_to_the_customer_partition() {
     let fc = ec.flush();
     let lt = set(&fc, Model::LastTouch);
     assert_eq!(lt.len(), 1);
-    assert_eq!(lt[0].rows[0].touchpoint, "tp1");
+    assert_eq!(lt[0].row(0).unwrap().touchpoint, "tp1");
     assert_eq!(lt[0].version, 2);
     // Carried touches are not counted again in the customer partition's click metrics.
     assert_eq!(fc.metrics.iter().map(|m| m.clicks).sum::<u64>(), 0);
@@ -113,7 +113,7 @@ fn cross_partition_identify_emits_re_key_records_to_the_customer_partition() {
     assert_eq!(fa2.transfers[0].touches[0].id.as_str(), "tp2");
     ec.ingest_transfer(&fa2.transfers[0]);
     let fc2 = ec.flush();
-    assert_eq!(set(&fc2, Model::LastTouch)[0].rows[0].touchpoint, "tp2");
+    assert_eq!(set(&fc2, Model::LastTouch)[0].row(0).unwrap().touchpoint, "tp2");
     assert_eq!(set(&fc2, Model::FirstTouch).len(), 0, "first touch unchanged, not re-emitted");
     // Re-delivery is harmless.
     assert_eq!(ec.ingest_transfer(&fa2.transfers[0]), Ingest::Duplicate);
@@ -298,7 +298,7 @@ fn lookback_windows_per_class() {
     e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 100, None));
     let f = e.flush();
     let lin = set(&f, Model::Linear)[0];
-    let ids: Vec<&str> = lin.rows.iter().map(|r| r.touchpoint.as_str()).collect();
+    let ids: Vec<&str> = lin.rows().map(|r| r.touchpoint).collect();
     assert_eq!(ids, ["click-29d", "view-12h"]);
 }
 
@@ -309,8 +309,8 @@ fn ties_are_ordered_by_record_id() {
     e.ingest(&touchpoint("a", "2026-11-20T10:00:00Z", (Some("a"), None), "click", Some("c")));
     e.ingest(&conversion("cv", "2026-11-20T11:00:00Z", (Some("a"), None), 100, None));
     let f = e.flush();
-    assert_eq!(set(&f, Model::FirstTouch)[0].rows[0].touchpoint, "a");
-    assert_eq!(set(&f, Model::LastTouch)[0].rows[0].touchpoint, "b");
+    assert_eq!(set(&f, Model::FirstTouch)[0].row(0).unwrap().touchpoint, "a");
+    assert_eq!(set(&f, Model::LastTouch)[0].row(0).unwrap().touchpoint, "b");
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn link_clicks_count_unless_bots_or_without_campaign() {
     assert_eq!(e.ingest(&rec("l3", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc(false, None))), Ingest::Ignored);
     e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
     let f = e.flush();
-    assert_eq!(set(&f, Model::LastTouch)[0].rows[0].channel, "short_link");
+    assert_eq!(set(&f, Model::LastTouch)[0].row(0).unwrap().channel, "short_link");
     assert_eq!(f.metrics.iter().find(|m| m.campaign_id == "c").unwrap().clicks, 1);
 }
 
@@ -422,8 +422,8 @@ fn a_utm_only_touch_is_credited_to_its_utm_campaign() {
     e.ingest(&event("p1", ts("2026-11-20T08:00:00Z"), "a", Some(("google", "cpc", "winter"))));
     e.ingest(&conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None));
     let f = e.flush();
-    let row = &set(&f, Model::LastTouch)[0].rows[0];
-    assert_eq!(row.campaign_id.as_deref(), Some("winter"));
+    let row = set(&f, Model::LastTouch)[0].row(0).unwrap();
+    assert_eq!(row.campaign_id, Some("winter"));
     assert_eq!(row.channel, "google");
     assert!(f.metrics.iter().any(|m| m.campaign_id == "winter" && m.conversions > rust_decimal::Decimal::ZERO));
 }
