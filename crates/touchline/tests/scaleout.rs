@@ -7,7 +7,8 @@
 
 mod common;
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ use touchline_bus::Bus;
 const BIN: &str = env!("CARGO_BIN_EXE_touchline");
 const WRITE: &str = "tl_wk_scaleout_write_key_0001";
 const GROUP: &str = "touchline-aggregator";
+/// The aggregators' consumer-group session timeout.
+const SESSION_TIMEOUT_MS: u64 = 6_000;
 /// The dataset's dates are fixed and the collector stamps today's time: accept them all.
 const LATENESS: &str = "315360000";
 
@@ -38,7 +41,7 @@ fn touchline(data_dir: &Path, env: &Env, args: &[&str]) -> Command {
         .env("TOUCHLINE_DATABASE_URL", env.pg)
         .env("TOUCHLINE_KAFKA_BROKERS", env.broker)
         .env("TOUCHLINE_KAFKA__PARTITIONS", PARTITIONS.to_string())
-        .env("TOUCHLINE_KAFKA__SESSION_TIMEOUT_MS", "6000")
+        .env("TOUCHLINE_KAFKA__SESSION_TIMEOUT_MS", SESSION_TIMEOUT_MS.to_string())
         .env("TOUCHLINE_CLICKHOUSE_URL", common::clickhouse_url())
         .env("TOUCHLINE_CLICKHOUSE__DATABASE", env.ch_db)
         .env("TOUCHLINE_WRITE_KEY", WRITE)
@@ -72,6 +75,68 @@ fn terminate(p: &mut Proc) {
     while p.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "process {} did not stop on SIGTERM", p.0.id());
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The partitions a member owns now, from its log since `from` (the byte offset where the
+/// current process started writing): `partitions assigned` adds, `partitions revoked` removes.
+fn owned_from_log(path: &Path, from: u64) -> BTreeSet<u32> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(bytes.get(from as usize..).unwrap_or_default()).into_owned();
+    let mut owned = BTreeSet::new();
+    for line in text.lines() {
+        // Drop ANSI colour sequences (ESC [ … m).
+        let mut plain = String::with_capacity(line.len());
+        let mut esc = false;
+        for ch in line.chars() {
+            match (esc, ch) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (true, _) => {}
+                (false, c) => plain.push(c),
+            }
+        }
+        let assigned = plain.contains("partitions assigned");
+        if !assigned && !plain.contains("partitions revoked") {
+            continue;
+        }
+        let Some(set) = plain.split("partitions={").nth(1).and_then(|r| r.split('}').next()) else { continue };
+        for p in set.split(',').filter_map(|x| x.trim().parse::<u32>().ok()) {
+            if assigned {
+                owned.insert(p);
+            } else {
+                owned.remove(&p);
+            }
+        }
+    }
+    owned
+}
+
+/// Waits until the live aggregators (`members`: log path, offset of the current process) own
+/// every partition between them, each once, unchanged for two seconds: no rebalance under way
+/// and no member of a killed process left holding partitions, so kills land on a stable group.
+async fn wait_group_stable(members: &[(PathBuf, u64)], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let all: BTreeSet<u32> = (0..PARTITIONS).collect();
+    let mut last: Option<(Vec<BTreeSet<u32>>, Instant)> = None;
+    loop {
+        let owned: Vec<BTreeSet<u32>> = members.iter().map(|(path, from)| owned_from_log(path, *from)).collect();
+        let covered = owned.iter().map(BTreeSet::len).sum::<usize>() == all.len() && owned.iter().flatten().copied().collect::<BTreeSet<u32>>() == all;
+        match &last {
+            Some((prev, since)) if covered && *prev == owned && since.elapsed() >= Duration::from_secs(2) => return,
+            Some((prev, _)) if covered && *prev == owned => {}
+            _ => last = covered.then(|| (owned.clone(), Instant::now())),
+        }
+        if Instant::now() >= deadline {
+            let mut said = String::new();
+            for (path, _) in members {
+                let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
+                let lines: Vec<&str> = text.lines().filter(|l| l.contains("partition") || l.contains("WARN") || l.contains("ERROR") || l.contains("group")).collect();
+                said.push_str(&format!("\n== {} (membership lines, newest last):\n{}", path.display(), lines.iter().rev().take(40).rev().copied().collect::<Vec<_>>().join("\n")));
+            }
+            panic!("the consumer group did not settle within {timeout:?}: the live aggregators own {owned:?} of {all:?}{said}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -164,6 +229,9 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     // warnings and errors are printed.
     let logs = root.path().join("logs");
     std::fs::create_dir_all(&logs).unwrap();
+    // Where each aggregator's current process started writing its log.
+    let mut starts = [0u64; 2];
+    let log_len = |name: &str| std::fs::metadata(logs.join(format!("{name}.log"))).map(|m| m.len()).unwrap_or(0);
     let agg = |name: &str| {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(logs.join(format!("{name}.log"))).unwrap();
         let mut c = touchline(&root.path().join(name), &env, &["aggregator"]);
@@ -188,9 +256,12 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     let mut g = Lcg(11);
     let mut kills = 0;
     while kills < 5 {
-        // Kills land while the group is stable (tansu 0.6's group coordinator can stall when a
-        // member dies in the middle of a rebalance; Apache Kafka's session timeout handles it).
-        tokio::time::sleep(Duration::from_millis(8_000 + g.next(3_000))).await;
+        // Kills land while the group is stable (see `wait_group_stable`), at a random moment of
+        // the work.
+        let names = ["agg-a", "agg-b"];
+        let state: Vec<(PathBuf, u64)> = names.iter().zip(starts).map(|(n, from)| (logs.join(format!("{n}.log")), from)).collect();
+        wait_group_stable(&state, Duration::from_secs(120)).await;
+        tokio::time::sleep(Duration::from_millis(1_000 + g.next(3_000))).await;
         let i = (g.next(2)) as usize;
         // An aggregator that ended by itself (a failed partition) would hide behind the kills.
         if let Some(status) = members[i].0.try_wait().unwrap() {
@@ -202,7 +273,13 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         members[i].0.kill().unwrap();
         members[i].0.wait().unwrap();
         kills += 1;
-        members[i] = agg(if i == 0 { "agg-a" } else { "agg-b" });
+        // The replacement joins once the group has dropped the killed member (session timeout
+        // and a heartbeat later): its join re-forms the group over the live members. (tansu 0.6
+        // drops a member whose session expired without re-forming the group, so a member that
+        // dies after its replacement joined leaves its partitions unassigned.)
+        tokio::time::sleep(Duration::from_millis(SESSION_TIMEOUT_MS + 3_000)).await;
+        starts[i] = log_len(names[i]);
+        members[i] = agg(names[i]);
     }
     sender.await.unwrap();
 
