@@ -244,16 +244,19 @@ pub(crate) fn split_exact_into(weights: &[f64], total: Decimal, dp: u32, out: &m
 /// walking them: every zero weight gets the same share and the hot one the rest, whatever `n`
 /// is, so the split of `[0, 1]` ([`one_hot_shares`]) gives both values.
 pub(crate) fn split_one_hot_into(n: usize, hot: usize, total: Decimal, dp: u32, out: &mut Vec<Decimal>) {
-    match one_hot_shares(total, dp) {
-        Some(shares) if n > 1 && hot < n => fill_one_hot(n, hot, shares, out),
-        _ => {
-            let mut w = vec![0.0; n];
-            if let Some(x) = w.get_mut(hot) {
-                *x = 1.0;
-            }
-            split_exact_into(&w, total, dp, out);
+    if n > 1 && hot < n {
+        // The split of `[0, 1]` in `out` itself, then spread over `n`.
+        split_exact_into(&[0.0, 1.0], total, dp, out);
+        if let (Some(&zero), Some(&rest)) = (out.first(), out.get(1)) {
+            fill_one_hot(n, hot, (zero, rest), out);
+            return;
         }
     }
+    let mut w = vec![0.0; n];
+    if let Some(x) = w.get_mut(hot) {
+        *x = 1.0;
+    }
+    split_exact_into(&w, total, dp, out);
 }
 
 /// (share of a zero weight, share of the weight 1) in a one-hot split of `total` at `dp` places.

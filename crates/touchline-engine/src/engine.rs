@@ -1087,23 +1087,22 @@ impl Engine {
         const PREFIX: usize = uuid::fmt::Hyphenated::LENGTH + 1;
         // Built in a reused buffer (the derived-session flush's, idle during ingest), then one
         // shared string for the map key, the identity's set and the dirty set.
-        let mut key = std::mem::take(&mut self.key_buf2);
-        key.clear();
-        key.push_str(acct.hyphenated().encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]));
-        key.push('|');
+        let mut buf = std::mem::take(&mut self.key_buf2);
+        buf.clear();
+        buf.push_str(acct.hyphenated().encode_lower(&mut [0u8; uuid::fmt::Hyphenated::LENGTH]));
+        buf.push('|');
         match &c.order_id {
             Some(o) => {
-                key.push_str("order:");
-                key.push_str(c.kind.as_str());
-                key.push(':');
-                key.push_str(o.as_str());
+                buf.push_str("order:");
+                buf.push_str(c.kind.as_str());
+                buf.push(':');
+                buf.push_str(o.as_str());
             }
             None => {
-                key.push_str("record:");
-                key.push_str(m.record_id.as_str());
+                buf.push_str("record:");
+                buf.push_str(m.record_id.as_str());
             }
         }
-        let buf = key;
         let key = Text::new(&buf);
         self.key_buf2 = buf;
         let new = ConvState {
@@ -1805,7 +1804,8 @@ impl Engine {
             changed.push((model, rows));
         }
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
-        // The path as the rows name it, shared by the sets of this conversion.
+        // The path as the rows name it, shared by the sets of this conversion (built only when
+        // some model's rows changed).
         let table: Option<std::sync::Arc<[CreditedTouch]>> = if changed.is_empty() {
             None
         } else if touches.is_empty() {
@@ -1852,7 +1852,7 @@ impl Engine {
             campaigns,
         };
         let Some(c) = self.st.convs.get_mut(key) else { return };
-        if !changed.is_empty() {
+        if let Some(touches) = table {
             c.version += 1;
             // The previous fingerprint list becomes the next call's buffer.
             if legacy {
@@ -1862,7 +1862,6 @@ impl Engine {
             }
             let conversion_id = c.record_id.clone();
             let conversion_kind = self.int.get(c.kind.as_str());
-            let touches = table.unwrap_or_else(|| std::sync::Arc::from([]));
             for (model, rows) in changed.drain(..) {
                 out.push(AttributionSet {
                     account_id: c.account,
