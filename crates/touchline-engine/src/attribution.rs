@@ -152,15 +152,22 @@ impl Touch {
 /// `conv_at` is the conversion time; `half_life_secs` is used by time decay. Writes one weight per
 /// touch into `out` (cleared first); the weights sum to 1 when `touches` is non-empty.
 pub fn model_weights(model: Model, conv_at: DateTime<Utc>, touches: &[&Touch], half_life_secs: i64, out: &mut Vec<f64>) {
-    weights_into(model, conv_at, touches.len(), |i| touches.get(i).map(|t| t.at), |i| touches.get(i).is_some_and(|t| t.is_direct()), half_life_secs, out);
+    weights_into(
+        model,
+        touches.len(),
+        |i| touches.get(i).map_or(0, |t| (conv_at - t.at).num_milliseconds()),
+        |i| touches.get(i).is_some_and(|t| t.is_direct()),
+        half_life_secs,
+        out,
+    );
 }
 
-/// [`model_weights`] over `n` touches given by accessors (time and directness of touch `i`).
+/// [`model_weights`] over `n` touches given by accessors: whole milliseconds from touch `i` to
+/// the conversion, and whether touch `i` is direct.
 pub(crate) fn weights_into(
     model: Model,
-    conv_at: DateTime<Utc>,
     n: usize,
-    at: impl Fn(usize) -> Option<DateTime<Utc>>,
+    elapsed_ms: impl Fn(usize) -> i64,
     direct: impl Fn(usize) -> bool,
     half_life_secs: i64,
     out: &mut Vec<f64>,
@@ -186,8 +193,7 @@ pub(crate) fn weights_into(
             let h = half_life_secs.max(1) as f64;
             let mut sum = 0.0;
             for (i, x) in out.iter_mut().enumerate() {
-                let t = at(i).unwrap_or(conv_at);
-                let dt = (conv_at - t).num_milliseconds().max(0) as f64 / 1000.0;
+                let dt = elapsed_ms(i).max(0) as f64 / 1000.0;
                 *x = (-dt / h).exp2();
                 sum += *x;
             }
@@ -245,6 +251,10 @@ pub(crate) fn split_exact_into(weights: &[f64], total: Decimal, dp: u32, out: &m
 /// is, so the split of `[0, 1]` ([`one_hot_shares`]) gives both values.
 pub(crate) fn split_one_hot_into(n: usize, hot: usize, total: Decimal, dp: u32, out: &mut Vec<Decimal>) {
     if n > 1 && hot < n {
+        if let Some(shares) = one_hot_pair(total, dp) {
+            fill_one_hot(n, hot, shares, out);
+            return;
+        }
         // The split of `[0, 1]` in `out` itself, then spread over `n`.
         split_exact_into(&[0.0, 1.0], total, dp, out);
         if let (Some(&zero), Some(&rest)) = (out.first(), out.get(1)) {
@@ -257,6 +267,39 @@ pub(crate) fn split_one_hot_into(n: usize, hot: usize, total: Decimal, dp: u32, 
         *x = 1.0;
     }
     split_exact_into(&w, total, dp, out);
+}
+
+/// The split of `[0, 1]` that [`split_exact_fast`] computes, in closed form: the zero weight's
+/// share is `Decimal`'s zero product `0 × total` rounded to `dp` (a non-negative zero, whose scale
+/// may exceed `dp`), and the hot weight takes the whole total (its share `total` at scale `dp` plus
+/// a zero remainder) at the larger of the two scales. `None` wherever a fast path would have to
+/// decide differently (negative zero, scales past 28, a mantissa past 96 bits), where the caller
+/// runs the split itself.
+fn one_hot_pair(total: Decimal, dp: u32) -> Option<(Decimal, Decimal)> {
+    let ts = total.scale();
+    let share_scale = 12 + ts;
+    if ts > dp || share_scale > 28 || dp >= share_scale {
+        return None;
+    }
+    let tm = total.mantissa();
+    // A total of one (split at 12 places) and a zero total (every product zero) take other paths.
+    if tm == 0 || pow10(ts) == Some(tm) {
+        return None;
+    }
+    // The hot weight's product `10¹² × tm` must be exact in both fast paths.
+    if tm.unsigned_abs().checked_mul(1_000_000_000_000)? >= MANTISSA_LIMIT {
+        return None;
+    }
+    let zero = Decimal::new(0, 12).checked_mul(total).map(|x| x.round_dp(dp)).unwrap_or(Decimal::ZERO);
+    if !zero.is_zero() || zero.is_sign_negative() {
+        return None;
+    }
+    let scale = dp.max(zero.scale());
+    let m = tm.checked_mul(pow10(scale.checked_sub(ts)?)?)?;
+    if m.unsigned_abs() >= MANTISSA_LIMIT {
+        return None;
+    }
+    Some((zero, Decimal::try_from_i128_with_scale(m, scale).ok()?))
 }
 
 /// (share of a zero weight, share of the weight 1) in a one-hot split of `total` at `dp` places.
@@ -1077,11 +1120,30 @@ mod tests {
             rng ^= rng << 17;
             rng
         };
-        let mut totals = vec![Decimal::ONE, Decimal::new(100, 2), Decimal::ZERO, Decimal::MAX, Decimal::MIN, Decimal::new(123, 10), Decimal::new(5, 28)];
+        let mut totals = vec![
+            Decimal::ONE,
+            Decimal::new(100, 2),
+            Decimal::ZERO,
+            Decimal::new(0, 5),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::new(123, 10),
+            Decimal::new(5, 28),
+            Decimal::new(4999, 2),
+            Decimal::new(-4999, 2),
+            Decimal::new(120, 0),
+            Decimal::new(9_223_373, 2),
+            Decimal::new(1, 16),
+            Decimal::new(1, 17),
+        ];
         for _ in 0..300 {
             let m = (next() >> (next() % 64)) as i64 * if next() % 4 == 0 { -1 } else { 1 };
             totals.push(Decimal::new(m, (next() % 29) as u32));
         }
+        // The closed form takes the common money case (else this test would only check the
+        // fallback).
+        assert!(one_hot_pair(Decimal::new(4999, 2), 2).is_some());
+        assert!(one_hot_pair(Decimal::new(120, 0), 2).is_some());
         for t in totals {
             for dp in [2u32, t.scale().max(2), 12, 0, 28] {
                 for n in [1usize, 2, 3, 10, 17] {

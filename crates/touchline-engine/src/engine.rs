@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint};
 use uuid::Uuid;
 
+use crate::held::{elapsed_ms, nanos};
 use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
@@ -874,6 +875,7 @@ impl Engine {
             key: None,
             identity: int.get_at(0, identity),
             at: m.timestamp,
+            at_ns: crate::held::nanos(m.timestamp),
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
             view: t.is_view(),
@@ -901,6 +903,7 @@ impl Engine {
             key: None,
             identity: int.get_at(0, identity),
             at: m.timestamp,
+            at_ns: crate::held::nanos(m.timestamp),
             received_at: m.received_at,
             source: TouchSource::LinkClick,
             view: false,
@@ -949,6 +952,7 @@ impl Engine {
             key,
             identity: int.get_at(0, identity),
             at,
+            at_ns: crate::held::nanos(at),
             received_at: m.received_at,
             source,
             view: false,
@@ -1683,13 +1687,15 @@ impl Engine {
         }));
         let currency = c.currency.as_ref().map(Currency::as_str).unwrap_or("");
         let value_bytes = c.value.serialize();
+        let conv_ns = nanos(c.at);
+        let conv_micros = c.at.timestamp_micros() as u64;
         for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
             // byte sequence as hashing the built rows.
             let mut h = Fingerprint::new(legacy);
             h.u64(model.index() as u64);
             h.bytes(c.record_id.as_bytes());
-            h.u64(c.at.timestamp_micros() as u64);
+            h.u64(conv_micros);
             h.bytes(&value_bytes);
             h.bytes(currency.as_bytes());
             let is_default = model == default_model;
@@ -1707,9 +1713,8 @@ impl Engine {
             } else {
                 weights_into(
                     model,
-                    c.at,
                     touches.len(),
-                    |i| touches.get(i).map(|t| t.at),
+                    |i| touches.get(i).map_or(0, |t| elapsed_ms(t.at, t.at_ns, c.at, conv_ns)),
                     |i| touches.get(i).is_some_and(|t| t.is_direct()),
                     settings.half_life_secs,
                     &mut weights,

@@ -20,6 +20,9 @@ pub(crate) struct Held {
     pub key: Option<Text>,
     pub identity: Text,
     pub at: DateTime<Utc>,
+    /// `at` in nanoseconds since the epoch ([`nanos`]), for time-decay weights without chrono's
+    /// calendar arithmetic per touch and conversion.
+    pub at_ns: i64,
     pub received_at: DateTime<Utc>,
     pub source: TouchSource,
     pub view: bool,
@@ -32,6 +35,24 @@ pub(crate) struct Held {
     pub utm_campaign: Option<Text>,
     pub foreign: bool,
     pub hops: u8,
+}
+
+/// Nanoseconds since the epoch; `i64::MIN` outside 1677–2262, where elapsed times fall back to
+/// chrono ([`elapsed_ms`]).
+pub(crate) fn nanos(at: DateTime<Utc>) -> i64 {
+    at.timestamp_nanos_opt().unwrap_or(i64::MIN)
+}
+
+/// Whole milliseconds from `from` to `to` (`(to - from).num_milliseconds()`, negative when `from`
+/// is later), from their [`nanos`] when both are in range.
+pub(crate) fn elapsed_ms(from: DateTime<Utc>, from_ns: i64, to: DateTime<Utc>, to_ns: i64) -> i64 {
+    if from_ns != i64::MIN && to_ns != i64::MIN {
+        if let Some(d) = to_ns.checked_sub(from_ns) {
+            // Truncation toward zero, as `TimeDelta::num_milliseconds`.
+            return d / 1_000_000;
+        }
+    }
+    (to - from).num_milliseconds()
 }
 
 /// The dedup key of a touch, borrowed: `r:{id}` or a stored key.
@@ -160,6 +181,7 @@ impl Held {
             key,
             identity: int.get(&t.identity),
             at: t.at,
+            at_ns: nanos(t.at),
             received_at: t.received_at,
             source: t.source,
             view: t.view,
