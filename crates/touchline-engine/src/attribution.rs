@@ -667,8 +667,8 @@ fn share_mantissa(units: i64, total: Decimal, dp: u32) -> Option<i128> {
 pub const DIRECT: &str = "(direct)";
 
 /// A touch of a conversion's path as its attribution rows name it. The six sets of one
-/// conversion share one table of these ([`AttributionSet::touches`]); a set's [`Credit`]s point
-/// into it, so emitting a conversion under six models copies no strings.
+/// conversion share one table of these ([`AttributedConversion::touches`]); a set's [`Credit`]s
+/// point into it, so emitting a conversion under six models copies no strings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreditedTouch {
     /// Record id of the touch; `None` for `(direct)`.
@@ -688,7 +688,7 @@ impl CreditedTouch {
     }
 }
 
-/// The share of one touch ([`AttributionSet::touches`]`[touch]`) in one set.
+/// The share of one touch ([`AttributedConversion::touches`]`[touch]`) in one set.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Credit {
     pub touch: u32,
@@ -718,16 +718,10 @@ pub struct AttributionRow<'a> {
     pub attributed_revenue: Decimal,
 }
 
-/// The complete attribution of one conversion under one model. This is the replacement unit:
-/// sinks keep, per `(account_id, conversion_key, model)`, the set with the highest `version` and
-/// replace all rows of older versions.
-///
-/// Serialised (and deserialised) with its rows written out, `{…, "rows": [{"touchpoint_id": …,
-/// "touchpoint": …, "touch_kind": …, "channel": …, "campaign_id": …, "advertisement_id": …,
-/// "touched_at": …, "weight": …, "credit": …, "attributed_revenue": …}]}`; equality compares
-/// the rows, not how they are stored.
-#[derive(Clone, Debug)]
-pub struct AttributionSet {
+/// The conversion an [`AttributionSet`] attributes, with its path: one per attributed
+/// conversion, shared (one reference count) by its sets under every model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttributedConversion {
     pub account_id: Uuid,
     /// `order:{kind}:{order_id}` or `record:{record_id}`: the conversion dedup key.
     pub conversion_key: Text,
@@ -737,16 +731,39 @@ pub struct AttributionSet {
     pub converted_at: DateTime<Utc>,
     /// Identity the conversion was keyed by.
     pub identity: Text,
+    pub value: Decimal,
+    pub currency: Option<Currency>,
+    /// The conversion's path; a set may give some of these touches no credit.
+    pub touches: Box<[CreditedTouch]>,
+}
+
+/// The complete attribution of one conversion under one model. This is the replacement unit:
+/// sinks keep, per `(account_id, conversion_key, model)`, the set with the highest `version` and
+/// replace all rows of older versions.
+///
+/// The conversion's fields (`account_id`, `conversion_key`, …, `touches`) live in the shared
+/// [`AttributedConversion`] and read through `Deref` (`set.conversion_key`).
+///
+/// Serialised (and deserialised) with its rows written out, `{…, "rows": [{"touchpoint_id": …,
+/// "touchpoint": …, "touch_kind": …, "channel": …, "campaign_id": …, "advertisement_id": …,
+/// "touched_at": …, "weight": …, "credit": …, "attributed_revenue": …}]}`; equality compares
+/// the rows, not how they are stored.
+#[derive(Clone, Debug)]
+pub struct AttributionSet {
+    pub conversion: std::sync::Arc<AttributedConversion>,
     pub model: Model,
     /// Increases by at least one each time this conversion's attribution changes.
     pub version: u64,
-    pub value: Decimal,
-    pub currency: Option<Currency>,
-    /// The conversion's path (shared with its other sets); may hold touches this set gives no
-    /// credit.
-    pub touches: std::sync::Arc<[CreditedTouch]>,
     /// The credited touches, in path order.
     pub credits: Vec<Credit>,
+}
+
+impl std::ops::Deref for AttributionSet {
+    type Target = AttributedConversion;
+
+    fn deref(&self) -> &AttributedConversion {
+        &self.conversion
+    }
 }
 
 impl AttributionSet {
@@ -883,17 +900,19 @@ impl<'de> Deserialize<'de> for AttributionSet {
             });
         }
         Ok(AttributionSet {
-            account_id: r.account_id,
-            conversion_key: r.conversion_key,
-            conversion_id: r.conversion_id,
-            conversion_kind: r.conversion_kind,
-            converted_at: r.converted_at,
-            identity: r.identity,
+            conversion: std::sync::Arc::new(AttributedConversion {
+                account_id: r.account_id,
+                conversion_key: r.conversion_key,
+                conversion_id: r.conversion_id,
+                conversion_kind: r.conversion_kind,
+                converted_at: r.converted_at,
+                identity: r.identity,
+                value: r.value,
+                currency: r.currency,
+                touches: touches.into(),
+            }),
             model: r.model,
             version: r.version,
-            value: r.value,
-            currency: r.currency,
-            touches: touches.into(),
             credits,
         })
     }
@@ -1288,8 +1307,11 @@ mod tests {
         assert_eq!(serde_json::to_string(&set).unwrap_or_default(), json);
 
         // `(direct)`: no touchpoint id, the touch named `(direct)`.
+        let with_touches = |touches: Box<[CreditedTouch]>| {
+            std::sync::Arc::new(AttributedConversion { touches, ..AttributedConversion::clone(&set.conversion) })
+        };
         let direct = AttributionSet {
-            touches: std::sync::Arc::from([CreditedTouch::direct(Some(Text::new("camp-9")), None)]),
+            conversion: with_touches(Box::from([CreditedTouch::direct(Some(Text::new("camp-9")), None)])),
             credits: vec![Credit { touch: 0, weight: 1.0, credit: Decimal::ONE, attributed_revenue: set.value }],
             ..set.clone()
         };
@@ -1300,7 +1322,7 @@ mod tests {
         assert_ne!(back, set);
         // Equality is by rows: a table with touches no row credits does not matter.
         let wider = AttributionSet {
-            touches: set.touches.iter().cloned().chain([CreditedTouch::direct(None, None)]).collect(),
+            conversion: with_touches(set.touches.iter().cloned().chain([CreditedTouch::direct(None, None)]).collect()),
             ..set.clone()
         };
         assert_eq!(wider, set);

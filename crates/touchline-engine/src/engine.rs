@@ -9,7 +9,7 @@ use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, 
 use uuid::Uuid;
 
 use crate::held::{elapsed_ms, nanos};
-use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
+use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributedConversion, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::held::Held;
@@ -1811,10 +1811,10 @@ impl Engine {
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
         // The path as the rows name it, shared by the sets of this conversion (built only when
         // some model's rows changed).
-        let table: Option<std::sync::Arc<[CreditedTouch]>> = if changed.is_empty() {
+        let table: Option<Box<[CreditedTouch]>> = if changed.is_empty() {
             None
         } else if touches.is_empty() {
-            Some(std::sync::Arc::from([CreditedTouch::direct(
+            Some(Box::from([CreditedTouch::direct(
                 c.campaign_id.as_ref().map(Text::from),
                 c.advertisement_id.as_ref().map(Text::from),
             )]))
@@ -1865,23 +1865,20 @@ impl Engine {
             } else {
                 std::mem::swap(&mut c.fp, &mut fps);
             }
-            let conversion_id = c.record_id.clone();
-            let conversion_kind = self.int.get(c.kind.as_str());
+            // Shared by the sets of every model: one reference count each.
+            let conversion = std::sync::Arc::new(AttributedConversion {
+                account_id: c.account,
+                conversion_key: c.key.clone(),
+                conversion_id: c.record_id.clone(),
+                conversion_kind: self.int.get(c.kind.as_str()),
+                converted_at: c.at,
+                identity: c.identity.clone(),
+                value: c.value,
+                currency: c.currency,
+                touches,
+            });
             for (model, rows) in changed.drain(..) {
-                out.push(AttributionSet {
-                    account_id: c.account,
-                    conversion_key: c.key.clone(),
-                    conversion_id: conversion_id.clone(),
-                    conversion_kind: conversion_kind.clone(),
-                    converted_at: c.at,
-                    identity: c.identity.clone(),
-                    model,
-                    version: c.version,
-                    value: c.value,
-                    currency: c.currency,
-                    touches: touches.clone(),
-                    credits: rows,
-                });
+                out.push(AttributionSet { conversion: conversion.clone(), model, version: c.version, credits: rows });
             }
         }
         if c.applied != contrib {

@@ -309,6 +309,38 @@ impl<'de> Deserialize<'de> for Held {
 mod tests {
     use super::*;
 
+    /// `elapsed_ms` from stored nanoseconds is chrono's `(to - from).num_milliseconds()`: sub-
+    /// millisecond parts, either order, before 1970, and (through chrono) outside 1677–2262.
+    #[test]
+    fn elapsed_ms_matches_chrono() {
+        let mut g: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            g ^= g << 13;
+            g ^= g >> 7;
+            g ^= g << 17;
+            g
+        };
+        let span = 400 * 365 * 86_400i64;
+        // Seconds in 1570–2370 (some outside the nanosecond range), any nanosecond.
+        let at = |r1: u64, r2: u64| DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default();
+        let (mut fast, mut slow) = (0, 0);
+        for _ in 0..100_000 {
+            let (a, b) = (at(next(), next()), at(next(), next()));
+            // Near pairs too (the time-decay case: minutes to weeks apart).
+            let c = b + chrono::TimeDelta::nanoseconds((next() % 3_000_000_000_000_000) as i64 - 1_000_000_000_000_000);
+            for (from, to) in [(a, b), (b, a), (b, c), (c, b)] {
+                let (fa, ta) = (nanos(from), nanos(to));
+                if fa == i64::MIN || ta == i64::MIN {
+                    slow += 1;
+                } else {
+                    fast += 1;
+                }
+                assert_eq!(elapsed_ms(from, fa, to, ta), (to - from).num_milliseconds(), "{from} → {to}");
+            }
+        }
+        assert!(fast > 100_000 && slow > 10_000, "both paths exercised: {fast} fast, {slow} through chrono");
+    }
+
     fn touch(key: &str) -> Touch {
         let at = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").map(|t| t.with_timezone(&Utc)).unwrap_or_default();
         Touch {
