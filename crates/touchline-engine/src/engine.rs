@@ -8,11 +8,10 @@ use serde::{Deserialize, Serialize};
 use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint};
 use uuid::Uuid;
 
-use crate::held::{elapsed_ms, nanos};
 use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributedConversion, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
-use crate::held::Held;
+use crate::held::{elapsed_ms, nanos, Held};
 use crate::idents::Idents;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
@@ -875,7 +874,7 @@ impl Engine {
             key: None,
             identity: int.get_at(0, identity),
             at: m.timestamp,
-            at_ns: crate::held::nanos(m.timestamp),
+            at_ns: nanos(m.timestamp),
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
             view: t.is_view(),
@@ -903,7 +902,7 @@ impl Engine {
             key: None,
             identity: int.get_at(0, identity),
             at: m.timestamp,
-            at_ns: crate::held::nanos(m.timestamp),
+            at_ns: nanos(m.timestamp),
             received_at: m.received_at,
             source: TouchSource::LinkClick,
             view: false,
@@ -952,7 +951,7 @@ impl Engine {
             key,
             identity: int.get_at(0, identity),
             at,
-            at_ns: crate::held::nanos(at),
+            at_ns: nanos(at),
             received_at: m.received_at,
             source,
             view: false,
