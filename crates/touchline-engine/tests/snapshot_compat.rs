@@ -1,11 +1,13 @@
 //! Checkpoints written by earlier builds keep loading and keep giving the results of an
-//! uninterrupted run: `fixtures/snapshot_v2_fnv.bin` is a format-2 snapshot written before the
-//! per-conversion fingerprints moved from byte-wise FNV-1a to a word-at-a-time hash. A restored
-//! conversion must not be emitted again for models whose rows did not change (which a fingerprint
-//! mismatch would cause).
+//! uninterrupted run. A restored conversion must not be emitted again for models whose rows did
+//! not change (which a fingerprint mismatch would cause):
+//! - `fixtures/snapshot_v2_fnv.bin`: a format-2 snapshot written before the per-conversion
+//!   fingerprints moved from byte-wise FNV-1a to a word-at-a-time hash;
+//! - `fixtures/snapshot_v2_words.bin`: written (2026-12-06) while the fingerprints hashed every
+//!   row's bytes with that word hash, before they moved to per-touch hashes.
 //!
-//! Regenerate (only with the build that wrote the original format):
-//! `TOUCHLINE_WRITE_FIXTURE=1 cargo test -p touchline-engine --release --test snapshot_compat`
+//! Regenerate one (only with the build that wrote the original format):
+//! `TOUCHLINE_WRITE_FIXTURE=snapshot_v2_words.bin cargo test -p touchline-engine --release --test snapshot_compat`
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -14,7 +16,6 @@ use common::*;
 use touchline_engine::{Engine, EngineConfig, Flush};
 use touchline_model::Record;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/snapshot_v2_fnv.bin");
 
 /// Before the snapshot: paths of three identities and their conversions.
 fn first() -> Vec<Record> {
@@ -46,17 +47,29 @@ fn feed(e: &mut Engine, records: &[Record]) -> Flush {
     e.flush()
 }
 
-#[test]
-fn format_2_snapshot_with_fnv_fingerprints_restores_without_reemitting() {
+/// Restores `fixture` (the state after [`first`]) and checks that [`second`] then gives exactly
+/// what it gives after [`first`] in one uninterrupted run of this build.
+fn restores_without_reemitting(fixture: &str) {
+    let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
     let mut e = Engine::new(EngineConfig::single());
     feed(&mut e, &first());
-    if std::env::var_os("TOUCHLINE_WRITE_FIXTURE").is_some() {
-        std::fs::write(FIXTURE, e.snapshot()).unwrap();
+    if std::env::var("TOUCHLINE_WRITE_FIXTURE").is_ok_and(|f| f == fixture) {
+        std::fs::write(&path, e.snapshot()).unwrap();
     }
     let want = feed(&mut e, &second());
-    let bytes = std::fs::read(FIXTURE).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
     let mut back = Engine::restore(EngineConfig::single(), &bytes).unwrap();
     let got = feed(&mut back, &second());
     assert!(!want.attributions.is_empty());
     assert_eq!(got, want);
+}
+
+#[test]
+fn format_2_snapshot_with_fnv_fingerprints_restores_without_reemitting() {
+    restores_without_reemitting("snapshot_v2_fnv.bin");
+}
+
+#[test]
+fn snapshot_with_word_hash_row_fingerprints_restores_without_reemitting() {
+    restores_without_reemitting("snapshot_v2_words.bin");
 }
