@@ -179,9 +179,15 @@ struct ConvState {
     /// (and keep using that hash).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     fingerprints: Vec<u64>,
-    /// Per-model fingerprints of the emitted rows ([`Fingerprint`]).
+    /// Per-model fingerprints of the emitted rows in [`Fingerprint`] over every row's bytes: only
+    /// conversions restored from checkpoints taken before [`ConvState::fq`] existed have them (and
+    /// keep using that form).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     fp: Vec<u64>,
+    /// Per-model fingerprints of the emitted rows in [`Fingerprint`] over per-touch hashes
+    /// ([`FpScheme::Touches`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    fq: Vec<u64>,
     /// Contributions of the default model currently added to the daily cells.
     #[serde(default)]
     applied: Vec<(CellKey, Decimal, Decimal)>,
@@ -395,6 +401,22 @@ struct Scratch {
     fps: Vec<u64>,
     contrib: Vec<(CellKey, Decimal, Decimal)>,
     campaigns: Vec<Option<Text>>,
+    /// Per-touch hashes of the path ([`FpScheme::Touches`]).
+    touch_fp: Vec<u64>,
+}
+
+/// The form of a conversion's stored per-model fingerprints: the one they were first stored in,
+/// so that a conversion restored from an older checkpoint compares like with like (a mismatch
+/// would emit its unchanged sets again).
+#[derive(Clone, Copy, PartialEq)]
+enum FpScheme {
+    /// Byte-wise FNV-1a over the rows (`ConvState::fingerprints`).
+    Fnv,
+    /// [`Fingerprint`] over every row's bytes (`ConvState::fp`).
+    Rows,
+    /// [`Fingerprint`] over the conversion's hash, then per credited touch its hash (record id
+    /// and campaign, computed once per conversion), weight and revenue (`ConvState::fq`).
+    Touches,
 }
 
 const GC_MIN: usize = 4096;
@@ -1124,6 +1146,7 @@ impl Engine {
             version: 0,
             fingerprints: Vec::new(),
             fp: Vec::new(),
+            fq: Vec::new(),
             applied: Vec::new(),
         };
         match self.st.convs.get_mut(&key) {
@@ -1660,11 +1683,18 @@ impl Engine {
             mut fps,
             mut contrib,
             mut campaigns,
+            mut touch_fp,
         } = std::mem::take(&mut self.scratch);
         let mut changed = std::mem::take(&mut self.scratch_changed);
         changed.clear();
         let touches = self.window(&c.account, &c.ident, c.at);
-        let legacy = !c.fingerprints.is_empty();
+        let scheme = if !c.fingerprints.is_empty() {
+            FpScheme::Fnv
+        } else if !c.fp.is_empty() {
+            FpScheme::Rows
+        } else {
+            FpScheme::Touches
+        };
         let dp = c.value.scale().max(2);
         // Reused buffers (all empty between calls; put back below).
         // (model, rows) of the models whose fingerprint changed.
@@ -1688,15 +1718,35 @@ impl Engine {
         let value_bytes = c.value.serialize();
         let conv_ns = nanos(c.at);
         let conv_micros = c.at.timestamp_micros() as u64;
-        for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
-            // Fingerprint of the rows, computed before (and without) building them: the same
-            // byte sequence as hashing the built rows.
-            let mut h = Fingerprint::new(legacy);
-            h.u64(model.index() as u64);
+        // The conversion's part of every model's fingerprint, and each touch's, hashed once.
+        let mut conv_fp = 0;
+        if scheme == FpScheme::Touches {
+            let mut h = Fingerprint::new(false);
             h.bytes(c.record_id.as_bytes());
             h.u64(conv_micros);
             h.bytes(&value_bytes);
             h.bytes(currency.as_bytes());
+            conv_fp = h.value();
+            touch_fp.extend(touches.iter().zip(&campaigns).map(|(t, campaign)| {
+                let mut h = Fingerprint::new(false);
+                h.bytes(t.id.as_bytes());
+                h.bytes(campaign.as_deref().unwrap_or("").as_bytes());
+                h.value()
+            }));
+        }
+        for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
+            // Fingerprint of the rows, computed before (and without) building them: the same
+            // hash as over the built rows.
+            let mut h = Fingerprint::new(scheme == FpScheme::Fnv);
+            h.u64(model.index() as u64);
+            if scheme == FpScheme::Touches {
+                h.u64(conv_fp);
+            } else {
+                h.bytes(c.record_id.as_bytes());
+                h.u64(conv_micros);
+                h.bytes(&value_bytes);
+                h.bytes(currency.as_bytes());
+            }
             let is_default = model == default_model;
             if touches.is_empty() {
                 h.bytes(DIRECT.as_bytes());
@@ -1770,11 +1820,17 @@ impl Engine {
                         continue;
                     }
                     let rev = revenue.get(i).copied().unwrap_or(Decimal::ZERO);
-                    h.bytes(t.id.as_bytes());
-                    h.u64(w.to_bits());
-                    h.bytes(&rev.serialize());
                     let campaign: Option<&str> = campaigns.get(i).and_then(|c| c.as_deref());
-                    h.bytes(campaign.unwrap_or("").as_bytes());
+                    if scheme == FpScheme::Touches {
+                        h.u64(touch_fp.get(i).copied().unwrap_or(0));
+                        h.u64(w.to_bits());
+                        h.bytes(&rev.serialize());
+                    } else {
+                        h.bytes(t.id.as_bytes());
+                        h.u64(w.to_bits());
+                        h.bytes(&rev.serialize());
+                        h.bytes(campaign.unwrap_or("").as_bytes());
+                    }
                     if is_default {
                         if let Some(campaign) = campaign.or(t.utm_campaign.as_deref()) {
                             let ck = self.cell_key(&c.account, campaign, t.advertisement_id.as_deref(), c.at);
@@ -1785,7 +1841,12 @@ impl Engine {
             }
             let hv = h.value();
             fps.push(hv);
-            if (if legacy { &c.fingerprints } else { &c.fp }).get(mi) == Some(&hv) {
+            let stored = match scheme {
+                FpScheme::Fnv => &c.fingerprints,
+                FpScheme::Rows => &c.fp,
+                FpScheme::Touches => &c.fq,
+            };
+            if stored.get(mi) == Some(&hv) {
                 continue;
             }
             let rows: Vec<Credit> = if touches.is_empty() {
@@ -1834,6 +1895,7 @@ impl Engine {
             )
         };
         campaigns.clear();
+        touch_fp.clear();
         weights.clear();
         credits.clear();
         revenue.clear();
@@ -1854,16 +1916,20 @@ impl Engine {
             fps: Vec::new(),
             contrib: Vec::new(),
             campaigns,
+            touch_fp,
         };
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if let Some(touches) = table {
             c.version += 1;
             // The previous fingerprint list becomes the next call's buffer.
-            if legacy {
-                std::mem::swap(&mut c.fingerprints, &mut fps);
-            } else {
-                std::mem::swap(&mut c.fp, &mut fps);
-            }
+            std::mem::swap(
+                match scheme {
+                    FpScheme::Fnv => &mut c.fingerprints,
+                    FpScheme::Rows => &mut c.fp,
+                    FpScheme::Touches => &mut c.fq,
+                },
+                &mut fps,
+            );
             // Shared by the sets of every model: one reference count each.
             let conversion = std::sync::Arc::new(AttributedConversion {
                 account_id: c.account,
