@@ -264,8 +264,8 @@ impl Serialize for Held {
         st.serialize_field("id", &self.id)?;
         st.serialize_field("key", &Key(self.key()))?;
         st.serialize_field("identity", &self.identity)?;
-        st.serialize_field("at", &self.at)?;
-        st.serialize_field("received_at", &self.received_at)?;
+        st.serialize_field("at", &Rfc3339(&self.at))?;
+        st.serialize_field("received_at", &Rfc3339(&self.received_at))?;
         st.serialize_field("source", &self.source)?;
         st.serialize_field("view", &self.view)?;
         st.serialize_field("kind", &self.kind)?;
@@ -297,6 +297,68 @@ impl Serialize for Held {
     }
 }
 
+/// A time serialised exactly as chrono's `Serialize` writes it (RFC 3339 in UTC: `Z`, fractional
+/// seconds in 0, 3, 6 or 9 digits as needed, a leap second as `:60`), without chrono's formatting
+/// machinery (a third of a snapshot's time went there). Years outside 0..=9999 go through chrono.
+pub(crate) struct Rfc3339<'a>(pub &'a DateTime<Utc>);
+
+impl Rfc3339<'_> {
+    /// The text, in `buf`; `None` outside years 0..=9999.
+    fn write<'b>(&self, buf: &'b mut [u8; 30]) -> Option<&'b str> {
+        use chrono::{Datelike, Timelike};
+        let at = self.0;
+        let year = at.year();
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let (mut sec, mut nano) = (at.second(), at.nanosecond());
+        if nano >= 1_000_000_000 {
+            sec += 1;
+            nano -= 1_000_000_000;
+        }
+        let digits = |buf: &mut [u8; 30], at: usize, v: u32, n: usize| {
+            let mut v = v;
+            for i in (0..n).rev() {
+                if let Some(b) = buf.get_mut(at + i) {
+                    *b = b'0' + (v % 10) as u8;
+                }
+                v /= 10;
+            }
+        };
+        *buf = *b"0000-00-00T00:00:00.000000000Z";
+        digits(buf, 0, year as u32, 4);
+        digits(buf, 5, at.month(), 2);
+        digits(buf, 8, at.day(), 2);
+        digits(buf, 11, at.hour(), 2);
+        digits(buf, 14, at.minute(), 2);
+        digits(buf, 17, sec, 2);
+        let len = if nano == 0 {
+            19
+        } else if nano % 1_000_000 == 0 {
+            digits(buf, 20, nano / 1_000_000, 3);
+            23
+        } else if nano % 1_000 == 0 {
+            digits(buf, 20, nano / 1_000, 6);
+            26
+        } else {
+            digits(buf, 20, nano, 9);
+            29
+        };
+        *buf.get_mut(len)? = b'Z';
+        std::str::from_utf8(buf.get(..=len)?).ok()
+    }
+}
+
+impl Serialize for Rfc3339<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 30];
+        match self.write(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => self.0.serialize(s),
+        }
+    }
+}
+
 /// Reads what [`Touch`] reads (strings are shared again by the engine after a restore).
 impl<'de> Deserialize<'de> for Held {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -308,6 +370,40 @@ impl<'de> Deserialize<'de> for Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Rfc3339` writes exactly what chrono's `Serialize` writes: every fractional-second width,
+    /// leap seconds, years 0–9999 and (through chrono) beyond.
+    #[test]
+    fn rfc3339_matches_chrono() {
+        let mut g: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            g ^= g << 13;
+            g ^= g >> 7;
+            g ^= g << 17;
+            g
+        };
+        let (mut fast, mut total) = (0, 0);
+        for i in 0..200_000u64 {
+            // Seconds from year −100 to 10100; nanoseconds of every width (and leap seconds).
+            let secs = (next() % 320_000_000_000) as i64 - 65_000_000_000;
+            let nanos = match i % 5 {
+                0 => 0,
+                1 => (next() % 1000) as u32 * 1_000_000,
+                2 => (next() % 1_000_000) as u32 * 1000,
+                3 => (next() % 1_000_000_000) as u32,
+                _ => (next() % 2_000_000_000) as u32,
+            };
+            let Some(at) = DateTime::from_timestamp(secs, nanos) else { continue };
+            let want = serde_json::to_string(&at).unwrap_or_default();
+            let got = serde_json::to_string(&Rfc3339(&at)).unwrap_or_default();
+            assert_eq!(got, want, "{secs} s {nanos} ns");
+            total += 1;
+            if Rfc3339(&at).write(&mut [0u8; 30]).is_some() {
+                fast += 1;
+            }
+        }
+        assert!(fast > 100_000 && total - fast > 1_000, "{fast} of {total} written without chrono");
+    }
 
     /// `elapsed_ms` from stored nanoseconds is chrono's `(to - from).num_milliseconds()`: sub-
     /// millisecond parts, either order, before 1970, and (through chrono) outside 1677–2262.
