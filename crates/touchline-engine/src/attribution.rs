@@ -93,8 +93,10 @@ pub struct Touch {
     pub key: String,
     /// Identity the record was keyed by (customer id, else anonymous id), without the account.
     pub identity: String,
+    #[serde(deserialize_with = "crate::held::de_time")]
     pub at: DateTime<Utc>,
     /// Server time of the record (tie-break between retries of one record id).
+    #[serde(deserialize_with = "crate::held::de_time")]
     pub received_at: DateTime<Utc>,
     pub source: TouchSource,
     /// View-class touch (impressions): the view lookback window applies.

@@ -172,6 +172,11 @@ impl Held {
 
     /// From the public form, sharing strings through `int`.
     pub fn from_touch(t: &Touch, int: &mut Interner) -> Held {
+        Held::from_touch_with(t, |s| int.get(s))
+    }
+
+    /// From the public form, each shareable string made by `text`.
+    fn from_touch_with(t: &Touch, mut text: impl FnMut(&str) -> Text) -> Held {
         let key = match t.key.strip_prefix("r:") {
             Some(rest) if rest == t.id.as_str() => None,
             _ => Some(Text::new(&t.key)),
@@ -179,19 +184,19 @@ impl Held {
         Held {
             id: Text::new(t.id.as_str()),
             key,
-            identity: int.get(&t.identity),
+            identity: text(&t.identity),
             at: t.at,
             at_ns: nanos(t.at),
             received_at: t.received_at,
             source: t.source,
             view: t.view,
-            kind: int.get(&t.kind),
-            channel: int.get(&t.channel),
-            campaign_id: int.opt(t.campaign_id.as_deref()),
-            advertisement_id: int.opt(t.advertisement_id.as_deref()),
-            utm_source: int.opt(t.utm_source.as_deref()),
-            utm_medium: int.opt(t.utm_medium.as_deref()),
-            utm_campaign: int.opt(t.utm_campaign.as_deref()),
+            kind: text(&t.kind),
+            channel: text(&t.channel),
+            campaign_id: t.campaign_id.as_deref().map(&mut text),
+            advertisement_id: t.advertisement_id.as_deref().map(&mut text),
+            utm_source: t.utm_source.as_deref().map(&mut text),
+            utm_medium: t.utm_medium.as_deref().map(&mut text),
+            utm_campaign: t.utm_campaign.as_deref().map(&mut text),
             foreign: t.foreign,
             hops: t.hops,
         }
@@ -359,11 +364,66 @@ impl Serialize for Rfc3339<'_> {
     }
 }
 
-/// Reads what [`Touch`] reads (strings are shared again by the engine after a restore).
+/// Reads a time as chrono's `Deserialize` does; the form [`Rfc3339`] writes is parsed directly
+/// (a fifth of a restore went to chrono's general parser), anything else by chrono.
+pub(crate) fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an RFC 3339 formatted date and time string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DateTime<Utc>, E> {
+            match parse_rfc3339_utc(v) {
+                Some(t) => Ok(t),
+                None => v.parse::<DateTime<chrono::FixedOffset>>().map(|t| t.with_timezone(&Utc)).map_err(E::custom),
+            }
+        }
+    }
+    d.deserialize_str(V)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff|.fffffffff]Z` (what [`Rfc3339`] writes); `None` for any
+/// other text, which chrono then parses.
+fn parse_rfc3339_utc(v: &str) -> Option<DateTime<Utc>> {
+    let b = v.as_bytes();
+    let num = |from: usize, n: usize| -> Option<u32> {
+        let mut x = 0u32;
+        for c in b.get(from..from + n)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            x = x * 10 + u32::from(c - b'0');
+        }
+        Some(x)
+    };
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':') && b.last() == Some(&b'Z')) {
+        return None;
+    }
+    let nano = match b.len() {
+        20 => 0,
+        24 if at(19, b'.') => num(20, 3)? * 1_000_000,
+        27 if at(19, b'.') => num(20, 6)? * 1_000,
+        30 if at(19, b'.') => num(20, 9)?,
+        _ => return None,
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;
+    let (h, m, s) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    // A leap second `:60` is chrono's second 59 with a nanosecond of a second or more.
+    let (s, nano) = if s == 60 { (59, nano + 1_000_000_000) } else { (s, nano) };
+    let time = chrono::NaiveTime::from_hms_nano_opt(h, m, s, nano)?;
+    Some(date.and_time(time).and_utc())
+}
+
+/// Reads what [`Touch`] reads. Strings are not shared here: the engine interns them after a
+/// restore ([`Held::intern`]).
 impl<'de> Deserialize<'de> for Held {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let t = Touch::deserialize(d)?;
-        Ok(Held::from_touch(&t, &mut Interner::default()))
+        Ok(Held::from_touch_with(&t, Text::new))
     }
 }
 
@@ -403,6 +463,59 @@ mod tests {
             }
         }
         assert!(fast > 100_000 && total - fast > 1_000, "{fast} of {total} written without chrono");
+    }
+
+    /// `de_time` reads what chrono's `Deserialize` reads, to the same value, and refuses what it
+    /// refuses: the canonical form (every width, leap seconds) and variants of it (offsets, a
+    /// lower-case `z`, impossible dates and times, other widths, junk).
+    #[test]
+    fn de_time_matches_chrono() {
+        let mut g: u64 = 0xD1B5_4A32_D192_ED03;
+        let mut next = || {
+            g ^= g << 13;
+            g ^= g >> 7;
+            g ^= g << 17;
+            g
+        };
+        let (mut fast, mut ok, mut refused) = (0, 0, 0);
+        for i in 0..100_000u64 {
+            let secs = (next() % 253_402_300_799) as i64;
+            let nanos = match i % 4 {
+                0 => 0,
+                1 => (next() % 1000) as u32 * 1_000_000,
+                2 => (next() % 2_000_000_000) as u32,
+                _ => (next() % 1_000_000) as u32 * 1000,
+            };
+            let Some(at) = DateTime::from_timestamp(secs, nanos) else { continue };
+            let canonical = serde_json::to_string(&Rfc3339(&at)).unwrap_or_default();
+            let text = canonical.trim_matches('"').to_owned();
+            let mut variants = vec![text.clone()];
+            // Byte edits: a digit, a separator, the zone, a truncation, an offset.
+            let mut bytes = text.clone().into_bytes();
+            let pos = (next() as usize) % bytes.len();
+            if let Some(b) = bytes.get_mut(pos) {
+                *b = b"0123456789:-TZz.+ "[(next() % 18) as usize];
+            }
+            variants.push(String::from_utf8_lossy(&bytes).into_owned());
+            variants.push(text.replace('Z', "+01:30"));
+            variants.push(text.replace('Z', "z"));
+            variants.push(text.get(..text.len() - 2).unwrap_or("").to_owned() + "Z");
+            for v in variants {
+                if parse_rfc3339_utc(&v).is_some() {
+                    fast += 1;
+                }
+                let json = serde_json::to_string(&v).unwrap_or_default();
+                let want = serde_json::from_str::<DateTime<Utc>>(&json).ok();
+                let got = de_time(&mut serde_json::Deserializer::from_str(&json)).ok();
+                assert_eq!(got, want, "{v}");
+                if want.is_some() {
+                    ok += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        assert!(fast > 100_000 && ok > fast && refused > 50_000, "{fast} parsed directly, {ok} accepted, {refused} refused");
     }
 
     /// `elapsed_ms` from stored nanoseconds is chrono's `(to - from).num_milliseconds()`: sub-

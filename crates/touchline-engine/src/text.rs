@@ -80,11 +80,7 @@ impl Interner {
         t
     }
 
-    pub fn opt(&mut self, s: Option<&str>) -> Option<Text> {
-        s.map(|s| self.get(s))
-    }
-
-    /// [`Interner::opt`] through slot `slot` (see [`Interner::get_at`]).
+    /// An optional string through slot `slot` (see [`Interner::get_at`]).
     #[inline]
     pub fn opt_at(&mut self, slot: usize, s: Option<&str>) -> Option<Text> {
         s.map(|s| self.get_at(slot, s))
