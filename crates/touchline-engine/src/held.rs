@@ -431,17 +431,22 @@ impl<'de> Deserialize<'de> for Held {
 mod tests {
     use super::*;
 
-    /// `Rfc3339` writes exactly what chrono's `Serialize` writes: every fractional-second width,
-    /// leap seconds, years 0–9999 and (through chrono) beyond.
-    #[test]
-    fn rfc3339_matches_chrono() {
-        let mut g: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
+    /// A xorshift64 generator (deterministic test inputs).
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut g = seed;
+        move || {
             g ^= g << 13;
             g ^= g >> 7;
             g ^= g << 17;
             g
-        };
+        }
+    }
+
+    /// `Rfc3339` writes exactly what chrono's `Serialize` writes: every fractional-second width,
+    /// leap seconds, years 0–9999 and (through chrono) beyond.
+    #[test]
+    fn rfc3339_matches_chrono() {
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let (mut fast, mut total) = (0, 0);
         for i in 0..200_000u64 {
             // Seconds from year −100 to 10100; nanoseconds of every width (and leap seconds).
@@ -470,13 +475,7 @@ mod tests {
     /// lower-case `z`, impossible dates and times, other widths, junk).
     #[test]
     fn de_time_matches_chrono() {
-        let mut g: u64 = 0xD1B5_4A32_D192_ED03;
-        let mut next = || {
-            g ^= g << 13;
-            g ^= g >> 7;
-            g ^= g << 17;
-            g
-        };
+        let mut next = xorshift(0xD1B5_4A32_D192_ED03);
         let (mut fast, mut ok, mut refused) = (0, 0, 0);
         for i in 0..100_000u64 {
             let secs = (next() % 253_402_300_799) as i64;
@@ -522,13 +521,7 @@ mod tests {
     /// millisecond parts, either order, before 1970, and (through chrono) outside 1677–2262.
     #[test]
     fn elapsed_ms_matches_chrono() {
-        let mut g: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = || {
-            g ^= g << 13;
-            g ^= g >> 7;
-            g ^= g << 17;
-            g
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let span = 400 * 365 * 86_400i64;
         // Seconds in 1570–2370 (some outside the nanosecond range), any nanosecond.
         let at = |r1: u64, r2: u64| DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default();
