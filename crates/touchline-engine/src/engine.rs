@@ -707,7 +707,9 @@ impl Engine {
         let mut json = Vec::with_capacity(body.len().saturating_mul(8));
         std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json)
             .map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        let r: StateRepr = serde_json::from_slice(&json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        // Validated as UTF-8 once here, not string by string by the parser.
+        let json = std::str::from_utf8(&json).map_err(|e| EngineError::Snapshot(format!("not UTF-8: {e}")))?;
+        let r: StateRepr = serde_json::from_str(json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
         let mut st = State {
             watermark: r.watermark,
             counters: r.counters,

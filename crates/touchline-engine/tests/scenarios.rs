@@ -363,6 +363,15 @@ fn snapshot_restore_round_trip_and_version_check() {
     let mut corrupt = snap.clone();
     corrupt.truncate(snap.len() / 2);
     assert!(matches!(Engine::restore(EngineConfig::single(), &corrupt), Err(EngineError::Snapshot(_))));
+    // A body that inflates to bytes that are not UTF-8: refused, saying so.
+    let mut not_text = snap[..13].to_vec();
+    let mut enc = flate2::write::DeflateEncoder::new(&mut not_text, flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, b"{\"watermark\":\"\xff\xfe\"}").unwrap();
+    enc.finish().unwrap();
+    match Engine::restore(EngineConfig::single(), &not_text) {
+        Err(EngineError::Snapshot(msg)) => assert!(msg.contains("UTF-8"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
     assert!(Engine::restore(EngineConfig::single(), b"").is_err());
     let other = EngineConfig { partition: 3, partitions: 4, ..EngineConfig::default() };
     assert!(Engine::restore(other, &e.snapshot()).is_err());
