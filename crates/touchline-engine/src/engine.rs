@@ -1823,14 +1823,15 @@ impl Engine {
                     }
                     let rev = revenue.get(i).copied().unwrap_or(Decimal::ZERO);
                     let campaign: Option<&str> = campaigns.get(i).and_then(|c| c.as_deref());
-                    if scheme == FpScheme::Touches {
-                        h.u64(touch_fp.get(i).copied().unwrap_or(0));
-                        h.u64(w.to_bits());
-                        h.bytes(&rev.serialize());
-                    } else {
-                        h.bytes(t.id.as_bytes());
-                        h.u64(w.to_bits());
-                        h.bytes(&rev.serialize());
+                    // The touch (its hash, or its record id here and its campaign after), then
+                    // its shares.
+                    match scheme {
+                        FpScheme::Touches => h.u64(touch_fp.get(i).copied().unwrap_or(0)),
+                        FpScheme::Fnv | FpScheme::Rows => h.bytes(t.id.as_bytes()),
+                    }
+                    h.u64(w.to_bits());
+                    h.bytes(&rev.serialize());
+                    if scheme != FpScheme::Touches {
                         h.bytes(campaign.unwrap_or("").as_bytes());
                     }
                     if is_default {
