@@ -18,10 +18,20 @@ fn main() {
     let reps: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     if what == "attribute" {
         let (touches, conversions) = workload::paths_split(10_000);
+        let mut took = Vec::with_capacity(reps);
         for _ in 0..reps {
             let mut e = workload::run(&touches);
+            let t = std::time::Instant::now();
             attribute(&mut e, &conversions);
+            took.push(t.elapsed());
             std::hint::black_box(e.stats());
+        }
+        // Wall time of the attribution part alone, for quick comparisons (criterion is the
+        // reported figure).
+        took.sort_unstable();
+        if let (Some(min), Some(med)) = (took.first(), took.get(took.len() / 2)) {
+            let rate = |d: &std::time::Duration| conversions.len() as f64 / d.as_secs_f64();
+            eprintln!("[attribute] {reps} reps: min {min:?} ({:.0}/s), median {med:?} ({:.0}/s)", rate(min), rate(med));
         }
         return;
     }

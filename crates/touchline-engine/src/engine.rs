@@ -16,7 +16,7 @@ use crate::idents::Idents;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::{Interner, Text};
-use crate::util::{ordered, sorted, vecmap, FastMap, FastSet, Fingerprint};
+use crate::util::{ordered, sort_strings, sorted, vecmap, FastMap, FastSet, Fingerprint};
 
 /// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
 /// state; 1 was plain JSON of a different state layout and is refused).
@@ -1461,9 +1461,7 @@ impl Engine {
             self.attribute(&key, &mut out.attributions);
         }
         out.sessions.reserve(self.st.dirty_derived.len() + self.st.dirty_explicit.len());
-        let mut dirty_derived = std::mem::take(&mut self.st.dirty_derived);
-        dirty_derived.sort_unstable();
-        for ident in dirty_derived {
+        for ident in sort_strings(std::mem::take(&mut self.st.dirty_derived)) {
             self.flush_derived(&ident, &mut out.sessions);
         }
         for k in sorted(std::mem::take(&mut self.st.dirty_explicit)) {

@@ -272,11 +272,47 @@ pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::Build
 /// Hash sets of the state (see [`FastMap`]).
 pub(crate) type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<WordHasher>>;
 
-/// The elements of a set in sorted order (flush output order is deterministic).
-pub(crate) fn sorted<K: Ord>(set: FastSet<K>) -> Vec<K> {
-    let mut v: Vec<K> = set.into_iter().collect();
-    v.sort_unstable();
-    v
+/// The strings of a set in sorted (byte-wise) order: flush output order is deterministic.
+///
+/// The keys sorted here share long prefixes (`{account uuid}|order:{kind}:…`), where a plain
+/// sort's every comparison scans that prefix. This one finds the prefix all keys share once,
+/// then sorts by the next eight bytes as a big-endian word (zero-padded), comparing the rest only
+/// on equal words: the same order as `sort_unstable`, since a zero-padded word orders like the
+/// bytes it holds and the tie-break compares everything after the shared prefix.
+pub(crate) fn sorted<K: std::borrow::Borrow<str>>(set: FastSet<K>) -> Vec<K> {
+    let v: Vec<K> = set.into_iter().collect();
+    sort_strings(v)
+}
+
+/// [`sorted`] of a vector (see there).
+pub(crate) fn sort_strings<K: std::borrow::Borrow<str>>(v: Vec<K>) -> Vec<K> {
+    fn bytes<K: std::borrow::Borrow<str>>(k: &K) -> &[u8] {
+        k.borrow().as_bytes()
+    }
+    let Some(first) = v.first() else { return v };
+    let first = bytes(first);
+    let mut p = first.len();
+    for k in v.iter().skip(1) {
+        let b = bytes(k);
+        p = p.min(b.len());
+        if b.get(..p) != first.get(..p) {
+            p = first.iter().zip(b).take(p).position(|(x, y)| x != y).unwrap_or(p);
+        }
+    }
+    let word = |b: &[u8]| {
+        let rest = b.get(p..).unwrap_or_default();
+        let mut w = [0u8; 8];
+        let n = rest.len().min(8);
+        if let (Some(dst), Some(src)) = (w.get_mut(..n), rest.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        u64::from_be_bytes(w)
+    };
+    let mut keyed: Vec<(u64, K)> = v.into_iter().map(|k| (word(bytes(&k)), k)).collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| bytes(&a.1).get(p..).unwrap_or_default().cmp(bytes(&b.1).get(p..).unwrap_or_default()))
+    });
+    keyed.into_iter().map(|(_, k)| k).collect()
 }
 
 #[cfg(test)]
@@ -284,6 +320,23 @@ mod tests {
     use std::hash::Hasher;
 
     use super::*;
+
+    /// [`sort_strings`] gives the plain byte-wise order, whatever the keys share: long common
+    /// prefixes, keys that are prefixes of others, NUL bytes (which the zero padding also
+    /// produces), multi-byte characters and empty keys.
+    #[test]
+    fn sort_strings_matches_plain_sort() {
+        use proptest::prelude::*;
+        let key = prop::collection::vec(prop::sample::select(vec!["", "\0", "a", "b", "é", "ab", "o1", "o10", "\0\0\0\0\0\0\0\0x"]), 0..14)
+            .prop_map(|parts| parts.concat());
+        let prefix = prop::sample::select(vec!["", "00000000-0000-0000-0000-000000000007|order:purchase:", "x"]);
+        proptest!(|(prefix in prefix, keys in prop::collection::vec(key, 0..40))| {
+            let v: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            prop_assert_eq!(sort_strings(v), want);
+        });
+    }
 
     /// The word-at-a-time hashes read the remainder as the zero-padded little-endian word.
     #[test]
