@@ -1,6 +1,7 @@
 //! The engine: state of one partition, ingest, flush, watermark, snapshot/restore.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -11,7 +12,7 @@ use uuid::Uuid;
 use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributedConversion, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
-use crate::held::{elapsed_ms, nanos, Held};
+use crate::held::{elapsed_ms, nanos, Held, Parts};
 use crate::idents::Idents;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
@@ -400,7 +401,6 @@ struct Scratch {
     onehot_revenue: Vec<Decimal>,
     fps: Vec<u64>,
     contrib: Vec<(CellKey, Decimal, Decimal)>,
-    campaigns: Vec<Option<Text>>,
     /// Per-touch hashes of the path ([`FpScheme::Touches`]).
     touch_fp: Vec<u64>,
 }
@@ -557,13 +557,13 @@ fn touch_metrics_in(
     }
     let f = match t.source {
         TouchSource::Touchpoint if t.view => F::Imp,
-        TouchSource::Touchpoint if t.kind == "click" => F::Click,
+        TouchSource::Touchpoint if t.kind().as_str() == "click" => F::Click,
         TouchSource::Touchpoint => F::Eng,
         TouchSource::LinkClick => F::Click,
         TouchSource::Event | TouchSource::Session => return,
     };
     let Some(campaign) = t.metric_campaign() else { return };
-    with_cell_in(cfg, cells, dirty_cells, acct, campaign, t.advertisement_id.as_deref(), t.at, |cell| match f {
+    with_cell_in(cfg, cells, dirty_cells, acct, campaign, t.advertisement_id().map(Text::as_str), t.at, |cell| match f {
         F::Imp => {
             add_u(&mut cell.impressions, sign);
             cell.reach_add(&t.identity, sign);
@@ -893,12 +893,11 @@ impl Engine {
     fn on_touchpoint(&mut self, r: &Record, t: &Touchpoint, identity: &str, ident: &str) -> Ingest {
         let m = &r.meta;
         let int = &mut self.int;
-        let touch = Held {
+        let touch = Held::build(Parts {
             id: Text::from(&m.record_id),
             key: None,
             identity: int.get_at(0, identity),
             at: m.timestamp,
-            at_ns: nanos(m.timestamp),
             received_at: m.received_at,
             source: TouchSource::Touchpoint,
             view: t.is_view(),
@@ -911,7 +910,7 @@ impl Engine {
             utm_campaign: int.opt_at(7, t.utm_campaign.as_deref()),
             foreign: false,
             hops: 0,
-        };
+        });
         self.on_touch(&m.account_id, ident, touch)
     }
 
@@ -921,12 +920,11 @@ impl Engine {
         }
         let m = &r.meta;
         let int = &mut self.int;
-        let touch = Held {
+        let touch = Held::build(Parts {
             id: Text::from(&m.record_id),
             key: None,
             identity: int.get_at(0, identity),
             at: m.timestamp,
-            at_ns: nanos(m.timestamp),
             received_at: m.received_at,
             source: TouchSource::LinkClick,
             view: false,
@@ -939,7 +937,7 @@ impl Engine {
             utm_campaign: None,
             foreign: false,
             hops: 0,
-        };
+        });
         self.on_touch(&m.account_id, ident, touch)
     }
 
@@ -970,12 +968,11 @@ impl Engine {
                 campaign_id.map(Id::as_str).unwrap_or("")
             ))
         });
-        Held {
+        Held::build(Parts {
             id,
             key,
             identity: int.get_at(0, identity),
             at,
-            at_ns: nanos(at),
             received_at: m.received_at,
             source,
             view: false,
@@ -994,7 +991,7 @@ impl Engine {
             utm_campaign: int.opt_at(7, campaign),
             foreign: false,
             hops: 0,
-        }
+        })
     }
 
     fn on_event(&mut self, r: &Record, e: &Event, identity: &str, ident: &str) -> Ingest {
@@ -1682,7 +1679,6 @@ impl Engine {
             onehot_revenue: mut oh_revenue,
             mut fps,
             mut contrib,
-            mut campaigns,
             mut touch_fp,
         } = std::mem::take(&mut self.scratch);
         let mut changed = std::mem::take(&mut self.scratch_changed);
@@ -1704,16 +1700,6 @@ impl Engine {
         // The one-hot split computed first (position, then credits and revenue in `oh_*`).
         let mut onehot: Option<usize> = None;
         let mut new_credits: Vec<((usize, usize), Vec<Decimal>)> = Vec::new();
-        // The campaign of a touch: its campaign id, else its utm_campaign (the same key the daily
-        // metrics use) when that is a valid id.
-        campaigns.extend(touches.iter().map(|t| match &t.campaign_id {
-            Some(id) => Some(id.clone()),
-            None => t.utm_campaign.as_ref().and_then(|u| match Id::new(u.as_str()) {
-                Ok(id) if id.as_str() == u.as_str() => Some(u.clone()),
-                Ok(id) => Some(Text::new(id.as_str())),
-                Err(_) => None,
-            }),
-        }));
         let currency = c.currency.as_ref().map(Currency::as_str).unwrap_or("");
         let value_bytes = c.value.serialize();
         let conv_ns = nanos(c.at);
@@ -1727,10 +1713,10 @@ impl Engine {
             h.bytes(&value_bytes);
             h.bytes(currency.as_bytes());
             conv_fp = h.value();
-            touch_fp.extend(touches.iter().zip(&campaigns).map(|(t, campaign)| {
+            touch_fp.extend(touches.iter().map(|t| {
                 let mut h = Fingerprint::new(false);
                 h.bytes(t.id.as_bytes());
-                h.bytes(campaign.as_deref().unwrap_or("").as_bytes());
+                h.bytes(t.face.campaign_id.as_deref().unwrap_or("").as_bytes());
                 h.value()
             }));
         }
@@ -1820,7 +1806,8 @@ impl Engine {
                         continue;
                     }
                     let rev = revenue.get(i).copied().unwrap_or(Decimal::ZERO);
-                    let campaign: Option<&str> = campaigns.get(i).and_then(|c| c.as_deref());
+                    // The touch's attributed campaign (see `held::attributed_campaign`).
+                    let campaign: Option<&str> = t.face.campaign_id.as_deref();
                     // The touch (its hash, or its record id here and its campaign after), then
                     // its shares.
                     match scheme {
@@ -1834,7 +1821,7 @@ impl Engine {
                     }
                     if is_default {
                         if let Some(campaign) = campaign.or(t.utm_campaign.as_deref()) {
-                            let ck = self.cell_key(&c.account, campaign, t.advertisement_id.as_deref(), c.at);
+                            let ck = self.cell_key(&c.account, campaign, t.advertisement_id().map(Text::as_str), c.at);
                             add_contrib(&mut contrib, ck, credits.get(i).copied().unwrap_or(Decimal::ZERO), rev);
                         }
                     }
@@ -1872,30 +1859,17 @@ impl Engine {
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
         // The path as the rows name it, shared by the sets of this conversion (built only when
         // some model's rows changed).
-        let table: Option<Box<[CreditedTouch]>> = if changed.is_empty() {
+        let table: Option<Box<[Arc<CreditedTouch>]>> = if changed.is_empty() {
             None
         } else if touches.is_empty() {
-            Some(Box::from([CreditedTouch::direct(
+            Some(Box::from([Arc::new(CreditedTouch::direct(
                 c.campaign_id.as_ref().map(Text::from),
                 c.advertisement_id.as_ref().map(Text::from),
-            )]))
+            ))]))
         } else {
-            Some(
-                touches
-                    .iter()
-                    .zip(campaigns.drain(..))
-                    .map(|(t, campaign)| CreditedTouch {
-                        touchpoint_id: Some(t.id.clone()),
-                        touch_kind: t.kind.clone(),
-                        channel: t.channel.clone(),
-                        campaign_id: campaign,
-                        advertisement_id: t.advertisement_id.clone(),
-                        touched_at: Some(t.at),
-                    })
-                    .collect(),
-            )
+            // Each touch's face, shared: one reference count per touch.
+            Some(touches.iter().map(|t| t.face.clone()).collect())
         };
-        campaigns.clear();
         touch_fp.clear();
         weights.clear();
         credits.clear();
@@ -1916,7 +1890,6 @@ impl Engine {
             onehot_revenue: oh_revenue,
             fps: Vec::new(),
             contrib: Vec::new(),
-            campaigns,
             touch_fp,
         };
         let Some(c) = self.st.convs.get_mut(key) else { return };
@@ -2102,7 +2075,7 @@ impl Engine {
             convs.dedup_by(|a, b| a.key == b.key);
             let mut last_conv: Option<DateTime<Utc>> = None;
             for c in &convs {
-                let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel.to_string()).collect();
+                let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel().to_string()).collect();
                 out.push(PathCount {
                     channels,
                     conversions: 1.0,
@@ -2125,7 +2098,7 @@ impl Engine {
             tail.retain(|t| keys.insert(t.key().norm()));
             if !tail.is_empty() {
                 out.push(PathCount {
-                    channels: tail.iter().map(|t| t.channel.to_string()).collect(),
+                    channels: tail.iter().map(|t| t.channel().to_string()).collect(),
                     conversions: 0.0,
                     nulls: 1.0,
                     value: 0.0,

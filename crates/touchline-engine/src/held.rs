@@ -9,7 +9,9 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use touchline_model::Id;
 
-use crate::attribution::{Touch, TouchSource};
+use std::sync::Arc;
+
+use crate::attribution::{CreditedTouch, Touch, TouchSource};
 use crate::text::{Interner, Text};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +28,28 @@ pub(crate) struct Held {
     pub received_at: DateTime<Utc>,
     pub source: TouchSource,
     pub view: bool,
+    /// The touch as attribution rows name it (record id, kind, channel, attributed campaign, ad,
+    /// time), built once when the touch is kept: every path table that lists this touch shares
+    /// it (one reference count instead of one per string). Kind, channel and ad id live only
+    /// here ([`Held::kind`], …).
+    pub face: Arc<CreditedTouch>,
+    pub campaign_id: Option<Text>,
+    pub utm_source: Option<Text>,
+    pub utm_medium: Option<Text>,
+    pub utm_campaign: Option<Text>,
+    pub foreign: bool,
+    pub hops: u8,
+}
+
+/// What a [`Held`] is made of; [`Held::build`] derives the rest (time in nanoseconds, face).
+pub(crate) struct Parts {
+    pub id: Text,
+    pub key: Option<Text>,
+    pub identity: Text,
+    pub at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub source: TouchSource,
+    pub view: bool,
     pub kind: Text,
     pub channel: Text,
     pub campaign_id: Option<Text>,
@@ -35,6 +59,19 @@ pub(crate) struct Held {
     pub utm_campaign: Option<Text>,
     pub foreign: bool,
     pub hops: u8,
+}
+
+/// The campaign a touch's attribution rows name: its campaign id, else its utm_campaign (the
+/// same key the daily metrics use) when that is a valid id (in the id's normal form).
+fn attributed_campaign(campaign_id: Option<&Text>, utm_campaign: Option<&Text>) -> Option<Text> {
+    match campaign_id {
+        Some(id) => Some(id.clone()),
+        None => utm_campaign.and_then(|u| match Id::new(u.as_str()) {
+            Ok(id) if id.as_str() == u.as_str() => Some(u.clone()),
+            Ok(id) => Some(Text::new(id.as_str())),
+            Err(_) => None,
+        }),
+    }
 }
 
 /// Nanoseconds since the epoch; `i64::MIN` outside 1677–2262, where elapsed times fall back to
@@ -181,12 +218,11 @@ impl Held {
             Some(rest) if rest == t.id.as_str() => None,
             _ => Some(Text::new(&t.key)),
         };
-        Held {
+        Held::build(Parts {
             id: Text::new(t.id.as_str()),
             key,
             identity: text(&t.identity),
             at: t.at,
-            at_ns: nanos(t.at),
             received_at: t.received_at,
             source: t.source,
             view: t.view,
@@ -199,7 +235,48 @@ impl Held {
             utm_campaign: t.utm_campaign.as_deref().map(&mut text),
             foreign: t.foreign,
             hops: t.hops,
+        })
+    }
+
+    /// A held touch from its parts.
+    pub fn build(p: Parts) -> Held {
+        let face = Arc::new(CreditedTouch {
+            touchpoint_id: Some(p.id.clone()),
+            touch_kind: p.kind,
+            channel: p.channel,
+            campaign_id: attributed_campaign(p.campaign_id.as_ref(), p.utm_campaign.as_ref()),
+            advertisement_id: p.advertisement_id,
+            touched_at: Some(p.at),
+        });
+        Held {
+            id: p.id,
+            key: p.key,
+            identity: p.identity,
+            at: p.at,
+            at_ns: nanos(p.at),
+            received_at: p.received_at,
+            source: p.source,
+            view: p.view,
+            face,
+            campaign_id: p.campaign_id,
+            utm_source: p.utm_source,
+            utm_medium: p.utm_medium,
+            utm_campaign: p.utm_campaign,
+            foreign: p.foreign,
+            hops: p.hops,
         }
+    }
+
+    pub fn kind(&self) -> &Text {
+        &self.face.touch_kind
+    }
+
+    pub fn channel(&self) -> &Text {
+        &self.face.channel
+    }
+
+    pub fn advertisement_id(&self) -> Option<&Text> {
+        self.face.advertisement_id.as_ref()
     }
 
     /// Replaces every shareable string by the interner's copy (after a restore).
@@ -211,13 +288,16 @@ impl Held {
             }
         };
         f(&mut self.identity, int);
-        f(&mut self.kind, int);
-        f(&mut self.channel, int);
         o(&mut self.campaign_id, int);
-        o(&mut self.advertisement_id, int);
         o(&mut self.utm_source, int);
         o(&mut self.utm_medium, int);
         o(&mut self.utm_campaign, int);
+        // A restored touch's face is its own (not shared yet): interned in place.
+        let face = Arc::make_mut(&mut self.face);
+        f(&mut face.touch_kind, int);
+        f(&mut face.channel, int);
+        o(&mut face.campaign_id, int);
+        o(&mut face.advertisement_id, int);
     }
 
     /// The public form (for identity transfers).
@@ -232,10 +312,10 @@ impl Held {
             received_at: self.received_at,
             source: self.source,
             view: self.view,
-            kind: self.kind.clone(),
-            channel: self.channel.clone(),
+            kind: self.kind().clone(),
+            channel: self.channel().clone(),
             campaign_id: self.campaign_id.as_deref().map(id),
-            advertisement_id: self.advertisement_id.as_deref().map(id),
+            advertisement_id: self.advertisement_id().map(|a| id(a)),
             utm_source: self.utm_source.as_deref().map(str::to_owned),
             utm_medium: self.utm_medium.as_deref().map(str::to_owned),
             utm_campaign: self.utm_campaign.as_deref().map(str::to_owned),
@@ -259,7 +339,7 @@ impl Serialize for Held {
         }
         let n = 9
             + usize::from(self.campaign_id.is_some())
-            + usize::from(self.advertisement_id.is_some())
+            + usize::from(self.face.advertisement_id.is_some())
             + usize::from(self.utm_source.is_some())
             + usize::from(self.utm_medium.is_some())
             + usize::from(self.utm_campaign.is_some())
@@ -273,8 +353,8 @@ impl Serialize for Held {
         st.serialize_field("received_at", &Rfc3339(&self.received_at))?;
         st.serialize_field("source", &self.source)?;
         st.serialize_field("view", &self.view)?;
-        st.serialize_field("kind", &self.kind)?;
-        st.serialize_field("channel", &self.channel)?;
+        st.serialize_field("kind", self.kind())?;
+        st.serialize_field("channel", self.channel())?;
         macro_rules! opt {
             ($name:literal, $f:expr) => {
                 match &$f {
@@ -284,7 +364,7 @@ impl Serialize for Held {
             };
         }
         opt!("campaign_id", self.campaign_id);
-        opt!("advertisement_id", self.advertisement_id);
+        opt!("advertisement_id", self.face.advertisement_id);
         opt!("utm_source", self.utm_source);
         opt!("utm_medium", self.utm_medium);
         opt!("utm_campaign", self.utm_campaign);
