@@ -401,8 +401,6 @@ struct Scratch {
     onehot_revenue: Vec<Decimal>,
     fps: Vec<u64>,
     contrib: Vec<(CellKey, Decimal, Decimal)>,
-    /// Per-touch hashes of the path ([`FpScheme::Touches`]).
-    touch_fp: Vec<u64>,
 }
 
 /// The form of a conversion's stored per-model fingerprints: the one they were first stored in,
@@ -1679,7 +1677,6 @@ impl Engine {
             onehot_revenue: mut oh_revenue,
             mut fps,
             mut contrib,
-            mut touch_fp,
         } = std::mem::take(&mut self.scratch);
         let mut changed = std::mem::take(&mut self.scratch_changed);
         changed.clear();
@@ -1704,7 +1701,8 @@ impl Engine {
         let value_bytes = c.value.serialize();
         let conv_ns = nanos(c.at);
         let conv_micros = c.at.timestamp_micros() as u64;
-        // The conversion's part of every model's fingerprint, and each touch's, hashed once.
+        // The conversion's part of every model's fingerprint, hashed once (each touch's part is
+        // its `Held::fp`).
         let mut conv_fp = 0;
         if scheme == FpScheme::Touches {
             let mut h = Fingerprint::new(false);
@@ -1713,12 +1711,6 @@ impl Engine {
             h.bytes(&value_bytes);
             h.bytes(currency.as_bytes());
             conv_fp = h.value();
-            touch_fp.extend(touches.iter().map(|t| {
-                let mut h = Fingerprint::new(false);
-                h.bytes(t.id.as_bytes());
-                h.bytes(t.face.campaign_id.as_deref().unwrap_or("").as_bytes());
-                h.value()
-            }));
         }
         for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
@@ -1811,7 +1803,7 @@ impl Engine {
                     // The touch (its hash, or its record id here and its campaign after), then
                     // its shares.
                     match scheme {
-                        FpScheme::Touches => h.u64(touch_fp.get(i).copied().unwrap_or(0)),
+                        FpScheme::Touches => h.u64(t.fp),
                         FpScheme::Fnv | FpScheme::Rows => h.bytes(t.id.as_bytes()),
                     }
                     h.u64(w.to_bits());
@@ -1870,7 +1862,6 @@ impl Engine {
             // Each touch's face, shared: one reference count per touch.
             Some(touches.iter().map(|t| t.face.clone()).collect())
         };
-        touch_fp.clear();
         weights.clear();
         credits.clear();
         revenue.clear();
@@ -1890,7 +1881,6 @@ impl Engine {
             onehot_revenue: oh_revenue,
             fps: Vec::new(),
             contrib: Vec::new(),
-            touch_fp,
         };
         let Some(c) = self.st.convs.get_mut(key) else { return };
         if let Some(touches) = table {

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::attribution::{CreditedTouch, Touch, TouchSource};
 use crate::text::{Interner, Text};
+use crate::util::Fingerprint;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Held {
@@ -33,6 +34,11 @@ pub(crate) struct Held {
     /// it (one reference count instead of one per string). Kind, channel and ad id live only
     /// here ([`Held::kind`], …).
     pub face: Arc<CreditedTouch>,
+    /// Hash of the record id and attributed campaign: this touch's part of the per-model
+    /// fingerprints of the conversions it is credited for (`FpScheme::Touches` in the engine),
+    /// computed once here rather than per conversion (where reading both strings again costs
+    /// two cache misses).
+    pub fp: u64,
     pub campaign_id: Option<Text>,
     pub utm_source: Option<Text>,
     pub utm_medium: Option<Text>,
@@ -248,7 +254,11 @@ impl Held {
             advertisement_id: p.advertisement_id,
             touched_at: Some(p.at),
         });
+        let mut h = Fingerprint::new(false);
+        h.bytes(p.id.as_bytes());
+        h.bytes(face.campaign_id.as_deref().unwrap_or("").as_bytes());
         Held {
+            fp: h.value(),
             id: p.id,
             key: p.key,
             identity: p.identity,
