@@ -17,7 +17,7 @@ use crate::idents::Idents;
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::{Interner, Text};
-use crate::util::{ordered, sort_strings, sorted, vecmap, FastMap, FastSet, Fingerprint};
+use crate::util::{ordered, sort_strings, sorted, vecmap, FastIndexMap, FastMap, FastSet, Fingerprint};
 
 /// Version of the snapshot format written by [`Engine::snapshot`] (2: binary header + deflated
 /// state; 1 was plain JSON of a different state layout and is refused).
@@ -157,16 +157,31 @@ struct Link {
     rid: Id,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// [`ConvState::ident_id`] before it is set.
+fn no_slot() -> u32 {
+    u32::MAX
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct ConvState {
     account: Uuid,
     key: Text,
     record_id: Text,
     identity: Text,
-    ident: String,
+    /// Identity key (`{account}:{identity}`), the same shared string as its slot's key in
+    /// `State::ids`.
+    ident: Text,
+    /// Id of `ident` in `State::ids` (not in snapshots; set on ingest and restore). Valid while
+    /// the slot's key is `ident` itself (pointer-equal): the slot lists this conversion, so it is
+    /// not released while the conversion exists; checked anyway before use.
+    #[serde(skip, default = "no_slot")]
+    ident_id: u32,
     at: DateTime<Utc>,
     received_at: DateTime<Utc>,
     kind: Kind,
+    /// `kind` as the interner's shared string (not in snapshots; set on ingest and restore).
+    #[serde(skip)]
+    kind_text: Option<Text>,
     value: Decimal,
     #[serde(default)]
     currency: Option<Currency>,
@@ -270,7 +285,7 @@ struct State {
     /// identity key → identity keys linked to it.
     members: FastMap<String, BTreeSet<String>>,
     /// conversion dedup key (`{account}|{conversion_key}`) → conversion.
-    convs: FastMap<Text, ConvState>,
+    convs: FastIndexMap<Text, ConvState>,
     derived: FastMap<String, DerivedIdent>,
     /// `{identity key}\u{1f}{session_id}` → client session.
     explicit: FastMap<String, ExplicitEntry>,
@@ -350,7 +365,7 @@ impl Serialize for State {
         st.serialize_field("touches", &self.ids.ser_touches())?;
         st.serialize_field("links", &ser_with!(&self.links, FastMap<String, Link>, ordered::map))?;
         st.serialize_field("members", &ser_with!(&self.members, FastMap<String, BTreeSet<String>>, ordered::map))?;
-        st.serialize_field("convs", &ser_with!(&self.convs, FastMap<Text, ConvState>, ordered::map))?;
+        st.serialize_field("convs", &ser_with!(&self.convs, FastIndexMap<Text, ConvState>, ordered::index_map))?;
         st.serialize_field("convs_by_ident", &self.ids.ser_convs())?;
         st.serialize_field("derived", &ser_with!(&self.derived, FastMap<String, DerivedIdent>, ordered::map))?;
         st.serialize_field("explicit", &ser_with!(&self.explicit, FastMap<String, ExplicitEntry>, ordered::map))?;
@@ -714,7 +729,7 @@ impl Engine {
             ids: Idents::from_maps(r.touches, r.convs_by_ident),
             links: r.links,
             members: r.members,
-            convs: r.convs,
+            convs: r.convs.into_iter().collect(),
             derived: r.derived,
             explicit: r.explicit,
             events_seen: r.events_seen,
@@ -733,6 +748,15 @@ impl Engine {
                 t.intern(&mut int);
             }
             list.sort_by(|a, b| a.order().cmp(&b.order()));
+        }
+        for c in st.convs.values_mut() {
+            if let Some(id) = st.ids.id(&c.ident) {
+                c.ident_id = id;
+                if let Some(s) = st.ids.slot(id) {
+                    c.ident = s.key.clone();
+                }
+            }
+            c.kind_text = Some(int.get(c.kind.as_str()));
         }
         for cell in st.cells.values_mut() {
             let reach = std::mem::take(&mut cell.reach);
@@ -1127,15 +1151,20 @@ impl Engine {
         }
         let key = Text::new(&buf);
         self.key_buf2 = buf;
+        // The identity's slot first: its key is the string the conversion keeps.
+        let id = self.st.ids.intern(&ident);
+        let ident_key = self.st.ids.slot(id).map(|s| s.key.clone()).unwrap_or_else(|| Text::new(&ident));
         let new = ConvState {
             account: acct,
             key: Text::new(key.get(PREFIX..).unwrap_or_default()),
             record_id: Text::from(&m.record_id),
             identity: self.int.get_at(0, identity),
-            ident: ident.clone(),
+            ident: ident_key.clone(),
+            ident_id: id,
             at: m.timestamp,
             received_at: m.received_at,
             kind: c.kind.clone(),
+            kind_text: Some(self.int.get_at(9, c.kind.as_str())),
             value: c.value.unwrap_or(Decimal::ZERO),
             currency: c.currency,
             campaign_id: c.campaign_id.clone(),
@@ -1150,9 +1179,12 @@ impl Engine {
             Some(old) => {
                 let wins = (new.at, new.record_id.as_str(), new.received_at) < (old.at, old.record_id.as_str(), old.received_at);
                 if !wins {
+                    // The slot interned above, if new, holds nothing.
+                    self.st.ids.release(id);
                     return Ingest::Duplicate;
                 }
-                let old_ident = std::mem::replace(&mut old.ident, ident.clone());
+                let old_ident = std::mem::replace(&mut old.ident, ident_key);
+                old.ident_id = id;
                 old.record_id = new.record_id;
                 old.identity = new.identity;
                 old.at = new.at;
@@ -1161,7 +1193,7 @@ impl Engine {
                 old.currency = new.currency;
                 old.campaign_id = new.campaign_id;
                 old.advertisement_id = new.advertisement_id;
-                if old_ident != ident {
+                if old_ident.as_str() != ident.as_str() {
                     if let Some(id) = self.st.ids.id(&old_ident) {
                         if let Some(s) = self.st.ids.slot_mut(id) {
                             s.convs.remove(&key);
@@ -1174,7 +1206,6 @@ impl Engine {
                 self.st.convs.insert(key.clone(), new);
             }
         }
-        let id = self.st.ids.intern(&ident);
         if let Some(s) = self.st.ids.slot_mut(id) {
             s.convs.insert(key.clone());
         }
@@ -1633,8 +1664,10 @@ impl Engine {
     }
 
     /// The touches of `ident`'s stitched identity in the lookback window of a conversion at
-    /// `at`, sorted by `(timestamp, record id)`, one per dedup key.
-    fn window<'a>(&'a self, acct: &Uuid, ident: &str, at: DateTime<Utc>) -> Vec<&'a Held> {
+    /// `at`, sorted by `(timestamp, record id)`, one per dedup key. `ident_id` is the id `ident`
+    /// had in `State::ids` ([`ConvState::ident_id`]): used without looking the key up again when
+    /// that slot's key is still `ident` itself.
+    fn window<'a>(&'a self, acct: &Uuid, ident: &Text, ident_id: u32, at: DateTime<Utc>) -> Vec<&'a Held> {
         let s = self.cfg.settings(acct);
         let click_from = sub(at, secs(s.click_lookback_secs));
         let view_from = sub(at, secs(s.view_lookback_secs));
@@ -1651,7 +1684,11 @@ impl Engine {
                     v.extend(list.iter().filter(keep));
                 }
             }
-        } else if let Some(list) = self.st.ids.touches(root) {
+        } else if let Some(list) = match self.st.ids.slot(ident_id) {
+            // Not linked (`root` is `ident` itself) and the slot is still this identity's.
+            Some(s) if std::ptr::eq(root, ident.as_str()) && s.key.ptr_eq(ident) => Some(&s.touches).filter(|t| !t.is_empty()),
+            _ => self.st.ids.touches(root),
+        } {
             // One list is sorted already.
             v.reserve_exact(list.len());
             v.extend(list.iter().filter(keep));
@@ -1666,7 +1703,8 @@ impl Engine {
     }
 
     fn attribute(&mut self, key: &str, out: &mut Vec<AttributionSet>) {
-        let Some(c) = self.st.convs.get(key) else { return };
+        // Found once by key; reached by position below.
+        let Some((ix, _, c)) = self.st.convs.get_full(key) else { return };
         let settings = self.cfg.settings(&c.account);
         let default_model = if Model::HEURISTIC.contains(&settings.default_model) { settings.default_model } else { Model::LastTouch };
         let Scratch {
@@ -1680,7 +1718,7 @@ impl Engine {
         } = std::mem::take(&mut self.scratch);
         let mut changed = std::mem::take(&mut self.scratch_changed);
         changed.clear();
-        let touches = self.window(&c.account, &c.ident, c.at);
+        let touches = self.window(&c.account, &c.ident, c.ident_id, c.at);
         let scheme = if !c.fingerprints.is_empty() {
             FpScheme::Fnv
         } else if !c.fp.is_empty() {
@@ -1882,7 +1920,7 @@ impl Engine {
             fps: Vec::new(),
             contrib: Vec::new(),
         };
-        let Some(c) = self.st.convs.get_mut(key) else { return };
+        let Some((_, c)) = self.st.convs.get_index_mut(ix) else { return };
         if let Some(touches) = table {
             c.version += 1;
             // The previous fingerprint list becomes the next call's buffer.
@@ -1899,7 +1937,10 @@ impl Engine {
                 account_id: c.account,
                 conversion_key: c.key.clone(),
                 conversion_id: c.record_id.clone(),
-                conversion_kind: self.int.get(c.kind.as_str()),
+                conversion_kind: match &c.kind_text {
+                    Some(k) => k.clone(),
+                    None => self.int.get(c.kind.as_str()),
+                },
                 converted_at: c.at,
                 identity: c.identity.clone(),
                 value: c.value,
@@ -1924,7 +1965,7 @@ impl Engine {
                     add_d(&mut cell.revenue, *rev, 1);
                 });
             }
-            if let Some(c) = self.st.convs.get_mut(key) {
+            if let Some((_, c)) = self.st.convs.get_index_mut(ix) {
                 // The replaced list becomes the next call's buffer.
                 c.applied = std::mem::replace(&mut contrib, old);
             }
@@ -1979,7 +2020,7 @@ impl Engine {
         let gone: Vec<Text> =
             self.st.convs.iter().filter(|(k, c)| c.at < cutoff && !dirty.contains(*k)).map(|(k, _)| k.clone()).collect();
         for k in gone {
-            if let Some(c) = self.st.convs.remove(&k) {
+            if let Some(c) = self.st.convs.swap_remove(&k) {
                 self.st.counters.evicted_conversions += 1;
                 if let Some(s) = self.st.ids.id(&c.ident).and_then(|id| self.st.ids.slot_mut(id)) {
                     s.convs.remove(&k);
@@ -2065,7 +2106,7 @@ impl Engine {
             convs.dedup_by(|a, b| a.key == b.key);
             let mut last_conv: Option<DateTime<Utc>> = None;
             for c in &convs {
-                let channels = self.window(&c.account, &c.ident, c.at).iter().map(|t| t.channel().to_string()).collect();
+                let channels = self.window(&c.account, &c.ident, c.ident_id, c.at).iter().map(|t| t.channel().to_string()).collect();
                 out.push(PathCount {
                     channels,
                     conversions: 1.0,

@@ -23,6 +23,11 @@ impl Text {
         &self.0
     }
 
+    /// Whether both are handles to the same allocation (not just equal strings).
+    pub(crate) fn ptr_eq(&self, o: &Text) -> bool {
+        Arc::ptr_eq(&self.0, &o.0)
+    }
+
     /// Whether this is the only handle to the string (an interner entry nobody uses any more).
     pub(crate) fn is_unique(&self) -> bool {
         Arc::strong_count(&self.0) == 1

@@ -42,6 +42,13 @@ pub(crate) mod ordered {
         s.collect_map(v)
     }
 
+    /// [`map`] of a [`super::FastIndexMap`].
+    pub fn index_map<K: Serialize + Ord, V: Serialize, H, S: Serializer>(m: &indexmap::IndexMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(&K, &V)> = m.iter().collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_map(v)
+    }
+
     pub fn vec<K: Serialize + Ord, S: Serializer>(m: &[K], s: S) -> Result<S::Ok, S::Error> {
         let mut v: Vec<&K> = m.iter().collect();
         v.sort_unstable();
@@ -268,6 +275,11 @@ impl std::hash::Hasher for WordHasher {
 /// Hash maps of the state: deterministic hashing (keys are record/identity ids of tenants, not
 /// attacker-chosen bulk input to a shared table; see the crate docs).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// A [`FastMap`] whose entries also have positions (`indexmap`): found once by key, an entry is
+/// then reached by position without hashing and comparing the key again, and growing the table
+/// moves only positions, not the (large) values.
+pub(crate) type FastIndexMap<K, V> = indexmap::IndexMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
 
 /// Hash sets of the state (see [`FastMap`]).
 pub(crate) type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<WordHasher>>;

@@ -436,3 +436,40 @@ fn a_utm_only_touch_is_credited_to_its_utm_campaign() {
     assert_eq!(row.channel, "google");
     assert!(f.metrics.iter().any(|m| m.campaign_id == "winter" && m.conversions > rust_decimal::Decimal::ZERO));
 }
+
+/// A conversion keeps its identity's place in the state (by id, checked against the identity's
+/// key): when an earlier duplicate of another identity takes the order over, the new identity's
+/// touches are credited, and the first identity's later touches no longer reach it, before and
+/// after a snapshot and restore.
+#[test]
+fn an_order_taken_over_by_another_identity_follows_that_identity() {
+    let mut e = Engine::new(EngineConfig::single());
+    e.ingest(&touchpoint("ta1", "2026-11-10T10:00:00Z", (Some("anon-a"), None), "click", Some("camp-a")));
+    e.ingest(&touchpoint("tb1", "2026-11-10T11:00:00Z", (Some("anon-b"), None), "click", Some("camp-b")));
+    e.ingest(&conversion("cv-late", "2026-11-12T10:00:00Z", (Some("anon-a"), None), 5000, Some("o-1")));
+    let f = e.flush();
+    assert!(f.attributions.iter().all(|s| s.row(0).unwrap().touchpoint == "ta1"), "{:?}", f.attributions);
+    // The same order, earlier, from anon-b: it wins dedup and takes the conversion over.
+    e.ingest(&conversion("cv-early", "2026-11-12T09:00:00Z", (Some("anon-b"), None), 5000, Some("o-1")));
+    let f = e.flush();
+    assert_eq!(f.attributions.len(), 6);
+    assert!(f.attributions.iter().all(|s| s.row(0).unwrap().touchpoint == "tb1" && s.conversion_id == "cv-early"));
+    let check = |e: &mut Engine, version: u64| {
+        // A new touch of anon-a no longer concerns the order; one of anon-b does.
+        e.ingest(&touchpoint(&format!("ta-{version}"), "2026-11-11T10:00:00Z", (Some("anon-a"), None), "click", Some("camp-a")));
+        assert!(e.flush().attributions.is_empty());
+        e.ingest(&touchpoint(&format!("tb-{version}"), "2026-11-11T10:00:00Z", (Some("anon-b"), None), "click", Some("camp-b")));
+        let f = e.flush();
+        let last = set(&f, Model::LastTouch);
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].row(0).unwrap().touchpoint, format!("tb-{version}"));
+        assert_eq!(last[0].version, version);
+        let linear = set(&f, Model::Linear);
+        let touched: Vec<&str> = linear[0].rows().map(|r| r.touchpoint).collect();
+        assert_eq!(touched, ["tb1", format!("tb-{version}").as_str()]);
+    };
+    let restored = Engine::restore(EngineConfig::single(), &e.snapshot()).unwrap();
+    check(&mut e, 3);
+    let mut restored = restored;
+    check(&mut restored, 3);
+}
