@@ -1154,11 +1154,23 @@ impl Engine {
         // The identity's slot first: its key is the string the conversion keeps.
         let id = self.st.ids.intern(&ident);
         let ident_key = self.st.ids.slot(id).map(|s| s.key.clone()).unwrap_or_else(|| Text::new(&ident));
+        // The identity's shared string: its slot's, else the interner's (then kept in the slot).
+        let identity = match self.st.ids.slot_mut(id) {
+            Some(s) => match &s.identity {
+                Some(t) => t.clone(),
+                None => {
+                    let t = self.int.get_at(0, identity);
+                    s.identity = Some(t.clone());
+                    t
+                }
+            },
+            None => self.int.get_at(0, identity),
+        };
         let new = ConvState {
             account: acct,
             key: Text::new(key.get(PREFIX..).unwrap_or_default()),
             record_id: Text::from(&m.record_id),
-            identity: self.int.get_at(0, identity),
+            identity,
             ident: ident_key.clone(),
             ident_id: id,
             at: m.timestamp,
@@ -1326,6 +1338,10 @@ impl Engine {
         };
         let old = match st.ids.slot_mut(id) {
             Some(s) => {
+                if !touch.foreign && s.identity.is_none() {
+                    // A local touch's identity is the one its key was built from.
+                    s.identity = Some(touch.identity.clone());
+                }
                 let list = &mut s.touches;
                 if list.capacity() == 0 {
                     // Room for the first few touches (a list grows 1 -> 4 on its second touch
@@ -1673,7 +1689,16 @@ impl Engine {
         let view_from = sub(at, secs(s.view_lookback_secs));
         let root = self.resolve_ref(ident);
         let mut v: Vec<&Held> = Vec::new();
-        let keep = |t: &&Held| t.at <= at && t.at >= if t.view { view_from } else { click_from };
+        // Compared in nanoseconds where all of them have one (see `held::nanos`), else by chrono.
+        let (at_ns, click_ns, view_ns) = (nanos(at), nanos(click_from), nanos(view_from));
+        let by_ns = at_ns != i64::MIN && click_ns != i64::MIN && view_ns != i64::MIN;
+        let keep = |t: &&Held| {
+            if by_ns && t.at_ns != i64::MIN {
+                t.at_ns <= at_ns && t.at_ns >= if t.view { view_ns } else { click_ns }
+            } else {
+                t.at <= at && t.at >= if t.view { view_from } else { click_from }
+            }
+        };
         // One identity's list is unique by dedup key already; only a stitched group can hold a
         // key twice.
         let mut grouped = false;

@@ -80,9 +80,16 @@ fn attributed_campaign(campaign_id: Option<&Text>, utm_campaign: Option<&Text>) 
     }
 }
 
-/// Nanoseconds since the epoch; `i64::MIN` outside 1677–2262, where elapsed times fall back to
-/// chrono ([`elapsed_ms`]).
+/// Nanoseconds since the epoch; `i64::MIN` outside 1677–2262 and for a time inside a leap
+/// second (which shares its nanosecond count with the next second's start, so it would order
+/// and subtract differently than chrono does), where callers fall back to chrono
+/// ([`elapsed_ms`], the engine's lookback window). Elsewhere the mapping is strictly increasing:
+/// comparing these compares the times.
 pub(crate) fn nanos(at: DateTime<Utc>) -> i64 {
+    use chrono::Timelike;
+    if at.nanosecond() >= 1_000_000_000 {
+        return i64::MIN;
+    }
     at.timestamp_nanos_opt().unwrap_or(i64::MIN)
 }
 
@@ -520,6 +527,7 @@ impl<'de> Deserialize<'de> for Held {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Timelike;
 
     /// A xorshift64 generator (deterministic test inputs).
     fn xorshift(seed: u64) -> impl FnMut() -> u64 {
@@ -631,6 +639,42 @@ mod tests {
             }
         }
         assert!(fast > 100_000 && slow > 10_000, "both paths exercised: {fast} fast, {slow} through chrono");
+    }
+
+    /// Where both times have a nanosecond count, comparing the counts compares the times (what
+    /// the lookback window relies on); times inside a leap second have none.
+    #[test]
+    fn nanos_order_like_the_times() {
+        use chrono::{NaiveDate, NaiveTime};
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+        let day = NaiveDate::from_ymd_opt(2016, 12, 31).unwrap_or_default();
+        // Around a leap second: 23:59:59.x, 23:59:60.x (nanosecond ≥ 10⁹) and 00:00:00.x.
+        let near = |r: u64| {
+            let nano = (r % 2_000_000_000) as u32;
+            match r % 3 {
+                0 => day.and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, nano).unwrap_or_default()).and_utc(),
+                1 => day.succ_opt().unwrap_or_default().and_time(NaiveTime::from_hms_nano_opt(0, 0, 0, nano % 1_000_000_000).unwrap_or_default()).and_utc(),
+                _ => day.and_time(NaiveTime::from_hms_nano_opt(23, 59, 58, nano % 1_000_000_000).unwrap_or_default()).and_utc(),
+            }
+        };
+        let span = 400 * 365 * 86_400i64;
+        let far = |r1: u64, r2: u64| DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default();
+        let (mut compared, mut leap) = (0, 0);
+        for k in 0..200_000 {
+            let (a, b) = if k % 2 == 0 { (near(next()), near(next())) } else { (far(next(), next()), far(next(), next())) };
+            for t in [a, b] {
+                if t.nanosecond() >= 1_000_000_000 {
+                    leap += 1;
+                    assert_eq!(nanos(t), i64::MIN, "{t}");
+                }
+            }
+            let (na, nb) = (nanos(a), nanos(b));
+            if na != i64::MIN && nb != i64::MIN {
+                compared += 1;
+                assert_eq!(na.cmp(&nb), a.cmp(&b), "{a} vs {b}");
+            }
+        }
+        assert!(compared > 100_000 && leap > 10_000, "{compared} compared, {leap} leap");
     }
 
     fn touch(key: &str) -> Touch {

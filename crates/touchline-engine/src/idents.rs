@@ -20,6 +20,10 @@ pub(crate) struct Slot {
     pub touches: Vec<Held>,
     /// Keys of the conversions of this identity.
     pub convs: BTreeSet<Text>,
+    /// The identity itself (the key without its `{account}:` prefix) as the interner's shared
+    /// string, once a local record of it was kept (not in snapshots): a conversion of a known
+    /// identity takes it from here instead of probing the interner.
+    pub identity: Option<Text>,
 }
 
 impl Slot {
