@@ -157,6 +157,16 @@ struct Link {
     rid: Id,
 }
 
+/// Lists conversion `key` for the next flush (once; no-op for an unknown key).
+fn mark_dirty(convs: &mut FastIndexMap<Text, ConvState>, dirty: &mut Vec<Text>, key: Text) {
+    if let Some(c) = convs.get_mut(&key) {
+        if !c.dirty {
+            c.dirty = true;
+            dirty.push(key);
+        }
+    }
+}
+
 /// [`ConvState::ident_id`] before it is set.
 fn no_slot() -> u32 {
     u32::MAX
@@ -182,6 +192,9 @@ struct ConvState {
     /// `kind` as the interner's shared string (not in snapshots; set on ingest and restore).
     #[serde(skip)]
     kind_text: Option<Text>,
+    /// Listed in `State::dirty_convs` (not in snapshots; restored from that list).
+    #[serde(skip)]
+    dirty: bool,
     value: Decimal,
     #[serde(default)]
     currency: Option<Currency>,
@@ -293,7 +306,9 @@ struct State {
     events_seen: FastMap<Uuid, FastMap<Text, DateTime<Utc>>>,
     cells: FastMap<CellKey, Cell>,
     spend: FastMap<SpendKey, SpendRec>,
-    dirty_convs: FastSet<Text>,
+    /// Keys of the conversions to attribute at the next flush, each once (a conversion's
+    /// `dirty` flag says whether it is listed). Serialised sorted, like the set it replaced.
+    dirty_convs: Vec<Text>,
     /// Derived identities changed since the last flush, each once (an identity's `scan.dirty`
     /// flag says whether it is listed). Serialised sorted, like the set it replaced.
     dirty_derived: Vec<String>,
@@ -372,7 +387,7 @@ impl Serialize for State {
         st.serialize_field("events_seen", &ser_with!(&self.events_seen, FastMap<Uuid, FastMap<Text, DateTime<Utc>>>, ordered::nested))?;
         st.serialize_field("cells", &ser_with!(&self.cells, FastMap<CellKey, Cell>, vecmap::serialize))?;
         st.serialize_field("spend", &ser_with!(&self.spend, FastMap<SpendKey, SpendRec>, vecmap::serialize))?;
-        st.serialize_field("dirty_convs", &ser_with!(&self.dirty_convs, FastSet<Text>, ordered::set))?;
+        st.serialize_field("dirty_convs", &ser_with!(&self.dirty_convs, Vec<Text>, ordered::vec))?;
         st.serialize_field("dirty_derived", &ser_with!(&self.dirty_derived, Vec<String>, ordered::vec))?;
         st.serialize_field("dirty_explicit", &ser_with!(&self.dirty_explicit, FastSet<String>, ordered::set))?;
         st.serialize_field("dirty_cells", &self.dirty_cells)?;
@@ -723,6 +738,7 @@ impl Engine {
         // Validated as UTF-8 once here, not string by string by the parser.
         let json = std::str::from_utf8(&json).map_err(|e| EngineError::Snapshot(format!("not UTF-8: {e}")))?;
         let r: StateRepr = serde_json::from_str(json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        let r_dirty_convs = sort_strings(r.dirty_convs.into_iter().collect());
         let mut st = State {
             watermark: r.watermark,
             counters: r.counters,
@@ -735,7 +751,7 @@ impl Engine {
             events_seen: r.events_seen,
             cells: r.cells,
             spend: r.spend,
-            dirty_convs: r.dirty_convs,
+            dirty_convs: Vec::new(),
             dirty_derived: r.dirty_derived,
             dirty_explicit: r.dirty_explicit,
             dirty_cells: r.dirty_cells,
@@ -748,6 +764,9 @@ impl Engine {
                 t.intern(&mut int);
             }
             list.sort_by(|a, b| a.order().cmp(&b.order()));
+        }
+        for k in r_dirty_convs {
+            mark_dirty(&mut st.convs, &mut st.dirty_convs, k);
         }
         for c in st.convs.values_mut() {
             if let Some(id) = st.ids.id(&c.ident) {
@@ -1177,6 +1196,7 @@ impl Engine {
             received_at: m.received_at,
             kind: c.kind.clone(),
             kind_text: Some(self.int.get_at(9, c.kind.as_str())),
+            dirty: false,
             value: c.value.unwrap_or(Decimal::ZERO),
             currency: c.currency,
             campaign_id: c.campaign_id.clone(),
@@ -1187,8 +1207,10 @@ impl Engine {
             fq: Vec::new(),
             applied: Vec::new(),
         };
-        match self.st.convs.get_mut(&key) {
-            Some(old) => {
+        // One probe of the map for both cases.
+        match self.st.convs.entry(key.clone()) {
+            indexmap::map::Entry::Occupied(mut o) => {
+                let old = o.get_mut();
                 let wins = (new.at, new.record_id.as_str(), new.received_at) < (old.at, old.record_id.as_str(), old.received_at);
                 if !wins {
                     // The slot interned above, if new, holds nothing.
@@ -1205,6 +1227,10 @@ impl Engine {
                 old.currency = new.currency;
                 old.campaign_id = new.campaign_id;
                 old.advertisement_id = new.advertisement_id;
+                if !old.dirty {
+                    old.dirty = true;
+                    self.st.dirty_convs.push(key.clone());
+                }
                 if old_ident.as_str() != ident.as_str() {
                     if let Some(id) = self.st.ids.id(&old_ident) {
                         if let Some(s) = self.st.ids.slot_mut(id) {
@@ -1214,14 +1240,14 @@ impl Engine {
                     }
                 }
             }
-            None => {
-                self.st.convs.insert(key.clone(), new);
+            indexmap::map::Entry::Vacant(v) => {
+                v.insert(ConvState { dirty: true, ..new });
+                self.st.dirty_convs.push(key.clone());
             }
         }
         if let Some(s) = self.st.ids.slot_mut(id) {
-            s.convs.insert(key.clone());
+            s.convs.insert(key);
         }
-        self.st.dirty_convs.insert(key);
         Ingest::Applied
     }
 
@@ -1357,7 +1383,9 @@ impl Engine {
         if let Some(o) = old.filter(|o| !o.foreign) {
             touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &o, -1);
         }
-        st.dirty_convs.extend(dirty);
+        for k in dirty {
+            mark_dirty(&mut st.convs, &mut st.dirty_convs, k);
+        }
         if let (Some(root), Some(touch)) = (transfer, carried) {
             if let Some(link) = self.st.links.get(ident).cloned() {
                 self.queue_transfer(acct, ident, &root, &link, std::iter::once(touch));
@@ -1387,7 +1415,9 @@ impl Engine {
     fn mark_group_dirty(&mut self, root: &str) {
         for g in self.group(root) {
             if let Some(set) = self.st.ids.convs(&g) {
-                self.st.dirty_convs.extend(set.iter().cloned());
+                for k in set {
+                    mark_dirty(&mut self.st.convs, &mut self.st.dirty_convs, k.clone());
+                }
             }
         }
     }
@@ -1496,7 +1526,7 @@ impl Engine {
     /// Output is sorted deterministically.
     pub fn flush(&mut self) -> Flush {
         let mut out = Flush::default();
-        let dirty = sorted(std::mem::take(&mut self.st.dirty_convs));
+        let dirty = sort_strings(std::mem::take(&mut self.st.dirty_convs));
         // Up to one set per model and conversion: reserved once instead of regrown (and moved).
         out.attributions.reserve(dirty.len().saturating_mul(Model::HEURISTIC.len()));
         for key in dirty {
@@ -1946,6 +1976,7 @@ impl Engine {
             contrib: Vec::new(),
         };
         let Some((_, c)) = self.st.convs.get_index_mut(ix) else { return };
+        c.dirty = false;
         if let Some(touches) = table {
             c.version += 1;
             // The previous fingerprint list becomes the next call's buffer.
@@ -2041,9 +2072,7 @@ impl Engine {
                 p.touches.retain(|_, t| t.at >= tc);
             }
         }
-        let dirty = &self.st.dirty_convs;
-        let gone: Vec<Text> =
-            self.st.convs.iter().filter(|(k, c)| c.at < cutoff && !dirty.contains(*k)).map(|(k, _)| k.clone()).collect();
+        let gone: Vec<Text> = self.st.convs.iter().filter(|(_, c)| c.at < cutoff && !c.dirty).map(|(k, _)| k.clone()).collect();
         for k in gone {
             if let Some(c) = self.st.convs.swap_remove(&k) {
                 self.st.counters.evicted_conversions += 1;
