@@ -4,12 +4,12 @@
 //! instead of stored, so that keeping a touch allocates once (its record id). It serialises
 //! exactly like the [`Touch`] it stands for, so snapshots keep their format.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use touchline_model::Id;
-
-use std::sync::Arc;
 
 use crate::attribution::{CreditedTouch, Touch, TouchSource};
 use crate::text::{Interner, Text};

@@ -36,17 +36,23 @@ pub(crate) mod ordered {
     use serde::ser::SerializeMap;
     use serde::{Serialize, Serializer};
 
-    pub fn map<K: Serialize + Ord, V: Serialize, H, S: Serializer>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
-        let mut v: Vec<(&K, &V)> = m.iter().collect();
+    /// Key-value pairs as a map in key order.
+    fn pairs<'a, K: Serialize + Ord + 'a, V: Serialize + 'a, S: Serializer>(
+        it: impl Iterator<Item = (&'a K, &'a V)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut v: Vec<(&K, &V)> = it.collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         s.collect_map(v)
     }
 
+    pub fn map<K: Serialize + Ord, V: Serialize, H, S: Serializer>(m: &HashMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
+        pairs(m.iter(), s)
+    }
+
     /// [`map`] of a [`super::FastIndexMap`].
     pub fn index_map<K: Serialize + Ord, V: Serialize, H, S: Serializer>(m: &indexmap::IndexMap<K, V, H>, s: S) -> Result<S::Ok, S::Error> {
-        let mut v: Vec<(&K, &V)> = m.iter().collect();
-        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        s.collect_map(v)
+        pairs(m.iter(), s)
     }
 
     pub fn vec<K: Serialize + Ord, S: Serializer>(m: &[K], s: S) -> Result<S::Ok, S::Error> {
