@@ -26,7 +26,12 @@ fn value() -> Vec<u8> {
 }
 
 fn rec(topic: &str, i: usize, v: &[u8]) -> OutRecord {
-    OutRecord { topic: topic.to_owned(), key: format!("00000000-0000-0000-0000-000000000001:anon-{i}"), value: v.to_vec(), timestamp_ms: 1_763_719_200_000 }
+    OutRecord {
+        topic: topic.to_owned(),
+        key: format!("00000000-0000-0000-0000-000000000001:anon-{i}"),
+        value: v.to_vec(),
+        timestamp_ms: 1_763_719_200_000,
+    }
 }
 
 fn kafka_bus(rt: &tokio::runtime::Runtime, topic: &str) -> Option<Arc<dyn Bus>> {

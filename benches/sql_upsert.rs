@@ -34,10 +34,15 @@ fn upserts(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let account = Uuid::from_u128(1);
     let sqlite = rt.block_on(async {
-        let s = touchline_sql::SqliteStore::connect(&format!("sqlite://{}", dir.path().join("b.db").display())).await.unwrap_or_else(|e| panic!("{e}"));
+        let s = touchline_sql::SqliteStore::connect(&format!("sqlite://{}", dir.path().join("b.db").display()))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         s.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         s.upsert_account(&Account::new(account, "bench")).await.unwrap_or_else(|e| panic!("{e}"));
-        sqlx::query("CREATE TABLE plain_metrics AS SELECT * FROM campaign_performance_metrics WHERE 0").execute(s.pool()).await.unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("CREATE TABLE plain_metrics AS SELECT * FROM campaign_performance_metrics WHERE 0")
+            .execute(s.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         Arc::new(s)
     });
     let pg = rt.block_on(async {
@@ -56,9 +61,17 @@ fn upserts(c: &mut Criterion) {
             async move {
                 let mut tx = s.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
                 for chunk in rows(account, 1).chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO plain_metrics (account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, revenue) ");
+                    let mut qb = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO plain_metrics (account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, revenue) ",
+                    );
                     qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.account_id.to_string()).push_bind(r.campaign_id.clone()).push_bind(r.advertisement_id.clone()).push_bind(r.metric_date.to_string()).push_bind(r.impressions).push_bind(r.clicks).push_bind(1.5f64);
+                        b.push_bind(r.account_id.to_string())
+                            .push_bind(r.campaign_id.clone())
+                            .push_bind(r.advertisement_id.clone())
+                            .push_bind(r.metric_date.to_string())
+                            .push_bind(r.impressions)
+                            .push_bind(r.clicks)
+                            .push_bind(1.5f64);
                     });
                     qb.build().execute(&mut *tx).await.unwrap_or_else(|e| panic!("{e}"));
                 }
@@ -88,9 +101,17 @@ fn upserts(c: &mut Criterion) {
             async move {
                 let mut tx = s.pool().begin().await.unwrap_or_else(|e| panic!("{e}"));
                 for chunk in rows(account, 1).chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new("INSERT INTO plain_metrics (account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, revenue) ");
+                    let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                        "INSERT INTO plain_metrics (account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, revenue) ",
+                    );
                     qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.account_id).push_bind(r.campaign_id.clone()).push_bind(r.advertisement_id.clone()).push_bind(r.metric_date).push_bind(r.impressions).push_bind(r.clicks).push_bind(r.revenue);
+                        b.push_bind(r.account_id)
+                            .push_bind(r.campaign_id.clone())
+                            .push_bind(r.advertisement_id.clone())
+                            .push_bind(r.metric_date)
+                            .push_bind(r.impressions)
+                            .push_bind(r.clicks)
+                            .push_bind(r.revenue);
                     });
                     qb.build().execute(&mut *tx).await.unwrap_or_else(|e| panic!("{e}"));
                 }

@@ -71,7 +71,11 @@ async fn setup() -> Setup {
     let sink = ClickHouseSink::new(ch.clone());
     // The baseline's input: the same rows as RowBinary, produced once through the server.
     sink.write_raw(&records).await.unwrap_or_else(|e| panic!("{e}"));
-    let mut cur = ch.client().query_raw(&format!("SELECT * FROM {}.events ORDER BY record_id", db)).fetch_bytes("RowBinary").unwrap_or_else(|e| panic!("{e}"));
+    let mut cur = ch
+        .client()
+        .query_raw(&format!("SELECT * FROM {}.events ORDER BY record_id", db))
+        .fetch_bytes("RowBinary")
+        .unwrap_or_else(|e| panic!("{e}"));
     let rowbinary = cur.collect().await.unwrap_or_else(|e| panic!("{e}")).to_vec();
     ch.execute(&format!("TRUNCATE TABLE {db}.events"), "truncate").await.unwrap_or_else(|e| panic!("{e}"));
     let authority = url.split("://").nth(1).unwrap_or(&url).split('/').next().unwrap_or("");

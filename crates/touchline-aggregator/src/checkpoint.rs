@@ -66,7 +66,8 @@ impl Checkpoint {
     /// Splits [`Checkpoint::payload`] bytes into the snapshot and the outbox.
     pub fn split_payload(bytes: Vec<u8>) -> Result<(Vec<u8>, Option<Flush>), String> {
         let Some(rest) = bytes.strip_prefix(FRAMED) else { return Ok((bytes, None)) };
-        let len = rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes).ok_or("checkpoint payload is truncated")?;
+        let len =
+            rest.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_le_bytes).ok_or("checkpoint payload is truncated")?;
         let len = usize::try_from(len).map_err(|_| "checkpoint payload is damaged".to_owned())?;
         let snapshot = rest.get(8..8 + len).ok_or("checkpoint payload is truncated (snapshot)")?.to_vec();
         let mut json = Vec::new();
@@ -210,7 +211,8 @@ impl CheckpointStore for SqlCheckpoints {
         let Some(c) = self.store.checkpoint_load(&self.group, partition).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        let offsets = serde_json::from_str(&c.offsets_json).map_err(|e| format!("checkpoint of partition {partition}: bad offsets: {e}"))?;
+        let offsets =
+            serde_json::from_str(&c.offsets_json).map_err(|e| format!("checkpoint of partition {partition}: bad offsets: {e}"))?;
         let (snapshot, outbox) = Checkpoint::split_payload(c.snapshot).map_err(|e| format!("checkpoint of partition {partition}: {e}"))?;
         Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot, outbox }))
     }
@@ -237,7 +239,8 @@ mod tests {
         assert!(load(dir.path()).unwrap().is_none());
         let mut offsets = BTreeMap::new();
         offsets.insert("touchline.events".to_owned(), 42u64);
-        save(dir.path(), &Checkpoint { epoch: 3, offsets: offsets.clone(), snapshot: b"state\nwith newline".to_vec(), outbox: None }).unwrap();
+        save(dir.path(), &Checkpoint { epoch: 3, offsets: offsets.clone(), snapshot: b"state\nwith newline".to_vec(), outbox: None })
+            .unwrap();
         let c = load(dir.path()).unwrap().unwrap();
         assert_eq!((c.epoch, c.offsets.clone(), c.snapshot, c.outbox), (3, offsets.clone(), b"state\nwith newline".to_vec(), None));
         // With an outbox: both come back.
@@ -254,7 +257,8 @@ mod tests {
             }],
             ..touchline_engine::Flush::default()
         };
-        save(dir.path(), &Checkpoint { epoch: 4, offsets: offsets.clone(), snapshot: b"s2".to_vec(), outbox: Some(outbox.clone()) }).unwrap();
+        save(dir.path(), &Checkpoint { epoch: 4, offsets: offsets.clone(), snapshot: b"s2".to_vec(), outbox: Some(outbox.clone()) })
+            .unwrap();
         let c = load(dir.path()).unwrap().unwrap();
         assert_eq!((c.epoch, c.snapshot, c.outbox), (4, b"s2".to_vec(), Some(outbox)));
         let path = dir.path().join("checkpoint");

@@ -549,7 +549,12 @@ impl Aggregator {
         if let Some(w) = max_received {
             engine.advance_watermark(w);
         }
-        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: engine.snapshot(), outbox: (!out.is_empty()).then_some(out) };
+        let cp = checkpoint::Checkpoint {
+            epoch,
+            offsets: offsets.clone(),
+            snapshot: engine.snapshot(),
+            outbox: (!out.is_empty()).then_some(out),
+        };
         self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
         if let Some(out) = &cp.outbox {
             self.deliver(p, epoch, out, shutdown).await?;
@@ -568,7 +573,12 @@ impl Aggregator {
         let transfers: Vec<OutRecord> = out
             .transfers
             .iter()
-            .map(|t| OutRecord { topic: t.topic().to_owned(), key: t.partition_key(), value: t.to_json(), timestamp_ms: t.linked_at.timestamp_millis() })
+            .map(|t| OutRecord {
+                topic: t.topic().to_owned(),
+                key: t.partition_key(),
+                value: t.to_json(),
+                timestamp_ms: t.linked_at.timestamp_millis(),
+            })
             .collect();
         if !transfers.is_empty() {
             self.stats.transfers_out.fetch_add(transfers.len() as u64, Ordering::Relaxed);

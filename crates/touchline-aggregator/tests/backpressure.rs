@@ -41,19 +41,25 @@ impl Sink for FlakySink {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_sink_pauses_consumption_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let log = EmbeddedLog::open(dir.path().join("log"), LogConfig { partitions: 2, retention_check_secs: 0, ..LogConfig::default() }).await.unwrap();
+    let log = EmbeddedLog::open(dir.path().join("log"), LogConfig { partitions: 2, retention_check_secs: 0, ..LogConfig::default() })
+        .await
+        .unwrap();
     // 400 impressions of campaign c1 by 400 visitors on one day.
     let items: Vec<serde_json::Value> = (0..400)
-        .map(|i| serde_json::json!({"type": "touchpoint", "kind": "impression", "campaign_id": "c1", "anonymous_id": format!("v{i}"),
-                                    "timestamp": "2026-11-20T10:00:00Z", "message_id": format!("t{i}")}))
+        .map(|i| {
+            serde_json::json!({"type": "touchpoint", "kind": "impression", "campaign_id": "c1", "anonymous_id": format!("v{i}"),
+                                    "timestamp": "2026-11-20T10:00:00Z", "message_id": format!("t{i}")})
+        })
         .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "batch": items })).unwrap();
     let opts = DecodeOptions::default();
     let ctx = RequestCtx { account_id: ACCOUNT, received_at: "2026-11-21T00:00:00Z".parse().unwrap(), ip: None, user_agent: None };
     let recs = decode_items(&parse_body(&body, &opts).unwrap(), &ctx, Expect::Any, &opts).records;
-    log.append(recs.iter().map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: 0 }).collect())
-        .await
-        .unwrap();
+    log.append(
+        recs.iter().map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: 0 }).collect(),
+    )
+    .await
+    .unwrap();
 
     let store = touchline_sql::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
     store.migrate().await.unwrap();

@@ -59,7 +59,15 @@ impl Sinks {
             }
         }
         for m in &f.metrics {
-            let k = (m.partition, CellKey { account_id: m.account_id, campaign_id: m.campaign_id.clone(), advertisement_id: m.advertisement_id.clone(), date: m.date });
+            let k = (
+                m.partition,
+                CellKey {
+                    account_id: m.account_id,
+                    campaign_id: m.campaign_id.clone(),
+                    advertisement_id: m.advertisement_id.clone(),
+                    date: m.date,
+                },
+            );
             if self.partials.get(&k).is_none_or(|(old, _)| *old <= epoch) {
                 self.partials.insert(k, (epoch, m.clone()));
             }
@@ -77,8 +85,26 @@ impl Sinks {
 fn report(parts: &[DailyPartial]) -> Vec<String> {
     combine_partials(parts)
         .into_iter()
-        .filter(|r| r.impressions + r.clicks + r.reach + r.engagements + r.sessions > 0 || !r.conversions.is_zero() || !r.revenue.is_zero() || !r.cost.is_zero())
-        .map(|r| format!("{} {:?} {} imp {} clk {} reach {} conv {} rev {} cost {}", r.campaign_id, r.advertisement_id, r.date, r.impressions, r.clicks, r.reach, r.conversions.normalize(), r.revenue.normalize(), r.cost.normalize()))
+        .filter(|r| {
+            r.impressions + r.clicks + r.reach + r.engagements + r.sessions > 0
+                || !r.conversions.is_zero()
+                || !r.revenue.is_zero()
+                || !r.cost.is_zero()
+        })
+        .map(|r| {
+            format!(
+                "{} {:?} {} imp {} clk {} reach {} conv {} rev {} cost {}",
+                r.campaign_id,
+                r.advertisement_id,
+                r.date,
+                r.impressions,
+                r.clicks,
+                r.reach,
+                r.conversions.normalize(),
+                r.revenue.normalize(),
+                r.cost.normalize()
+            )
+        })
         .collect()
 }
 
@@ -212,7 +238,19 @@ fn records(specs: &[Spec]) -> Vec<Record> {
         let rid = format!("r{i:03}");
         match *s {
             Spec::Touch { anon, minute, campaign, click } => {
-                let mut r = rec(&rid, ts(&at(minute)), Some(&format!("a{anon}")), None, tp_body(if click { "click" } else { "impression" }, Some(&format!("k{campaign}")), Some(&format!("k{campaign}-ad{}", i % 2)), Some(["search", "social", "email"][i % 3]), None));
+                let mut r = rec(
+                    &rid,
+                    ts(&at(minute)),
+                    Some(&format!("a{anon}")),
+                    None,
+                    tp_body(
+                        if click { "click" } else { "impression" },
+                        Some(&format!("k{campaign}")),
+                        Some(&format!("k{campaign}-ad{}", i % 2)),
+                        Some(["search", "social", "email"][i % 3]),
+                        None,
+                    ),
+                );
                 r.meta.received_at = base + Duration::days(30);
                 out.push(r);
             }
@@ -224,7 +262,13 @@ fn records(specs: &[Spec]) -> Vec<Record> {
                 if anon >= 6 || std::mem::replace(&mut identified[anon], true) {
                     continue;
                 }
-                let mut r = rec(&rid, ts(&at(minute)), Some(&format!("a{anon}")), Some(&format!("c{}", anon % 3)), Body::Identify(Identify { traits: Default::default() }));
+                let mut r = rec(
+                    &rid,
+                    ts(&at(minute)),
+                    Some(&format!("a{anon}")),
+                    Some(&format!("c{}", anon % 3)),
+                    Body::Identify(Identify { traits: Default::default() }),
+                );
                 r.meta.received_at = base + Duration::days(30);
                 out.push(r);
             }

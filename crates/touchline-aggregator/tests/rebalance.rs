@@ -128,16 +128,23 @@ fn wave(n: usize) -> Vec<Record> {
     }
     let body = serde_json::to_vec(&serde_json::json!({ "batch": items })).unwrap();
     let opts = DecodeOptions::default();
-    let ctx = RequestCtx { account_id: ACCOUNT, received_at: format!("2026-11-{}T12:00:00Z", 10 + n).parse().unwrap(), ip: None, user_agent: None };
+    let ctx = RequestCtx {
+        account_id: ACCOUNT,
+        received_at: format!("2026-11-{}T12:00:00Z", 10 + n).parse().unwrap(),
+        ip: None,
+        user_agent: None,
+    };
     let out = decode_items(&parse_body(&body, &opts).unwrap(), &ctx, Expect::Any, &opts);
     assert!(out.rejected.is_empty(), "{:?}", out.rejected);
     out.records
 }
 
 async fn append(log: &EmbeddedLog, recs: &[Record]) {
-    log.append(recs.iter().map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: 0 }).collect())
-        .await
-        .unwrap();
+    log.append(
+        recs.iter().map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: 0 }).collect(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn store(dir: &std::path::Path, name: &str) -> Arc<dyn Store> {
@@ -147,7 +154,12 @@ async fn store(dir: &std::path::Path, name: &str) -> Arc<dyn Store> {
     s
 }
 
-fn aggregator(bus: Arc<dyn Bus>, store: &Arc<dyn Store>, catalog: Arc<touchline_sql::CatalogCache>, checkpoints: Arc<dyn touchline_aggregator::CheckpointStore>) -> Arc<Aggregator> {
+fn aggregator(
+    bus: Arc<dyn Bus>,
+    store: &Arc<dyn Store>,
+    catalog: Arc<touchline_sql::CatalogCache>,
+    checkpoints: Arc<dyn touchline_aggregator::CheckpointStore>,
+) -> Arc<Aggregator> {
     Arc::new(Aggregator {
         bus,
         sinks: vec![Arc::new(SqlSink { store: store.clone() }) as Arc<dyn Sink>],
@@ -202,7 +214,8 @@ async fn reference(dir: &std::path::Path, cfg: &LogConfig, waves: &[Vec<Record>]
     }
     let ref_store = store(dir, "ref.db").await;
     let ref_catalog = touchline_sql::CatalogCache::load(ref_store.clone(), Duration::from_secs(60)).await.unwrap();
-    let reference = aggregator(ref_log.clone() as Arc<dyn Bus>, &ref_store, ref_catalog, Arc::new(FileCheckpoints { dir: dir.join("ref-state") }));
+    let reference =
+        aggregator(ref_log.clone() as Arc<dyn Bus>, &ref_store, ref_catalog, Arc::new(FileCheckpoints { dir: dir.join("ref-state") }));
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::time::timeout(Duration::from_secs(120), reference.run(rx, true)).await.expect("reference finishes").unwrap();
     results(ref_store.as_ref()).await
@@ -216,7 +229,11 @@ async fn partitions_moving_between_instances_give_the_same_results() {
 
     let expected = reference(dir.path(), &cfg, &waves).await;
     assert!(expected.0.len() >= 9, "3 campaigns × 3 days of metrics, got {}", expected.0.len());
-    assert_eq!(expected.1.keys().filter(|k| k.2 == "linear").map(|k| &k.0).collect::<std::collections::BTreeSet<_>>().len(), 120, "90 conversions and 30 repeat purchases");
+    assert_eq!(
+        expected.1.keys().filter(|k| k.2 == "linear").map(|k| &k.0).collect::<std::collections::BTreeSet<_>>().len(),
+        120,
+        "90 conversions and 30 repeat purchases"
+    );
 
     // Two instances sharing the partitions, checkpoints in the shared store.
     let log = EmbeddedLog::open(dir.path().join("log"), cfg).await.unwrap();
@@ -225,7 +242,8 @@ async fn partitions_moving_between_instances_give_the_same_results() {
     let a_m = HandMembership::new(vec![0, 1, 2, 3]);
     let b_m = HandMembership::new(vec![]);
     let bus = Arc::new(GroupBus { log: log.clone(), members: Mutex::new(VecDeque::from([a_m.clone(), b_m.clone()])) });
-    let checkpoints = || Arc::new(SqlCheckpoints { store: shared.clone(), group: GROUP.into() }) as Arc<dyn touchline_aggregator::CheckpointStore>;
+    let checkpoints =
+        || Arc::new(SqlCheckpoints { store: shared.clone(), group: GROUP.into() }) as Arc<dyn touchline_aggregator::CheckpointStore>;
     let a = aggregator(bus.clone() as Arc<dyn Bus>, &shared, catalog.clone(), checkpoints());
     let b = aggregator(bus.clone() as Arc<dyn Bus>, &shared, catalog, checkpoints());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -256,7 +274,10 @@ async fn partitions_moving_between_instances_give_the_same_results() {
     assert_eq!(got.0, expected.0, "daily metrics differ from the single-instance run");
     let only_got: Vec<_> = got.1.iter().filter(|(k, v)| expected.1.get(*k) != Some(*v)).take(12).collect();
     let only_expected: Vec<_> = expected.1.iter().filter(|(k, v)| got.1.get(*k) != Some(*v)).take(12).collect();
-    assert!(only_got.is_empty() && only_expected.is_empty(), "attributions differ from the single-instance run: only here {only_got:?}; only in the reference {only_expected:?}");
+    assert!(
+        only_got.is_empty() && only_expected.is_empty(),
+        "attributions differ from the single-instance run: only here {only_got:?}; only in the reference {only_expected:?}"
+    );
 }
 
 /// File checkpoints whose saves fail while `fail` is above zero (counting down).

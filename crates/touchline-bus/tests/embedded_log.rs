@@ -322,7 +322,9 @@ async fn concurrent_first_appends_to_a_new_topic() {
         let mut tasks = Vec::new();
         for w in 0..16 {
             let log = log.clone();
-            tasks.push(tokio::spawn(async move { log.append(vec![rec("fresh", &format!("acct:k{w}"), &format!("v{w}"), 0)]).await.unwrap()[0] }));
+            tasks.push(tokio::spawn(async move {
+                log.append(vec![rec("fresh", &format!("acct:k{w}"), &format!("v{w}"), 0)]).await.unwrap()[0]
+            }));
         }
         let mut acked = Vec::new();
         for t in tasks {

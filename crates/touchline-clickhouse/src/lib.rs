@@ -114,9 +114,13 @@ impl ClickHouseConfig {
             return Err(Error::Config(format!("url {:?}: the HTTP interface is needed (http://host:8123)", self.url)));
         }
         if u.scheme() == "https" {
-            return Err(Error::Config(format!("url {:?}: https is not enabled in this build; use http:// (e.g. behind a TLS proxy)", self.url)));
+            return Err(Error::Config(format!(
+                "url {:?}: https is not enabled in this build; use http:// (e.g. behind a TLS proxy)",
+                self.url
+            )));
         }
-        let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
+        let dec =
+            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default();
         let url_user = (!u.username().is_empty()).then(|| dec(u.username()));
         let url_password = u.password().map(dec);
         let url_db = u.query_pairs().find(|(k, _)| k == "database").map(|(_, v)| v.into_owned());
@@ -148,7 +152,9 @@ pub fn check_identifier(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Config(format!("database name {name:?} must be a plain identifier: letters, digits and _, not starting with a digit, at most 64 characters")))
+        Err(Error::Config(format!(
+            "database name {name:?} must be a plain identifier: letters, digits and _, not starting with a digit, at most 64 characters"
+        )))
     }
 }
 
@@ -235,7 +241,12 @@ impl ClickHouse {
         let text: String = match tokio::time::timeout(timeout, probe.query("SELECT version()").fetch_one::<String>()).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Err(Error::Unreachable { url, message: e.to_string() }),
-            Err(_) => return Err(Error::Unreachable { url, message: format!("no answer to SELECT version() within {}s", cfg.query_timeout_secs) }),
+            Err(_) => {
+                return Err(Error::Unreachable {
+                    url,
+                    message: format!("no answer to SELECT version() within {}s", cfg.query_timeout_secs),
+                })
+            }
         };
         let version = ServerVersion::parse(&text).ok_or_else(|| Error::Decode(format!("server version {text:?} is not MAJOR.MINOR…")))?;
         let validation = cfg.validation.unwrap_or_else(|| version.validation_by_default());
@@ -340,7 +351,10 @@ mod tests {
     fn config_resolves_credentials_and_database_from_the_url() {
         let c = ClickHouseConfig::from_url("http://bob:s%40cret@ch.local:8123/?database=bi");
         let (url, db, user, pw) = c.resolve().unwrap();
-        assert_eq!((url.as_str(), db.as_str(), user.as_deref(), pw.as_deref()), ("http://ch.local:8123", "bi", Some("bob"), Some("s@cret")));
+        assert_eq!(
+            (url.as_str(), db.as_str(), user.as_deref(), pw.as_deref()),
+            ("http://ch.local:8123", "bi", Some("bob"), Some("s@cret"))
+        );
         let c = ClickHouseConfig::from_url("http://127.0.0.1:8123").with_database("t_1");
         assert_eq!(c.resolve().unwrap().1, "t_1");
         assert!(ClickHouseConfig::from_url("http://x").with_database("bad-name").resolve().is_err());

@@ -64,9 +64,10 @@ impl Migration {
             }
             let Some(comment) = t.strip_prefix("--") else { break };
             if let Some(v) = comment.trim().strip_prefix("requires:") {
-                return ServerVersion::parse(v)
-                    .map(Some)
-                    .ok_or_else(|| Error::Migration { file: self.name.into(), message: format!("bad `-- requires:` header {:?}: use MAJOR.MINOR", v.trim()) });
+                return ServerVersion::parse(v).map(Some).ok_or_else(|| Error::Migration {
+                    file: self.name.into(),
+                    message: format!("bad `-- requires:` header {:?}: use MAJOR.MINOR", v.trim()),
+                });
             }
         }
         Ok(None)
@@ -83,7 +84,9 @@ impl Migration {
 pub enum PlanStep {
     Apply,
     /// The server is older than the file's `-- requires:`.
-    Skip { requires: ServerVersion },
+    Skip {
+        requires: ServerVersion,
+    },
 }
 
 /// The decision for every migration on a server of `version` (pure; [`migrate`] follows it
@@ -133,7 +136,9 @@ pub async fn migrate(ch: &ClickHouse) -> Result<Vec<String>> {
     let applied: Vec<Applied> = ch
         .bounded(
             "reading schema_migrations",
-            ch.client().query_raw(&format!("SELECT name, any(checksum) AS checksum FROM {db}.schema_migrations GROUP BY name")).fetch_all::<Applied>(),
+            ch.client()
+                .query_raw(&format!("SELECT name, any(checksum) AS checksum FROM {db}.schema_migrations GROUP BY name"))
+                .fetch_all::<Applied>(),
         )
         .await?;
     let applied: std::collections::HashMap<String, String> = applied.into_iter().map(|a| (a.name, a.checksum)).collect();
@@ -313,7 +318,11 @@ mod tests {
         assert_eq!(listed, on_disk, "MIGRATIONS must list every .sql file under clickhouse/ and clickhouse/extras/, in order");
         for m in MIGRATIONS {
             let number = m.name.rsplit('/').next().unwrap_or("");
-            assert!(number.len() > 5 && number[..4].chars().all(|c| c.is_ascii_digit()) && &number[4..5] == "_", "{} is not NNNN_name.sql", m.name);
+            assert!(
+                number.len() > 5 && number[..4].chars().all(|c| c.is_ascii_digit()) && &number[4..5] == "_",
+                "{} is not NNNN_name.sql",
+                m.name
+            );
             assert!(!m.statements("touchline").unwrap().is_empty(), "{} has no statement", m.name);
         }
     }
@@ -322,7 +331,12 @@ mod tests {
     fn base_files_need_no_version_and_extras_do() {
         for m in MIGRATIONS {
             let req = m.requires().unwrap();
-            assert_eq!(req.is_some(), m.name.starts_with("extras/"), "{}: base files run everywhere, extras declare `-- requires:`", m.name);
+            assert_eq!(
+                req.is_some(),
+                m.name.starts_with("extras/"),
+                "{}: base files run everywhere, extras declare `-- requires:`",
+                m.name
+            );
         }
     }
 

@@ -253,7 +253,15 @@ pub struct IdentityRow<'a> {
 /// anonymous id, customer id).
 fn common(r: &Record) -> (Uuid, &str, u16, u32, u32, &str, &str) {
     let m = &r.meta;
-    (m.account_id, m.record_id.as_str(), utc_day(m.timestamp), secs(m.timestamp), secs(m.received_at), s(&m.anonymous_id), s(&m.customer_id))
+    (
+        m.account_id,
+        m.record_id.as_str(),
+        utc_day(m.timestamp),
+        secs(m.timestamp),
+        secs(m.received_at),
+        s(&m.anonymous_id),
+        s(&m.customer_id),
+    )
 }
 
 pub fn event_row(r: &Record) -> Option<EventRow<'_>> {
@@ -418,7 +426,18 @@ pub fn identity_row(r: &Record) -> Option<IdentityRow<'_>> {
         _ => return None,
     };
     let (account_id, record_id, date, timestamp, received_at, anonymous_id, customer_id) = common(r);
-    Some(IdentityRow { account_id, record_id, date, timestamp, received_at, r#type: r.kind().as_str(), anonymous_id, customer_id, previous_id, payload: payload(r) })
+    Some(IdentityRow {
+        account_id,
+        record_id,
+        date,
+        timestamp,
+        received_at,
+        r#type: r.kind().as_str(),
+        anonymous_id,
+        customer_id,
+        previous_id,
+        payload: payload(r),
+    })
 }
 
 /// A row of `attributions`, as written.

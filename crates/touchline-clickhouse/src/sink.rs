@@ -110,7 +110,9 @@ impl ClickHouseSink {
         let now = rows::secs(chrono::Utc::now());
         let mut n = 0;
         for chunk in rows.chunks(self.ch.config().max_insert_rows) {
-            n += self.insert::<MetricRow<'static>>("campaign_daily_metrics", None, chunk.iter().map(|p| rows::metric_row(p, version, now))).await?;
+            n += self
+                .insert::<MetricRow<'static>>("campaign_daily_metrics", None, chunk.iter().map(|p| rows::metric_row(p, version, now)))
+                .await?;
         }
         Ok(n)
     }

@@ -51,7 +51,8 @@ impl ClickHouseStore {
              GROUP BY campaign_id, advertisement_id, metric_date ORDER BY metric_date, campaign_id, advertisement_id",
             table = self.ch.table("campaign_daily_metrics"),
         );
-        let sums: Vec<MetricSum> = self.ch.bounded("reading daily metrics", self.ch.client().query_raw(&sql).fetch_all::<MetricSum>()).await?;
+        let sums: Vec<MetricSum> =
+            self.ch.bounded("reading daily metrics", self.ch.client().query_raw(&sql).fetch_all::<MetricSum>()).await?;
         sums.into_iter().map(|s| s.into_row(account_id)).collect()
     }
 
@@ -81,7 +82,8 @@ impl ClickHouseStore {
              WHERE account_id = toUUID('{account_id}') AND short_code != '' GROUP BY short_code",
             self.ch.table("link_clicks")
         );
-        let rows: Vec<ClickCount> = self.ch.bounded("counting link clicks", self.ch.client().query_raw(&sql).fetch_all::<ClickCount>()).await?;
+        let rows: Vec<ClickCount> =
+            self.ch.bounded("counting link clicks", self.ch.client().query_raw(&sql).fetch_all::<ClickCount>()).await?;
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         Ok(rows.into_iter().map(|r| (r.short_code, (i(r.human_clicks), i(r.bot_clicks)))).collect())
     }

@@ -106,6 +106,9 @@ fn every_example_appears_verbatim_in_the_readme() {
     let section = readme.split("## ClickHouse and BI").nth(1).expect("README.md has a `## ClickHouse and BI` section");
     for name in examples() {
         let sql = read(&format!("clickhouse/examples/{name}"));
-        assert!(section.contains(sql.trim()), "README.md's `## ClickHouse and BI` section must contain clickhouse/examples/{name} verbatim");
+        assert!(
+            section.contains(sql.trim()),
+            "README.md's `## ClickHouse and BI` section must contain clickhouse/examples/{name} verbatim"
+        );
     }
 }

@@ -94,7 +94,10 @@ async fn extras_are_gated_by_the_server_version() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_an_error_that_says_how_to_start_one() {
-    let cfg = touchline_clickhouse::ClickHouseConfig { query_timeout_secs: 5, ..touchline_clickhouse::ClickHouseConfig::from_url("http://127.0.0.1:1") };
+    let cfg = touchline_clickhouse::ClickHouseConfig {
+        query_timeout_secs: 5,
+        ..touchline_clickhouse::ClickHouseConfig::from_url("http://127.0.0.1:1")
+    };
     let err = touchline_clickhouse::connect(&cfg).await.expect_err("nothing listens on port 1").to_string();
     assert!(err.contains("127.0.0.1:1") && err.contains("scripts/clickhouse.sh"), "{err}");
 }

@@ -59,7 +59,11 @@ async fn reports(store: &ClickHouseStore) -> Vec<(Vec<DailyMetricRow>, Vec<Attri
 }
 
 /// Equality with the first differing row in the message (the reports are long).
-fn assert_same_reports(got: &[(Vec<DailyMetricRow>, Vec<AttributionRow>)], want: &[(Vec<DailyMetricRow>, Vec<AttributionRow>)], what: &str) {
+fn assert_same_reports(
+    got: &[(Vec<DailyMetricRow>, Vec<AttributionRow>)],
+    want: &[(Vec<DailyMetricRow>, Vec<AttributionRow>)],
+    what: &str,
+) {
     for (g, w) in got.iter().zip(want) {
         assert_eq!(g.0.len(), w.0.len(), "{what}: daily metric rows");
         for (a, b) in g.0.iter().zip(&w.0) {
@@ -131,7 +135,10 @@ async fn reports_equal_the_sql_store_row_by_row() {
         assert_same_metrics(&ch, &s);
         compared.0 += ch.len();
         // A narrower range too.
-        assert_same_metrics(&store.daily_metrics(acct, day("2026-03-02"), day("2026-03-02")).await.unwrap(), &sql.daily_metrics(acct, day("2026-03-02"), day("2026-03-02")).await.unwrap());
+        assert_same_metrics(
+            &store.daily_metrics(acct, day("2026-03-02"), day("2026-03-02")).await.unwrap(),
+            &sql.daily_metrics(acct, day("2026-03-02"), day("2026-03-02")).await.unwrap(),
+        );
         let ch = store.attributions(acct, None).await.unwrap();
         assert!(!ch.is_empty());
         assert_eq!(ch, sql.attributions(acct, None).await.unwrap(), "attributions of {acct}");
@@ -203,7 +210,17 @@ async fn reports_equal_the_sql_store_row_by_row() {
                 let cpc = r.cpc.map_or("null".to_owned(), |v| touchline_clickhouse::rows::to_f64(v).to_string());
                 format!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.6}\t{:.6}\t{:.6}\t{}\n",
-                    r.campaign_id, r.advertisement_id, r.metric_date, r.impressions, r.clicks, r.reach, r.sessions, r.conversions, r.revenue, r.cost, cpc
+                    r.campaign_id,
+                    r.advertisement_id,
+                    r.metric_date,
+                    r.impressions,
+                    r.clicks,
+                    r.reach,
+                    r.sessions,
+                    r.conversions,
+                    r.revenue,
+                    r.cost,
+                    cpc
                 )
             })
             .collect();
@@ -283,13 +300,19 @@ async fn a_failing_write_is_an_error_naming_the_table_and_nothing_is_buffered() 
     // Once the schema exists, the retried batch goes through.
     touchline_clickhouse::migrate(&db.ch).await.unwrap();
     sink.write(&SinkBatch { partition: 0, epoch: 1, raw: &records, flush: &out }).await.unwrap();
-    assert_eq!(db.count(&format!("SELECT count() FROM {}.touchpoints FINAL", db.name)).await, records.iter().filter(|r| matches!(r.body, Body::Touchpoint(_))).count() as u64);
+    assert_eq!(
+        db.count(&format!("SELECT count() FROM {}.touchpoints FINAL", db.name)).await,
+        records.iter().filter(|r| matches!(r.body, Body::Touchpoint(_))).count() as u64
+    );
 }
 
 #[tokio::test]
 async fn large_flushes_are_split_into_bounded_inserts() {
     let db = TestDb::migrated("sink_split").await;
-    let cfg = touchline_clickhouse::ClickHouseConfig { max_insert_rows: 7, ..touchline_clickhouse::ClickHouseConfig::from_url(common::server()).with_database(&db.name) };
+    let cfg = touchline_clickhouse::ClickHouseConfig {
+        max_insert_rows: 7,
+        ..touchline_clickhouse::ClickHouseConfig::from_url(common::server()).with_database(&db.name)
+    };
     let ch = touchline_clickhouse::connect(&cfg).await.unwrap();
     let records = dataset(30, 5);
     let sink = ClickHouseSink::new(ch);

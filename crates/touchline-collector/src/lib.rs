@@ -168,7 +168,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let details = state.bus.details();
     match state.bus.ready().await {
         Ok(()) => (StatusCode::OK, Json(json!({"status": "ready", "bus": "ok", "bus_details": details}))).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "bus": e.to_string(), "bus_details": details}))).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "bus": e.to_string(), "bus_details": details})))
+            .into_response(),
     }
 }
 

@@ -83,11 +83,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("attribute_6_models_10_touch_paths_in_state", |b| {
-        b.iter_batched_ref(
-            || run(&touches),
-            |e| run_on(e, &conversions),
-            criterion::BatchSize::LargeInput,
-        )
+        b.iter_batched_ref(|| run(&touches), |e| run_on(e, &conversions), criterion::BatchSize::LargeInput)
     });
     g.finish();
 }

@@ -72,7 +72,9 @@ fn build(i: usize, g: &mut Lcg) -> Record {
                 Some(if x % 11 == 0 { "https://shop.example/p?utm_source=news&utm_campaign=k1" } else { "https://shop.example/p" }),
             )
         }
-        7 => session_body(&format!("S{}", x % 3), at, (x % 2 == 0).then(|| at + Duration::minutes(20)), (x % 3 == 0).then_some("newsletter")),
+        7 => {
+            session_body(&format!("S{}", x % 3), at, (x % 2 == 0).then(|| at + Duration::minutes(20)), (x % 3 == 0).then_some("newsletter"))
+        }
         8 | 9 => conversion_body(
             if x % 7 == 0 { "signup" } else { "purchase" },
             if x % 13 == 0 { None } else { Some(x as i64 * 137) },
@@ -116,7 +118,8 @@ fn main() {
             recs.swap(i, j);
         }
         let parts = if seed % 2 == 0 { 1 } else { 3 };
-        let mut engines: Vec<Engine> = (0..parts).map(|p| Engine::new(EngineConfig { partition: p, partitions: parts, ..EngineConfig::default() })).collect();
+        let mut engines: Vec<Engine> =
+            (0..parts).map(|p| Engine::new(EngineConfig { partition: p, partitions: parts, ..EngineConfig::default() })).collect();
         let mut max_at = None;
         for (i, r) in recs.iter().enumerate() {
             let p = (partition_for(r.partition_key().as_bytes(), parts)) as usize;

@@ -29,14 +29,8 @@ pub enum Model {
 
 impl Model {
     /// The per-conversion models, in output order.
-    pub const HEURISTIC: [Model; 6] = [
-        Model::FirstTouch,
-        Model::LastTouch,
-        Model::LastNonDirect,
-        Model::Linear,
-        Model::TimeDecay,
-        Model::PositionBased,
-    ];
+    pub const HEURISTIC: [Model; 6] =
+        [Model::FirstTouch, Model::LastTouch, Model::LastNonDirect, Model::Linear, Model::TimeDecay, Model::PositionBased];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -52,10 +46,7 @@ impl Model {
     }
 
     pub fn parse(s: &str) -> Option<Model> {
-        [Model::Markov, Model::Shapley]
-            .into_iter()
-            .chain(Model::HEURISTIC)
-            .find(|m| m.as_str() == s)
+        [Model::Markov, Model::Shapley].into_iter().chain(Model::HEURISTIC).find(|m| m.as_str() == s)
     }
 
     pub(crate) fn index(self) -> usize {
@@ -1214,7 +1205,22 @@ mod tests {
             g
         };
         let reference = |w: f64| (w.clamp(0.0, 1.0) * 1e12).round() as i64;
-        let mut ws = vec![0.0, -0.0, 1.0, -1.0, 2.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.5e-12, 1.5e-12, 2.5e-12, f64::from_bits(0.5e-12f64.to_bits() - 1), f64::MIN_POSITIVE, 1.0 - f64::EPSILON];
+        let mut ws = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            2.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.5e-12,
+            1.5e-12,
+            2.5e-12,
+            f64::from_bits(0.5e-12f64.to_bits() - 1),
+            f64::MIN_POSITIVE,
+            1.0 - f64::EPSILON,
+        ];
         for _ in 0..200_000 {
             let r = next();
             ws.push(f64::from_bits(r));

@@ -116,19 +116,12 @@ impl EngineConfig {
 
     /// Longest lookback of any account (drives eviction).
     pub fn max_lookback_secs(&self) -> i64 {
-        self.accounts
-            .values()
-            .map(AccountSettings::max_lookback_secs)
-            .fold(self.default_settings.max_lookback_secs(), i64::max)
+        self.accounts.values().map(AccountSettings::max_lookback_secs).fold(self.default_settings.max_lookback_secs(), i64::max)
     }
 
     /// Longest derived-session span of any account.
     pub fn max_session_secs(&self) -> i64 {
-        self.accounts
-            .values()
-            .map(|s| s.session_max_secs)
-            .fold(self.default_settings.session_max_secs, i64::max)
-            .max(0)
+        self.accounts.values().map(|s| s.session_max_secs).fold(self.default_settings.session_max_secs, i64::max).max(0)
     }
 
     /// Time zone in which the days of `campaign` are counted.

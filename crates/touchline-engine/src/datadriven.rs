@@ -30,9 +30,7 @@ pub fn aggregate_paths(paths: impl IntoIterator<Item = PathCount>) -> Vec<PathCo
         e.1 += p.nulls;
         e.2 += p.value;
     }
-    m.into_iter()
-        .map(|(channels, (conversions, nulls, value))| PathCount { channels, conversions, nulls, value })
-        .collect()
+    m.into_iter().map(|(channels, (conversions, nulls, value))| PathCount { channels, conversions, nulls, value }).collect()
 }
 
 /// Credit of one channel.
@@ -246,9 +244,7 @@ pub fn markov(paths: &[PathCount]) -> MarkovResult {
         (0..n).map(|j| p_of(n, j) * x.get(j).copied().unwrap_or(0.0)).sum()
     };
     let base = p_conv(None);
-    let effects: Vec<f64> = (0..n)
-        .map(|c| if base > 0.0 { (1.0 - p_conv(Some(c)) / base).clamp(0.0, 1.0) } else { 0.0 })
-        .collect();
+    let effects: Vec<f64> = (0..n).map(|c| if base > 0.0 { (1.0 - p_conv(Some(c)) / base).clamp(0.0, 1.0) } else { 0.0 }).collect();
     let sum_re: f64 = effects.iter().sum();
     let channels = names
         .keys()
@@ -276,7 +272,10 @@ pub enum ShapleyMethod {
     Exact,
     /// Monte Carlo over `permutations` random channel orders drawn from a SplitMix64 stream seeded
     /// with `seed` (deterministic: the same paths and seed give the same credits).
-    Sampled { permutations: u32, seed: u64 },
+    Sampled {
+        permutations: u32,
+        seed: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -467,7 +466,12 @@ mod tests {
     /// `markov_pychattr_readme_example`.
     #[test]
     fn markov_puzyrov_paths_solved_by_hand() {
-        let paths = vec![p(&["google ads"], 2.0, 0.0), p(&["mailing"], 1.0, 0.0), p(&["google ads", "mailing"], 1.0, 0.0), p(&["google ads"], 0.0, 1.0)];
+        let paths = vec![
+            p(&["google ads"], 2.0, 0.0),
+            p(&["mailing"], 1.0, 0.0),
+            p(&["google ads", "mailing"], 1.0, 0.0),
+            p(&["google ads"], 0.0, 1.0),
+        ];
         let r = markov(&aggregate_paths(paths));
         assert!((r.conversion_probability - 0.8).abs() < 1e-12, "{r:?}");
         let ga = r.channels.iter().find(|c| c.channel == "google ads").and_then(|c| c.removal_effect).unwrap_or(0.0);
@@ -486,7 +490,12 @@ mod tests {
     /// start > google ads 4 0.8, start > mailing 1 0.2".
     #[test]
     fn markov_puzyrov_published_transition_table() {
-        let paths = vec![p(&["google ads"], 2.0, 0.0), p(&["mailing"], 1.0, 0.0), p(&["google ads", "mailing"], 1.0, 0.0), p(&["google ads"], 0.0, 1.0)];
+        let paths = vec![
+            p(&["google ads"], 2.0, 0.0),
+            p(&["mailing"], 1.0, 0.0),
+            p(&["google ads", "mailing"], 1.0, 0.0),
+            p(&["google ads"], 0.0, 1.0),
+        ];
         let t = markov_transitions(&aggregate_paths(paths));
         let expected = [
             ("(start)", "google ads", 0.8),
@@ -541,11 +550,7 @@ mod tests {
     /// of probability p only rescales the other transitions of that state by 1/(1−p).
     #[test]
     fn markov_pychattr_readme_example() {
-        let paths = vec![
-            p(&["A", "B", "A", "B", "B", "A"], 1.0, 0.0),
-            p(&["A", "B", "B", "A", "A"], 1.0, 0.0),
-            p(&["A", "A"], 1.0, 0.0),
-        ];
+        let paths = vec![p(&["A", "B", "A", "B", "B", "A"], 1.0, 0.0), p(&["A", "B", "B", "A", "A"], 1.0, 0.0), p(&["A", "A"], 1.0, 0.0)];
         let r = markov(&paths);
         assert!((credit(&r.channels, "A") - 1.991106).abs() < 0.01, "{r:?}");
         assert!((credit(&r.channels, "B") - 1.008894).abs() < 0.01, "{r:?}");
@@ -610,7 +615,13 @@ mod tests {
     /// (A = 10 + 6/2 + 3/3).
     #[test]
     fn shapley_exact_three_channels() {
-        let paths = vec![p(&["A"], 10.0, 0.0), p(&["B"], 5.0, 0.0), p(&["B", "A"], 6.0, 0.0), p(&["C", "A", "B", "C"], 3.0, 0.0), p(&["C"], 0.0, 7.0)];
+        let paths = vec![
+            p(&["A"], 10.0, 0.0),
+            p(&["B"], 5.0, 0.0),
+            p(&["B", "A"], 6.0, 0.0),
+            p(&["C", "A", "B", "C"], 3.0, 0.0),
+            p(&["C"], 0.0, 7.0),
+        ];
         let r = shapley(&paths, ShapleyOptions::default());
         assert_eq!(r.method, ShapleyMethod::Exact);
         assert!((credit(&r.channels, "A") - 14.0).abs() < 1e-9, "{r:?}");

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, Id, Kind, LinkClick, Record, Session, Spend, Touchpoint};
 use uuid::Uuid;
 
-use crate::attribution::{fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributedConversion, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
+use crate::attribution::{
+    fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributedConversion, AttributionSet, Credit,
+    CreditedTouch, Model, Touch, TouchSource, DIRECT,
+};
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::held::{elapsed_ms, nanos, Held, Parts};

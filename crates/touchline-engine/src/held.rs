@@ -622,7 +622,9 @@ mod tests {
         let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let span = 400 * 365 * 86_400i64;
         // Seconds in 1570–2370 (some outside the nanosecond range), any nanosecond.
-        let at = |r1: u64, r2: u64| DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default();
+        let at = |r1: u64, r2: u64| {
+            DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default()
+        };
         let (mut fast, mut slow) = (0, 0);
         for _ in 0..100_000 {
             let (a, b) = (at(next(), next()), at(next(), next()));
@@ -653,12 +655,18 @@ mod tests {
             let nano = (r % 2_000_000_000) as u32;
             match r % 3 {
                 0 => day.and_time(NaiveTime::from_hms_nano_opt(23, 59, 59, nano).unwrap_or_default()).and_utc(),
-                1 => day.succ_opt().unwrap_or_default().and_time(NaiveTime::from_hms_nano_opt(0, 0, 0, nano % 1_000_000_000).unwrap_or_default()).and_utc(),
+                1 => day
+                    .succ_opt()
+                    .unwrap_or_default()
+                    .and_time(NaiveTime::from_hms_nano_opt(0, 0, 0, nano % 1_000_000_000).unwrap_or_default())
+                    .and_utc(),
                 _ => day.and_time(NaiveTime::from_hms_nano_opt(23, 59, 58, nano % 1_000_000_000).unwrap_or_default()).and_utc(),
             }
         };
         let span = 400 * 365 * 86_400i64;
-        let far = |r1: u64, r2: u64| DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default();
+        let far = |r1: u64, r2: u64| {
+            DateTime::from_timestamp((r1 % (2 * span as u64)) as i64 - span, (r2 % 1_000_000_000) as u32).unwrap_or_default()
+        };
         let (mut compared, mut leap) = (0, 0);
         for k in 0..200_000 {
             let (a, b) = if k % 2 == 0 { (near(next()), near(next())) } else { (far(next(), next()), far(next(), next())) };

@@ -54,9 +54,14 @@ pub mod session;
 pub mod text;
 mod util;
 
-pub use attribution::{model_weights, AttributedConversion, AttributionRow, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT};
+pub use attribution::{
+    model_weights, AttributedConversion, AttributionRow, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
+};
 pub use config::{AccountSettings, Catalog, EngineConfig};
-pub use datadriven::{aggregate_paths, markov, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod, ShapleyOptions, ShapleyResult};
+pub use datadriven::{
+    aggregate_paths, markov, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod, ShapleyOptions,
+    ShapleyResult,
+};
 pub use engine::{Counters, Engine, EngineError, Flush, IdentityTransfer, Ingest, StateStats, SNAPSHOT_VERSION};
 pub use metrics::{combine_partials, CellKey, DailyPartial, DailyReportRow};
 pub use session::{SessionChange, SessionRow};

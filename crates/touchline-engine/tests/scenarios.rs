@@ -359,7 +359,10 @@ fn snapshot_restore_round_trip_and_version_check() {
     let mut bad = snap.clone();
     bad[4..8].copy_from_slice(&99u32.to_le_bytes());
     assert!(matches!(Engine::restore(EngineConfig::single(), &bad), Err(EngineError::SnapshotVersion { version: 99, .. })));
-    assert!(matches!(Engine::restore(EngineConfig::single(), b"{\"format\":\"touchline-engine-state\",\"version\":1}"), Err(EngineError::SnapshotVersion { version: 1, .. })));
+    assert!(matches!(
+        Engine::restore(EngineConfig::single(), b"{\"format\":\"touchline-engine-state\",\"version\":1}"),
+        Err(EngineError::SnapshotVersion { version: 1, .. })
+    ));
     let mut corrupt = snap.clone();
     corrupt.truncate(snap.len() / 2);
     assert!(matches!(Engine::restore(EngineConfig::single(), &corrupt), Err(EngineError::Snapshot(_))));

@@ -16,12 +16,13 @@ use common::*;
 use touchline_engine::{Engine, EngineConfig, Flush};
 use touchline_model::Record;
 
-
 /// Before the snapshot: paths of three identities and their conversions.
 fn first() -> Vec<Record> {
     let mut v = Vec::new();
     for who in ["a0", "a1", "a2"] {
-        for (i, (day, kind, camp)) in [(1, "impression", "k0"), (3, "click", "k1"), (6, "click", "k2"), (8, "impression", "k1")].into_iter().enumerate() {
+        for (i, (day, kind, camp)) in
+            [(1, "impression", "k0"), (3, "click", "k1"), (6, "click", "k2"), (8, "impression", "k1")].into_iter().enumerate()
+        {
             v.push(touchpoint(&format!("t-{who}-{i}"), &format!("2026-11-0{day}T10:00:00Z"), (Some(who), None), kind, Some(camp)));
         }
         v.push(conversion(&format!("c-{who}"), "2026-11-09T12:00:00Z", (Some(who), None), 4999, Some(&format!("o-{who}"))));

@@ -99,9 +99,9 @@ async fn create_with(admin: &Arc<AdminClient<Ctx>>, cfg: &KafkaConfig, topic: &s
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => {
                 return Err(BusError::Config(format!(
-                    "kafka cannot create topic {name} with replication factor {}: the cluster has fewer brokers (set kafka.replication_factor)",
-                    cfg.replication_factor
-                )))
+                "kafka cannot create topic {name} with replication factor {}: the cluster has fewer brokers (set kafka.replication_factor)",
+                cfg.replication_factor
+            )))
             }
             Err((name, code)) => return Err(BusError::Unavailable(format!("kafka create topic {name}: {code}"))),
         }

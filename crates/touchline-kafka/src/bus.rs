@@ -156,8 +156,9 @@ impl KafkaBus {
         }
         let mut c = client_config(&self.cfg, "offsets");
         c.set("group.id", group).set("enable.auto.commit", "false").set("enable.auto.offset.store", "false");
-        let c: BaseConsumer<Ctx> =
-            with_properties(c, &self.cfg).create_with_context(Ctx::new("offsets")).map_err(|e| BusError::Config(format!("kafka offsets client: {e}")))?;
+        let c: BaseConsumer<Ctx> = with_properties(c, &self.cfg)
+            .create_with_context(Ctx::new("offsets"))
+            .map_err(|e| BusError::Config(format!("kafka offsets client: {e}")))?;
         let c = Arc::new(c);
         m.insert(group.to_owned(), c.clone());
         Ok(c)
@@ -173,7 +174,10 @@ impl KafkaBus {
         let mut topics: Vec<&str> = Vec::new();
         for r in &records {
             if r.key.is_empty() {
-                let e = BusError::Config(format!("a record for topic {} has an empty key; every record needs its account:identity key", r.topic));
+                let e = BusError::Config(format!(
+                    "a record for topic {} has an empty key; every record needs its account:identity key",
+                    r.topic
+                ));
                 return Err((e, Vec::new()));
             }
             if !topics.contains(&r.topic.as_str()) {
@@ -294,7 +298,9 @@ impl KafkaBus {
         let t = topic.to_owned();
         let timeout = self.cfg.request_timeout();
         blocking(move || {
-            let (lo, hi) = consumer.fetch_watermarks(&t, partition as i32, timeout).map_err(|e| bus_error(&format!("watermarks of {t}/{partition}"), &e))?;
+            let (lo, hi) = consumer
+                .fetch_watermarks(&t, partition as i32, timeout)
+                .map_err(|e| bus_error(&format!("watermarks of {t}/{partition}"), &e))?;
             Ok((u64::try_from(lo).unwrap_or(0), u64::try_from(hi).unwrap_or(0)))
         })
         .await

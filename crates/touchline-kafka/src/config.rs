@@ -181,7 +181,8 @@ mod tests {
 
     #[test]
     fn deserialises_with_defaults() {
-        let c: KafkaConfig = serde_json::from_str(r#"{"brokers":"k1:9092,k2:9092","partitions":16,"properties":{"security.protocol":"ssl"}}"#).unwrap();
+        let c: KafkaConfig =
+            serde_json::from_str(r#"{"brokers":"k1:9092,k2:9092","partitions":16,"properties":{"security.protocol":"ssl"}}"#).unwrap();
         assert_eq!(c.partitions, 16);
         assert_eq!(c.linger_ms, 5);
         assert_eq!(c.properties["security.protocol"], "ssl");

@@ -37,7 +37,9 @@ use touchline_bus::BusError;
 /// broker, network or timeout problem is `Unavailable` (503, the client retries).
 pub(crate) fn bus_error(what: &str, e: &KafkaError) -> BusError {
     match e.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) => BusError::Unavailable(format!("kafka {what}: record too large for the broker ({e})")),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => {
+            BusError::Unavailable(format!("kafka {what}: record too large for the broker ({e})"))
+        }
         Some(RDKafkaErrorCode::MessageTimedOut) | Some(RDKafkaErrorCode::OperationTimedOut) | Some(RDKafkaErrorCode::RequestTimedOut) => {
             BusError::Unavailable(format!("kafka {what}: timed out (is the broker reachable?): {e}"))
         }

@@ -77,7 +77,13 @@ impl Reader {
                 }
             })
             .map_err(|e| BusError::Unavailable(format!("cannot start the kafka reader thread: {e}")))?;
-        Ok(Arc::new(Reader { consumer, parts: Mutex::new(HashMap::new()), stop, request_timeout: cfg.request_timeout(), last_sweep: Mutex::new(Instant::now()) }))
+        Ok(Arc::new(Reader {
+            consumer,
+            parts: Mutex::new(HashMap::new()),
+            stop,
+            request_timeout: cfg.request_timeout(),
+            last_sweep: Mutex::new(Instant::now()),
+        }))
     }
 
     fn part(&self, topic: &str, partition: u32, from: u64) -> Result<(SharedPart, bool), BusError> {
@@ -131,7 +137,14 @@ impl Reader {
         }
     }
 
-    pub(crate) async fn read(&self, topic: &str, partition: u32, from: u64, max: usize, wait: Duration) -> Result<Vec<StoredRecord>, BusError> {
+    pub(crate) async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<StoredRecord>, BusError> {
         self.sweep();
         let (part, new) = self.part(topic, partition, from)?;
         let mut part = part.lock().await;

@@ -460,7 +460,10 @@ impl Bus for SpillingBus {
         }
         for r in &records {
             if r.key.is_empty() {
-                return Err(BusError::Config(format!("a record for topic {} has an empty key; every record needs its account:identity key", r.topic)));
+                return Err(BusError::Config(format!(
+                    "a record for topic {} has an empty key; every record needs its account:identity key",
+                    r.topic
+                )));
             }
             touchline_bus::validate_topic(&r.topic)?;
         }

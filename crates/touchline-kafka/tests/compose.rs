@@ -21,11 +21,7 @@ fn env_keys() -> Vec<String> {
     let body = &src[start..];
     let open = body.find("= [").expect("ENV_KEYS array") + 3;
     let close = body[open..].find("];").expect("end of ENV_KEYS") + open;
-    let keys: Vec<String> = body[open..close]
-        .split(',')
-        .map(|s| s.trim().trim_matches('"').to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let keys: Vec<String> = body[open..close].split(',').map(|s| s.trim().trim_matches('"').to_owned()).filter(|s| !s.is_empty()).collect();
     assert!(keys.contains(&"kafka_brokers".to_owned()), "parsed ENV_KEYS: {keys:?}");
     keys
 }

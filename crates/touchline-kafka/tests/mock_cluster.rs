@@ -14,7 +14,10 @@ use touchline_bus::{conformance, Bus, OutRecord};
 use touchline_kafka::{KafkaBus, KafkaConfig, SpillState, SpillingBus};
 
 fn init_tracing() {
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_test_writer()
+        .try_init();
 }
 
 fn mock(topics: &[&str]) -> (MockCluster<'static, rdkafka::producer::DefaultProducerContext>, KafkaConfig) {
@@ -22,7 +25,8 @@ fn mock(topics: &[&str]) -> (MockCluster<'static, rdkafka::producer::DefaultProd
     for t in topics {
         mock.create_topic(t, 4, 1).unwrap();
     }
-    let cfg = KafkaConfig { partitions: 4, message_timeout_ms: 2_000, request_timeout_ms: 1_000, ..KafkaConfig::new(mock.bootstrap_servers()) };
+    let cfg =
+        KafkaConfig { partitions: 4, message_timeout_ms: 2_000, request_timeout_ms: 1_000, ..KafkaConfig::new(mock.bootstrap_servers()) };
     (mock, cfg)
 }
 
@@ -168,7 +172,11 @@ async fn a_full_spill_answers_unavailable() {
     assert!(matches!(err, touchline_bus::BusError::Unavailable(_)) && err.to_string().contains("spill is full"), "{err}");
     assert_eq!(bus.status().state, SpillState::Full);
     let details = touchline_bus::Bus::details(bus.as_ref());
-    assert_eq!((details["spill"]["state"].as_str(), details["spill"]["backlog_records"].as_u64()), (Some("full"), Some(accepted)), "{details}");
+    assert_eq!(
+        (details["spill"]["state"].as_str(), details["spill"]["backlog_records"].as_u64()),
+        (Some("full"), Some(accepted)),
+        "{details}"
+    );
     assert!(bus.ready().await.is_err(), "not ready while full");
     mock.broker_up(1).unwrap();
     assert!(bus.wait_drained(Duration::from_secs(30)).await, "{:?}", bus.status());

@@ -18,9 +18,9 @@ use touchline_bus::{Bus, OutRecord};
 use touchline_kafka::{ensure_topics, KafkaBus, KafkaConfig, SpillConfig, SpillState, SpillingBus};
 
 fn tansu_bin() -> PathBuf {
-    let bin = std::env::var_os("TOUCHLINE_TANSU_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/touchline/tansu/bin/tansu")
-    });
+    let bin = std::env::var_os("TOUCHLINE_TANSU_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/touchline/tansu/bin/tansu"));
     assert!(bin.exists(), "tansu is not at {} (build it with `scripts/tansu.sh build`, or set TOUCHLINE_TANSU_BIN)", bin.display());
     bin
 }
@@ -130,7 +130,12 @@ async fn broker_outage_under_load_loses_and_duplicates_nothing() {
             while !stop.load(Ordering::Relaxed) {
                 let recs: Vec<OutRecord> = keys
                     .iter()
-                    .map(|k| OutRecord { topic: topic.clone(), key: k.clone(), value: format!("{k}#{seq:09}").into_bytes(), timestamp_ms: 1_700_000_000_000 })
+                    .map(|k| OutRecord {
+                        topic: topic.clone(),
+                        key: k.clone(),
+                        value: format!("{k}#{seq:09}").into_bytes(),
+                        timestamp_ms: 1_700_000_000_000,
+                    })
                     .collect();
                 let t = Instant::now();
                 if let Err(e) = bus.append(recs).await {
@@ -207,7 +212,11 @@ async fn broker_outage_under_load_loses_and_duplicates_nothing() {
             let dups = got.len() - got.iter().collect::<std::collections::BTreeSet<_>>().len();
             let missing = seqs.iter().filter(|s| !got.contains(s)).count();
             let out_of_order = got.windows(2).filter(|w| w[1] <= w[0]).count();
-            panic!("key {key}: {} acknowledged, {} in kafka ({dups} duplicates, {missing} missing, {out_of_order} out of order)", seqs.len(), got.len());
+            panic!(
+                "key {key}: {} acknowledged, {} in kafka ({dups} duplicates, {missing} missing, {out_of_order} out of order)",
+                seqs.len(),
+                got.len()
+            );
         }
     }
     assert_eq!(total, acked_total, "kafka holds exactly the acknowledged records");

@@ -128,7 +128,12 @@ async fn members_split_partitions_and_revocation_waits_for_release() {
 
     // Offsets committed by the member of the group are visible to everyone.
     let recs = (0..10)
-        .map(|i| touchline_bus::OutRecord { topic: topics[0].into(), key: "acct:lag".into(), value: format!("{i}").into_bytes(), timestamp_ms: 1 })
+        .map(|i| touchline_bus::OutRecord {
+            topic: topics[0].into(),
+            key: "acct:lag".into(),
+            value: format!("{i}").into_bytes(),
+            timestamp_ms: 1,
+        })
         .collect();
     let p = bus_a.append(recs).await.unwrap()[0].partition;
     bus_a.commit(&group, topics[0], p, 7).await.unwrap();

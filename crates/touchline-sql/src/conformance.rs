@@ -91,7 +91,16 @@ pub async fn catalog_round_trip(store: &dyn Store) {
     let key = ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-write-a".into(), prefix: "tl_wk_abc".into(), revoked: false };
     store.insert_key(&key).await.expect("key");
     store.insert_key(&key).await.expect("same key again is a no-op");
-    store.insert_key(&ApiKey { account_id: b, kind: KeyKind::Secret, key_hash: "h-secret-b".into(), prefix: "tl_sk_x".into(), revoked: false }).await.expect("key b");
+    store
+        .insert_key(&ApiKey {
+            account_id: b,
+            kind: KeyKind::Secret,
+            key_hash: "h-secret-b".into(),
+            prefix: "tl_sk_x".into(),
+            revoked: false,
+        })
+        .await
+        .expect("key b");
     let camp = Campaign {
         account_id: a,
         id: "1042".into(),
@@ -101,7 +110,8 @@ pub async fn catalog_round_trip(store: &dyn Store) {
         end_date: None,
     };
     store.upsert_campaign(&camp).await.expect("campaign");
-    let ad = Advertisement { account_id: a, id: "ad-7".into(), campaign_id: Some("1042".into()), channel_id: Some("zalo".into()), title: None };
+    let ad =
+        Advertisement { account_id: a, id: "ad-7".into(), campaign_id: Some("1042".into()), channel_id: Some("zalo".into()), title: None };
     store.upsert_advertisement(&ad).await.expect("ad");
     let link = Link {
         account_id: a,
@@ -140,7 +150,15 @@ pub async fn catalog_round_trip(store: &dyn Store) {
 pub async fn daily_metrics_idempotent(store: &dyn Store) {
     let (a, b) = two_accounts(store).await;
     let rows: Vec<DailyMetricRow> = (0..1200)
-        .map(|i| metric(if i % 3 == 0 { b } else { a }, &format!("c{}", i % 200), if i % 400 < 200 { "" } else { "ad-1" }, 1 + (i / 400) as u32, i as i64))
+        .map(|i| {
+            metric(
+                if i % 3 == 0 { b } else { a },
+                &format!("c{}", i % 200),
+                if i % 400 < 200 { "" } else { "ad-1" },
+                1 + (i / 400) as u32,
+                i as i64,
+            )
+        })
         .collect();
     let n = store.upsert_daily_metrics(&rows).await.expect("upsert");
     assert_eq!(n, 1200);
@@ -205,8 +223,21 @@ pub async fn cache_follows_changes(store: Arc<dyn Store>) {
     assert!(cache.lookup_key_hash("h-new").await.is_none());
     // A key added behind the cache's back is found by the direct lookup despite the negative
     // entry only once the catalog reloads (the negative TTL is long here).
-    store.insert_key(&ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-new".into(), prefix: "tl_wk_n".into(), revoked: false }).await.expect("key");
-    store.upsert_campaign(&Campaign { account_id: a, id: "c-tz".into(), name: None, timezone: "Europe/Paris".into(), start_date: None, end_date: None }).await.expect("campaign");
+    store
+        .insert_key(&ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-new".into(), prefix: "tl_wk_n".into(), revoked: false })
+        .await
+        .expect("key");
+    store
+        .upsert_campaign(&Campaign {
+            account_id: a,
+            id: "c-tz".into(),
+            name: None,
+            timezone: "Europe/Paris".into(),
+            start_date: None,
+            end_date: None,
+        })
+        .await
+        .expect("campaign");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let snap = cache.snapshot();
@@ -229,7 +260,16 @@ pub async fn cache_follows_changes(store: Arc<dyn Store>) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn partial(account: Uuid, campaign: &str, partition: i32, impressions: i64, clicks: i64, cost: &str, conversions: &str, revenue: &str) -> PartialRow {
+fn partial(
+    account: Uuid,
+    campaign: &str,
+    partition: i32,
+    impressions: i64,
+    clicks: i64,
+    cost: &str,
+    conversions: &str,
+    revenue: &str,
+) -> PartialRow {
     PartialRow {
         account_id: account,
         campaign_id: campaign.into(),
@@ -279,7 +319,11 @@ pub async fn partials_publish_sums(store: &dyn Store) {
     // (epoch 2) replaces the share.
     store.publish_partials(&[PartialRow { epoch: 0, ..partial(a, "c1", 1, 900, 90, "90", "9", "900") }]).await.expect("stale publish");
     let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
-    assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (200, 20, d("40"), d("1.5")), "a stale epoch must not overwrite");
+    assert_eq!(
+        (rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions),
+        (200, 20, d("40"), d("1.5")),
+        "a stale epoch must not overwrite"
+    );
     store.publish_partials(&[PartialRow { epoch: 2, ..partial(a, "c1", 1, 150, 15, "30", "1", "60") }]).await.expect("next owner");
     let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
     assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (250, 25, d("50"), d("2")));
@@ -297,7 +341,10 @@ pub async fn checkpoints_fence_old_owners(store: &dyn Store) {
     let newer = StoredCheckpoint { epoch: second, offsets_json: r#"{"touchline.events":7}"#.into(), snapshot: vec![0, 1, 2, 255] };
     assert!(store.checkpoint_save(&g, 3, newer.epoch, &newer.offsets_json, &newer.snapshot).await.expect("checkpoint call"));
     let stale = StoredCheckpoint { epoch: first, offsets_json: "{}".into(), snapshot: vec![9] };
-    assert!(!store.checkpoint_save(&g, 3, stale.epoch, &stale.offsets_json, &stale.snapshot).await.expect("checkpoint call"), "a fenced owner must not overwrite");
+    assert!(
+        !store.checkpoint_save(&g, 3, stale.epoch, &stale.offsets_json, &stale.snapshot).await.expect("checkpoint call"),
+        "a fenced owner must not overwrite"
+    );
     assert_eq!(store.checkpoint_load(&g, 3).await.expect("checkpoint call"), Some(newer));
     assert_eq!(store.checkpoint_load(&g, 4).await.expect("checkpoint call"), None, "acquired but never saved");
     assert!(store.checkpoint_clear(&g).await.expect("checkpoint call") >= 1);

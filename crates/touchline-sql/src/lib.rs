@@ -37,7 +37,8 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The attribution models, as stored in `attribution_model`.
-pub const MODELS: [&str; 8] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based", "markov", "shapley"];
+pub const MODELS: [&str; 8] =
+    ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based", "markov", "shapley"];
 
 /// An account and its settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -91,7 +91,8 @@ pub(crate) fn dedup_attr(rows: Vec<&AttributionRow>) -> Vec<&AttributionRow> {
     keep.into_iter().map(|i| rows[i]).collect()
 }
 
-const METRIC_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
+const METRIC_COLS: &str =
+    "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
      conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
 
 /// Columns updated from EXCLUDED on conflict (absolute values, never increments).
@@ -118,15 +119,41 @@ pub(crate) const METRIC_UPDATE: [&str; 18] = [
 
 pub(crate) const PARTIAL_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, partition, impressions, clicks, reach, \
      engagements, sessions, conversions, revenue, cost, reported_impressions, reported_clicks, epoch";
-pub(crate) const PARTIAL_UPDATE: [&str; 11] =
-    ["impressions", "clicks", "reach", "engagements", "sessions", "conversions", "revenue", "cost", "reported_impressions", "reported_clicks", "epoch"];
+pub(crate) const PARTIAL_UPDATE: [&str; 11] = [
+    "impressions",
+    "clicks",
+    "reach",
+    "engagements",
+    "sessions",
+    "conversions",
+    "revenue",
+    "cost",
+    "reported_impressions",
+    "reported_clicks",
+    "epoch",
+];
 /// Columns of campaign_performance_metrics that a publish sets (in PUBLISH_SELECT's order).
 pub(crate) const PUBLISHED_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, \
      engagements, sessions, conversions, revenue, cost, ctr, cpc, cpm, cpa, roas";
-pub(crate) const PUBLISHED_UPDATE: [&str; 14] =
-    ["impressions", "clicks", "reach", "frequency", "engagements", "sessions", "conversions", "revenue", "cost", "ctr", "cpc", "cpm", "cpa", "roas"];
+pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
+    "impressions",
+    "clicks",
+    "reach",
+    "frequency",
+    "engagements",
+    "sessions",
+    "conversions",
+    "revenue",
+    "cost",
+    "ctr",
+    "cpc",
+    "cpm",
+    "cpa",
+    "roas",
+];
 
-const ATTR_COLS: &str = "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
+const ATTR_COLS: &str =
+    "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
      touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
 pub(crate) const ATTR_UPDATE: [&str; 12] = [
@@ -273,21 +300,22 @@ impl Store for PgStore {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-        let advertisements =
-            sqlx::query("SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id")
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(Advertisement {
-                        account_id: r.try_get("account_id")?,
-                        id: r.try_get("id")?,
-                        campaign_id: r.try_get("campaign_id")?,
-                        channel_id: r.try_get("channel_id")?,
-                        title: r.try_get("title")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+        let advertisements = sqlx::query(
+            "SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Advertisement {
+                account_id: r.try_get("account_id")?,
+                id: r.try_get("id")?,
+                campaign_id: r.try_get("campaign_id")?,
+                channel_id: r.try_get("channel_id")?,
+                title: r.try_get("title")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
         let links = sqlx::query(
             "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, campaign_id, \
              advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code",
@@ -320,10 +348,11 @@ impl Store for PgStore {
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = $1")
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = $1")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
@@ -448,7 +477,8 @@ impl Store for PgStore {
             let rows = dedup_metrics(&rows);
             let mut tx = self.as_account(account).await?;
             for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
+                let mut qb: QueryBuilder<Postgres> =
+                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
                 qb.push_values(chunk, |mut b, r| {
                     b.push_bind(r.account_id)
                         .push_bind(&r.campaign_id)
@@ -513,7 +543,8 @@ impl Store for PgStore {
                 }
                 // Remove the rows of older versions (their touch set may differ).
                 let mut del: QueryBuilder<Postgres> = QueryBuilder::new("DELETE FROM campaign_attributions c USING (");
-                let mut keys: Vec<(&str, &str, i64)> = fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
+                let mut keys: Vec<(&str, &str, i64)> =
+                    fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
                 keys.sort_unstable();
                 keys.dedup();
                 del.push_values(&keys, |mut b, (c, m, v)| {
@@ -562,7 +593,10 @@ impl Store for PgStore {
             let mut tx = self.as_account(account).await?;
             // Publishers of one account take turns, so a sum is never computed from partials
             // older than the ones another publisher already summed.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('touchline_publish:' || $1))").bind(account.to_string()).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('touchline_publish:' || $1))")
+                .bind(account.to_string())
+                .execute(&mut *tx)
+                .await?;
             let mut seen = std::collections::HashMap::new();
             for (i, r) in rows.iter().enumerate() {
                 seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
@@ -597,10 +631,12 @@ impl Store for PgStore {
                     set_excluded(&PARTIAL_UPDATE)
                 ));
                 qb.build().execute(&mut *tx).await?;
-                let mut cells: Vec<(&str, &str, NaiveDate)> = chunk.iter().map(|r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date)).collect();
+                let mut cells: Vec<(&str, &str, NaiveDate)> =
+                    chunk.iter().map(|r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date)).collect();
                 cells.sort_unstable();
                 cells.dedup();
-                let mut pb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
+                let mut pb: QueryBuilder<Postgres> =
+                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
                 pb.push_bind(account);
                 pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
                 pb.push_values(&cells, |mut b, (c, a, d)| {

@@ -12,7 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
-use crate::pg::{dedup_attr, dedup_metrics, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS, PUBLISHED_UPDATE};
+use crate::pg::{
+    dedup_attr, dedup_metrics, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS, PUBLISHED_UPDATE,
+};
 use crate::*;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -140,9 +142,11 @@ fn key_from_row(r: &SqliteRow) -> Result<ApiKey> {
     })
 }
 
-const METRIC_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
+const METRIC_COLS: &str =
+    "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
      conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
-const ATTR_COLS: &str = "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
+const ATTR_COLS: &str =
+    "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
      touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -205,21 +209,22 @@ impl Store for SqliteStore {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-        let advertisements =
-            sqlx::query("SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id")
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(Advertisement {
-                        account_id: parse_uuid(r.try_get("account_id")?)?,
-                        id: r.try_get("id")?,
-                        campaign_id: r.try_get("campaign_id")?,
-                        channel_id: r.try_get("channel_id")?,
-                        title: r.try_get("title")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+        let advertisements = sqlx::query(
+            "SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Advertisement {
+                account_id: parse_uuid(r.try_get("account_id")?)?,
+                id: r.try_get("id")?,
+                campaign_id: r.try_get("campaign_id")?,
+                channel_id: r.try_get("channel_id")?,
+                title: r.try_get("title")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
         let links = sqlx::query(
             "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, campaign_id, \
              advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code",
@@ -252,10 +257,11 @@ impl Store for SqliteStore {
     }
 
     async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>> {
-        let row = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = ?")
-            .bind(key_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_hash = ?")
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
@@ -400,7 +406,11 @@ impl Store for SqliteStore {
                         .push_bind(r.utm_medium.clone())
                         .push_bind(r.utm_campaign.clone());
                 });
-                let unchanged = METRIC_UPDATE.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+                let unchanged = METRIC_UPDATE
+                    .iter()
+                    .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
                 qb.push(format!(
                     " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
                     set_excluded(&METRIC_UPDATE).replace("EXCLUDED.", "excluded."),
@@ -491,7 +501,8 @@ impl Store for SqliteStore {
                         .push_bind(r.weight)
                         .push_bind(dec(r.attributed_revenue));
                 });
-                let unchanged = ATTR_UPDATE.iter().map(|c| format!("campaign_attributions.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+                let unchanged =
+                    ATTR_UPDATE.iter().map(|c| format!("campaign_attributions.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
                 qb.push(format!(
                     " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = {NOW} \
                      WHERE campaign_attributions.version <= excluded.version AND NOT ({unchanged})",
@@ -550,13 +561,18 @@ impl Store for SqliteStore {
                     chunk.iter().map(|r| (r.campaign_id.clone(), r.advertisement_id.clone(), r.metric_date.to_string())).collect();
                 cells.sort_unstable();
                 cells.dedup();
-                let mut pb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
+                let mut pb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
                 pb.push_bind(account.to_string());
                 pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
                 pb.push_values(&cells, |mut b, (c, a, d)| {
                     b.push_bind(c.clone()).push_bind(a.clone()).push_bind(d.clone());
                 });
-                let unchanged = PUBLISHED_UPDATE.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+                let unchanged = PUBLISHED_UPDATE
+                    .iter()
+                    .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
                 pb.push(format!(
                     ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
                      ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
@@ -687,7 +703,10 @@ impl Store for SqliteStore {
                 let (acct, id, t, recv, anon, cust) = common(r);
                 if let Body::Event(e) = &r.body {
                     b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
-                    b.push_bind(e.event_name.clone()).push_bind(s(&e.session_id)).push_bind(s(&e.campaign_id)).push_bind(s(&e.advertisement_id));
+                    b.push_bind(e.event_name.clone())
+                        .push_bind(s(&e.session_id))
+                        .push_bind(s(&e.campaign_id))
+                        .push_bind(s(&e.advertisement_id));
                     b.push_bind(e.context.page_url.clone()).push_bind(e.context.referrer.clone()).push_bind(e.context.utm_source.clone());
                     b.push_bind(e.context.utm_medium.clone()).push_bind(e.context.utm_campaign.clone()).push_bind(payload(r));
                 }
@@ -703,7 +722,10 @@ impl Store for SqliteStore {
                 let (acct, id, t, recv, anon, cust) = common(r);
                 if let Body::Session(x) = &r.body {
                     b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
-                    b.push_bind(x.session_id.to_string()).push_bind(ts(x.started_at)).push_bind(x.ended_at.map(ts)).push_bind(s(&x.device_id));
+                    b.push_bind(x.session_id.to_string())
+                        .push_bind(ts(x.started_at))
+                        .push_bind(x.ended_at.map(ts))
+                        .push_bind(s(&x.device_id));
                     b.push_bind(x.utm_source.clone()).push_bind(x.utm_medium.clone()).push_bind(x.utm_campaign.clone());
                     b.push_bind(x.referrer.clone()).push_bind(x.landing_page.clone()).push_bind(payload(r));
                 }
@@ -719,8 +741,14 @@ impl Store for SqliteStore {
                 let (acct, id, t, recv, anon, cust) = common(r);
                 if let Body::Touchpoint(x) = &r.body {
                     b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
-                    b.push_bind(x.kind.to_string()).push_bind(x.channel.clone()).push_bind(s(&x.campaign_id)).push_bind(s(&x.advertisement_id));
-                    b.push_bind(x.utm_source.clone()).push_bind(x.utm_medium.clone()).push_bind(x.utm_campaign.clone()).push_bind(payload(r));
+                    b.push_bind(x.kind.to_string())
+                        .push_bind(x.channel.clone())
+                        .push_bind(s(&x.campaign_id))
+                        .push_bind(s(&x.advertisement_id));
+                    b.push_bind(x.utm_source.clone())
+                        .push_bind(x.utm_medium.clone())
+                        .push_bind(x.utm_campaign.clone())
+                        .push_bind(payload(r));
                 }
             });
             n += q.build().execute(&mut *tx).await?.rows_affected();
@@ -735,7 +763,10 @@ impl Store for SqliteStore {
                 if let Body::LinkClick(c) = &r.body {
                     b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
                     b.push_bind(s(&c.link_id)).push_bind(s(&c.short_code)).push_bind(s(&c.device_id)).push_bind(s(&c.campaign_id));
-                    b.push_bind(s(&c.advertisement_id)).push_bind(c.referer.clone()).push_bind(c.user_agent.clone()).push_bind(c.ip.clone());
+                    b.push_bind(s(&c.advertisement_id))
+                        .push_bind(c.referer.clone())
+                        .push_bind(c.user_agent.clone())
+                        .push_bind(c.ip.clone());
                     b.push_bind(c.bot).push_bind(c.unique).push_bind(payload(r));
                 }
             });
@@ -765,7 +796,10 @@ impl Store for SqliteStore {
                 let (acct, id, t, recv, _, _) = common(r);
                 if let Body::Spend(x) = &r.body {
                     b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv);
-                    b.push_bind(x.date.to_string()).push_bind(x.campaign_id.to_string()).push_bind(s(&x.advertisement_id)).push_bind(dec(x.cost));
+                    b.push_bind(x.date.to_string())
+                        .push_bind(x.campaign_id.to_string())
+                        .push_bind(s(&x.advertisement_id))
+                        .push_bind(dec(x.cost));
                     b.push_bind(x.currency.to_string()).push_bind(x.impressions.map(|v| v as i64)).push_bind(x.clicks.map(|v| v as i64));
                     b.push_bind(x.source.clone()).push_bind(payload(r));
                 }

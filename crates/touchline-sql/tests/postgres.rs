@@ -106,7 +106,11 @@ async fn notify_reaches_a_running_cache_fast() {
     let _t = cache.spawn_refresh(std::time::Duration::from_secs(3600));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the listener connects
     let mut other = sqlx::PgConnection::connect(&d.url).await.unwrap();
-    sqlx::query("INSERT INTO marketing_campaigns (account_id, id, timezone) VALUES ($1, 'c-sql', 'Asia/Tokyo')").bind(a).execute(&mut other).await.unwrap();
+    sqlx::query("INSERT INTO marketing_campaigns (account_id, id, timezone) VALUES ($1, 'c-sql', 'Asia/Tokyo')")
+        .bind(a)
+        .execute(&mut other)
+        .await
+        .unwrap();
     let start = std::time::Instant::now();
     while cache.snapshot().campaign_timezone(a, "c-sql") != "Asia/Tokyo" {
         assert!(start.elapsed() < std::time::Duration::from_secs(10), "NOTIFY did not reach the cache");
@@ -126,19 +130,26 @@ async fn row_level_security_isolates_accounts() {
 
     // Reads: only A's rows, even without a WHERE on account.
     let mut tx = s.as_account(a).await.unwrap();
-    let campaigns: Vec<String> = sqlx::query_scalar("SELECT campaign_id FROM campaign_performance_metrics").fetch_all(&mut *tx).await.unwrap();
+    let campaigns: Vec<String> =
+        sqlx::query_scalar("SELECT campaign_id FROM campaign_performance_metrics").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(campaigns, vec!["ca".to_owned()]);
     let role: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(role, "touchline_app");
-    let superuser: bool = sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetch_one(&mut *tx).await.unwrap();
+    let superuser: bool =
+        sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetch_one(&mut *tx).await.unwrap();
     assert!(!superuser);
     // Writes: updating B's rows touches nothing; inserting a row for B is refused.
-    let updated = sqlx::query("UPDATE campaign_performance_metrics SET impressions = 0 WHERE account_id = $1").bind(b).execute(&mut *tx).await.unwrap();
-    assert_eq!(updated.rows_affected(), 0);
-    let insert = sqlx::query("INSERT INTO campaign_performance_metrics (account_id, campaign_id, metric_date) VALUES ($1, 'evil', '2026-11-01')")
+    let updated = sqlx::query("UPDATE campaign_performance_metrics SET impressions = 0 WHERE account_id = $1")
         .bind(b)
         .execute(&mut *tx)
-        .await;
+        .await
+        .unwrap();
+    assert_eq!(updated.rows_affected(), 0);
+    let insert =
+        sqlx::query("INSERT INTO campaign_performance_metrics (account_id, campaign_id, metric_date) VALUES ($1, 'evil', '2026-11-01')")
+            .bind(b)
+            .execute(&mut *tx)
+            .await;
     let err = insert.unwrap_err().to_string();
     assert!(err.contains("row-level security"), "{err}");
     drop(tx);
@@ -149,10 +160,32 @@ async fn row_level_security_isolates_accounts() {
     assert_eq!(n, 0);
     drop(tx);
     // B's row is intact.
-    assert_eq!(s.daily_metrics(b, conformance::metric(b, "cb", "", 1, 0).metric_date, conformance::metric(b, "cb", "", 30, 0).metric_date).await.unwrap()[0].impressions, 20);
+    assert_eq!(
+        s.daily_metrics(b, conformance::metric(b, "cb", "", 1, 0).metric_date, conformance::metric(b, "cb", "", 30, 0).metric_date)
+            .await
+            .unwrap()[0]
+            .impressions,
+        20
+    );
     // Every account-scoped table has its policy.
-    let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_policies WHERE policyname LIKE '%_account_isolation' ORDER BY 1").fetch_all(s.pool()).await.unwrap();
-    assert_eq!(tables, ["accounts", "advertisements", "api_keys", "campaign_attributions", "campaign_metric_partials", "campaign_performance_metrics", "links", "marketing_campaigns"]);
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_policies WHERE policyname LIKE '%_account_isolation' ORDER BY 1")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        tables,
+        [
+            "accounts",
+            "advertisements",
+            "api_keys",
+            "campaign_attributions",
+            "campaign_metric_partials",
+            "campaign_performance_metrics",
+            "links",
+            "marketing_campaigns"
+        ]
+    );
 
     // The same read without RLS leaks B's row: the assertions above depend on the policy.
     sqlx::query("ALTER TABLE campaign_performance_metrics DISABLE ROW LEVEL SECURITY").execute(s.pool()).await.unwrap();

@@ -8,20 +8,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use touchline_kafka::{KafkaBus, SpillingBus};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoints, Sink, SqlCheckpoints, SqlSink};
 use touchline_bus::{Bus, EmbeddedLog};
 use touchline_collector::{AppState, KeyStore};
-use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoints, Sink, SqlCheckpoints, SqlSink};
+use touchline_kafka::{KafkaBus, SpillingBus};
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
-use crate::{links, reports};
 use crate::config::{Config, ReportsSource};
 use crate::results::{ClickHouseResults, Results, SqlResults};
+use crate::{links, reports};
 
 /// What a process runs; decides what [`App::build`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +71,31 @@ impl App {
         let (bus, spill) = open_bus(&config, role).await?;
         let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());
         let links = links::LinkState::new(catalog.clone(), store.clone(), results.clone(), keys.clone(), bus.clone(), config.base_url());
-        Ok(App { config, role, bus, spill, store, clickhouse, results, catalog, state, keys, links, agg_stats: Arc::new(AggStats::default()), new_keys })
+        Ok(App {
+            config,
+            role,
+            bus,
+            spill,
+            store,
+            clickhouse,
+            results,
+            catalog,
+            state,
+            keys,
+            links,
+            agg_stats: Arc::new(AggStats::default()),
+            new_keys,
+        })
     }
 
     /// `/metrics` over this app's counters.
     fn metrics_router(&self) -> Router {
-        let state = MetricsState { collector: self.state.clone(), aggregator: self.agg_stats.clone(), clicks: self.links.stats.clone(), spill: self.spill.clone() };
+        let state = MetricsState {
+            collector: self.state.clone(),
+            aggregator: self.agg_stats.clone(),
+            clicks: self.links.stats.clone(),
+            spill: self.spill.clone(),
+        };
         Router::new().route("/metrics", get(metrics)).with_state(Arc::new(state))
     }
 
@@ -141,7 +160,11 @@ impl App {
 }
 
 /// Runs the aggregator alone (`touchline aggregator`): until a signal, or until idle.
-pub async fn run_aggregator(config: Config, exit_when_idle: bool, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run_aggregator(
+    config: Config,
+    exit_when_idle: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = App::build(config, Role::Aggregator).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -269,7 +292,9 @@ pub async fn open_bus(config: &Config, role: Role) -> anyhow::Result<(Arc<dyn Bu
     match touchline_kafka::ensure_topics(&k, &touchline_aggregator::ALL_TOPICS).await {
         Ok(report) => tracing::info!(created = ?report.created(), "kafka topics checked"),
         // A collector starts without the broker (it spills); an aggregator cannot work.
-        Err(e) if role == Role::Collector => tracing::warn!(error = %e, "kafka topics could not be checked; spilling until the broker answers"),
+        Err(e) if role == Role::Collector => {
+            tracing::warn!(error = %e, "kafka topics could not be checked; spilling until the broker answers")
+        }
         Err(e) => return Err(e).with_context(|| format!("checking the Kafka topics on {}", k.brokers)),
     }
     if role == Role::Aggregator {
@@ -326,7 +351,11 @@ pub struct MetricsState {
 const METRICS: [(&str, &str, &str); 23] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
-    ("touchline_link_clicks_spilled_total", "counter", "Link clicks that overflowed the in-process queue and were appended by a task of their own."),
+    (
+        "touchline_link_clicks_spilled_total",
+        "counter",
+        "Link clicks that overflowed the in-process queue and were appended by a task of their own.",
+    ),
     ("touchline_link_clicks_lost_total", "counter", "Link clicks that could not be appended after retries (should stay 0)."),
     ("touchline_http_requests_total", "counter", "Ingestion requests received (JSON routes, beacon and pixel)."),
     ("touchline_records_accepted_total", "counter", "Records durably appended to the bus."),
@@ -341,7 +370,11 @@ const METRICS: [(&str, &str, &str); 23] = [
     ("touchline_aggregator_bad_records_total", "counter", "Unreadable records, kept in touchline.dlq."),
     ("touchline_aggregator_duplicates_total", "counter", "Records that repeated an earlier record id (counted once)."),
     ("touchline_aggregator_transfers_total", "counter", "Identity re-key records sent to touchline.identities."),
-    ("touchline_aggregator_partition_failures_total", "counter", "Partition tasks that failed (broker, sink or checkpoint error, fenced save) and restarted from their checkpoint."),
+    (
+        "touchline_aggregator_partition_failures_total",
+        "counter",
+        "Partition tasks that failed (broker, sink or checkpoint error, fenced save) and restarted from their checkpoint.",
+    ),
     ("touchline_aggregator_lag_records", "gauge", "Records on the bus not yet checkpointed by this aggregator."),
     ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),

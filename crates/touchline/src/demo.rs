@@ -38,7 +38,8 @@ struct DemoAccount {
     visitors: usize,
 }
 
-const CHANNELS: [(&str, &str, &str); 4] = [("search", "google", "cpc"), ("social", "facebook", "paid_social"), ("display", "gdn", "display"), ("email", "newsletter", "email")];
+const CHANNELS: [(&str, &str, &str); 4] =
+    [("search", "google", "cpc"), ("social", "facebook", "paid_social"), ("display", "gdn", "display"), ("email", "newsletter", "email")];
 
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -81,12 +82,37 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
         }
         store.upsert_account(&acc).await?;
         for (kind, key) in [(touchline_sql::KeyKind::Write, &a.write_key), (touchline_sql::KeyKind::Secret, &a.secret_key)] {
-            store.insert_key(&ApiKey { account_id: a.id, kind, key_hash: hash_key(key), prefix: key.chars().take(10).collect(), revoked: false }).await?;
+            store
+                .insert_key(&ApiKey {
+                    account_id: a.id,
+                    kind,
+                    key_hash: hash_key(key),
+                    prefix: key.chars().take(10).collect(),
+                    revoked: false,
+                })
+                .await?;
         }
         for (c, tz) in &a.campaigns {
-            store.upsert_campaign(&Campaign { account_id: a.id, id: (*c).into(), name: Some(c.replace('-', " ")), timezone: (*tz).into(), start_date: None, end_date: None }).await?;
+            store
+                .upsert_campaign(&Campaign {
+                    account_id: a.id,
+                    id: (*c).into(),
+                    name: Some(c.replace('-', " ")),
+                    timezone: (*tz).into(),
+                    start_date: None,
+                    end_date: None,
+                })
+                .await?;
             for ad in ["a", "b"] {
-                store.upsert_advertisement(&Advertisement { account_id: a.id, id: format!("{c}-{ad}"), campaign_id: Some((*c).into()), channel_id: None, title: None }).await?;
+                store
+                    .upsert_advertisement(&Advertisement {
+                        account_id: a.id,
+                        id: format!("{c}-{ad}"),
+                        campaign_id: Some((*c).into()),
+                        channel_id: None,
+                        title: None,
+                    })
+                    .await?;
             }
             store
                 .upsert_link(&Link {
@@ -117,7 +143,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(app.serve(listener, async move {
         let _ = stop_rx.await;
     }));
-    println!("touchline demo: server at {base}, data in {}", args.data_dir.as_ref().map_or_else(|| tmp.path().display().to_string(), |d| d.display().to_string()));
+    println!(
+        "touchline demo: server at {base}, data in {}",
+        args.data_dir.as_ref().map_or_else(|| tmp.path().display().to_string(), |d| d.display().to_string())
+    );
 
     let http = reqwest::Client::new();
     let mut rng = StdRng::seed_from_u64(args.seed);
@@ -148,11 +177,15 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
                     }
                 } else if roll < 0.9 {
                     // A click follows an impression of the same ad.
-                    batch.push(json!({"type": "touchpoint", "kind": "impression", "channel": channel, "campaign_id": camp, "advertisement_id": ad,
-                        "anonymous_id": anon, "timestamp": (t - Days::minutes(1)).to_rfc3339(), "message_id": format!("{anon}-imp2-{k}")}));
-                    batch.push(json!({"type": "touchpoint", "kind": "click", "channel": channel, "campaign_id": camp, "advertisement_id": ad,
+                    batch.push(
+                        json!({"type": "touchpoint", "kind": "impression", "channel": channel, "campaign_id": camp, "advertisement_id": ad,
+                        "anonymous_id": anon, "timestamp": (t - Days::minutes(1)).to_rfc3339(), "message_id": format!("{anon}-imp2-{k}")}),
+                    );
+                    batch.push(
+                        json!({"type": "touchpoint", "kind": "click", "channel": channel, "campaign_id": camp, "advertisement_id": ad,
                         "anonymous_id": anon, "utm_source": source, "utm_medium": medium, "utm_campaign": camp,
-                        "timestamp": t.to_rfc3339(), "message_id": format!("{anon}-click-{k}")}));
+                        "timestamp": t.to_rfc3339(), "message_id": format!("{anon}-click-{k}")}),
+                    );
                     // The landing page, as analytics.js reports it.
                     batch.push(json!({"type": "page", "anonymousId": anon, "messageId": format!("{anon}-page-{k}"), "name": "Landing",
                         "properties": {"url": format!("https://shop.example/{camp}?utm_source={source}&utm_medium={medium}&utm_campaign={camp}")},
@@ -221,7 +254,10 @@ pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     for a in &accounts {
         print_report(store.as_ref(), a, from, to).await?;
     }
-    println!("Reports over HTTP while it runs: curl -H 'Authorization: Bearer {}' '{base}/v1/reports/campaigns?from={from}&to={to}'", accounts[0].secret_key);
+    println!(
+        "Reports over HTTP while it runs: curl -H 'Authorization: Bearer {}' '{base}/v1/reports/campaigns?from={from}&to={to}'",
+        accounts[0].secret_key
+    );
     let _ = stop_tx.send(());
     let _ = server.await;
     if args.data_dir.is_some() {
@@ -269,7 +305,10 @@ async fn print_report(store: &dyn Store, a: &DemoAccount, from: chrono::NaiveDat
     let rows = store.daily_metrics(a.id, from, to).await?;
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["date", "campaign", "ad", "impr", "clicks", "reach", "freq", "eng", "sessions", "conv", "revenue", "cost", "ctr", "cpc", "cpa", "roas"]);
+    t.set_header([
+        "date", "campaign", "ad", "impr", "clicks", "reach", "freq", "eng", "sessions", "conv", "revenue", "cost", "ctr", "cpc", "cpa",
+        "roas",
+    ]);
     for r in &rows {
         t.add_row([
             r.metric_date.to_string(),
@@ -291,7 +330,11 @@ async fn print_report(store: &dyn Store, a: &DemoAccount, from: chrono::NaiveDat
         ]);
     }
     let campaigns: Vec<&str> = a.campaigns.iter().map(|c| c.0).collect();
-    println!("Daily campaign report — account `{}` (days in each campaign's time zone: {})", a.name, a.campaigns.iter().map(|(c, tz)| format!("{c} {tz}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "Daily campaign report — account `{}` (days in each campaign's time zone: {})",
+        a.name,
+        a.campaigns.iter().map(|(c, tz)| format!("{c} {tz}")).collect::<Vec<_>>().join(", ")
+    );
     println!("{t}\n");
 
     let models = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];

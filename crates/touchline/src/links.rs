@@ -54,8 +54,24 @@ pub struct LinkState {
 }
 
 /// Paths a custom code may not take.
-const RESERVED: [&str; 16] =
-    ["v1", "l", "p.gif", "healthz", "readyz", "metrics", "openapi.json", "api", "admin", "login", "static", "assets", "favicon.ico", "robots.txt", "qr", "links"];
+const RESERVED: [&str; 16] = [
+    "v1",
+    "l",
+    "p.gif",
+    "healthz",
+    "readyz",
+    "metrics",
+    "openapi.json",
+    "api",
+    "admin",
+    "login",
+    "static",
+    "assets",
+    "favicon.ico",
+    "robots.txt",
+    "qr",
+    "links",
+];
 
 const COOKIE: &str = "tl_did";
 
@@ -72,7 +88,18 @@ impl LinkState {
         let (tx, rx) = mpsc::channel(10_000);
         let stats = Arc::new(ClickStats::default());
         tokio::spawn(drain(rx, bus.clone(), stats.clone()));
-        Arc::new(LinkState { catalog, store, results, keys, bus, base_url: std::sync::RwLock::new(base_url), stats, queue: tx, recent: DashMap::new(), locations: DashMap::new() })
+        Arc::new(LinkState {
+            catalog,
+            store,
+            results,
+            keys,
+            bus,
+            base_url: std::sync::RwLock::new(base_url),
+            stats,
+            queue: tx,
+            recent: DashMap::new(),
+            locations: DashMap::new(),
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -108,7 +135,12 @@ async fn append_with_retry(bus: &dyn Bus, records: Vec<OutRecord>, stats: &Click
 }
 
 fn out(r: &Record) -> OutRecord {
-    OutRecord { topic: r.topic().to_owned(), key: r.partition_key(), value: r.to_json(), timestamp_ms: r.meta.received_at.timestamp_millis() }
+    OutRecord {
+        topic: r.topic().to_owned(),
+        key: r.partition_key(),
+        value: r.to_json(),
+        timestamp_ms: r.meta.received_at.timestamp_millis(),
+    }
 }
 
 async fn drain(mut rx: mpsc::Receiver<Record>, bus: Arc<dyn Bus>, stats: Arc<ClickStats>) {
@@ -140,10 +172,36 @@ pub fn router(state: Arc<LinkState>, short_domain: bool) -> Router {
 /// Link-preview fetchers, crawlers and HTTP tools, matched case-insensitively in the
 /// User-Agent.
 const BOT_MARKERS: [&str; 30] = [
-    "bot", "crawler", "spider", "slurp", "facebookexternalhit", "facebot", "slack", "twitterbot", "linkedinbot", "whatsapp",
-    "telegrambot", "discordbot", "skypeuripreview", "embedly", "quora link preview", "pinterest", "vkshare", "redditbot", "applebot",
-    "google-structured-data", "headlesschrome", "phantomjs", "python-requests", "python-urllib", "go-http-client", "curl/", "wget/",
-    "okhttp", "axios/", "preview",
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "facebookexternalhit",
+    "facebot",
+    "slack",
+    "twitterbot",
+    "linkedinbot",
+    "whatsapp",
+    "telegrambot",
+    "discordbot",
+    "skypeuripreview",
+    "embedly",
+    "quora link preview",
+    "pinterest",
+    "vkshare",
+    "redditbot",
+    "applebot",
+    "google-structured-data",
+    "headlesschrome",
+    "phantomjs",
+    "python-requests",
+    "python-urllib",
+    "go-http-client",
+    "curl/",
+    "wget/",
+    "okhttp",
+    "axios/",
+    "preview",
 ];
 
 /// Bots, link-preview fetchers and tools (and an empty User-Agent).
@@ -361,7 +419,11 @@ fn parse_input(body: &[u8]) -> Result<LinkInput, Response> {
 }
 
 async fn save(state: &LinkState, link: &Link) -> Result<(), Response> {
-    state.store.upsert_link(link).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")))?;
+    state
+        .store
+        .upsert_link(link)
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")))?;
     // This instance serves the change at once; others follow the catalog notification.
     let _ = state.catalog.refresh().await;
     Ok(())
@@ -440,10 +502,8 @@ async fn list(State(state): State<Arc<LinkState>>, headers: HeaderMap) -> Respon
     let snap = state.catalog.snapshot();
     let mut links: Vec<&Link> = snap.links.values().filter(|l| l.account_id == account).collect();
     links.sort_by(|a, b| a.short_code.cmp(&b.short_code));
-    let rows: Vec<Value> = links
-        .into_iter()
-        .map(|l| link_json(&state, l, counts.as_ref().map(|c| c.get(&l.short_code).copied().unwrap_or((0, 0)))))
-        .collect();
+    let rows: Vec<Value> =
+        links.into_iter().map(|l| link_json(&state, l, counts.as_ref().map(|c| c.get(&l.short_code).copied().unwrap_or((0, 0))))).collect();
     Json(json!({ "links": rows })).into_response()
 }
 
@@ -601,7 +661,10 @@ mod tests {
     fn utm_merge_never_overrides() {
         let l = link(&[("utm_source", "zalo"), ("utm_campaign", "tet")]);
         assert_eq!(merge_utm("https://shop.example/p", &l), "https://shop.example/p?utm_source=zalo&utm_campaign=tet");
-        assert_eq!(merge_utm("https://shop.example/p?utm_source=mail&x=1", &l), "https://shop.example/p?utm_source=mail&x=1&utm_campaign=tet");
+        assert_eq!(
+            merge_utm("https://shop.example/p?utm_source=mail&x=1", &l),
+            "https://shop.example/p?utm_source=mail&x=1&utm_campaign=tet"
+        );
         assert_eq!(merge_utm("https://shop.example/p#frag", &l), "https://shop.example/p?utm_source=zalo&utm_campaign=tet#frag");
         assert_eq!(merge_utm("https://shop.example/p", &link(&[])), "https://shop.example/p");
     }

@@ -103,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Collector => serve(config, Role::Collector).await,
         Command::Aggregator { exit_when_idle } => touchline::app::run_aggregator(config, exit_when_idle, shutdown_signal()).await,
         Command::Tail { .. } if config.kafka_brokers.is_some() => {
-            anyhow::bail!("`touchline tail` reads the embedded log; with Kafka use any Kafka consumer (values are JSON), e.g. kafka-console-consumer")
+            anyhow::bail!(
+                "`touchline tail` reads the embedded log; with Kafka use any Kafka consumer (values are JSON), e.g. kafka-console-consumer"
+            )
         }
         Command::Tail { topic, last, follow, meta, limit } => {
             let mut out = std::io::stdout();
@@ -129,7 +131,13 @@ async fn main() -> anyhow::Result<()> {
                 let report = touchline_kafka::ensure_topics(&k, &touchline_aggregator::ALL_TOPICS)
                     .await
                     .with_context(|| format!("creating the Kafka topics on {}", k.brokers))?;
-                println!("kafka topics on {}: {} created, {} checked ({} partitions each)", k.brokers, report.created().len(), touchline_aggregator::ALL_TOPICS.len(), k.partitions);
+                println!(
+                    "kafka topics on {}: {} created, {} checked ({} partitions each)",
+                    k.brokers,
+                    report.created().len(),
+                    touchline_aggregator::ALL_TOPICS.len(),
+                    k.partitions
+                );
             }
             Ok(())
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::results::Results;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,7 +16,6 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use touchline_collector::{KeyKind, KeyStore};
-use crate::results::Results;
 use uuid::Uuid;
 
 pub struct ReportState {
@@ -48,7 +48,11 @@ pub(crate) async fn secret_account(keys: &dyn KeyStore, headers: &HeaderMap, wha
         String::new()
     };
     if key.is_empty() {
-        return Err(error(StatusCode::UNAUTHORIZED, "missing_key", format!("{what} need the account's secret key: `Authorization: Bearer <secret key>`")));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing_key",
+            format!("{what} need the account's secret key: `Authorization: Bearer <secret key>`"),
+        ));
     }
     match keys.lookup(&key).await {
         Some(info) if info.kind == KeyKind::Secret => Ok(info.account_id),
@@ -67,8 +71,9 @@ struct Range {
 fn parse_range(q: &Range) -> Result<(NaiveDate, NaiveDate), Response> {
     let parse = |name: &str, v: &Option<String>, default: NaiveDate| match v {
         None => Ok(default),
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| error(StatusCode::BAD_REQUEST, "bad_request", format!("query parameter `{name}`: {s:?} is not a date (YYYY-MM-DD)"))),
+        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+            error(StatusCode::BAD_REQUEST, "bad_request", format!("query parameter `{name}`: {s:?} is not a date (YYYY-MM-DD)"))
+        }),
     };
     let today = Utc::now().date_naive();
     let to = parse("to", &q.to, today)?;

@@ -169,7 +169,8 @@ async fn catalog_changes_in_sql_reach_the_running_server() {
     let key = "tl_wk_added_by_sql_0000000001";
     let hash = touchline_collector::hash_key(key);
     let http = reqwest::Client::new();
-    let send = || http.post(format!("{}/v1/events", server.base)).bearer_auth(key).json(&json!({"event_name": "x", "anonymous_id": "v"})).send();
+    let send =
+        || http.post(format!("{}/v1/events", server.base)).bearer_auth(key).json(&json!({"event_name": "x", "anonymous_id": "v"})).send();
     assert_eq!(send().await.unwrap().status(), 401);
     sqlx::query("INSERT INTO api_keys (account_id, kind, key_hash, prefix) VALUES (?, 'write', ?, 'tl_wk_adde')")
         .bind(&account)

@@ -74,7 +74,12 @@ async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&st
     assert!(status.success());
     let full = started.elapsed();
     let expected = results(store_a.as_ref()).await;
-    assert!(expected.0.len() > 20 && expected.1.len() > 100, "the dataset produces results ({} metric rows, {} attribution rows)", expected.0.len(), expected.1.len());
+    assert!(
+        expected.0.len() > 20 && expected.1.len() > 100,
+        "the dataset produces results ({} metric rows, {} attribution rows)",
+        expected.0.len(),
+        expected.1.len()
+    );
 
     // Interrupted runs: SIGKILL at pseudo-random points until 5 kills landed mid-run.
     let mut g = Lcg(7);
@@ -116,7 +121,11 @@ async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&st
         let cfg = touchline_clickhouse::ClickHouseConfig::from_url(common::clickhouse_url()).with_database(ch);
         let chs = touchline_clickhouse::ClickHouseStore::new(touchline_clickhouse::connect(&cfg).await.unwrap());
         let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
-        assert_eq!(chs.daily_metrics(ACCOUNT, from, to).await.unwrap(), store_b.daily_metrics(ACCOUNT, from, to).await.unwrap(), "ClickHouse metrics equal the SQL store's");
+        assert_eq!(
+            chs.daily_metrics(ACCOUNT, from, to).await.unwrap(),
+            store_b.daily_metrics(ACCOUNT, from, to).await.unwrap(),
+            "ClickHouse metrics equal the SQL store's"
+        );
         assert_eq!(
             common::sorted_attributions(chs.attributions(ACCOUNT, None).await.unwrap()),
             common::sorted_attributions(store_b.attributions(ACCOUNT, None).await.unwrap()),

@@ -63,7 +63,14 @@ async fn start(setup: Setup) -> Running {
     let store = touchline::app::open_store(&config).await.unwrap();
     store.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
     store
-        .upsert_campaign(&Campaign { account_id: ACCOUNT, id: "c-hcm".into(), name: None, timezone: "Asia/Ho_Chi_Minh".into(), start_date: None, end_date: None })
+        .upsert_campaign(&Campaign {
+            account_id: ACCOUNT,
+            id: "c-hcm".into(),
+            name: None,
+            timezone: "Asia/Ho_Chi_Minh".into(),
+            start_date: None,
+            end_date: None,
+        })
         .await
         .unwrap();
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
@@ -172,7 +179,8 @@ async fn run_pipeline(setup: Setup) {
         v["rows"].as_array().is_some_and(|r| r.len() == 3)
     })
     .await;
-    let find = |v: &Value, c: &str, ch: &str| v["rows"].as_array().unwrap().iter().find(|r| r["campaign_id"] == c && r["channel"] == ch).cloned();
+    let find =
+        |v: &Value, c: &str, ch: &str| v["rows"].as_array().unwrap().iter().find(|r| r["campaign_id"] == c && r["channel"] == ch).cloned();
     let disp = find(&linear, "c1", "display").expect("display row");
     let srch = find(&linear, "c1", "search").expect("search row");
     assert_eq!((disp["conversions"].as_f64(), disp["revenue"].as_f64()), (Some(0.5), Some(50.0)));
@@ -195,7 +203,11 @@ async fn run_pipeline(setup: Setup) {
     assert_eq!((channel(&sh, "search")["conversions"].as_f64(), channel(&sh, "search")["revenue"].as_f64()), (Some(1.5), Some(100.0)));
     assert_eq!((channel(&sh, "display")["conversions"].as_f64(), channel(&sh, "display")["revenue"].as_f64()), (Some(0.5), Some(50.0)));
     let mk = get(&s.base, "/v1/reports/attribution?model=markov&from=2026-11-19&to=2026-11-22").await;
-    assert_eq!((channel(&mk, "display")["removal_effect"].as_f64(), channel(&mk, "search")["removal_effect"].as_f64()), (Some(0.5), Some(1.0)), "{mk}");
+    assert_eq!(
+        (channel(&mk, "display")["removal_effect"].as_f64(), channel(&mk, "search")["removal_effect"].as_f64()),
+        (Some(0.5), Some(1.0)),
+        "{mk}"
+    );
     assert!((channel(&mk, "display")["conversions"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
     assert!((channel(&mk, "search")["revenue"].as_f64().unwrap() - 100.0).abs() < 1e-6);
 
@@ -221,8 +233,15 @@ async fn run_pipeline(setup: Setup) {
     let ready = get(&s.base, "/readyz").await;
     let metrics = reqwest::Client::new().get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
     if s.kafka {
-        assert_eq!((ready["bus_details"]["kind"].as_str(), ready["bus_details"]["spill"]["state"].as_str()), (Some("kafka"), Some("direct")), "{ready}");
-        assert!(metrics.contains("\ntouchline_spill_backlog_records 0\n") && metrics.contains("\ntouchline_spill_records_total 0\n"), "{metrics}");
+        assert_eq!(
+            (ready["bus_details"]["kind"].as_str(), ready["bus_details"]["spill"]["state"].as_str()),
+            (Some("kafka"), Some("direct")),
+            "{ready}"
+        );
+        assert!(
+            metrics.contains("\ntouchline_spill_backlog_records 0\n") && metrics.contains("\ntouchline_spill_records_total 0\n"),
+            "{metrics}"
+        );
     } else {
         assert_eq!(ready["bus_details"], Value::Null, "{ready}");
     }
@@ -231,7 +250,10 @@ async fn run_pipeline(setup: Setup) {
     if let Some(ch) = &s.clickhouse {
         let (from, to) = ("2026-11-01".parse().unwrap(), "2026-11-30".parse().unwrap());
         assert_eq!(ch.daily_metrics(ACCOUNT, from, to).await.unwrap(), s.store.daily_metrics(ACCOUNT, from, to).await.unwrap());
-        assert_eq!(common::sorted_attributions(ch.attributions(ACCOUNT, None).await.unwrap()), common::sorted_attributions(s.store.attributions(ACCOUNT, None).await.unwrap()));
+        assert_eq!(
+            common::sorted_attributions(ch.attributions(ACCOUNT, None).await.unwrap()),
+            common::sorted_attributions(s.store.attributions(ACCOUNT, None).await.unwrap())
+        );
     }
 }
 
@@ -255,7 +277,8 @@ async fn pipeline_with_kafka_and_clickhouse() {
     let broker = common::Broker::start();
     let (url, name) = common::postgres_database("e2e_kafka").await;
     let ch_db = common::clickhouse_database("e2e");
-    run_pipeline(Setup { database_url: Some(url), kafka_brokers: Some(broker.addr.clone()), clickhouse_database: Some(ch_db.clone()) }).await;
+    run_pipeline(Setup { database_url: Some(url), kafka_brokers: Some(broker.addr.clone()), clickhouse_database: Some(ch_db.clone()) })
+        .await;
     common::drop_postgres_database(&name).await;
     common::drop_clickhouse_database(&ch_db).await;
 }

@@ -28,7 +28,8 @@ struct Running {
 
 async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config { data_dir: dir.path().join("data"), write_key: Some(WRITE.into()), secret_key: Some(SECRET.into()), ..Config::default() };
+    let mut config =
+        Config { data_dir: dir.path().join("data"), write_key: Some(WRITE.into()), secret_key: Some(SECRET.into()), ..Config::default() };
     config.aggregator.flush_interval_ms = 100;
     config.aggregator.allowed_lateness_secs = 20 * 365 * 86_400;
     let store = touchline::app::open_store(&config).await.unwrap();
@@ -66,7 +67,8 @@ impl Running {
 }
 
 const HUMAN_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
-const HUMAN_CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
+const HUMAN_CHROME: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 
 /// Real User-Agent strings of link-preview fetchers and crawlers.
 const BOTS: [&str; 10] = [
@@ -87,7 +89,11 @@ fn user_agent_table() {
     for ua in BOTS {
         assert!(touchline::links::is_bot(Some(ua)), "{ua:?} is a bot or preview fetcher");
     }
-    for ua in [HUMAN_IPHONE, HUMAN_CHROME, "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36"] {
+    for ua in [
+        HUMAN_IPHONE,
+        HUMAN_CHROME,
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36",
+    ] {
         assert!(!touchline::links::is_bot(Some(ua)), "{ua:?} is a person");
     }
 }
@@ -103,13 +109,15 @@ async fn manage_redirect_count_and_qr() {
     assert_eq!(st, StatusCode::CREATED, "{created}");
     assert_eq!(created["short_url"], format!("{}/l/tet26", s.base));
     assert_eq!(s.api(reqwest::Method::POST, "/v1/links", SECRET, Some(body)).await.0, StatusCode::CONFLICT);
-    let (st, e) = s.api(reqwest::Method::POST, "/v1/links", SECRET, Some(json!({"target_url": "https://x.example", "code": "healthz"}))).await;
+    let (st, e) =
+        s.api(reqwest::Method::POST, "/v1/links", SECRET, Some(json!({"target_url": "https://x.example", "code": "healthz"}))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(e["error"].as_str().unwrap().contains("reserved"));
     let (st, e) = s.api(reqwest::Method::POST, "/v1/links", SECRET, Some(json!({"target_url": "javascript:alert(1)"}))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(e["error"].as_str().unwrap().contains("target_url"));
-    let (st, random) = s.api(reqwest::Method::POST, "/v1/links", SECRET, Some(json!({"target_url": "https://shop.example/?utm_source=mail"}))).await;
+    let (st, random) =
+        s.api(reqwest::Method::POST, "/v1/links", SECRET, Some(json!({"target_url": "https://shop.example/?utm_source=mail"}))).await;
     assert_eq!(st, StatusCode::CREATED);
     let random_code = random["code"].as_str().unwrap().to_owned();
     assert_eq!(random_code.len(), 7);

@@ -31,7 +31,6 @@ struct Env<'a> {
     config: &'a Path,
 }
 
-
 fn touchline(data_dir: &Path, env: &Env, args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--config")
@@ -121,7 +120,8 @@ async fn wait_group_stable(members: &[(PathBuf, u64)], timeout: Duration) -> Res
     let mut last: Option<(Vec<BTreeSet<u32>>, Instant)> = None;
     loop {
         let owned: Vec<BTreeSet<u32>> = members.iter().map(|(path, from)| owned_from_log(path, *from)).collect();
-        let covered = owned.iter().map(BTreeSet::len).sum::<usize>() == all.len() && owned.iter().flatten().copied().collect::<BTreeSet<u32>>() == all;
+        let covered = owned.iter().map(BTreeSet::len).sum::<usize>() == all.len()
+            && owned.iter().flatten().copied().collect::<BTreeSet<u32>>() == all;
         match &last {
             Some((prev, since)) if covered && *prev == owned && since.elapsed() >= Duration::from_secs(2) => return Ok(()),
             Some((prev, _)) if covered && *prev == owned => {}
@@ -131,10 +131,19 @@ async fn wait_group_stable(members: &[(PathBuf, u64)], timeout: Duration) -> Res
             let mut said = String::new();
             for (path, _) in members {
                 let text = String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
-                let lines: Vec<&str> = text.lines().filter(|l| l.contains("partition") || l.contains("WARN") || l.contains("ERROR") || l.contains("group")).collect();
-                said.push_str(&format!("\n== {} (membership lines, newest last):\n{}", path.display(), lines.iter().rev().take(40).rev().copied().collect::<Vec<_>>().join("\n")));
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.contains("partition") || l.contains("WARN") || l.contains("ERROR") || l.contains("group"))
+                    .collect();
+                said.push_str(&format!(
+                    "\n== {} (membership lines, newest last):\n{}",
+                    path.display(),
+                    lines.iter().rev().take(40).rev().copied().collect::<Vec<_>>().join("\n")
+                ));
             }
-            return Err(format!("the consumer group did not settle within {timeout:?}: the live aggregators own {owned:?} of {all:?}{said}"));
+            return Err(format!(
+                "the consumer group did not settle within {timeout:?}: the live aggregators own {owned:?} of {all:?}{said}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -217,7 +226,12 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     assert!(said.contains("kafka topics") && said.contains("ClickHouse"), "{said}");
 
     let port = free_port();
-    let collector = Proc(touchline(&root.path().join("collector"), &env, &["collector"]).env("TOUCHLINE_HTTP_ADDR", format!("127.0.0.1:{port}")).spawn().unwrap());
+    let collector = Proc(
+        touchline(&root.path().join("collector"), &env, &["collector"])
+            .env("TOUCHLINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .spawn()
+            .unwrap(),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -247,7 +261,13 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         let base = base.clone();
         tokio::spawn(async move {
             for chunk in items.chunks(50) {
-                let r = http.post(format!("{base}/v1/batch")).bearer_auth(WRITE).json(&serde_json::json!({ "batch": chunk })).send().await.unwrap();
+                let r = http
+                    .post(format!("{base}/v1/batch"))
+                    .bearer_auth(WRITE)
+                    .json(&serde_json::json!({ "batch": chunk }))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
                 tokio::time::sleep(Duration::from_millis(40)).await;
             }
@@ -301,7 +321,11 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     eprintln!("{kills} SIGKILLs; group re-forms forced by a graceful restart: {reforms}");
     sender.await.unwrap();
 
-    let bus: Arc<dyn Bus> = touchline_kafka::KafkaBus::connect(touchline_kafka::KafkaConfig { partitions: PARTITIONS, ..touchline_kafka::KafkaConfig::new(broker.addr.clone()) }).unwrap();
+    let bus: Arc<dyn Bus> = touchline_kafka::KafkaBus::connect(touchline_kafka::KafkaConfig {
+        partitions: PARTITIONS,
+        ..touchline_kafka::KafkaConfig::new(broker.addr.clone())
+    })
+    .unwrap();
     wait_caught_up(bus.as_ref(), Duration::from_secs(240)).await;
     for m in &mut members {
         terminate(m);
@@ -312,7 +336,9 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         let text = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
         let warnings = text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).count();
         eprintln!("{name}: {warnings} warnings/errors in its log");
-        let interesting = |l: &&str| l.contains("WARN") || l.contains("ERROR") || l.contains("revoked") || l.contains("assigned") || l.contains("restored");
+        let interesting = |l: &&str| {
+            l.contains("WARN") || l.contains("ERROR") || l.contains("revoked") || l.contains("assigned") || l.contains("restored")
+        };
         let noisy = got == expected && std::env::var_os("SCALEOUT_SHOW_LOGS").is_none();
         for line in text.lines().filter(|l| !noisy && interesting(l)) {
             eprintln!("{name}: {line}");
@@ -342,8 +368,22 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         }
         for (g, e) in got.0.iter().zip(&expected.0) {
             if g != e {
-                eprintln!("metric {} {} {}: impressions {} vs {}, clicks {} vs {}, reach {} vs {}, conversions {} vs {}, cost {} vs {}",
-                    g.campaign_id, g.advertisement_id, g.metric_date, g.impressions, e.impressions, g.clicks, e.clicks, g.reach, e.reach, g.conversions, e.conversions, g.cost, e.cost);
+                eprintln!(
+                    "metric {} {} {}: impressions {} vs {}, clicks {} vs {}, reach {} vs {}, conversions {} vs {}, cost {} vs {}",
+                    g.campaign_id,
+                    g.advertisement_id,
+                    g.metric_date,
+                    g.impressions,
+                    e.impressions,
+                    g.clicks,
+                    e.clicks,
+                    g.reach,
+                    e.reach,
+                    g.conversions,
+                    e.conversions,
+                    g.cost,
+                    e.cost
+                );
             }
         }
         let gs: std::collections::BTreeSet<_> = got.1.iter().collect();
@@ -365,8 +405,16 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
     let ch_cfg = touchline_clickhouse::ClickHouseConfig::from_url(common::clickhouse_url()).with_database(&ch_db);
     let ch = touchline_clickhouse::ClickHouseStore::new(touchline_clickhouse::connect(&ch_cfg).await.unwrap());
     let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
-    assert_eq!(ch.daily_metrics(ACCOUNT, from, to).await.unwrap(), store.daily_metrics(ACCOUNT, from, to).await.unwrap(), "ClickHouse metrics equal Postgres");
-    assert_eq!(common::sorted_attributions(ch.attributions(ACCOUNT, None).await.unwrap()), common::sorted_attributions(store.attributions(ACCOUNT, None).await.unwrap()), "ClickHouse attributions equal Postgres");
+    assert_eq!(
+        ch.daily_metrics(ACCOUNT, from, to).await.unwrap(),
+        store.daily_metrics(ACCOUNT, from, to).await.unwrap(),
+        "ClickHouse metrics equal Postgres"
+    );
+    assert_eq!(
+        common::sorted_attributions(ch.attributions(ACCOUNT, None).await.unwrap()),
+        common::sorted_attributions(store.attributions(ACCOUNT, None).await.unwrap()),
+        "ClickHouse attributions equal Postgres"
+    );
     eprintln!("{n} records via HTTP → Kafka; {kills} SIGKILLs of 2 aggregators; {} metric rows and {} attribution rows identical (Postgres, ClickHouse, reference)", got.0.len(), got.1.len());
 
     drop(collector);

@@ -164,8 +164,11 @@ pub fn dataset(people: u64, seed: u64) -> Vec<Record> {
                 "campaign_id": "spring", "bot": g.below(5) == 0, "unique": g.below(2) == 0})));
         }
         if cust.is_some() && g.below(2) == 0 {
-            out.push((t, serde_json::json!({"v": 1, "type": "identify", "record_id": rid("id"), "account_id": acct, "timestamp": ts(base, t),
-                "received_at": ts(base, t), "anonymous_id": anon, "customer_id": cust, "traits": {"plan": "pro"}})));
+            out.push((
+                t,
+                serde_json::json!({"v": 1, "type": "identify", "record_id": rid("id"), "account_id": acct, "timestamp": ts(base, t),
+                "received_at": ts(base, t), "anonymous_id": anon, "customer_id": cust, "traits": {"plan": "pro"}}),
+            ));
         }
         if g.below(2) == 0 {
             t += 120;
@@ -191,14 +194,20 @@ pub fn dataset(people: u64, seed: u64) -> Vec<Record> {
             for acct in [account(1), account(2)] {
                 let t = day as i64 * 86_400 + 80_000 + i as i64;
                 let cost = format!("{}.{:02}", 10 + g.below(90), g.below(100));
-                out.push((t, serde_json::json!({"v": 1, "type": "spend", "record_id": rid("sp"), "account_id": acct, "timestamp": ts(base, t),
+                out.push((
+                    t,
+                    serde_json::json!({"v": 1, "type": "spend", "record_id": rid("sp"), "account_id": acct, "timestamp": ts(base, t),
                     "received_at": ts(base, t), "date": date, "campaign_id": c, "advertisement_id": ads[0], "cost": cost, "currency": "EUR",
-                    "impressions": 1000 + g.below(500), "clicks": 10 + g.below(50), "source": "meta"})));
+                    "impressions": 1000 + g.below(500), "clicks": 10 + g.below(50), "source": "meta"}),
+                ));
                 if day == 1 {
                     // A restated report for the same day and source.
-                    out.push((t + 3_600, serde_json::json!({"v": 1, "type": "spend", "record_id": rid("sp"), "account_id": acct,
+                    out.push((
+                        t + 3_600,
+                        serde_json::json!({"v": 1, "type": "spend", "record_id": rid("sp"), "account_id": acct,
                         "timestamp": ts(base, t + 3_600), "received_at": ts(base, t + 3_600), "date": date, "campaign_id": c,
-                        "advertisement_id": ads[0], "cost": "77.70", "currency": "EUR", "source": "meta"})));
+                        "advertisement_id": ads[0], "cost": "77.70", "currency": "EUR", "source": "meta"}),
+                    ));
                 }
             }
         }

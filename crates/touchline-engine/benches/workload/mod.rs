@@ -133,4 +133,3 @@ pub fn run_on(e: &mut Engine, records: &[Record]) {
     }
     black_box(e.flush());
 }
-

@@ -76,7 +76,10 @@ pub fn dataset() -> Vec<Value> {
 
 /// Writes the dataset into an embedded log under `data_dir/log`, as the collector would.
 pub async fn write_log(data_dir: &Path) -> usize {
-    let log = EmbeddedLog::open(data_dir.join("log"), LogConfig { partitions: PARTITIONS, retention_check_secs: 0, ..LogConfig::default() }).await.unwrap();
+    let log =
+        EmbeddedLog::open(data_dir.join("log"), LogConfig { partitions: PARTITIONS, retention_check_secs: 0, ..LogConfig::default() })
+            .await
+            .unwrap();
     let opts = DecodeOptions::default();
     let received = DateTime::parse_from_rfc3339("2026-11-21T00:00:00Z").unwrap().with_timezone(&Utc);
     let items = dataset();
@@ -90,7 +93,12 @@ pub async fn write_log(data_dir: &Path) -> usize {
         let out: Vec<OutRecord> = d
             .records
             .iter()
-            .map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: r.meta.received_at.timestamp_millis() })
+            .map(|r| OutRecord {
+                topic: r.topic().into(),
+                key: r.partition_key(),
+                value: r.to_json(),
+                timestamp_ms: r.meta.received_at.timestamp_millis(),
+            })
             .collect();
         n += out.len();
         log.append(out).await.unwrap();
@@ -114,9 +122,16 @@ pub async fn results(s: &dyn Store) -> (Vec<touchline_sql::DailyMetricRow>, Vec<
         .await
         .unwrap()
         .into_iter()
-        .map(|a| (a.conversion_id, a.attribution_model, a.touchpoint_id, format!("{:.9}", a.weight), a.attributed_revenue.normalize().to_string()))
+        .map(|a| {
+            (
+                a.conversion_id,
+                a.attribution_model,
+                a.touchpoint_id,
+                format!("{:.9}", a.weight),
+                a.attributed_revenue.normalize().to_string(),
+            )
+        })
         .collect();
     attrs.sort();
     (metrics, attrs)
 }
-

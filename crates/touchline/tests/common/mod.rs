@@ -95,6 +95,8 @@ pub async fn drop_postgres_database(name: &str) {
 
 /// Attribution rows in a stable order (Postgres and ClickHouse sort text differently).
 pub fn sorted_attributions(mut v: Vec<touchline_sql::AttributionRow>) -> Vec<touchline_sql::AttributionRow> {
-    v.sort_by(|a, b| (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id)));
+    v.sort_by(|a, b| {
+        (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id))
+    });
     v
 }
