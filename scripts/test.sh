@@ -18,10 +18,23 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
+# Format and lint first: they take seconds and fail the run before the long part does.
+echo "== cargo fmt --check"
+if ! cargo fmt --all --check; then
+  echo "the code is not formatted: run \`cargo fmt --all\` and commit the result" >&2
+  exit 1
+fi
+
 # A C compiler is needed by some crates' build scripts.
 if ! command -v cc >/dev/null 2>&1; then
   echo "installing a C toolchain (build-essential)"
   apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+fi
+
+echo "== cargo clippy -D warnings"
+if ! cargo clippy --workspace --all-targets --locked -- -D warnings; then
+  echo "clippy found warnings: fix them (\`cargo clippy --workspace --all-targets --fix\` mends many) and re-run" >&2
+  exit 1
 fi
 
 # Postgres: the SQL store tests and the end-to-end/crash tests use a real server at
@@ -64,7 +77,14 @@ export TOUCHLINE_TEST_PYTHON="${TOUCHLINE_TEST_PYTHON:-$VENV/bin/python}"
 # ~/.cache/touchline/tansu, started on 127.0.0.1:9092 (SQLite storage, see scripts/tansu.sh), stopped at the end
 # when this script started it. Tests that restart a broker start their own (TOUCHLINE_TANSU_BIN).
 echo "== Kafka broker (tansu)"
-export TOUCHLINE_TANSU_BIN="${TOUCHLINE_TANSU_BIN:-$(scripts/tansu.sh build | tail -1)}"
+if [ -z "${TOUCHLINE_TANSU_BIN:-}" ]; then
+  # A plain `export X="$(cmd)"` would succeed whatever cmd's status: build first, then read the
+  # path, so a failed build stops here with the tail of its log (tansu.sh prints it).
+  tansu_out="$(scripts/tansu.sh build)" || { echo "building tansu failed (see above)" >&2; exit 1; }
+  TOUCHLINE_TANSU_BIN="$(printf '%s\n' "$tansu_out" | tail -1)"
+fi
+[ -x "$TOUCHLINE_TANSU_BIN" ] || { echo "tansu binary not found at $TOUCHLINE_TANSU_BIN" >&2; exit 1; }
+export TOUCHLINE_TANSU_BIN
 started_tansu=0
 if ! scripts/tansu.sh status >/dev/null 2>&1; then
   scripts/tansu.sh start

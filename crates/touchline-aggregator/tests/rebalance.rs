@@ -3,6 +3,9 @@
 //! is flushed, checkpointed (in the shared SQL store) and released before the other instance
 //! takes it over from that checkpoint.
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! The collector over real HTTP (port 0) with the real embedded log behind it.
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,3 +1,6 @@
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use touchline_model::*;

@@ -1,6 +1,9 @@
 //! Property tests: decoding never panics; every entity round-trips through the bus envelope and
 //! through native JSON.
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use proptest::prelude::*;
 use rust_decimal::Decimal;

@@ -4,6 +4,9 @@
 //! `TOUCHLINE_TEST_PG` is the server URL without a database (default
 //! `postgres://postgres@127.0.0.1:5432`).
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use sqlx::Connection;

@@ -1,5 +1,8 @@
 //! The store conformance suite on SQLite, plus SQLite specifics (WAL, raw tables).
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use touchline_sql::{conformance, SqliteStore, Store};

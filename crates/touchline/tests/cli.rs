@@ -1,5 +1,8 @@
 //! The binary as a user runs it: `touchline serve` with no configuration, then `tail`.
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //! embedded default (SQLite) and with Postgres as the fact-table store plus ClickHouse as a
 //! second sink (which must then hold the same rows as Postgres).
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,9 @@
 //! bus plus ClickHouse as a second sink (reports then read from ClickHouse, and ClickHouse must
 //! hold the same rows as Postgres).
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! Short links over real HTTP: management with the secret key, the redirect (UTM merge, 404,
 //! 410, device cookie), bot and preview detection, QR codes, and clicks reaching the metrics.
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

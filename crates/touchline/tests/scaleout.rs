@@ -5,6 +5,9 @@
 //! aggregator over the embedded log, row by row, and ClickHouse must hold the same rows as
 //! Postgres.
 
+// Helpers of a test crate may unwrap: a panic there is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeSet;
