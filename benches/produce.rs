@@ -58,7 +58,7 @@ fn produce(c: &mut Criterion) {
         .block_on(EmbeddedLog::open(dir.path().join("log"), LogConfig { retention_check_secs: 0, ..LogConfig::default() }))
         .unwrap_or_else(|e| panic!("open: {e}"));
     let topic = format!("bench-produce-{}", uuid::Uuid::new_v4().simple());
-    let mut buses: Vec<(&str, Arc<dyn Bus>)> = vec![("embedded_log", log)];
+    let mut buses: Vec<(&str, Arc<dyn Bus>)> = vec![("baseline_embedded_log", log)];
     if let Some(k) = kafka_bus(&rt, &topic) {
         buses.push(("kafka", k));
     }

@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
     // the measurement): conversion ingest + attribution under six models + flush + dropping the
     // output, i.e. the cost a conversion adds on top of its touches.
     let (touches, conversions) = paths_split(convs);
-    g.bench_function("baseline_clone_conversions_only", |b| {
+    g.bench_function("baseline_clone_conversions_in_state", |b| {
         b.iter(|| {
             for r in &conversions {
                 black_box(r.clone());
