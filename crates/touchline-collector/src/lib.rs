@@ -64,7 +64,8 @@ impl Default for CollectorConfig {
 }
 
 impl CollectorConfig {
-    fn decode_options(&self) -> DecodeOptions {
+    /// The decoder's limits and mappings for these settings.
+    pub fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {
             max_record_bytes: self.max_record_bytes,
             max_batch_records: self.max_batch_records,
@@ -300,7 +301,8 @@ fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ApiErro
     Ok(Bytes::from(out))
 }
 
-fn to_out(records: &[Record]) -> Vec<OutRecord> {
+/// The bus records of decoded records: topic, partition key, versioned JSON value, server time.
+pub fn to_out(records: &[Record]) -> Vec<OutRecord> {
     records
         .iter()
         .map(|r| OutRecord {

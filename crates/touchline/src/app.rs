@@ -211,7 +211,26 @@ impl std::str::FromStr for ReplayFrom {
 /// Rebuilds every result from the log: clears the derived tables and the aggregator's
 /// checkpoints, points the consumer group at the start, and runs the aggregator until it has
 /// consumed everything, with a progress bar. Results then reflect the records from `from` on.
-pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> anyhow::Result<u64> {
+/// How a replay went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplayOutcome {
+    /// Records the aggregator consumed (re-key records it sent itself included).
+    pub records: u64,
+    pub seconds: f64,
+    /// False when the time limit stopped the replay before the log was consumed: the results
+    /// then cover only part of it.
+    pub complete: bool,
+}
+
+/// Clears the results and checkpoints, then rebuilds them from the log. With `time_limit`
+/// the replay stops (after a last flush and checkpoint) once that much time has passed, so a
+/// benchmark can measure a rate on a log too large to finish.
+pub async fn run_replay(
+    config: Config,
+    from: ReplayFrom,
+    progress: bool,
+    time_limit: Option<std::time::Duration>,
+) -> anyhow::Result<ReplayOutcome> {
     let app = App::build(config, Role::Aggregator).await?;
     let bus = app.bus.clone();
     let group = app.config.aggregator.group.clone();
@@ -256,13 +275,25 @@ pub async fn run_replay(config: Config, from: ReplayFrom, progress: bool) -> any
             }
         })
     };
-    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let limiter = time_limit.map(|limit| {
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            let _ = stop_tx.send(true);
+        })
+    });
     let result = aggregator.run(stop_rx, true).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let complete = limiter.as_ref().is_none_or(|l| !l.is_finished());
+    if let Some(l) = limiter {
+        l.abort();
+    }
     ticker.abort();
     bar.set_position(stats.records.load(Ordering::Relaxed).min(total));
     bar.finish();
     result.context("replay failed")?;
-    Ok(stats.records.load(Ordering::Relaxed))
+    Ok(ReplayOutcome { records: stats.records.load(Ordering::Relaxed), seconds, complete })
 }
 
 /// The first offset of a partition whose record was appended at or after `cutoff_ms`.

@@ -6,8 +6,11 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod dataset;
 pub mod demo;
+pub mod generate;
 pub mod links;
+pub mod loadgen;
 pub mod reports;
 pub mod results;
 pub mod tail;

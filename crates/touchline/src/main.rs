@@ -66,6 +66,29 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Write the demo's dataset (at any size) straight into the bus through the collector's
+    /// decoders, without HTTP; then `touchline replay` measures the pipeline on it.
+    Generate {
+        /// Data directory to write into (default: the configured `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Visitors of the main account (a third as many for the second account); about 9
+        /// records per visitor.
+        #[arg(long, default_value_t = 6000)]
+        visitors: usize,
+        /// Days of history to generate (1 to 6, inside the default allowed lateness).
+        #[arg(long, default_value_t = 6)]
+        days: i64,
+        /// Random seed (the same seed gives the same dataset shape).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Print the summary as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Rebuild every result from the log (clears the result tables and checkpoints first).
     Replay {
         /// `earliest` (default), an offset applied to every topic partition, or a date
@@ -75,12 +98,22 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Stop after this many seconds (with a last flush and checkpoint) and report the rate
+        /// reached: for benchmarks on logs too large to finish. The results are then partial.
+        #[arg(long)]
+        time_limit: Option<f64>,
+        /// Print the outcome as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Apply the migrations of the configured database and of ClickHouse, and create the Kafka
     /// topics (all idempotent; also done at start-up).
     Migrate,
     /// Print the effective configuration (keys redacted) and exit.
     Config,
+    /// Send HTTP load to a running server (keep-alive connections, as fast as it answers or at
+    /// a fixed rate) and print throughput and latency percentiles.
+    Loadgen(touchline::loadgen::LoadgenArgs),
 }
 
 /// mimalloc: the engine's allocation pattern (many small, short-lived strings and vectors)
@@ -115,9 +148,37 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { data_dir, visitors, days, seed } => {
             touchline::demo::run(config, touchline::demo::DemoArgs { data_dir, visitors, days: days.clamp(1, 6), seed }).await
         }
-        Command::Replay { from, quiet } => {
-            let n = touchline::app::run_replay(config, from, !quiet).await?;
-            println!("replayed {n} records");
+        Command::Generate { data_dir, visitors, days, seed, json, quiet } => {
+            let args = touchline::generate::GenerateArgs { data_dir, visitors, days: days.clamp(1, 6), seed, progress: !quiet };
+            let g = touchline::generate::run(config, args).await?;
+            if json {
+                println!("{}", serde_json::to_string(&g)?);
+            } else {
+                println!(
+                    "generated {} records ({} visitors) in {:.1} s ({:.0} records/s) into {}\n  write key:  {}\n  secret key: {}",
+                    g.records, g.visitors, g.seconds, g.records_per_sec, g.data_dir, g.write_key, g.secret_key
+                );
+            }
+            Ok(())
+        }
+        Command::Replay { from, quiet, time_limit, json } => {
+            let limit = match time_limit {
+                Some(s) if s.is_finite() && s > 0.0 => Some(std::time::Duration::from_secs_f64(s)),
+                Some(s) => anyhow::bail!("--time-limit must be a positive number of seconds, not {s}"),
+                None => None,
+            };
+            let o = touchline::app::run_replay(config, from, !quiet, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string(&o)?);
+            } else {
+                let partial = if o.complete { "" } else { " (stopped at the time limit: the results cover part of the log)" };
+                println!(
+                    "replayed {} records in {:.1} s ({:.0} records/s){partial}",
+                    o.records,
+                    o.seconds,
+                    o.records as f64 / o.seconds.max(1e-9)
+                );
+            }
             Ok(())
         }
         Command::Migrate => {
@@ -138,6 +199,16 @@ async fn main() -> anyhow::Result<()> {
                     touchline_aggregator::ALL_TOPICS.len(),
                     k.partitions
                 );
+            }
+            Ok(())
+        }
+        Command::Loadgen(args) => {
+            let json = args.json;
+            let report = tokio::task::spawn_blocking(move || touchline::loadgen::run_blocking(args)).await??;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.text());
             }
             Ok(())
         }

@@ -197,3 +197,109 @@ async fn catalog_changes_in_sql_reach_the_running_server() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Records the collector appended to the entity topics of the embedded log under `dir` (the
+/// aggregator's own identity re-key records left out).
+fn count_log(dir: &std::path::Path) -> usize {
+    ["touchline.events", "touchline.touchpoints", "touchline.conversions", "touchline.spend", "touchline.identities"]
+        .iter()
+        .flat_map(|t| tail(dir, t))
+        .filter(|r| r["type"] != "identity_transfer")
+        .count()
+}
+
+#[test]
+fn generate_writes_what_it_reports_and_replay_rebuilds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["generate", "--visitors", "60", "--days", "2", "--json", "--quiet"])
+        .env("TOUCHLINE_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let g: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reported = g["records"].as_u64().unwrap() as usize;
+    // 60 + 20 visitors with 1-5 touches each, plus 2 accounts x 3 days x (3 + 1) campaigns x 2 ads
+    // of spend: at least 80 + 48 records.
+    assert!(reported >= 128, "{g}");
+    let data = dir.path().join("data");
+    let in_log = ["touchline.events", "touchline.touchpoints", "touchline.conversions", "touchline.spend", "touchline.identities"]
+        .iter()
+        .map(|t| {
+            let out = Command::new(BIN).args(["tail", "--topic", t]).env("TOUCHLINE_DATA_DIR", &data).output().unwrap();
+            String::from_utf8(out.stdout).unwrap().lines().count()
+        })
+        .sum::<usize>();
+    assert_eq!(in_log, reported, "the log holds exactly the records generate reported");
+
+    let out = Command::new(BIN).args(["replay", "--quiet", "--json"]).env("TOUCHLINE_DATA_DIR", &data).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["complete"], true);
+    // Every generated record, plus the identity re-key records the replay appends itself.
+    assert!(r["records"].as_u64().unwrap() as usize >= reported, "{r}");
+}
+
+#[test]
+fn replay_stops_at_its_time_limit_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(BIN).args(["generate", "--visitors", "3000", "--quiet"]).env("TOUCHLINE_DATA_DIR", &data).output().unwrap();
+    assert!(out.status.success(), "generate failed: {}", String::from_utf8_lossy(&out.stderr));
+    let started = std::time::Instant::now();
+    let out =
+        Command::new(BIN).args(["replay", "--quiet", "--json", "--time-limit", "0.2"]).env("TOUCHLINE_DATA_DIR", &data).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A debug build replays ~25 k records far slower than 0.2 s: the limit must have stopped it.
+    assert_eq!(r["complete"], false, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let bad = Command::new(BIN).args(["replay", "--time-limit", "0"]).env("TOUCHLINE_DATA_DIR", &data).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--time-limit must be a positive number"));
+}
+
+#[tokio::test]
+async fn loadgen_counts_what_the_server_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wk, sk) = ("tl_wk_loadgen_test_key_0001", "tl_sk_loadgen_test_key_0001");
+    let server = serve(dir.path(), &[("TOUCHLINE_WRITE_KEY", wk), ("TOUCHLINE_SECRET_KEY", sk)]);
+    let run = |mix: &str, extra: &[&str]| {
+        let mut args = vec!["loadgen", "--url", &server.base, "--write-key", wk, "--secret-key", sk, "--mix", mix];
+        args.extend_from_slice(&["--connections", "4", "--duration", "0.5", "--warmup", "0", "--batch", "10", "--json"]);
+        args.extend_from_slice(extra);
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(out.status.success(), "loadgen {mix} failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let batch = run("batch", &[]);
+    assert_eq!(batch["errors"], 0, "{batch}");
+    assert!(batch["requests"].as_u64().unwrap() > 0, "{batch}");
+    assert_eq!(batch["records"].as_u64().unwrap(), batch["requests"].as_u64().unwrap() * 10);
+    // Paced: 40 requests/s over 4 connections for 0.5 s is 20 requests, give or take the edges.
+    let paced = run("pixel", &["--rate", "40"]);
+    assert_eq!(paced["errors"], 0, "{paced}");
+    let n = paced["requests"].as_u64().unwrap();
+    assert!((16..=24).contains(&n), "{paced}");
+    // Redirects need links, which loadgen creates with the secret key.
+    let redirects = run("redirect", &[]);
+    assert_eq!(redirects["errors"], 0, "{redirects}");
+    assert!(redirects["requests"].as_u64().unwrap() > 0);
+
+    // Every acknowledged record is in the log (with no warm-up, every request sent is counted;
+    // clicks are appended by the redirect's queue, so wait for them).
+    let expected = batch["records"].as_u64().unwrap() + n + redirects["requests"].as_u64().unwrap();
+    let mut clicks_and_records = 0;
+    for _ in 0..50 {
+        clicks_and_records = count_log(dir.path()) + tail(dir.path(), "touchline.link_clicks").len();
+        if clicks_and_records as u64 >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(clicks_and_records as u64, expected);
+
+    let wrong = Command::new(BIN).args(["loadgen", "--url", &server.base, "--mix", "pixle"]).output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown shape `pixle`"));
+}

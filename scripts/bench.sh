@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# The benchmark harness: one invocation prints one table of this machine's figures, each as an
+# absolute and as a ratio to a baseline measured in the same run.
+#
+#   scripts/bench.sh                 # the HTTP edge and the replay scale curve (~20 minutes)
+#   scripts/bench.sh --quick         # short phases and a small curve (a smoke run, ~3 minutes)
+#   scripts/bench.sh --write-docs    # also replace the latest run in docs/benchmarks.md
+#
+# 1. The HTTP edge: `touchline loadgen` against `touchline serve` (embedded log, SQLite) and
+#    against the bare axum server `touchline-bare`, which answers the same shapes with nothing
+#    behind them (204 after reading a POST body, the 43-byte GIF, a 302). For each shape: the
+#    maximum rate, p99 at that maximum, and p99 paced at half of it (coordinated omission
+#    corrected). The ratio is touchline's rate over the bare server's.
+# 2. The pipeline at scale: `touchline generate` writes the demo dataset at three sizes straight
+#    into a fresh embedded log, then `touchline replay` rebuilds every result from it (log →
+#    engine → checkpoints → SQLite), timed, with peak RSS. The ratio is each size's rate over
+#    the smallest size's, so a flat curve reads 1.00.
+#
+# Environment / flags:
+#   --duration S        seconds measured per load phase (default 8; --quick 2)
+#   --connections N     keep-alive connections of the load generator (default 64)
+#   --visitors "A B C"  dataset sizes in visitors, ~9 records each (default "5500 55000 550000",
+#                       about 50 k, 500 k and 5 M records; --quick "1100 5500")
+#   --replay-limit S    stop a replay after S seconds and report the rate it reached (default 600)
+#   --skip-edge / --skip-scale
+#   CARGO_TARGET_DIR    (default ~/.cache/touchline/target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+DURATION=8
+CONNECTIONS=64
+VISITORS="5500 55000 550000"
+REPLAY_LIMIT=600
+WRITE_DOCS=0
+SKIP_EDGE=0
+SKIP_SCALE=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) DURATION=2; VISITORS="1100 5500"; REPLAY_LIMIT=120 ;;
+    --duration) DURATION="$2"; shift ;;
+    --connections) CONNECTIONS="$2"; shift ;;
+    --visitors) VISITORS="$2"; shift ;;
+    --replay-limit) REPLAY_LIMIT="$2"; shift ;;
+    --write-docs) WRITE_DOCS=1 ;;
+    --skip-edge) SKIP_EDGE=1 ;;
+    --skip-scale) SKIP_SCALE=1 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/touchline/target}"
+export RUST_BACKTRACE=0
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then export PATH="$HOME/.cargo/bin:$PATH"; fi
+echo "== building the release binaries (touchline, touchline-bare)" >&2
+cargo build --release --locked -q -p touchline -p touchline-benches --bin touchline --bin touchline-bare
+BIN="$CARGO_TARGET_DIR/release/touchline"
+BARE="$CARGO_TARGET_DIR/release/touchline-bare"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/touchline-bench.XXXXXX")"
+RESULTS="$WORK/results.jsonl"
+: >"$RESULTS"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+WRITE_KEY="tl_wk_bench_0123456789abcdef"
+SECRET_KEY="tl_sk_bench_0123456789abcdef"
+
+# Starts a server command in the background; sets SERVER_URL to the base URL it announces
+# ("listening on http://…" on its standard output). Not to be called in a subshell: PIDS
+# must see the server.
+start_server() {
+  local name="$1"; shift
+  local out="$WORK/$name.out"
+  "$@" >"$out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  local i url
+  for ((i = 0; i < 300; i++)); do
+    url="$(grep -o 'listening on http://[0-9.:]*' "$out" 2>/dev/null | head -1 | sed 's/listening on //')" || true
+    if [ -n "$url" ]; then SERVER_URL="$url"; return 0; fi
+    sleep 0.1
+  done
+  echo "bench.sh: $name did not start; its log:" >&2
+  tail -20 "$WORK/$name.err" >&2
+  return 1
+}
+
+# loadgen URL SERVER SHAPE MODE [RATE]: one phase, its JSON report appended to the results.
+loadgen() {
+  local url="$1" server="$2" shape="$3" mode="$4" rate="${5:-0}"
+  "$BIN" loadgen --url "$url" --write-key "$WRITE_KEY" --secret-key "$SECRET_KEY" --mix "$shape" --batch 100 \
+    --connections "$CONNECTIONS" --threads 1 --duration "$DURATION" --warmup 1 --rate "$rate" --identities 1000000 --json \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin); r.update(kind="edge", server=sys.argv[1], shape=sys.argv[2], mode=sys.argv[3]); print(json.dumps(r))' \
+      "$server" "$shape" "$mode" >>"$RESULTS"
+}
+
+max_rate_of() { # SERVER SHAPE → requests/s of its max phase
+  python3 - "$RESULTS" "$1" "$2" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+r = [x for x in rows if x.get("kind") == "edge" and x["server"] == sys.argv[2] and x["shape"] == sys.argv[3] and x["mode"] == "max"]
+print(f'{r[-1]["requests_per_sec"]:.0f}' if r else "0")
+PY
+}
+
+# Starts `touchline serve` on a fresh data directory; sets SERVER_URL.
+start_touchline() {
+  TOUCHLINE_DATA_DIR="$1" TOUCHLINE_HTTP_ADDR=127.0.0.1:0 TOUCHLINE_WRITE_KEY="$WRITE_KEY" \
+    TOUCHLINE_SECRET_KEY="$SECRET_KEY" TOUCHLINE_LOG_LEVEL=warn start_server serve "$BIN" serve
+}
+
+stop_last_server() {
+  local pid="${PIDS[-1]}"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset 'PIDS[-1]'
+}
+
+# Each shape against the bare server, then against a touchline started fresh for that shape
+# (so one shape's aggregation backlog does not weigh on the next).
+edge() {
+  local bare_url tl_url shape server url max
+  start_server bare "$BARE" 127.0.0.1:0
+  bare_url="$SERVER_URL"
+  echo "== HTTP edge: bare baseline at $bare_url, $DURATION s per phase" >&2
+  for shape in batch single segment pixel redirect; do
+    for server in bare touchline; do
+      if [ "$server" = bare ]; then
+        url="$bare_url"
+      else
+        start_touchline "$WORK/serve-$shape"
+        url="$SERVER_URL"
+      fi
+      echo "   $shape → $server: max, then half of max" >&2
+      loadgen "$url" "$server" "$shape" max
+      max="$(max_rate_of "$server" "$shape")"
+      loadgen "$url" "$server" "$shape" half "$(python3 -c "print(max(1.0, $max / 2))")"
+      if [ "$server" = touchline ]; then
+        stop_last_server
+        rm -rf "$WORK/serve-$shape"
+      fi
+    done
+  done
+}
+
+# The replay of one dataset size: generate into a fresh directory, then replay it timed.
+scale_point() {
+  local visitors="$1" dir="$WORK/scale-$1"
+  echo "== scale: generating $visitors visitors" >&2
+  local gen
+  gen="$(TOUCHLINE_LOG_LEVEL=warn "$BIN" generate --data-dir "$dir" --visitors "$visitors" --quiet --json)"
+  python3 -c 'import json,sys; g=json.loads(sys.argv[1]); print("   %d records in %.1f s (%.0f records/s)" % (g["records"], g["seconds"], g["records_per_sec"]))' "$gen" >&2
+  echo "   replaying (limit $REPLAY_LIMIT s)" >&2
+  local rss_file="$WORK/rss-$visitors" replay
+  replay="$(TOUCHLINE_DATA_DIR="$dir" TOUCHLINE_LOG_LEVEL=warn /usr/bin/time -f '%M' -o "$rss_file" \
+    "$BIN" replay --quiet --json --time-limit "$REPLAY_LIMIT")"
+  python3 - "$gen" "$replay" "$(cat "$rss_file")" "$visitors" >>"$RESULTS" <<'PY'
+import json, sys
+g, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print(json.dumps({"kind": "scale", "visitors": int(sys.argv[4]), "generated": g["records"], "generate_seconds": g["seconds"],
+                  "replayed": r["records"], "seconds": r["seconds"], "complete": r["complete"], "peak_rss_kb": int(sys.argv[3])}))
+PY
+  rm -rf "$dir"
+}
+
+[ "$SKIP_EDGE" = 1 ] || edge
+for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+PIDS=()
+if [ "$SKIP_SCALE" = 0 ]; then
+  for v in $VISITORS; do scale_point "$v"; done
+fi
+
+TABLE="$WORK/table.md"
+python3 - "$RESULTS" "$(nproc)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$DURATION" "$CONNECTIONS" >"$TABLE" <<'PY'
+import json, sys, datetime, platform
+rows = [json.loads(l) for l in open(sys.argv[1])]
+cores, rev, duration, conns = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+print(f"`scripts/bench.sh` at {rev}, {datetime.date.today()}: {cores} cores ({cpu}); server and load generator on the same machine,")
+print(f"loopback, {conns} keep-alive connections, one load-generator thread, {duration} s per phase after 1 s of warm-up.")
+print()
+edge = [r for r in rows if r["kind"] == "edge"]
+def get(server, shape, mode):
+    m = [r for r in edge if r["server"] == server and r["shape"] == shape and r["mode"] == mode]
+    return m[-1] if m else None
+def ms(us): return f"{us / 1000:.2f} ms"
+labels = {"batch": "`POST /v1/batch`, 100 records", "single": "`POST /v1/events`, 1 record",
+          "segment": "Segment `track`/`page`/`identify`, 1 message", "pixel": "`GET /p.gif` impression pixel",
+          "redirect": "`GET /l/{code}` redirect"}
+if edge:
+    print("| path | touchline | bare axum | ratio | p99 at max (touchline / bare) | p99 at half of max (touchline / bare) | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for shape, label in labels.items():
+        t, b, th, bh = get("touchline", shape, "max"), get("bare", shape, "max"), get("touchline", shape, "half"), get("bare", shape, "half")
+        if not (t and b):
+            continue
+        rec = f" = {t['records_per_sec']:,.0f} records/s" if shape == "batch" else ""
+        ratio = t["requests_per_sec"] / b["requests_per_sec"] if b["requests_per_sec"] else 0
+        half = f"{ms(th['latency_us']['p99'])} / {ms(bh['latency_us']['p99'])}" if th and bh else "–"
+        errs = t["errors"] + (th["errors"] if th else 0)
+        print(f"| {label} | {t['requests_per_sec']:,.0f} req/s{rec} | {b['requests_per_sec']:,.0f} req/s | {ratio:.2f} | "
+              f"{ms(t['latency_us']['p99'])} / {ms(b['latency_us']['p99'])} | {half} | {errs} |")
+    print()
+scale = [r for r in rows if r["kind"] == "scale"]
+if scale:
+    base = scale[0]["replayed"] / scale[0]["seconds"] if scale[0]["seconds"] else 0
+    print("| `touchline replay` (embedded log → engine → SQLite) | records | seconds | records/s | ratio to the smallest | peak RSS |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in scale:
+        rate = r["replayed"] / r["seconds"] if r["seconds"] else 0
+        done = "" if r["complete"] else f" (time limit: {r['replayed']:,} of {r['generated']:,} replayed)"
+        print(f"| `generate --visitors {r['visitors']}` | {r['generated']:,} | {r['seconds']:.1f}{done} | {rate:,.0f} | "
+              f"{rate / base if base else 0:.2f} | {r['peak_rss_kb'] / 1024:,.0f} MB |")
+PY
+cat "$TABLE"
+
+if [ "$WRITE_DOCS" = 1 ]; then
+  python3 - "$ROOT/docs/benchmarks.md" "$TABLE" <<'PY'
+import sys
+path, table = sys.argv[1], open(sys.argv[2]).read().strip()
+doc = open(path).read()
+start, end = "<!-- bench.sh output -->", "<!-- /bench.sh output -->"
+if start not in doc:
+    sys.exit(f"{path} has no {start} marker")
+head, rest = doc.split(start, 1)
+tail = rest.split(end, 1)[1] if end in rest else rest
+open(path, "w").write(f"{head}{start}\n{table}\n{end}{tail}")
+print(f"wrote the table into {path}", file=sys.stderr)
+PY
+fi
