@@ -60,8 +60,12 @@ BIN="$CARGO_TARGET_DIR/release/touchline"
 BARE="$CARGO_TARGET_DIR/release/touchline-bare"
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/touchline-bench.XXXXXX")"
-RESULTS="$WORK/results.jsonl"
+# Results outlive the run (the work directory is removed at exit): one JSON line per phase.
+RESULTS_DIR="${BENCH_RESULTS_DIR:-$HOME/.cache/touchline/bench}"
+mkdir -p "$RESULTS_DIR"
+RESULTS="$RESULTS_DIR/results-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 : >"$RESULTS"
+echo "== results: $RESULTS" >&2
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
@@ -158,9 +162,15 @@ scale_point() {
   gen="$(TOUCHLINE_LOG_LEVEL=warn "$BIN" generate --data-dir "$dir" --visitors "$visitors" --quiet --json)"
   python3 -c 'import json,sys; g=json.loads(sys.argv[1]); print("   %d records in %.1f s (%.0f records/s)" % (g["records"], g["seconds"], g["records_per_sec"]))' "$gen" >&2
   echo "   replaying (limit $REPLAY_LIMIT s)" >&2
-  local rss_file="$WORK/rss-$visitors" replay
-  replay="$(TOUCHLINE_DATA_DIR="$dir" TOUCHLINE_LOG_LEVEL=warn /usr/bin/time -f '%M' -o "$rss_file" \
-    "$BIN" replay --quiet --json --time-limit "$REPLAY_LIMIT")"
+  local rss_file="$WORK/rss-$visitors" replay log="$RESULTS_DIR/replay-$visitors.log"
+  if ! replay="$(TOUCHLINE_DATA_DIR="$dir" TOUCHLINE_LOG_LEVEL=warn /usr/bin/time -f '%M' -o "$rss_file" \
+    "$BIN" replay --quiet --json --time-limit "$REPLAY_LIMIT" 2>"$log")"; then
+    echo "   the replay failed; its log: $log" >&2
+    tail -3 "$log" >&2
+    rm -rf "$dir"
+    return 0
+  fi
+  echo "   $(grep -c WARN "$log" || true) warnings in $log" >&2
   python3 - "$gen" "$replay" "$(cat "$rss_file")" "$visitors" >>"$RESULTS" <<'PY'
 import json, sys
 g, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
