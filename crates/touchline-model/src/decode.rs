@@ -12,9 +12,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::check::{
+    check_json, check_map, check_money, check_record, outside_window, rfc3339, round_money, time_in_window, CONTEXT_FIELDS,
+};
 use crate::entity::*;
 use crate::error::{BodyError, RecordError};
 use crate::ids::{json_type, parse_timestamp, Currency, Id, Kind};
+use crate::limits::*;
 
 /// Limits and mappings applied while decoding. Defaults are the brief's.
 #[derive(Clone, Debug)]
@@ -29,6 +33,12 @@ pub struct DecodeOptions {
     /// A client timestamp further than this into the future (after skew correction) is replaced
     /// by the server time.
     pub max_future: Duration,
+    /// Most bytes one request may turn into: the sum, over its accepted items, of the item's JSON
+    /// and the request-derived values (`User-Agent`, client address, pixel `Referer`) copied
+    /// into its records. Items past it are rejected as `too_large`. Keep it at the body limit:
+    /// then only the copied values can exceed it, and a request never grows much beyond what
+    /// the client sent.
+    pub max_request_bytes: usize,
 }
 
 impl Default for DecodeOptions {
@@ -36,7 +46,13 @@ impl Default for DecodeOptions {
         let mut conversion_events = BTreeMap::new();
         conversion_events.insert("order completed".to_owned(), "purchase".to_owned());
         conversion_events.insert("signed up".to_owned(), "signup".to_owned());
-        DecodeOptions { max_record_bytes: 32 * 1024, max_batch_records: 2_500, conversion_events, max_future: Duration::hours(23) }
+        DecodeOptions {
+            max_record_bytes: 32 * 1024,
+            max_batch_records: 2_500,
+            conversion_events,
+            max_future: Duration::hours(23),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
     }
 }
 
@@ -45,9 +61,11 @@ impl Default for DecodeOptions {
 pub struct RequestCtx {
     pub account_id: Uuid,
     pub received_at: DateTime<Utc>,
-    /// Client address, used for `context.ip` when the record has none.
+    /// Client address, used for `context.ip` when the record has none; truncated to
+    /// [`MAX_IP_BYTES`] there.
     pub ip: Option<String>,
-    /// `User-Agent` header, used for `context.user_agent` when the record has none.
+    /// `User-Agent` header, used for `context.user_agent` when the record has none; truncated to
+    /// [`MAX_USER_AGENT_BYTES`] there.
     pub user_agent: Option<String>,
 }
 
@@ -143,7 +161,11 @@ pub fn parse_body<'a>(bytes: &'a [u8], opts: &DecodeOptions) -> Result<ParsedBod
                     if v.is_null() {
                         None
                     } else {
-                        Some(parse_timestamp(&v).map_err(|m| BodyError::Shape(format!("field `sentAt`: {m}")))?)
+                        let t = parse_timestamp(&v).map_err(|m| BodyError::Shape(format!("field `sentAt`: {m}")))?;
+                        if !time_in_window(t) {
+                            return Err(BodyError::Shape(format!("field `sentAt`: {}", outside_window(t))));
+                        }
+                        Some(t)
                     }
                 }
                 None => None,
@@ -190,11 +212,42 @@ pub struct Decoded {
 }
 
 /// Decodes every item; invalid ones are listed in `rejected` with their index.
+///
+/// Items past [`DecodeOptions::max_request_bytes`] are rejected as `too_large` without being
+/// decoded, so the records of one request stay a bounded multiple of its body.
 pub fn decode_items(parsed: &ParsedBody<'_>, ctx: &RequestCtx, expect: Expect, opts: &DecodeOptions) -> Decoded {
     let mut out = Decoded { records: Vec::with_capacity(parsed.items.len()), ..Decoded::default() };
+    let from_request = FromRequest::new(ctx);
+    let mut used = 0usize;
+    let mut budget_hit_at = None;
     for (i, raw) in parsed.items.iter().enumerate() {
-        match decode_item(i, raw, ctx, expect, parsed.sent_at, opts) {
-            Ok(mut recs) => {
+        if let Some(first) = budget_hit_at {
+            out.rejected.push(RecordError::too_large_because(
+                i,
+                None,
+                format!(
+                    "not decoded: the request reached its limit of {} bytes at record {first} (item JSON plus the values copied from the request, such as its `User-Agent`, into each record); send fewer records per request",
+                    opts.max_request_bytes
+                ),
+            ));
+            continue;
+        }
+        match decode_sized(i, raw, ctx, from_request, expect, parsed.sent_at, opts) {
+            Ok((mut recs, cost)) => {
+                let total = used.saturating_add(cost);
+                if total > opts.max_request_bytes {
+                    budget_hit_at = Some(i);
+                    out.rejected.push(RecordError::too_large_because(
+                        i,
+                        None,
+                        format!(
+                            "this record brings the request to {total} bytes (item JSON plus the values copied from the request, such as its `User-Agent`, into each record), over the limit of {} bytes; it and the records after it were not stored",
+                            opts.max_request_bytes
+                        ),
+                    ));
+                    continue;
+                }
+                used = total;
                 out.accepted_items += 1;
                 out.records.append(&mut recs);
             }
@@ -213,6 +266,20 @@ pub fn decode_item(
     batch_sent_at: Option<DateTime<Utc>>,
     opts: &DecodeOptions,
 ) -> Result<Vec<Record>, RecordError> {
+    decode_sized(index, raw, ctx, FromRequest::new(ctx), expect, batch_sent_at, opts).map(|(r, _)| r)
+}
+
+/// [`decode_item`], also returning the bytes the item costs: its JSON plus the values copied
+/// into its records from the request.
+fn decode_sized(
+    index: usize,
+    raw: &RawValue,
+    ctx: &RequestCtx,
+    from_request: FromRequest<'_>,
+    expect: Expect,
+    batch_sent_at: Option<DateTime<Utc>>,
+    opts: &DecodeOptions,
+) -> Result<(Vec<Record>, usize), RecordError> {
     let len = raw.get().len();
     if len > opts.max_record_bytes {
         return Err(RecordError::too_large(index, len, opts.max_record_bytes));
@@ -222,10 +289,13 @@ pub fn decode_item(
         Ok(other) => return Err(RecordError::invalid(index, None, format!("expected a JSON object, found {}", json_type(&other)))),
         Err(e) => return Err(RecordError::invalid(index, None, format!("malformed JSON: {e}"))),
     };
-    decode_map(index, map, ctx, expect, batch_sent_at, opts)
+    let d = ItemDecoder { index, ctx, opts, batch_sent_at, raw_len: len, from_request };
+    d.dispatch(map, expect)
 }
 
-/// Decodes one record already parsed into a JSON object.
+/// Decodes one record already parsed into a JSON object. Its size is not known here: the
+/// caller limits it, and only the values copied from the request count against
+/// [`DecodeOptions::max_record_bytes`].
 pub fn decode_map(
     index: usize,
     map: Map<String, Value>,
@@ -234,40 +304,72 @@ pub fn decode_map(
     batch_sent_at: Option<DateTime<Utc>>,
     opts: &DecodeOptions,
 ) -> Result<Vec<Record>, RecordError> {
-    let ty = match map.get("type") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(other) => return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(other)))),
-    };
-    let d = ItemDecoder { index, ctx, opts, batch_sent_at };
-    match expect {
-        Expect::Entity(kind) => match ty {
-            None => d.native(kind, map),
-            Some(t) if t == kind.as_str() => d.native(kind, map),
-            Some(t) => {
-                Err(RecordError::invalid(index, Some("type"), format!("this endpoint takes `{}` records, not `{t}`", kind.as_str())))
-            }
-        },
-        Expect::Segment(st) => match ty {
-            None => d.segment(st, map),
-            Some(t) if t == st.as_str() => d.segment(st, map),
-            Some(t) => {
-                Err(RecordError::invalid(index, Some("type"), format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str())))
-            }
-        },
-        Expect::Any => {
-            let Some(t) = ty else {
-                return Err(RecordError::invalid(index, Some("type"), format!("required; one of {TYPE_LIST}")));
-            };
-            let segment_style =
-                ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"].iter().any(|k| map.contains_key(*k));
-            match (EntityKind::parse(t), SegmentType::parse(t)) {
-                (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style => d.segment(st, map),
-                (Some(kind), _) => d.native(kind, map),
-                (None, Some(st)) => d.segment(st, map),
-                (None, None) => Err(RecordError::invalid(index, Some("type"), format!("unknown type `{t}`; expected one of {TYPE_LIST}"))),
-            }
+    let d = ItemDecoder { index, ctx, opts, batch_sent_at, raw_len: 0, from_request: FromRequest::new(ctx) };
+    d.dispatch(map, expect).map(|(r, _)| r)
+}
+
+/// A value taken from the request rather than the body, cut to its limit once per request.
+#[derive(Clone, Copy)]
+struct Capped<'a> {
+    value: &'a str,
+    truncated: bool,
+}
+
+impl<'a> Capped<'a> {
+    fn new(s: &'a str, max: usize) -> Self {
+        let (value, truncated) = truncate_utf8(s, max);
+        Capped { value, truncated }
+    }
+}
+
+/// The request's own values that records without them get a copy of.
+#[derive(Clone, Copy)]
+struct FromRequest<'a> {
+    user_agent: Option<Capped<'a>>,
+    ip: Option<Capped<'a>>,
+}
+
+impl<'a> FromRequest<'a> {
+    fn new(ctx: &'a RequestCtx) -> Self {
+        FromRequest {
+            user_agent: ctx.user_agent.as_deref().map(|s| Capped::new(s, MAX_USER_AGENT_BYTES)),
+            ip: ctx.ip.as_deref().map(|s| Capped::new(s, MAX_IP_BYTES)),
         }
+    }
+}
+
+/// One value copied from the request: the field's name (for the `truncated` list), its stored
+/// path, where it came from, its length, and whether it was cut.
+#[derive(Clone, Copy)]
+struct CopiedValue {
+    name: &'static str,
+    path: &'static str,
+    source: &'static str,
+    bytes: usize,
+    truncated: bool,
+}
+
+/// What one record received from the request instead of the body: at most the client address,
+/// the `User-Agent` and the pixel's `Referer`. Kept inline, since every event gets one.
+#[derive(Default)]
+struct Copied {
+    values: [Option<CopiedValue>; 3],
+}
+
+impl Copied {
+    /// Records `v` copied from `source` into the field `name`, stored at `path`.
+    fn add(&mut self, name: &'static str, path: &'static str, source: &'static str, v: Capped<'_>) {
+        if let Some(slot) = self.values.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(CopiedValue { name, path, source, bytes: v.value.len(), truncated: v.truncated });
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &CopiedValue> {
+        self.values.iter().flatten()
+    }
+
+    fn bytes(&self) -> usize {
+        self.iter().map(|v| v.bytes).sum()
     }
 }
 
@@ -276,14 +378,20 @@ struct ItemDecoder<'a> {
     ctx: &'a RequestCtx,
     opts: &'a DecodeOptions,
     batch_sent_at: Option<DateTime<Utc>>,
+    /// Bytes of the item as received (the pixel's query string).
+    raw_len: usize,
+    from_request: FromRequest<'a>,
 }
 
 /// Common fields as given by the client, before validation and time correction.
-#[derive(Default)]
 struct RawMeta {
     record_id: Option<Id>,
     timestamp: Option<DateTime<Utc>>,
+    /// The field `timestamp` came from, for errors.
+    timestamp_field: &'static str,
     sent_at: Option<DateTime<Utc>>,
+    /// How errors name the field `sent_at` came from.
+    sent_at_field: &'static str,
     anonymous_id: Option<Id>,
     customer_id: Option<Id>,
 }
@@ -293,6 +401,49 @@ impl ItemDecoder<'_> {
         RecordError::invalid(self.index, Some(field), msg)
     }
 
+    fn dispatch(&self, map: Map<String, Value>, expect: Expect) -> Result<(Vec<Record>, usize), RecordError> {
+        let index = self.index;
+        let ty = match map.get("type") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(other) => return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(other)))),
+        };
+        match expect {
+            Expect::Entity(kind) => match ty {
+                None => self.native(kind, map, Copied::default()),
+                Some(t) if t == kind.as_str() => self.native(kind, map, Copied::default()),
+                Some(t) => {
+                    Err(RecordError::invalid(index, Some("type"), format!("this endpoint takes `{}` records, not `{t}`", kind.as_str())))
+                }
+            },
+            Expect::Segment(st) => match ty {
+                None => self.segment(st, map),
+                Some(t) if t == st.as_str() => self.segment(st, map),
+                Some(t) => Err(RecordError::invalid(
+                    index,
+                    Some("type"),
+                    format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str()),
+                )),
+            },
+            Expect::Any => {
+                let Some(t) = ty else {
+                    return Err(RecordError::invalid(index, Some("type"), format!("required; one of {TYPE_LIST}")));
+                };
+                let segment_style = ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"]
+                    .iter()
+                    .any(|k| map.contains_key(*k));
+                match (EntityKind::parse(t), SegmentType::parse(t)) {
+                    (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style => self.segment(st, map),
+                    (Some(kind), _) => self.native(kind, map, Copied::default()),
+                    (None, Some(st)) => self.segment(st, map),
+                    (None, None) => {
+                        Err(RecordError::invalid(index, Some("type"), format!("unknown type `{t}`; expected one of {TYPE_LIST}")))
+                    }
+                }
+            }
+        }
+    }
+
     fn take_id(&self, map: &mut Map<String, Value>, field: &str) -> Result<Option<Id>, RecordError> {
         match map.remove(field) {
             None | Some(Value::Null) => Ok(None),
@@ -300,10 +451,17 @@ impl ItemDecoder<'_> {
         }
     }
 
+    /// A timestamp of the envelope, which must lie in the window.
     fn take_ts(&self, map: &mut Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>, RecordError> {
         match map.remove(field) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => parse_timestamp(&v).map(Some).map_err(|m| self.err(field, m)),
+            Some(v) => {
+                let t = parse_timestamp(&v).map_err(|m| self.err(field, m))?;
+                if !time_in_window(t) {
+                    return Err(self.err(field, outside_window(t)));
+                }
+                Ok(Some(t))
+            }
         }
     }
 
@@ -341,19 +499,37 @@ impl ItemDecoder<'_> {
     }
 
     /// Applies Segment's clock-skew correction and the future guard; generates the record id.
-    fn finish_meta(&self, raw: RawMeta, sent_fallback: Option<DateTime<Utc>>) -> Meta {
+    fn finish_meta(&self, raw: RawMeta, sent_fallback: Option<DateTime<Utc>>) -> Result<Meta, RecordError> {
         let received_at = self.ctx.received_at;
-        let sent_at = raw.sent_at.or(sent_fallback);
+        let (sent_at, sent_field) = match raw.sent_at {
+            Some(s) => (Some(s), raw.sent_at_field),
+            None => (sent_fallback, "the batch's `sentAt`"),
+        };
         let mut timestamp = match (raw.timestamp, sent_at) {
-            (Some(t), Some(s)) => received_at - (s - t),
+            (Some(t), Some(s)) => {
+                // `t` and `s` lie in the window but `received_at` is the caller's clock: checked
+                // arithmetic, so that no clock can make this panic.
+                let corrected = received_at.checked_sub_signed(s.signed_duration_since(t)).filter(|c| time_in_window(*c));
+                corrected.ok_or_else(|| {
+                    self.err(
+                        raw.timestamp_field,
+                        format!(
+                            "{} corrected for clock skew with {sent_field} ({}) and the server time ({}) falls outside {TIME_WINDOW}",
+                            rfc3339(t),
+                            rfc3339(s),
+                            rfc3339(received_at)
+                        ),
+                    )
+                })?
+            }
             (Some(t), None) => t,
             (None, _) => received_at,
         };
-        if timestamp > received_at + self.opts.max_future {
+        if received_at.checked_add_signed(self.opts.max_future).is_some_and(|limit| timestamp > limit) {
             timestamp = received_at;
         }
         let record_id = raw.record_id.unwrap_or_else(|| Id::from_uuid(Uuid::now_v7()));
-        Meta {
+        Ok(Meta {
             record_id,
             account_id: self.ctx.account_id,
             timestamp,
@@ -361,10 +537,10 @@ impl ItemDecoder<'_> {
             sent_at,
             anonymous_id: raw.anonymous_id,
             customer_id: raw.customer_id,
-        }
+        })
     }
 
-    fn native(&self, kind: EntityKind, mut map: Map<String, Value>) -> Result<Vec<Record>, RecordError> {
+    fn native(&self, kind: EntityKind, mut map: Map<String, Value>, mut copied: Copied) -> Result<(Vec<Record>, usize), RecordError> {
         map.remove("type");
         // Never trusted from the body: the tenant comes from the key.
         map.remove("account_id");
@@ -373,54 +549,114 @@ impl ItemDecoder<'_> {
         let raw = RawMeta {
             record_id: self.take_id_alias(&mut map, &["message_id", "event_id", "record_id"])?,
             timestamp: self.take_ts(&mut map, "timestamp")?,
+            timestamp_field: "timestamp",
             sent_at: self.take_ts(&mut map, "sent_at")?,
+            sent_at_field: "`sent_at`",
             anonymous_id: self.take_id(&mut map, "anonymous_id")?,
             customer_id: self.take_id(&mut map, "customer_id")?,
         };
         let body = match kind {
             EntityKind::Event => {
                 let mut e: Event = self.deserialize(map)?;
-                self.fill_context(&mut e.context);
+                self.fill_context(&mut e.context, &mut copied);
                 Body::Event(e)
             }
             EntityKind::Session => Body::Session(self.deserialize(map)?),
             EntityKind::Touchpoint => Body::Touchpoint(self.deserialize(map)?),
             EntityKind::LinkClick => Body::LinkClick(self.deserialize(map)?),
-            EntityKind::Conversion => Body::Conversion(self.deserialize(map)?),
-            EntityKind::Spend => Body::Spend(self.deserialize(map)?),
+            EntityKind::Conversion => {
+                let mut c: Conversion = self.deserialize(map)?;
+                c.value = c.value.map(round_money);
+                Body::Conversion(c)
+            }
+            EntityKind::Spend => {
+                let mut s: Spend = self.deserialize(map)?;
+                s.cost = round_money(s.cost);
+                Body::Spend(s)
+            }
             EntityKind::Identify => Body::Identify(self.deserialize(map)?),
             EntityKind::Alias => Body::Alias(self.deserialize(map)?),
         };
-        let meta = self.finish_meta(raw, self.batch_sent_at);
-        let record = Record { v: ENVELOPE_VERSION, meta, body };
-        validate(self.index, &record)?;
-        Ok(vec![record])
+        let meta = self.finish_meta(raw, self.batch_sent_at)?;
+        let mut record = Record { v: ENVELOPE_VERSION, meta, body };
+        let cost = self.finish_copied(&mut record.body, &copied)?;
+        self.check(&record)?;
+        Ok((vec![record], cost))
     }
 
-    fn fill_context(&self, c: &mut Context) {
+    /// The rules every accepted record keeps, so that it passes [`crate::check_stored`].
+    fn check(&self, record: &Record) -> Result<(), RecordError> {
+        validate(self.index, record)?;
+        check_record(self.index, record)
+    }
+
+    /// Gives the context the request's client address and `User-Agent` when it has none.
+    fn fill_context(&self, c: &mut Context, copied: &mut Copied) {
         c.fill_utm_from_url();
         if c.ip.is_none() {
-            c.ip.clone_from(&self.ctx.ip);
+            if let Some(ip) = self.from_request.ip {
+                c.ip = Some(ip.value.to_owned());
+                copied.add("ip", "context.ip", "the client address", ip);
+            }
         }
         if c.user_agent.is_none() {
-            c.user_agent.clone_from(&self.ctx.user_agent);
+            if let Some(ua) = self.from_request.user_agent {
+                c.user_agent = Some(ua.value.to_owned());
+                copied.add("user_agent", "context.user_agent", "the `User-Agent` header", ua);
+            }
         }
     }
 
-    fn segment(&self, st: SegmentType, mut map: Map<String, Value>) -> Result<Vec<Record>, RecordError> {
+    /// Flags the truncated fields in the record and checks that the item and what the request
+    /// added to it fit [`DecodeOptions::max_record_bytes`]; returns the item's cost in bytes.
+    fn finish_copied(&self, body: &mut Body, copied: &Copied) -> Result<usize, RecordError> {
+        if copied.iter().any(|v| v.truncated) {
+            let flag = Value::Array(copied.iter().filter(|v| v.truncated).map(|v| Value::from(v.name)).collect());
+            match body {
+                Body::Event(e) => e.context.extra.insert(TRUNCATED_KEY.to_owned(), flag),
+                Body::Touchpoint(t) => t.detail.insert(TRUNCATED_KEY.to_owned(), flag),
+                Body::Conversion(c) => c.properties.insert(TRUNCATED_KEY.to_owned(), flag),
+                _ => None,
+            };
+        }
+        let bytes = copied.bytes();
+        let total = self.raw_len.saturating_add(bytes);
+        if bytes > 0 && total > self.opts.max_record_bytes {
+            let sources: Vec<String> = copied.iter().map(|v| format!("{} bytes of `{}` from {}", v.bytes, v.path, v.source)).collect();
+            // Name the field that brought the most.
+            let field = copied.iter().max_by_key(|v| v.bytes).map(|v| v.path);
+            return Err(RecordError::too_large_because(
+                self.index,
+                field,
+                format!(
+                    "record is {} bytes plus {bytes} bytes copied from the request ({}), {total} bytes in all, over the limit of {} bytes",
+                    self.raw_len,
+                    sources.join(", "),
+                    self.opts.max_record_bytes
+                ),
+            ));
+        }
+        Ok(total)
+    }
+
+    fn segment(&self, st: SegmentType, mut map: Map<String, Value>) -> Result<(Vec<Record>, usize), RecordError> {
+        let (timestamp, timestamp_field) = match self.take_ts(&mut map, "timestamp")? {
+            Some(t) => (Some(t), "timestamp"),
+            None => (self.take_ts(&mut map, "originalTimestamp")?, "originalTimestamp"),
+        };
         let raw = RawMeta {
             record_id: self.take_id(&mut map, "messageId")?,
-            timestamp: match self.take_ts(&mut map, "timestamp")? {
-                Some(t) => Some(t),
-                None => self.take_ts(&mut map, "originalTimestamp")?,
-            },
+            timestamp,
+            timestamp_field,
             sent_at: self.take_ts(&mut map, "sentAt")?,
+            sent_at_field: "`sentAt`",
             anonymous_id: self.take_id(&mut map, "anonymousId")?,
             customer_id: self.take_id(&mut map, "userId")?,
         };
-        let context = self.segment_context(&mut map)?;
+        let mut copied = Copied::default();
+        let context = self.segment_context(&mut map, &mut copied)?;
         let mut properties = self.take_object(&mut map, "properties")?;
-        let meta = self.finish_meta(raw, self.batch_sent_at);
+        let meta = self.finish_meta(raw, self.batch_sent_at)?;
         let mut out = Vec::with_capacity(1);
         let body = match st {
             SegmentType::Track => {
@@ -438,8 +674,10 @@ impl ItemDecoder<'_> {
                 let mut context = context;
                 for (key, field) in [("name", "name"), ("category", "category")] {
                     if let Some(v) = map.remove(key) {
-                        if !v.is_null() {
-                            properties.entry(field.to_owned()).or_insert(v);
+                        if !v.is_null() && !properties.contains_key(field) {
+                            // Stored one level down, inside `properties`.
+                            check_json(&v, MAX_JSON_DEPTH - 1).map_err(|p| self.err(key, p.message()))?;
+                            properties.insert(field.to_owned(), v);
                         }
                     }
                 }
@@ -480,6 +718,8 @@ impl ItemDecoder<'_> {
                 let mut props = properties;
                 props.insert("group_id".into(), Value::String(group_id.into_string()));
                 if !traits.is_empty() {
+                    // Stored one level down, as `properties.traits`.
+                    check_map(&traits, MAX_JSON_DEPTH - 1).map_err(|p| self.err("traits", p.message()))?;
                     props.insert("traits".into(), Value::Object(traits));
                 }
                 Body::Event(Event {
@@ -492,15 +732,16 @@ impl ItemDecoder<'_> {
                 })
             }
         };
-        let record = Record { v: ENVELOPE_VERSION, meta, body };
-        validate(self.index, &record)?;
+        let mut record = Record { v: ENVELOPE_VERSION, meta, body };
+        let cost = self.finish_copied(&mut record.body, &copied)?;
+        self.check(&record)?;
         out.insert(0, record);
-        Ok(out)
+        Ok((out, cost))
     }
 
     /// Maps Segment's `context` onto ours: page, campaign (UTM), ip, userAgent, locale; the rest
     /// is kept in `extra`.
-    fn segment_context(&self, map: &mut Map<String, Value>) -> Result<Context, RecordError> {
+    fn segment_context(&self, map: &mut Map<String, Value>, copied: &mut Copied) -> Result<Context, RecordError> {
         let mut src = self.take_object(map, "context")?;
         let mut c = Context::default();
         let s = |v: Option<Value>| match v {
@@ -527,8 +768,22 @@ impl ItemDecoder<'_> {
         c.ip = s(src.remove("ip"));
         c.user_agent = s(src.remove("userAgent"));
         c.locale = s(src.remove("locale"));
+        // `extra` is stored flattened beside our own fields: a key named like one of them would
+        // be written twice and the record could not be read back. Such a key fills the field
+        // when Segment's own key did not.
+        if src.keys().any(|k| CONTEXT_FIELDS.contains(&k.as_str())) {
+            for field in CONTEXT_FIELDS {
+                if let Some(v) = src.remove(field) {
+                    if let Some(slot) = c.field_mut(field) {
+                        if slot.is_none() {
+                            *slot = s(Some(v));
+                        }
+                    }
+                }
+            }
+        }
         c.extra = src;
-        self.fill_context(&mut c);
+        self.fill_context(&mut c, copied);
         Ok(c)
     }
 
@@ -541,7 +796,10 @@ impl ItemDecoder<'_> {
                 if v.is_null() {
                     continue;
                 }
-                value = Some(decimal_from(v).map_err(|m| self.err(&format!("properties.{key}"), m))?);
+                let field = format!("properties.{key}");
+                let d = round_money(decimal_from(v).map_err(|m| self.err(&field, m))?);
+                check_money(d).map_err(|m| self.err(&field, m))?;
+                value = Some(d);
                 break;
             }
         }
@@ -572,7 +830,7 @@ impl ItemDecoder<'_> {
                 properties: Map::new(),
             }),
         };
-        validate(self.index, &record)?;
+        self.check(&record)?;
         Ok(record)
     }
 }
@@ -598,7 +856,7 @@ pub fn validate(index: usize, r: &Record) -> Result<(), RecordError> {
             if e.event_name.trim().is_empty() {
                 return err("event_name", "must not be empty");
             }
-            if e.event_name.chars().count() > 255 {
+            if e.event_name.chars().count() > MAX_EVENT_NAME_CHARS {
                 return err("event_name", "is over the limit of 255 characters");
             }
             if !has_person {
@@ -642,7 +900,7 @@ pub fn validate(index: usize, r: &Record) -> Result<(), RecordError> {
             if s.cost.is_sign_negative() && !s.cost.is_zero() {
                 return err("cost", "must not be negative");
             }
-            if s.source.trim().is_empty() || s.source.len() > 64 {
+            if s.source.trim().is_empty() || s.source.len() > MAX_SOURCE_BYTES {
                 return err("source", "must be 1 to 64 characters");
             }
         }
@@ -670,12 +928,18 @@ pub fn validate(index: usize, r: &Record) -> Result<(), RecordError> {
 /// message_id, `ts` timestamp, `cid` campaign_id, `adid` advertisement_id, `sid` session_id,
 /// `url` page url, `ref` referrer. `cb` and `_` (cache busters) are ignored; any other parameter
 /// goes into `properties` (events, conversions) or `detail` (touchpoints).
+///
+/// Without `url`, the `Referer` header is the page URL, truncated to [`MAX_URL_BYTES`]. A query
+/// string over [`DecodeOptions::max_record_bytes`] is refused unread (no key is returned).
 pub fn decode_pixel(
     query: &str,
     referer_header: Option<&str>,
     ctx: &RequestCtx,
     opts: &DecodeOptions,
 ) -> (Option<String>, Result<Vec<Record>, RecordError>) {
+    if query.len() > opts.max_record_bytes {
+        return (None, Err(RecordError::too_large(0, query.len(), opts.max_record_bytes)));
+    }
     let mut key = None;
     let mut map = Map::new();
     let mut extra = Map::new();
@@ -728,9 +992,17 @@ pub fn decode_pixel(
         };
         map.insert(field.to_owned(), Value::String(v));
     }
+    let mut copied = Copied::default();
     if !page.contains_key("page_url") {
         if let Some(r) = referer_header {
-            page.insert("page_url".into(), Value::String(r.to_owned()));
+            let r = Capped::new(r, MAX_URL_BYTES);
+            page.insert("page_url".into(), Value::String(r.value.to_owned()));
+            let path = match ty.as_str() {
+                "touchpoint" => "page_url",
+                "conversion" => "properties.page_url",
+                _ => "context.page_url",
+            };
+            copied.add("page_url", path, "the `Referer` header", r);
         }
     }
     let Some(kind) = EntityKind::parse(&ty).filter(|k| matches!(k, EntityKind::Event | EntityKind::Touchpoint | EntityKind::Conversion))
@@ -756,6 +1028,6 @@ pub fn decode_pixel(
             map.insert("properties".into(), Value::Object(extra));
         }
     }
-    let d = ItemDecoder { index: 0, ctx, opts, batch_sent_at: None };
-    (key, d.native(kind, map))
+    let d = ItemDecoder { index: 0, ctx, opts, batch_sent_at: None, raw_len: query.len(), from_request: FromRequest::new(ctx) };
+    (key, d.native(kind, map, copied).map(|(records, _)| records))
 }

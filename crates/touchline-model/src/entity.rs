@@ -177,7 +177,8 @@ pub struct Context {
     pub utm_term: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub utm_content: Option<String>,
-    /// Anything else the client sent in its context (library, device, os, …).
+    /// Anything else the client sent in its context (library, device, os, …), and the
+    /// collector's list of fields it truncated ([`crate::limits::TRUNCATED_KEY`]).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -206,6 +207,25 @@ impl Context {
                 *slot = Some(v.into_owned());
             }
         }
+    }
+
+    /// The text field stored under `name`, if there is one.
+    pub(crate) fn field_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
+        Some(match name {
+            "page_url" => &mut self.page_url,
+            "page_path" => &mut self.page_path,
+            "page_title" => &mut self.page_title,
+            "referrer" => &mut self.referrer,
+            "user_agent" => &mut self.user_agent,
+            "ip" => &mut self.ip,
+            "locale" => &mut self.locale,
+            "utm_source" => &mut self.utm_source,
+            "utm_medium" => &mut self.utm_medium,
+            "utm_campaign" => &mut self.utm_campaign,
+            "utm_term" => &mut self.utm_term,
+            "utm_content" => &mut self.utm_content,
+            _ => return None,
+        })
     }
 
     pub fn has_utm(&self) -> bool {
@@ -340,6 +360,8 @@ pub struct LinkClick {
 pub struct Conversion {
     /// Stored in the seed's `type` column.
     pub kind: Kind,
+    /// Less than 10^12; decoding rounds it to 6 decimal places, half to even
+    /// (see [`crate::limits::MONEY_LIMIT`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -369,6 +391,8 @@ pub struct Spend {
     pub campaign_id: Id,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advertisement_id: Option<Id>,
+    /// Less than 10^12; decoding rounds it to 6 decimal places, half to even
+    /// (see [`crate::limits::MONEY_LIMIT`]).
     pub cost: Decimal,
     pub currency: Currency,
     #[serde(default, skip_serializing_if = "Option::is_none")]

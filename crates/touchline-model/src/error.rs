@@ -21,6 +21,11 @@ impl RecordError {
     pub fn too_large(index: usize, size: usize, limit: usize) -> Self {
         RecordError { index, field: None, message: format!("record is {size} bytes, over the limit of {limit} bytes"), code: "too_large" }
     }
+
+    /// A `too_large` rejection that says why in its own words.
+    pub fn too_large_because(index: usize, field: Option<&str>, message: impl Into<String>) -> Self {
+        RecordError { index, field: field.map(str::to_owned), message: message.into(), code: "too_large" }
+    }
 }
 
 /// Why a whole request body was refused.

@@ -156,7 +156,8 @@ fn body() -> impl Strategy<Value = Body> {
         ),
         (0i64..20_000, id(), opt(id()), money(), currency(), opt(0u64..1_000_000), opt(0u64..1_000_000), "[a-z_]{1,12}").prop_map(
             |(day, campaign_id, advertisement_id, cost, currency, impressions, clicks, source)| Body::Spend(Spend {
-                date: NaiveDate::from_num_days_from_ce_opt(730_000 + day as i32).unwrap(),
+                // From 2000-01-01 (day 730,120 of the common era), inside the accepted years.
+                date: NaiveDate::from_num_days_from_ce_opt(730_120 + day as i32).unwrap(),
                 campaign_id,
                 advertisement_id,
                 cost,
