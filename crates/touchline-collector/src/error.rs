@@ -25,6 +25,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("over the account's rate limit; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("too many failed authentications from this address; retry in {retry_after_secs} s")]
+    AuthThrottled { retry_after_secs: u64 },
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     #[error("not found")]
     NotFound,
 }
@@ -40,7 +44,8 @@ impl ApiError {
             ApiError::AllRejected { too_large: true, .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AllRejected { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }
@@ -56,6 +61,8 @@ impl ApiError {
             ApiError::AllRejected { .. } => "all_rejected",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::AuthThrottled { .. } => "auth_throttled",
+            ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::NotFound => "not_found",
         }
     }
@@ -85,10 +92,14 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if let ApiError::RateLimited { retry_after_secs } = &self {
+        if let ApiError::RateLimited { retry_after_secs } | ApiError::AuthThrottled { retry_after_secs } = &self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still come; the connection cannot carry another request.
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer, Basic realm=\"touchline\""));

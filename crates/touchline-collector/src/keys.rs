@@ -19,6 +19,8 @@ pub enum KeyKind {
 pub struct KeyInfo {
     pub account_id: Uuid,
     pub kind: KeyKind,
+    /// The account's `anonymize_ip`: zero the host part of every address its records carry.
+    pub anonymize_ip: bool,
 }
 
 /// Where the collector looks up keys. The hot path calls `lookup` once per request; an
@@ -26,6 +28,13 @@ pub struct KeyInfo {
 #[async_trait::async_trait]
 pub trait KeyStore: Send + Sync + 'static {
     async fn lookup(&self, key: &str) -> Option<KeyInfo>;
+
+    /// The key's info when memory alone knows it is valid, without asking a store; `None` when
+    /// only [`KeyStore::lookup`] can tell. The collector asks this first, so its failure throttle
+    /// and negative cache, which only guard the store, never hold back a key known valid.
+    fn known_valid(&self, _key: &str) -> Option<KeyInfo> {
+        None
+    }
 }
 
 /// SHA-256 of a key, hex encoded: what stores keep instead of the key.
@@ -80,6 +89,10 @@ impl MemoryKeys {
 #[async_trait::async_trait]
 impl KeyStore for MemoryKeys {
     async fn lookup(&self, key: &str) -> Option<KeyInfo> {
+        self.known_valid(key)
+    }
+
+    fn known_valid(&self, key: &str) -> Option<KeyInfo> {
         if key.is_empty() || key.len() > 256 {
             return None;
         }
@@ -98,7 +111,7 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with("tl_wk_") && a.len() == 38);
         let keys = MemoryKeys::new();
-        let info = KeyInfo { account_id: Uuid::from_u128(1), kind: KeyKind::Write };
+        let info = KeyInfo { account_id: Uuid::from_u128(1), kind: KeyKind::Write, anonymize_ip: false };
         keys.insert(&a, info);
         assert_eq!(keys.lookup(&a).await, Some(info));
         assert_eq!(keys.lookup(&b).await, None);

@@ -2,17 +2,19 @@
 //! Segment, pixel query strings, beacon text/plain), validates, stamps server time and appends to
 //! the bus. It answers 2xx only after the bus has durably accepted the records.
 
+mod auth;
+mod body;
+pub mod client_ip;
 pub mod error;
 pub mod keys;
+pub mod server;
 
 use std::future::Future;
-use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,10 +26,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use touchline_bus::{Bus, OutRecord};
 use touchline_model::{DecodeOptions, EntityKind, Expect, Record, RequestCtx, SegmentType};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{Any, CorsLayer};
 
+pub use body::decode_content;
+use body::read_body;
+pub use client_ip::{anonymize_ip, client_ip, IpRange};
 pub use error::ApiError;
 pub use keys::{generate_key, hash_key, KeyInfo, KeyKind, KeyStore, MemoryKeys};
+pub use server::{serve_with, ConnStats, ServeOptions};
 
 /// Collector settings. Defaults are the brief's limits.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,14 +45,46 @@ pub struct CollectorConfig {
     pub max_body_bytes: usize,
     /// Most records in one request.
     pub max_batch_records: usize,
-    /// Use the first `X-Forwarded-For` address as the client ip (only behind a trusted proxy).
+    /// Take the client address from `X-Forwarded-For` when the peer is in `trusted_proxies`: the
+    /// right-most entry that is not a trusted proxy (see [`client_ip`]).
     pub trust_forwarded_for: bool,
+    /// The proxies whose `X-Forwarded-For` entries are believed: addresses or CIDR ranges. Default:
+    /// loopback and the private ranges, where a reverse proxy usually sits. List your proxies
+    /// instead when other hosts of the private network can reach the collector directly.
+    pub trusted_proxies: Vec<IpRange>,
     /// Segment `track` names that are conversions too, with the conversion kind
     /// (matched without regard to case). Default: Order Completed → purchase, Signed Up → signup.
     pub conversion_events: std::collections::BTreeMap<String, String>,
     /// Records per second one account may send (0 = no limit); over it the collector answers
     /// 429 with `Retry-After`. Bursts up to one full batch are allowed.
     pub rate_limit_per_sec: u32,
+    /// Most time to receive a request head, from the moment the connection is ready for one: the
+    /// accept, or the end of the previous response on a kept-alive connection. So it also closes
+    /// connections that never send a byte and kept-alive connections that send nothing more.
+    pub header_read_timeout_ms: u64,
+    /// Most time to receive a whole request body; past it the answer is 408 and the connection
+    /// is closed.
+    pub body_read_timeout_ms: u64,
+    /// A connection that moved no byte for this long while no handler worked on it is closed
+    /// (a client that stops reading its response, or stalls a body nobody reads).
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; those over it are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers); over it hyper answers 431.
+    pub max_header_bytes: usize,
+    /// Unknown keys remembered, so a repeated one costs no store lookup.
+    pub negative_key_cache_entries: usize,
+    /// How long an unknown key is remembered: a key created meanwhile works at most this late.
+    pub negative_key_cache_ttl_secs: u64,
+    /// Failed authentications (missing, malformed or unknown key) one address may make within
+    /// `auth_failure_window_secs` before it is answered 429 without a lookup (0 = no limit).
+    /// IPv6 addresses count per /64. Keys the key store knows in memory (the catalog snapshot)
+    /// are accepted from such an address all the same.
+    pub auth_failure_limit: u32,
+    /// The window of `auth_failure_limit`, from an address's first failure.
+    pub auth_failure_window_secs: u64,
+    /// Addresses whose failures are tracked at once; the least active are forgotten first.
+    pub auth_failure_max_sources: usize,
 }
 
 impl Default for CollectorConfig {
@@ -59,6 +97,17 @@ impl Default for CollectorConfig {
             trust_forwarded_for: false,
             conversion_events: d.conversion_events,
             rate_limit_per_sec: 0,
+            trusted_proxies: client_ip::default_trusted_proxies(),
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            negative_key_cache_entries: 10_000,
+            negative_key_cache_ttl_secs: 60,
+            auth_failure_limit: 20,
+            auth_failure_window_secs: 60,
+            auth_failure_max_sources: 100_000,
         }
     }
 }
@@ -69,8 +118,47 @@ impl CollectorConfig {
         DecodeOptions {
             max_record_bytes: self.max_record_bytes,
             max_batch_records: self.max_batch_records,
+            // What the records of one request may hold in all, header copies included: the
+            // body limit, so a small body cannot grow past it by amplification.
+            max_request_bytes: self.max_body_bytes,
             conversion_events: self.conversion_events.iter().map(|(k, v)| (k.to_lowercase(), v.clone())).collect(),
             ..DecodeOptions::default()
+        }
+    }
+
+    /// The edge settings that must be positive, named as in the configuration file.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("negative_key_cache_entries", self.negative_key_cache_entries as u64),
+            ("negative_key_cache_ttl_secs", self.negative_key_cache_ttl_secs),
+            ("auth_failure_window_secs", self.auth_failure_window_secs),
+            ("auth_failure_max_sources", self.auth_failure_max_sources as u64),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("collector.{name} must be at least 1"));
+        }
+        if self.max_connections > 1_000_000 {
+            return Err("collector.max_connections must be at most 1000000".to_owned());
+        }
+        // Below this, ordinary browser requests (cookies, long referrers) start to be refused.
+        if self.max_header_bytes < 8192 {
+            return Err("collector.max_header_bytes must be at least 8192".to_owned());
+        }
+        Ok(())
+    }
+
+    /// The listener limits of these settings, counting into `stats`.
+    pub fn serve_options(&self, stats: Arc<ConnStats>) -> ServeOptions {
+        ServeOptions {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            stats,
         }
     }
 }
@@ -84,6 +172,16 @@ pub struct CollectorStats {
     pub bus_failures: AtomicU64,
     pub pixels_dropped: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Requests that failed authentication (missing, malformed or unknown key).
+    pub auth_failures: AtomicU64,
+    /// Requests answered 429 for their address's failures, without a key lookup.
+    pub auth_throttled: AtomicU64,
+    /// Unknown keys answered from the negative cache, without a store lookup.
+    pub negative_key_hits: AtomicU64,
+    /// Bodies that did not arrive within `body_read_timeout_ms`.
+    pub body_timeouts: AtomicU64,
+    /// The connections of the listener served with [`AppState::serve_options`].
+    pub connections: Arc<ConnStats>,
 }
 
 type Limiter = governor::DefaultKeyedRateLimiter<uuid::Uuid>;
@@ -96,6 +194,7 @@ pub struct AppState {
     pub stats: CollectorStats,
     decode: DecodeOptions,
     limiter: Option<Limiter>,
+    auth: auth::Auth,
 }
 
 impl AppState {
@@ -105,7 +204,29 @@ impl AppState {
             let burst = std::num::NonZeroU32::new(config.rate_limit_per_sec.max(config.max_batch_records as u32).max(1)).unwrap_or(rate);
             governor::RateLimiter::dashmap(governor::Quota::per_second(rate).allow_burst(burst))
         });
-        Arc::new(AppState { bus, keys, config, stats: CollectorStats::default(), decode, limiter })
+        let auth = auth::Auth::new(keys.clone(), &config);
+        Arc::new(AppState { bus, keys, config, stats: CollectorStats::default(), decode, limiter, auth })
+    }
+
+    /// The listener limits of this collector's config, counting into `stats.connections`.
+    pub fn serve_options(&self) -> ServeOptions {
+        self.config.serve_options(self.stats.connections.clone())
+    }
+
+    /// Checks `key` for a request from `ip`: 429 while `ip` is over its failure limit, the
+    /// negative cache, then the key store. Every failure counts against `ip`.
+    pub async fn authenticate(&self, ip: IpAddr, key: &str) -> Result<KeyInfo, ApiError> {
+        self.auth.authenticate(ip, key, &self.stats).await
+    }
+
+    /// 429 while `ip` is over its failure limit.
+    pub fn check_auth_throttle(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.auth.check_throttle(ip, &self.stats)
+    }
+
+    /// Counts a failed authentication that did not go through [`AppState::authenticate`].
+    pub fn auth_failed(&self, ip: IpAddr) {
+        self.auth.failed(ip, &self.stats);
     }
 }
 
@@ -118,9 +239,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Segment(t)))
     };
     let batch = || post(|s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Any));
+    // Ingestion takes the public write key in a header, the query or the body, never a cookie:
+    // any origin may send, and no credentials are needed. Preflights for `Authorization` and
+    // `Content-Type` pass with `*` as long as the page does not ask for credentials; sendBeacon
+    // (credentials "include") posts text/plain, which needs no preflight, and ignores the answer.
+    // The routes the binary merges in (secret key: links, reports) are outside this layer.
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::mirror_request())
-        .allow_credentials(true)
+        .allow_origin(Any)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, header::CONTENT_ENCODING])
         .max_age(Duration::from_secs(86_400));
@@ -156,13 +281,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the router on `listener` until `shutdown` completes. Bind port 0 in tests.
+/// Serves the router on `listener` until `shutdown` completes, with the default limits of
+/// [`CollectorConfig`] (use [`serve_with`] for configured ones). Bind port 0 in tests.
 pub async fn serve(
     router: Router,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+    serve_with(router, listener, shutdown, CollectorConfig::default().serve_options(Arc::default())).await
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -216,31 +342,30 @@ fn check_rate(state: &AppState, account: uuid::Uuid, n: usize) -> Result<(), Api
     }
 }
 
-async fn authenticate(state: &AppState, key: &str) -> Result<KeyInfo, ApiError> {
-    state.keys.lookup(key).await.ok_or(ApiError::BadKey)
-}
-
-fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
-    if state.config.trust_forwarded_for {
-        if let Some(first) = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            return first.to_owned();
-        }
-    }
-    peer.ip().to_string()
-}
-
-fn request_ctx(state: &AppState, headers: &HeaderMap, peer: SocketAddr, info: KeyInfo) -> RequestCtx {
+fn request_ctx(headers: &HeaderMap, ip: IpAddr, info: KeyInfo) -> RequestCtx {
+    let ip = if info.anonymize_ip { anonymize_ip(ip) } else { ip };
     RequestCtx {
         account_id: info.account_id,
         received_at: Utc::now(),
-        ip: Some(client_ip(state, headers, peer)),
+        ip: Some(ip.to_string()),
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+    }
+}
+
+/// Applies the account's `anonymize_ip` to the addresses records carry from the body, before
+/// they reach the bus (the request's own address is anonymized in [`request_ctx`]).
+fn anonymize_records(info: KeyInfo, records: &mut [Record]) {
+    if !info.anonymize_ip {
+        return;
+    }
+    for r in records {
+        let slot = match &mut r.body {
+            touchline_model::Body::Event(e) => &mut e.context.ip,
+            touchline_model::Body::Session(s) => &mut s.ip,
+            touchline_model::Body::LinkClick(c) => &mut c.ip,
+            _ => continue,
+        };
+        *slot = slot.as_deref().and_then(client_ip::anonymize_ip_text);
     }
 }
 
@@ -260,45 +385,6 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             "content type `{mime}` is not accepted; send application/json (or text/plain JSON from a beacon)"
         )))
     }
-}
-
-/// Reads the body within the limit and decompresses gzip (by header or magic bytes) or deflate,
-/// enforcing the limit on the decompressed size while decompressing.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = state.config.max_body_bytes;
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
-        if len > limit {
-            return Err(ApiError::TooLarge(format!("request body is {len} bytes, over the limit of {limit} bytes")));
-        }
-    }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // The only error to_bytes reports for a well-formed stream is the limit.
-        let msg = e.to_string();
-        if msg.contains("length limit") {
-            ApiError::TooLarge(format!("request body is over the limit of {limit} bytes"))
-        } else {
-            ApiError::BadRequest(format!("could not read the request body: {msg}"))
-        }
-    })?;
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_ascii_lowercase());
-    let gzip_magic = raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b;
-    match encoding.as_deref() {
-        Some("gzip") | Some("x-gzip") => inflate(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip"),
-        Some("deflate") => inflate(flate2::read::ZlibDecoder::new(&raw[..]), limit, "deflate"),
-        Some("identity") | Some("") | None if gzip_magic => inflate(flate2::read::MultiGzDecoder::new(&raw[..]), limit, "gzip"),
-        Some("identity") | Some("") | None => Ok(raw),
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!("content encoding `{other}` is not supported; use gzip or deflate"))),
-    }
-}
-
-fn inflate(reader: impl Read, limit: usize, what: &str) -> Result<Bytes, ApiError> {
-    let mut out = Vec::new();
-    let mut limited = reader.take(limit as u64 + 1);
-    limited.read_to_end(&mut out).map_err(|e| ApiError::BadRequest(format!("body is not valid {what}: {e}")))?;
-    if out.len() > limit {
-        return Err(ApiError::TooLarge(format!("decompressed body is over the limit of {limit} bytes")));
-    }
-    Ok(Bytes::from(out))
 }
 
 /// The bus records of decoded records: topic, partition key, versioned JSON value, server time.
@@ -344,22 +430,40 @@ async fn handle_json(
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
     check_content_type(&headers)?;
-    // A key in the header is checked before the body is read.
-    let header_info = match header_key(&headers)? {
-        Some(k) => Some(authenticate(state, &k).await?),
-        None => None,
-    };
-    let bytes = read_body(state, &headers, body).await?;
-    let parsed = touchline_model::parse_body(&bytes, &state.decode)?;
-    let info = match header_info {
-        Some(i) => i,
-        None => {
-            let key = parsed.write_key.clone().or_else(|| query_key(query.as_deref())).ok_or(ApiError::MissingKey)?;
-            authenticate(state, &key).await?
+    let ip = client_ip(&state.config, &headers, peer);
+    // A key in the header or the query string is checked before the body is read: with a bad
+    // one, nothing is read, inflated or parsed.
+    let early_key = match header_key(&headers) {
+        Ok(Some(k)) => Some(k),
+        Ok(None) => query_key(query.as_deref()),
+        Err(e) => {
+            state.check_auth_throttle(ip)?;
+            state.auth_failed(ip);
+            return Err(e);
         }
     };
-    let ctx = request_ctx(state, &headers, peer, info);
-    let decoded = touchline_model::decode_items(&parsed, &ctx, expect, &state.decode);
+    let bytes;
+    let (info, parsed) = match early_key {
+        Some(k) => {
+            let info = state.authenticate(ip, &k).await?;
+            bytes = read_body(state, &headers, body).await?;
+            (info, touchline_model::parse_body(&bytes, &state.decode)?)
+        }
+        None => {
+            // The key can only be in the body (`writeKey`), which is read and parsed before the
+            // key is known: only while the address is under its failure limit, and whatever
+            // goes wrong before a valid key is found counts as a failure.
+            state.check_auth_throttle(ip)?;
+            let failed = |_: &ApiError| state.auth_failed(ip);
+            bytes = read_body(state, &headers, body).await.inspect_err(failed)?;
+            let parsed = touchline_model::parse_body(&bytes, &state.decode).map_err(ApiError::from).inspect_err(failed)?;
+            let key = parsed.write_key.clone().ok_or(ApiError::MissingKey).inspect_err(failed)?;
+            (state.authenticate(ip, &key).await?, parsed)
+        }
+    };
+    let ctx = request_ctx(&headers, ip, info);
+    let mut decoded = touchline_model::decode_items(&parsed, &ctx, expect, &state.decode);
+    anonymize_records(info, &mut decoded.records);
     state.stats.records_rejected.fetch_add(decoded.rejected.len() as u64, Ordering::Relaxed);
     if decoded.accepted_items == 0 && !decoded.rejected.is_empty() {
         let too_large = decoded.rejected.iter().all(|r| r.code == "too_large");
@@ -429,19 +533,33 @@ async fn pixel_inner(state: &AppState, peer: SocketAddr, query: &str, headers: &
     if query.len() > state.config.max_record_bytes {
         return "too_large";
     }
-    let Some(key) = query_key(Some(query)) else { return "bad_key" };
-    let Some(info) = state.keys.lookup(&key).await else { return "bad_key" };
+    let ip = client_ip(&state.config, headers, peer);
+    let Some(key) = query_key(Some(query)) else {
+        if state.check_auth_throttle(ip).is_err() {
+            return "auth_throttled";
+        }
+        state.auth_failed(ip);
+        return "bad_key";
+    };
+    let info = match state.authenticate(ip, &key).await {
+        Ok(info) => info,
+        Err(ApiError::AuthThrottled { .. }) => return "auth_throttled",
+        Err(_) => return "bad_key",
+    };
     if check_rate(state, info.account_id, 1).is_err() {
         return "rate_limited";
     }
-    let ctx = request_ctx(state, headers, peer, info);
+    let ctx = request_ctx(headers, ip, info);
     let referer = headers.get(header::REFERER).and_then(|v| v.to_str().ok());
     let (_, result) = touchline_model::decode_pixel(query, referer, &ctx, &state.decode);
     match result {
-        Ok(records) => match append(state, &records).await {
-            Ok(()) => "stored",
-            Err(_) => "unavailable",
-        },
+        Ok(mut records) => {
+            anonymize_records(info, &mut records);
+            match append(state, &records).await {
+                Ok(()) => "stored",
+                Err(_) => "unavailable",
+            }
+        }
         Err(e) => {
             tracing::debug!(error = %e, "pixel rejected");
             state.stats.records_rejected.fetch_add(1, Ordering::Relaxed);

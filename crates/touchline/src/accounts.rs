@@ -76,6 +76,22 @@ pub async fn bootstrap(store: &dyn Store, write_key: Option<&str>, secret_key: O
 /// The collector's key lookups, answered by the catalog cache.
 pub struct CatalogKeys(pub Arc<CatalogCache>);
 
+impl CatalogKeys {
+    fn info(&self, k: &ApiKey) -> KeyInfo {
+        // A key found by a direct lookup may belong to an account newer than the snapshot; its
+        // addresses are anonymized until the snapshot knows the account, rather than kept in clear.
+        let anonymize_ip = self.0.snapshot().accounts.get(&k.account_id).is_none_or(|a| a.anonymize_ip);
+        KeyInfo {
+            account_id: k.account_id,
+            anonymize_ip,
+            kind: match k.kind {
+                touchline_sql::KeyKind::Write => KeyKind::Write,
+                touchline_sql::KeyKind::Secret => KeyKind::Secret,
+            },
+        }
+    }
+}
+
 #[async_trait]
 impl KeyStore for CatalogKeys {
     async fn lookup(&self, key: &str) -> Option<KeyInfo> {
@@ -83,13 +99,14 @@ impl KeyStore for CatalogKeys {
             return None;
         }
         let k = self.0.lookup_key_hash(&hash_key(key)).await?;
-        Some(KeyInfo {
-            account_id: k.account_id,
-            kind: match k.kind {
-                touchline_sql::KeyKind::Write => KeyKind::Write,
-                touchline_sql::KeyKind::Secret => KeyKind::Secret,
-            },
-        })
+        Some(self.info(&k))
+    }
+
+    fn known_valid(&self, key: &str) -> Option<KeyInfo> {
+        if key.is_empty() || key.len() > 256 {
+            return None;
+        }
+        self.0.snapshot().keys.get(&hash_key(key)).map(|k| self.info(k))
     }
 }
 
@@ -120,6 +137,19 @@ mod tests {
         let again = bootstrap(s.as_ref(), None, None).await.unwrap();
         assert!(!again.account_created && again.write.is_none() && again.secret.is_none());
         assert_eq!(again.account_id, new.account_id);
+    }
+
+    #[tokio::test]
+    async fn keys_carry_their_accounts_anonymize_ip() {
+        let (_d, s) = store().await;
+        let new = bootstrap(s.as_ref(), Some("tl_wk_fixed_for_tests_0002"), None).await.unwrap();
+        let keys = CatalogKeys(CatalogCache::load(s.clone(), Duration::from_secs(1)).await.unwrap());
+        assert!(!keys.lookup("tl_wk_fixed_for_tests_0002").await.unwrap().anonymize_ip);
+        let mut account = Account::new(new.account_id.unwrap(), "default");
+        account.anonymize_ip = true;
+        s.upsert_account(&account).await.unwrap();
+        let keys = CatalogKeys(CatalogCache::load(s.clone(), Duration::from_secs(1)).await.unwrap());
+        assert!(keys.lookup("tl_wk_fixed_for_tests_0002").await.unwrap().anonymize_ip);
     }
 
     #[tokio::test]

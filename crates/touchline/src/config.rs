@@ -137,6 +137,7 @@ impl Config {
         if self.collector.max_batch_records == 0 {
             bail!("collector.max_batch_records must be at least 1");
         }
+        self.collector.validate().map_err(anyhow::Error::msg)?;
         for (name, key) in [("write_key", &self.write_key), ("secret_key", &self.secret_key)] {
             if let Some(k) = key {
                 if k.len() < 16 || k.len() > 256 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -211,6 +212,26 @@ mod tests {
             assert_eq!(c.log.partitions, 4, "file wins over default");
             assert_eq!(c.collector.max_batch_records, 10);
             assert_eq!(c.data_dir, PathBuf::from("./data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn collector_edge_settings_load_and_are_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[collector]\ntrusted_proxies = [\"10.1.0.0/16\", \"192.0.2.7\"]\nmax_connections = 50\n")?;
+            let c = Config::load(Some(Path::new("t.toml"))).map_err(|e| e.to_string())?;
+            let proxies: Vec<String> = c.collector.trusted_proxies.iter().map(|p| p.to_string()).collect();
+            assert_eq!(proxies, ["10.1.0.0/16", "192.0.2.7/32"]);
+            assert_eq!(c.collector.max_connections, 50);
+            assert_eq!(c.collector.header_read_timeout_ms, 10_000, "the default");
+            jail.set_env("TOUCHLINE_COLLECTOR__IDLE_TIMEOUT_MS", "0");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("collector.idle_timeout_ms"), "{e}");
+            jail.set_env("TOUCHLINE_COLLECTOR__IDLE_TIMEOUT_MS", "1000");
+            jail.create_file("bad.toml", "[collector]\ntrusted_proxies = [\"proxy.local\"]\n")?;
+            let e = format!("{:#}", Config::load(Some(Path::new("bad.toml"))).unwrap_err());
+            assert!(e.contains("proxy.local"), "{e}");
             Ok(())
         });
     }
