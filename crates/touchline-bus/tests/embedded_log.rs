@@ -336,3 +336,28 @@ async fn concurrent_first_appends_to_a_new_topic() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_queue_within_a_byte_budget_and_all_land() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A budget smaller than two appends: each waits for the one before it to be written, and
+    // one append larger than the whole budget still goes through (it takes all of it).
+    let log = open(dir.path(), LogConfig { partitions: 1, queue_bytes: 1_500, ..small() }).await;
+    let value = "v".repeat(900);
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (log, value) = (log.clone(), value.clone());
+        tasks.push(tokio::spawn(async move { log.append(vec![rec("t", &format!("k{i}"), &value, 0)]).await }));
+    }
+    let big = "b".repeat(10_000);
+    tasks.push(tokio::spawn({
+        let log = log.clone();
+        async move { log.append(vec![rec("t", "big", &big, 0)]).await }
+    }));
+    for t in tasks {
+        let positions =
+            tokio::time::timeout(Duration::from_secs(30), t).await.expect("no append waits forever").expect("task").expect("append");
+        assert_eq!(positions.len(), 1);
+    }
+    assert_eq!(log.end_offset("t", 0).await.expect("end"), 65);
+}

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::{partition_for_key, validate_topic, Bus, BusError, OutRecord, Position, StoredRecord};
 
@@ -48,6 +48,9 @@ pub struct LogConfig {
     pub max_record_bytes: usize,
     /// Appends waiting per partition before `append` itself waits (backpressure).
     pub queue_depth: usize,
+    /// Bytes of records waiting per partition before `append` itself waits: appends differ in
+    /// size by orders of magnitude, so a count alone would not bound memory.
+    pub queue_bytes: usize,
 }
 
 impl Default for LogConfig {
@@ -61,6 +64,7 @@ impl Default for LogConfig {
             retention_check_secs: 300,
             max_record_bytes: 8 * 1024 * 1024,
             queue_depth: 4096,
+            queue_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -108,6 +112,10 @@ struct Partition {
     state: Mutex<PartState>,
     /// One past the last fsynced offset.
     durable: watch::Sender<u64>,
+    /// The byte budget of queued appends (`queue_bytes`); each append holds its bytes until
+    /// written.
+    room: Arc<Semaphore>,
+    room_bytes: u32,
 }
 
 struct PartState {
@@ -134,6 +142,8 @@ struct AppendReq {
     records: Vec<(String, Vec<u8>, i64)>,
     bytes: usize,
     reply: oneshot::Sender<Result<Vec<u64>, BusError>>,
+    /// This append's share of the partition's queue budget, given back when it is dropped.
+    _room: OwnedSemaphorePermit,
 }
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
@@ -172,11 +182,17 @@ fn scan_segment(path: &Path, expect_first: u64) -> Result<Scan, BusError> {
                     scan.stopped = Some((pos, format!("offset {} follows {}", f.offset, expect.saturating_sub(1))));
                     break;
                 }
+                // The last offset (u64::MAX) is never written: the one after it could not be
+                // represented. A frame claiming it is not one of ours.
+                let Some(after) = f.offset.checked_add(1) else {
+                    scan.stopped = Some((pos, format!("offset {} is out of range", f.offset)));
+                    break;
+                };
                 if last_indexed.is_none_or(|l| pos - l >= INDEX_EVERY) {
                     scan.index.push((f.offset, pos));
                     last_indexed = Some(pos);
                 }
-                expect = f.offset + 1;
+                expect = after;
                 scan.next = Some(expect);
                 scan.max_ts = scan.max_ts.max(f.timestamp_ms);
                 pos += f.size as u64;
@@ -285,6 +301,8 @@ impl Partition {
             segment_bytes: config.segment_bytes.max(1024),
             state: Mutex::new(PartState { segments, active, next_offset, failed: None }),
             durable,
+            room: Arc::new(Semaphore::new(config.queue_bytes.clamp(1, u32::MAX as usize))),
+            room_bytes: u32::try_from(config.queue_bytes.max(1)).unwrap_or(u32::MAX),
         });
         Ok((part, tx, rx))
     }
@@ -316,6 +334,11 @@ impl Partition {
         for r in reqs {
             let mut offs = Vec::with_capacity(r.records.len());
             for (key, value, ts) in &r.records {
+                // Offsets end one short of u64::MAX (see `scan_segment`); nothing is written yet.
+                let Some(after) = next.checked_add(1) else {
+                    let why = format!("partition {}/{} has no offsets left (next would be {next})", self.topic, self.id);
+                    return Err(BusError::Unavailable(why));
+                };
                 let pos = seg_len + buf.len() as u64;
                 if last_indexed.is_none_or(|l| pos - l >= INDEX_EVERY) {
                     new_index.push((next, pos));
@@ -324,7 +347,7 @@ impl Partition {
                 frame::encode(&mut buf, next, *ts, key.as_bytes(), value);
                 max_ts = max_ts.max(*ts);
                 offs.push(next);
-                next += 1;
+                next = after;
             }
             offsets.push(offs);
         }
@@ -776,9 +799,12 @@ impl Bus for EmbeddedLog {
         }
         let mut waits = Vec::with_capacity(groups.len());
         for ((topic, p), (idx, recs, bytes)) in groups {
-            let (_, tx) = self.handle(&topic, p).await?;
+            let (part, tx) = self.handle(&topic, p).await?;
+            // An append larger than the whole budget takes all of it (and waits for it).
+            let weight = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, part.room_bytes);
+            let room = part.room.clone().acquire_many_owned(weight).await.map_err(|_| BusError::Closed)?;
             let (reply, rx) = oneshot::channel();
-            tx.send(AppendReq { records: recs, bytes, reply }).await.map_err(|_| BusError::Closed)?;
+            tx.send(AppendReq { records: recs, bytes, reply, _room: room }).await.map_err(|_| BusError::Closed)?;
             waits.push((p, idx, rx));
         }
         let mut out = vec![Position { partition: 0, offset: 0 }; n];
