@@ -48,10 +48,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use touchline_bus::{Bus, Membership, OutRecord, StaticMembership, StoredRecord};
 use touchline_engine::{AccountSettings, Engine, EngineConfig, Flush, Ingest, Model};
-use touchline_model::{topics, Record};
+use touchline_model::{check_stored, topics, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
-pub use sink::{Sink, SinkBatch, SinkError, SqlSink};
+pub use sink::{RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
 
 /// Every topic touchline uses: the inputs and the dead-letter topic.
 pub const ALL_TOPICS: [&str; 8] = [
@@ -115,6 +115,8 @@ pub struct AggStats {
     pub records: AtomicU64,
     pub flushes: AtomicU64,
     pub sink_errors: AtomicU64,
+    /// Rows a sink refused as invalid (sent to the DLQ instead).
+    pub sink_refused_rows: AtomicU64,
     pub too_late: AtomicU64,
     pub bad_records: AtomicU64,
     pub duplicates: AtomicU64,
@@ -480,20 +482,28 @@ impl Aggregator {
     ) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         let outcome = if topic == topics::IDENTITIES {
-            if let Ok(rec) = Record::from_json(&r.value) {
-                note_received(max_received, rec.meta.received_at);
-                raw.push(rec);
+            // Identity transfers between partitions are not records; identify and alias are.
+            match Record::from_json(&r.value).map(|rec| (check_stored(&rec), rec)) {
+                Ok((Err(e), _)) => Err(invalid(&e)),
+                Ok((Ok(()), rec)) => {
+                    note_received(max_received, rec.meta.received_at);
+                    raw.push(rec);
+                    engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}"))
+                }
+                Err(_) => engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}")),
             }
-            engine.ingest_identities_message(&r.value).map_err(|e| e.to_string())
         } else {
             match Record::from_json(&r.value) {
-                Ok(rec) => {
-                    note_received(max_received, rec.meta.received_at);
-                    let o = engine.ingest(&rec);
-                    raw.push(rec);
-                    Ok(o)
-                }
-                Err(e) => Err(e),
+                Ok(rec) => match check_stored(&rec) {
+                    Ok(()) => {
+                        note_received(max_received, rec.meta.received_at);
+                        let o = engine.ingest(&rec);
+                        raw.push(rec);
+                        Ok(o)
+                    }
+                    Err(e) => Err(invalid(&e)),
+                },
+                Err(e) => Err(format!("unreadable: {e}")),
             }
         };
         let reason = match outcome {
@@ -506,9 +516,9 @@ impl Aggregator {
                 return;
             }
             Ok(_) => return,
-            Err(e) => {
+            Err(reason) => {
                 self.stats.bad_records.fetch_add(1, Ordering::Relaxed);
-                format!("unreadable: {e}")
+                reason
             }
         };
         let value = serde_json::json!({
@@ -587,28 +597,43 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Writes to every sink, retrying with backoff while consumption pauses.
+    /// Writes to every sink, retrying with backoff while consumption pauses. Rows a sink
+    /// refuses as invalid go to the DLQ with the sink's reason, and the partition moves on.
     async fn write_sinks(&self, batch: &SinkBatch<'_>, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
         for sink in &self.sinks {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match sink.write(batch).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(sink = sink.name(), partition = batch.partition, error = %e, "sink write failed; retrying (consumption paused)");
-                        if *shutdown.borrow() {
-                            // Leave: the next start replays from the checkpoint (and delivers
-                            // its outbox again).
-                            return Err(AggError::Checkpoint(format!("shutdown while sink {} was failing: {e}", sink.name())));
-                        }
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
+            let refused = self.write_sink_retrying(sink.as_ref(), batch, shutdown).await?;
+            if !refused.is_empty() {
+                self.stats.sink_refused_rows.fetch_add(refused.len() as u64, Ordering::Relaxed);
+                tracing::error!(sink = sink.name(), partition = batch.partition, rows = refused.len(), first = %refused[0].reason, "sink refused rows as invalid; they go to the DLQ");
+                self.append_retrying(refused.iter().map(refused_to_dlq).collect(), shutdown).await?;
             }
         }
         Ok(())
+    }
+
+    async fn write_sink_retrying(
+        &self,
+        sink: &dyn Sink,
+        batch: &SinkBatch<'_>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Vec<sink::RefusedRow>, AggError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match sink.write(batch).await {
+                Ok(refused) => return Ok(refused),
+                Err(e) => {
+                    self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sink = sink.name(), partition = batch.partition, error = %e, "sink write failed; retrying (consumption paused)");
+                    if *shutdown.borrow() {
+                        // Leave: the next start replays from the checkpoint (and delivers
+                        // its outbox again).
+                        return Err(AggError::Checkpoint(format!("shutdown while sink {} was failing: {e}", sink.name())));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 
     async fn append_retrying(&self, records: Vec<OutRecord>, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
@@ -640,6 +665,24 @@ impl Aggregator {
         if let Ok(mut m) = self.stats.lag_by_partition.lock() {
             m.insert(p, lag);
         }
+    }
+}
+
+/// The DLQ reason of a record no store could hold (written to the bus past the decoder).
+fn invalid(e: &touchline_model::RecordError) -> String {
+    format!("invalid: {e}")
+}
+
+/// The DLQ record of a row a sink refused: what, where, why, and the row itself.
+fn refused_to_dlq(r: &sink::RefusedRow) -> OutRecord {
+    let value = serde_json::json!({
+        "v": 1, "reason": format!("refused by sink {}: {}", r.sink, r.reason), "sink": r.sink, "kind": r.kind, "row": r.row,
+    });
+    OutRecord {
+        topic: topics::DLQ.to_owned(),
+        key: r.key.clone(),
+        value: serde_json::to_vec(&value).unwrap_or_default(),
+        timestamp_ms: Utc::now().timestamp_millis(),
     }
 }
 

@@ -18,16 +18,101 @@ pub struct SinkBatch<'a> {
     pub flush: &'a Flush,
 }
 
+/// A write that did not happen and is worth retrying: the store was unreachable, busy, out of
+/// space or timed out. Rows a store refuses as invalid are not errors: they come back as
+/// [`RefusedRow`]s, so one bad row never stalls a partition.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct SinkError(pub String);
 
+/// A row a sink refused as invalid (retrying it cannot succeed), bound for `touchline.dlq`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefusedRow {
+    pub sink: String,
+    /// `raw`, `attribution` or `partial`.
+    pub kind: &'static str,
+    /// The row's identity (record id, conversion/touch/model, or cell), also the DLQ key.
+    pub key: String,
+    pub row: serde_json::Value,
+    /// What the store said.
+    pub reason: String,
+}
+
 /// A destination for results. Writes must be idempotent: the runtime repeats a batch after a
-/// crash or a failed write.
+/// crash or a failed write. Rows the store refuses as invalid are returned, the rest written.
 #[async_trait]
 pub trait Sink: Send + Sync + 'static {
     fn name(&self) -> &str;
-    async fn write(&self, batch: &SinkBatch<'_>) -> Result<(), SinkError>;
+    async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError>;
+}
+
+/// Writes `rows` with `write`. When the store refuses a batch as invalid (`refused` says which
+/// errors mean that), the batch is split in halves until the refused rows stand alone, and
+/// every other row is written: `k` bad rows among `n` cost about `2k log2 n` extra writes.
+/// Any other error stops the write, to be retried as a whole (writes are idempotent).
+pub async fn write_isolating<'r, T, E, F, Fut>(
+    rows: &'r [T],
+    mut write: F,
+    refused: impl Fn(&E) -> bool,
+) -> Result<Vec<(&'r T, String)>, SinkError>
+where
+    F: FnMut(&'r [T]) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut out = Vec::new();
+    let mut pending = vec![rows];
+    while let Some(part) = pending.pop() {
+        if part.is_empty() {
+            continue;
+        }
+        match write(part).await {
+            Ok(()) => {}
+            Err(e) if refused(&e) => {
+                if let [row] = part {
+                    out.push((row, e.to_string()));
+                } else {
+                    let (a, b) = part.split_at(part.len() / 2);
+                    pending.push(b);
+                    pending.push(a);
+                }
+            }
+            Err(e) => return Err(SinkError(e.to_string())),
+        }
+    }
+    Ok(out)
+}
+
+impl RefusedRow {
+    pub fn raw(sink: &str, r: &Record, reason: String) -> RefusedRow {
+        RefusedRow {
+            sink: sink.to_owned(),
+            kind: "raw",
+            key: format!("{}:{}", r.meta.account_id, r.meta.record_id),
+            row: serde_json::from_slice(&r.to_json()).unwrap_or(serde_json::Value::Null),
+            reason,
+        }
+    }
+
+    pub fn attribution(sink: &str, a: &AttributionRow, reason: String) -> RefusedRow {
+        RefusedRow {
+            sink: sink.to_owned(),
+            kind: "attribution",
+            key: format!("{}:{}:{}:{}", a.account_id, a.conversion_id, a.touchpoint_id, a.attribution_model),
+            row: serde_json::to_value(a).unwrap_or(serde_json::Value::Null),
+            reason,
+        }
+    }
+
+    pub fn partial(sink: &str, p: &PartialRow, reason: String) -> RefusedRow {
+        RefusedRow {
+            sink: sink.to_owned(),
+            kind: "partial",
+            key: format!("{}:{}:{}:{}:{}", p.account_id, p.campaign_id, p.advertisement_id, p.metric_date, p.partition),
+            row: serde_json::to_value(p).unwrap_or(serde_json::Value::Null),
+            reason,
+        }
+    }
 }
 
 /// The sink version of an engine attribution version: later epochs supersede earlier ones.
@@ -92,19 +177,89 @@ impl Sink for SqlSink {
         self.store.backend()
     }
 
-    async fn write(&self, batch: &SinkBatch<'_>) -> Result<(), SinkError> {
-        let e = |e: touchline_sql::StoreError| SinkError(e.to_string());
-        if !batch.raw.is_empty() {
-            self.store.insert_raw(batch.raw).await.map_err(e)?;
-        }
+    async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError> {
+        let name = self.store.backend();
+        let refused = touchline_sql::StoreError::is_refusal;
+        let mut out = Vec::new();
+        let raw = write_isolating(batch.raw, |c| async move { self.store.insert_raw(c).await.map(drop) }, refused).await?;
+        out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
         let rows: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
-        if !rows.is_empty() {
-            self.store.upsert_attributions(&rows).await.map_err(e)?;
-        }
+        let attributions = write_isolating(&rows, |c| async move { self.store.upsert_attributions(c).await.map(drop) }, refused).await?;
+        out.extend(attributions.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
         let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
-        if !partials.is_empty() {
-            self.store.publish_partials(&partials).await.map_err(e)?;
+        let cells = write_isolating(&partials, |c| async move { self.store.publish_partials(c).await.map(drop) }, refused).await?;
+        out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[derive(Debug)]
+    enum Fail {
+        Refused,
+        Down,
+    }
+
+    impl std::fmt::Display for Fail {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{self:?}")
         }
-        Ok(())
+    }
+
+    /// A store that refuses any batch holding a negative number, and records what it stored.
+    async fn run(rows: &[i32], down_on_call: Option<usize>) -> (Result<Vec<i32>, SinkError>, Vec<i32>, usize) {
+        let stored = std::sync::Mutex::new(Vec::new());
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let result = write_isolating(
+            rows,
+            |part: &[i32]| {
+                let n = calls.fetch_add(1, Ordering::Relaxed);
+                let outcome = if Some(n) == down_on_call {
+                    Err(Fail::Down)
+                } else if part.iter().any(|v| *v < 0) {
+                    Err(Fail::Refused)
+                } else {
+                    stored.lock().map(|mut s| s.extend_from_slice(part)).ok();
+                    Ok(())
+                };
+                async move { outcome }
+            },
+            |e| matches!(e, Fail::Refused),
+        )
+        .await
+        .map(|v| v.into_iter().map(|(r, _)| *r).collect());
+        let mut s = stored.into_inner().unwrap_or_default();
+        s.sort_unstable();
+        (result, s, calls.into_inner())
+    }
+
+    #[tokio::test]
+    async fn refused_rows_are_isolated_and_the_rest_written() {
+        let rows: Vec<i32> = (0..64).map(|i| if i == 5 || i == 40 { -i } else { i }).collect();
+        let (refused, stored, calls) = run(&rows, None).await;
+        assert_eq!(refused.expect("no transient error"), vec![-5, -40]);
+        let expected: Vec<i32> = (0..64).filter(|i| *i != 5 && *i != 40).collect();
+        assert_eq!(stored, expected);
+        // Two bad rows in 64: the whole batch, then at most 2 per level for 6 levels below it.
+        assert!(calls <= 1 + 2 * 2 * 6, "{calls} writes");
+    }
+
+    #[tokio::test]
+    async fn a_clean_batch_is_one_write_and_an_empty_one_none() {
+        let (refused, stored, calls) = run(&[1, 2, 3], None).await;
+        assert_eq!((refused.expect("ok"), stored, calls), (vec![], vec![1, 2, 3], 1));
+        let (refused, _, calls) = run(&[], None).await;
+        assert_eq!((refused.expect("ok"), calls), (vec![], 0));
+    }
+
+    #[tokio::test]
+    async fn a_transient_error_fails_the_whole_write() {
+        let (refused, _, _) = run(&[1, -2, 3, 4], Some(1)).await;
+        assert!(refused.is_err(), "a store that went down mid-way is retried, not dead-lettered");
     }
 }

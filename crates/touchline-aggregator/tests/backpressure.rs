@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, Sink, SinkBatch, SinkError, SqlSink};
+use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
 use touchline_bus::{Bus, EmbeddedLog, LogConfig, OutRecord};
 use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, RequestCtx};
 use touchline_sql::Account;
@@ -28,7 +28,7 @@ impl Sink for FlakySink {
         "flaky"
     }
 
-    async fn write(&self, batch: &SinkBatch<'_>) -> Result<(), SinkError> {
+    async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
             self.consumed_while_down.fetch_max(self.stats.records.load(Ordering::SeqCst), Ordering::SeqCst);

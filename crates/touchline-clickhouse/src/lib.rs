@@ -51,6 +51,32 @@ pub enum Error {
     Decode(String),
 }
 
+impl Error {
+    /// True when the server refused the data itself (it cannot parse or hold a value): the same
+    /// rows will be refused again, so retrying is pointless. Network errors, timeouts and
+    /// server-side resource errors are not refusals.
+    pub fn is_refusal(&self) -> bool {
+        let Error::Query { source: clickhouse::error::Error::BadResponse(text), .. } = self else { return false };
+        server_code(text).is_some_and(|c| REFUSAL_CODES.contains(&c))
+    }
+}
+
+/// ClickHouse error codes that mean "this data cannot be stored": CANNOT_PARSE_TEXT (6),
+/// CANNOT_PARSE_QUOTED_STRING (26), CANNOT_PARSE_INPUT_ASSERTION_FAILED (27),
+/// CANNOT_READ_ALL_DATA (33), CANNOT_PARSE_DATE (38), CANNOT_PARSE_DATETIME (41),
+/// TYPE_MISMATCH (53), ARGUMENT_OUT_OF_BOUND (69), CANNOT_CONVERT_TYPE (70),
+/// CANNOT_PARSE_NUMBER (72), INCORRECT_DATA (117), TOO_LARGE_STRING_SIZE (131),
+/// FUNCTION_THROW_IF_VALUE_IS_NON_ZERO (395: a table's own `throwIf` check refused the row),
+/// DECIMAL_OVERFLOW (407).
+const REFUSAL_CODES: [u32; 14] = [6, 26, 27, 33, 38, 41, 53, 69, 70, 72, 117, 131, 395, 407];
+
+/// The `Code: N` a ClickHouse error text starts with.
+fn server_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + 6..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Connection and sink settings. Every default is here.

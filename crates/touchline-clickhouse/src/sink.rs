@@ -17,7 +17,8 @@
 //!
 //! # Backpressure and bounds
 //!
-//! A write either succeeds or returns [`SinkError`]; nothing is buffered here between calls
+//! A write either succeeds, returns the rows the server refused as invalid (the rest written),
+//! or returns [`SinkError`] to be retried as a whole; nothing is buffered here between calls
 //! (the runtime retries with backoff and stops consuming meanwhile). Inserts stream rows to
 //! the server in 256 KiB frames, hold at most `max_insert_rows` rows per INSERT, and are
 //! bounded in time by `insert_timeout_secs`.
@@ -29,7 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clickhouse::RowWrite;
 use sha2::{Digest, Sha256};
-use touchline_aggregator::sink::{attribution_rows, partial_row, sink_version, Sink, SinkBatch, SinkError};
+use touchline_aggregator::sink::{attribution_rows, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
 use touchline_model::Record;
 use touchline_sql::{AttributionRow, PartialRow};
 
@@ -165,22 +166,30 @@ impl Sink for ClickHouseSink {
         &self.name
     }
 
-    async fn write(&self, batch: &SinkBatch<'_>) -> Result<(), SinkError> {
-        let e = |e: Error| SinkError(format!("clickhouse: {e}"));
-        if !batch.raw.is_empty() {
-            self.write_raw(batch.raw).await.map_err(e)?;
-        }
+    async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError> {
+        let name = self.name.as_str();
+        let refused = |e: &Error| e.is_refusal();
+        let mut out = Vec::new();
+        let raw = write_isolating(batch.raw, |c| async move { self.write_raw(c).await.map(drop) }, refused).await.map_err(tagged)?;
+        out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
         let attributions: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
-        if !attributions.is_empty() {
-            self.write_attributions(&attributions).await.map_err(e)?;
-        }
+        let attrs =
+            write_isolating(&attributions, |c| async move { self.write_attributions(c).await.map(drop) }, refused).await.map_err(tagged)?;
+        out.extend(attrs.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
         let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
         if !partials.is_empty() {
             let version = self.next_partial_version(batch.epoch);
-            self.write_partials(&partials, version).await.map_err(e)?;
+            let cells = write_isolating(&partials, |c| async move { self.write_partials(c, version).await.map(drop) }, refused)
+                .await
+                .map_err(tagged)?;
+            out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));
         }
-        Ok(())
+        Ok(out)
     }
+}
+
+fn tagged(e: SinkError) -> SinkError {
+    SinkError(format!("clickhouse: {e}"))
 }
 
 #[cfg(test)]

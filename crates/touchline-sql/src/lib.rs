@@ -34,6 +34,33 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// True when the database refused the data itself (a value out of range, a character it
+    /// cannot store, a constraint): the same rows will be refused again, so retrying is
+    /// pointless. Connection, timeout, lock and space errors are not refusals.
+    pub fn is_refusal(&self) -> bool {
+        let StoreError::Db(sqlx::Error::Database(db)) = self else { return false };
+        let code = db.code();
+        let code = code.as_deref().unwrap_or("");
+        if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
+            return postgres_refusal(code);
+        }
+        sqlite_refusal(code)
+    }
+}
+
+/// SQLSTATE classes 22 (data exception: numeric out of range, invalid text such as NUL,
+/// bad datetime) and 23 (integrity constraint violation).
+fn postgres_refusal(sqlstate: &str) -> bool {
+    sqlstate.starts_with("22") || sqlstate.starts_with("23")
+}
+
+/// SQLite's primary result codes (the low byte of an extended code): TOOBIG (18), CONSTRAINT
+/// (19), MISMATCH (20), RANGE (25). BUSY, LOCKED, IOERR and FULL are worth retrying.
+fn sqlite_refusal(code: &str) -> bool {
+    code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 18 | 19 | 20 | 25))
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The attribution models, as stored in `attribution_model`.
