@@ -129,10 +129,10 @@ fn main() {
         println!("  touchline /l/{{code}}    {ours:>10.0} req/s   p50 {our_p50:>6} µs  p99 {our_p99:>6} µs at {:.0} req/s", ours / 2.0);
         println!("  ratio                  {:>10.2}", ours / bare.max(1.0));
         println!(
-            "  clicks: {} redirects, {} logged, {} spilled, {} lost",
+            "  clicks: {} redirects, {} logged, {} waited for room, {} lost",
             stats.redirects.load(Ordering::Relaxed),
             stats.logged.load(Ordering::Relaxed),
-            stats.spilled.load(Ordering::Relaxed),
+            stats.waited.load(Ordering::Relaxed),
             stats.lost.load(Ordering::Relaxed)
         );
         assert_eq!(stats.lost.load(Ordering::Relaxed), 0, "no click may be lost");

@@ -89,9 +89,6 @@ pub struct AggregatorConfig {
     /// Where checkpoints live on the embedded log (default `{data_dir}/aggregator`; on Kafka
     /// they are rows of the SQL store, shared by the instances).
     pub state_dir: Option<std::path::PathBuf>,
-    /// `touchline aggregator` serves `/healthz` and `/metrics` here when set (e.g.
-    /// `0.0.0.0:8081` in a container).
-    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for AggregatorConfig {
@@ -104,7 +101,6 @@ impl Default for AggregatorConfig {
             allowed_lateness_secs: 7 * 86_400,
             partitions: Vec::new(),
             state_dir: None,
-            metrics_addr: None,
         }
     }
 }

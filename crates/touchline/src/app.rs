@@ -70,7 +70,14 @@ impl App {
         };
         let (bus, spill) = open_bus(&config, role).await?;
         let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());
-        let links = links::LinkState::new(catalog.clone(), store.clone(), results.clone(), keys.clone(), bus.clone(), config.base_url());
+        let link_deps = links::LinkDeps {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            results: results.clone(),
+            collector: state.clone(),
+            bus: bus.clone(),
+        };
+        let links = links::LinkState::new(link_deps, config.links.clone(), config.base_url());
         Ok(App {
             config,
             role,
@@ -94,16 +101,33 @@ impl App {
             collector: self.state.clone(),
             aggregator: self.agg_stats.clone(),
             clicks: self.links.stats.clone(),
+            links: self.links.clone(),
             spill: self.spill.clone(),
         };
         Router::new().route("/metrics", get(metrics)).with_state(Arc::new(state))
     }
 
+    /// The public routes; `/metrics` among them unless it has an address of its own.
     pub fn router(&self) -> Router {
-        touchline_collector::router(self.state.clone())
-            .merge(self.metrics_router())
-            .merge(reports::router(Arc::new(reports::ReportState { results: self.results.clone(), keys: self.keys.clone() })))
-            .merge(links::router(self.links.clone(), self.config.short_domain))
+        let router = touchline_collector::router(self.state.clone())
+            .merge(reports::router(Arc::new(reports::ReportState { results: self.results.clone(), collector: self.state.clone() })))
+            .merge(links::router(self.links.clone(), self.config.short_domain));
+        if self.config.metrics_addr.is_some() {
+            router
+        } else {
+            router.merge(self.metrics_router())
+        }
+    }
+
+    /// Serves `/healthz` and `/metrics` on `metrics_addr`, when set, until `stop` turns true.
+    async fn serve_metrics(&self, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+        let Some(addr) = self.config.metrics_addr else { return Ok(()) };
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding metrics_addr {addr}"))?;
+        let router = Router::new().route("/healthz", get(|| async { "ok" })).merge(self.metrics_router());
+        tokio::spawn(touchline_collector::serve(router, listener, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+        Ok(())
     }
 
     /// The aggregator over this app's bus, writing to the SQL store and ClickHouse when
@@ -139,16 +163,22 @@ impl App {
         }
         let router = self.router();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        self.serve_metrics(stop_rx.clone()).await?;
         let agg_task = if self.role == Role::Serve {
             let agg = self.aggregator();
             tokio::spawn(agg.run(stop_rx, false))
         } else {
             tokio::spawn(async { Ok(()) })
         };
-        let http = touchline_collector::serve(router, listener, async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let http = touchline_collector::serve_with(
+            router,
+            listener,
+            async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            },
+            self.state.serve_options(),
+        );
         let http_result = http.await.context("HTTP server failed");
         match agg_task.await {
             Ok(Ok(())) => {}
@@ -171,14 +201,7 @@ pub async fn run_aggregator(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
-    if let Some(addr) = app.config.aggregator.metrics_addr {
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding aggregator.metrics_addr {addr}"))?;
-        let router = Router::new().route("/healthz", get(|| async { "ok" })).merge(app.metrics_router());
-        let mut stop = stop_rx.clone();
-        tokio::spawn(touchline_collector::serve(router, listener, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
-    }
+    app.serve_metrics(stop_rx.clone()).await?;
     app.aggregator().run(stop_rx, exit_when_idle).await.context("aggregator failed")
 }
 
@@ -364,47 +387,117 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn touchline_sql
     Ok(store)
 }
 
-/// A URL without its password, for messages.
+/// A URL without its password (in the user info or a `password`/`secret`/`token`/`key` query
+/// parameter), for messages and `touchline config`.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let without_userinfo = match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
             let user = creds.split(':').next().unwrap_or("");
             format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
         }
         _ => url.to_owned(),
+    };
+    let Some((base, query)) = without_userinfo.split_once('?') else { return without_userinfo };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|kv| {
+            let name = kv.split('=').next().unwrap_or("");
+            if is_secret_name(name) && kv.contains('=') {
+                format!("{name}=***")
+            } else {
+                kv.to_owned()
+            }
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
+/// Names of settings whose values are credentials.
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key"].iter().any(|s| n.contains(s))
+}
+
+/// The configuration as `touchline config` prints it: keys, passwords and credentials in URLs
+/// and client properties replaced, so the output can be pasted into a ticket.
+pub fn redacted_config(config: &Config) -> Config {
+    let mut c = config.clone();
+    let hide = |v: &mut Option<String>| {
+        if v.is_some() {
+            *v = Some("<redacted>".into());
+        }
+    };
+    hide(&mut c.write_key);
+    hide(&mut c.secret_key);
+    hide(&mut c.clickhouse.password);
+    for url in [&mut c.database_url, &mut c.clickhouse_url, &mut c.kafka_brokers] {
+        if let Some(u) = url.as_mut() {
+            *u = redact(u);
+        }
     }
+    for (name, value) in c.kafka.properties.iter_mut() {
+        if is_secret_name(name) {
+            *value = "<redacted>".into();
+        }
+    }
+    c
 }
 
 pub struct MetricsState {
     pub collector: Arc<AppState>,
     pub aggregator: Arc<AggStats>,
     pub clicks: Arc<links::ClickStats>,
+    pub links: Arc<links::LinkState>,
     /// The collector's Kafka spill, when the bus is Kafka.
     pub spill: Option<Arc<SpillingBus>>,
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 23] = [
+const METRICS: [(&str, &str, &str); 35] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
     (
-        "touchline_link_clicks_spilled_total",
+        "touchline_link_clicks_waited_total",
         "counter",
-        "Link clicks that overflowed the in-process queue and were appended by a task of their own.",
+        "Redirects that found the click queue's byte budget used up and waited for room (links.click_queue_bytes).",
     ),
-    ("touchline_link_clicks_lost_total", "counter", "Link clicks that could not be appended after retries (should stay 0)."),
+    (
+        "touchline_link_clicks_lost_total",
+        "counter",
+        "Link clicks dropped because the click queue stayed full for links.click_queue_wait_ms (the bus is down or far behind).",
+    ),
+    ("touchline_link_click_queue_bytes", "gauge", "Bytes of link clicks queued for the bus."),
     ("touchline_http_requests_total", "counter", "Ingestion requests received (JSON routes, beacon and pixel)."),
     ("touchline_records_accepted_total", "counter", "Records durably appended to the bus."),
     ("touchline_records_rejected_total", "counter", "Records refused by validation (listed in the response)."),
     ("touchline_bus_failures_total", "counter", "Appends the bus refused; the client got 503."),
     ("touchline_pixels_dropped_total", "counter", "Pixel hits not stored (bad key, bad parameters, bus down); the GIF was still served."),
     ("touchline_rate_limited_total", "counter", "Requests refused with 429 because the account was over its rate."),
+    ("touchline_auth_failures_total", "counter", "Requests with a missing, malformed or unknown key (counted per client address)."),
+    ("touchline_auth_throttled_total", "counter", "Requests refused with 429 because their address failed authentication too often."),
+    ("touchline_negative_key_hits_total", "counter", "Unknown keys answered from the negative cache, without a store lookup."),
+    ("touchline_body_timeouts_total", "counter", "Request bodies that did not arrive within collector.body_read_timeout_ms (408)."),
+    ("touchline_http_connections_open", "gauge", "HTTP connections open now."),
+    ("touchline_http_connections_accepted_total", "counter", "HTTP connections accepted."),
+    ("touchline_http_connections_refused_total", "counter", "HTTP connections closed at once because collector.max_connections were open."),
+    (
+        "touchline_http_header_timeouts_total",
+        "counter",
+        "Connections closed for not sending a request head within collector.header_read_timeout_ms.",
+    ),
+    ("touchline_http_idle_closed_total", "counter", "Connections closed after collector.idle_timeout_ms without a byte read or written."),
+    ("touchline_http_accept_errors_total", "counter", "Failed accepts (file descriptors exhausted, …)."),
     ("touchline_aggregator_records_total", "counter", "Records the aggregator consumed."),
     ("touchline_aggregator_flushes_total", "counter", "Flushes (checkpoint, then the results delivered to the sinks)."),
     ("touchline_aggregator_sink_errors_total", "counter", "Failed sink writes (retried; consumption pauses meanwhile)."),
+    ("touchline_aggregator_sink_refused_rows_total", "counter", "Rows a sink refused as invalid, kept in touchline.dlq with the reason."),
     ("touchline_aggregator_too_late_total", "counter", "Records older than the allowed lateness, kept in touchline.dlq."),
-    ("touchline_aggregator_bad_records_total", "counter", "Unreadable records, kept in touchline.dlq."),
+    (
+        "touchline_aggregator_bad_records_total",
+        "counter",
+        "Unreadable records and records no store could hold (written past the decoder), kept in touchline.dlq.",
+    ),
     ("touchline_aggregator_duplicates_total", "counter", "Records that repeated an earlier record id (counted once)."),
     ("touchline_aggregator_transfers_total", "counter", "Identity re-key records sent to touchline.identities."),
     (
@@ -419,6 +512,12 @@ const METRICS: [(&str, &str, &str); 23] = [
     ("touchline_spill_drained_total", "counter", "Spilled records produced to Kafka once it answered."),
 ];
 
+impl MetricsState {
+    fn click_queue_bytes(&self) -> u64 {
+        self.links.clicks.queued_bytes() as u64
+    }
+}
+
 async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
     let s = &state.collector.stats;
     let a = &state.aggregator;
@@ -428,17 +527,29 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
     let values = [
         c.redirects.load(Ordering::Relaxed),
         c.logged.load(Ordering::Relaxed),
-        c.spilled.load(Ordering::Relaxed),
+        c.waited.load(Ordering::Relaxed),
         c.lost.load(Ordering::Relaxed),
+        state.click_queue_bytes(),
         s.requests.load(Ordering::Relaxed),
         s.records_accepted.load(Ordering::Relaxed),
         s.records_rejected.load(Ordering::Relaxed),
         s.bus_failures.load(Ordering::Relaxed),
         s.pixels_dropped.load(Ordering::Relaxed),
         s.rate_limited.load(Ordering::Relaxed),
+        s.auth_failures.load(Ordering::Relaxed),
+        s.auth_throttled.load(Ordering::Relaxed),
+        s.negative_key_hits.load(Ordering::Relaxed),
+        s.body_timeouts.load(Ordering::Relaxed),
+        s.connections.open.load(Ordering::Relaxed),
+        s.connections.accepted.load(Ordering::Relaxed),
+        s.connections.refused.load(Ordering::Relaxed),
+        s.connections.header_timeouts.load(Ordering::Relaxed),
+        s.connections.idle_closed.load(Ordering::Relaxed),
+        s.connections.accept_errors.load(Ordering::Relaxed),
         a.records.load(Ordering::Relaxed),
         a.flushes.load(Ordering::Relaxed),
         a.sink_errors.load(Ordering::Relaxed),
+        a.sink_refused_rows.load(Ordering::Relaxed),
         a.too_late.load(Ordering::Relaxed),
         a.bad_records.load(Ordering::Relaxed),
         a.duplicates.load(Ordering::Relaxed),

@@ -61,6 +61,12 @@ pub struct Config {
     pub collector: CollectorConfig,
     /// Aggregator flushes, lateness, owned partitions (`TOUCHLINE_AGGREGATOR__FLUSH_INTERVAL_MS`, …).
     pub aggregator: touchline_aggregator::AggregatorConfig,
+    /// Short-link limits: links per account, the click queue, the unique-click window.
+    pub links: crate::links::LinksConfig,
+    /// Serve `/metrics` (and `/healthz`) on this address instead of the public HTTP address
+    /// (`TOUCHLINE_METRICS_ADDR`, e.g. `127.0.0.1:9464`), so counters need not be public.
+    /// `touchline aggregator` serves them only when this is set.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -82,13 +88,17 @@ impl Default for Config {
             log: LogConfig::default(),
             collector: CollectorConfig::default(),
             aggregator: touchline_aggregator::AggregatorConfig::default(),
+            links: crate::links::LinksConfig::default(),
+            metrics_addr: None,
         }
     }
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-pub const ENV_KEYS: [&str; 16] = [
+pub const ENV_KEYS: [&str; 18] = [
     "short_domain",
+    "links",
+    "metrics_addr",
     "aggregator",
     "http_addr",
     "public_url",
@@ -212,6 +222,19 @@ mod tests {
             assert_eq!(c.log.partitions, 4, "file wins over default");
             assert_eq!(c.collector.max_batch_records, 10);
             assert_eq!(c.data_dir, PathBuf::from("./data"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn link_limits_and_the_metrics_address_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TOUCHLINE_METRICS_ADDR", "127.0.0.1:9464");
+            jail.set_env("TOUCHLINE_LINKS__MAX_PER_ACCOUNT", "7");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.metrics_addr, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
+            assert_eq!(c.links.max_per_account, 7);
+            assert_eq!(c.links.click_queue_bytes, 16 * 1024 * 1024, "the default");
             Ok(())
         });
     }

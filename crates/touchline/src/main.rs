@@ -213,13 +213,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config => {
-            let mut c = config.clone();
-            for k in [&mut c.write_key, &mut c.secret_key] {
-                if k.is_some() {
-                    *k = Some("<redacted>".into());
-                }
-            }
-            println!("{}", serde_json::to_string_pretty(&c)?);
+            println!("{}", serde_json::to_string_pretty(&touchline::app::redacted_config(&config))?);
             Ok(())
         }
     }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::results::Results;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,12 +17,12 @@ use chrono::{Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use touchline_collector::{KeyKind, KeyStore};
+use touchline_collector::{AppState, KeyKind};
 use uuid::Uuid;
 
 pub struct ReportState {
     pub results: Arc<dyn Results>,
-    pub keys: Arc<dyn KeyStore>,
+    pub collector: Arc<AppState>,
 }
 
 pub fn router(state: Arc<ReportState>) -> Router {
@@ -32,7 +34,10 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
 }
 
 /// The account of a secret key (Bearer or Basic `key:`); `what` names the API in messages.
-pub(crate) async fn secret_account(keys: &dyn KeyStore, headers: &HeaderMap, what: &str) -> Result<Uuid, Response> {
+/// The key goes through the collector's checks: failed keys count against the client's
+/// address (429 past the limit) and unknown keys are remembered, so guessing costs no lookups.
+pub(crate) async fn secret_account(collector: &AppState, headers: &HeaderMap, peer: SocketAddr, what: &str) -> Result<Uuid, Response> {
+    let ip = touchline_collector::client_ip(&collector.config, headers, peer);
     let raw = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (scheme, rest) = raw.split_once(' ').unwrap_or((raw, ""));
     let key = if scheme.eq_ignore_ascii_case("bearer") {
@@ -48,16 +53,17 @@ pub(crate) async fn secret_account(keys: &dyn KeyStore, headers: &HeaderMap, wha
         String::new()
     };
     if key.is_empty() {
+        collector.auth_failed(ip);
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "missing_key",
             format!("{what} need the account's secret key: `Authorization: Bearer <secret key>`"),
         ));
     }
-    match keys.lookup(&key).await {
-        Some(info) if info.kind == KeyKind::Secret => Ok(info.account_id),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", format!("{what} need the account's secret key, not a write key"))),
-        None => Err(error(StatusCode::UNAUTHORIZED, "bad_key", "unknown or revoked key")),
+    match collector.authenticate(ip, &key).await {
+        Ok(info) if info.kind == KeyKind::Secret => Ok(info.account_id),
+        Ok(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", format!("{what} need the account's secret key, not a write key"))),
+        Err(e) => Err(e.into_response()),
     }
 }
 
@@ -68,18 +74,39 @@ struct Range {
     model: Option<String>,
 }
 
+/// Report ranges stay inside the years records can carry (the decoder refuses times outside
+/// 2000–2100), and span at most ten years, so no date arithmetic can overflow and no query
+/// scans an unbounded range.
+const FIRST_REPORT_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => panic!("2000-01-01 is a date"),
+};
+const LAST_REPORT_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2100, 12, 31) {
+    Some(d) => d,
+    None => panic!("2100-12-31 is a date"),
+};
+const MAX_REPORT_DAYS: i64 = 3_660;
+const DEFAULT_REPORT_DAYS: i64 = 30;
+
 fn parse_range(q: &Range) -> Result<(NaiveDate, NaiveDate), Response> {
-    let parse = |name: &str, v: &Option<String>, default: NaiveDate| match v {
-        None => Ok(default),
-        Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-            error(StatusCode::BAD_REQUEST, "bad_request", format!("query parameter `{name}`: {s:?} is not a date (YYYY-MM-DD)"))
-        }),
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, "bad_request", m);
+    let parse = |name: &str, v: &Option<String>| -> Result<Option<NaiveDate>, Response> {
+        let Some(s) = v else { return Ok(None) };
+        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| bad(format!("query parameter `{name}`: {s:?} is not a date (YYYY-MM-DD)")))?;
+        if !(FIRST_REPORT_DAY..=LAST_REPORT_DAY).contains(&d) {
+            return Err(bad(format!("query parameter `{name}`: {d} is outside {FIRST_REPORT_DAY} to {LAST_REPORT_DAY}")));
+        }
+        Ok(Some(d))
     };
-    let today = Utc::now().date_naive();
-    let to = parse("to", &q.to, today)?;
-    let from = parse("from", &q.from, to - Duration::days(30))?;
+    let to = parse("to", &q.to)?.unwrap_or_else(|| Utc::now().date_naive().clamp(FIRST_REPORT_DAY, LAST_REPORT_DAY));
+    let default_from = to.checked_sub_signed(Duration::days(DEFAULT_REPORT_DAYS)).unwrap_or(FIRST_REPORT_DAY).max(FIRST_REPORT_DAY);
+    let from = parse("from", &q.from)?.unwrap_or(default_from);
     if from > to {
-        return Err(error(StatusCode::BAD_REQUEST, "bad_request", "query parameter `from` is after `to`"));
+        return Err(bad("query parameter `from` is after `to`".into()));
+    }
+    if (to - from).num_days() >= MAX_REPORT_DAYS {
+        return Err(bad(format!("the range {from} to {to} is longer than {MAX_REPORT_DAYS} days; ask for a shorter one")));
     }
     Ok((from, to))
 }
@@ -89,8 +116,13 @@ fn num(d: Decimal) -> Value {
     d.normalize().to_f64().map_or(Value::Null, Value::from)
 }
 
-async fn campaigns(State(state): State<Arc<ReportState>>, headers: HeaderMap, Query(q): Query<Range>) -> Response {
-    let account = match secret_account(state.keys.as_ref(), &headers, "reports").await {
+async fn campaigns(
+    State(state): State<Arc<ReportState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<Range>,
+) -> Response {
+    let account = match secret_account(&state.collector, &headers, peer, "reports").await {
         Ok(a) => a,
         Err(r) => return r,
     };
@@ -198,8 +230,13 @@ async fn data_driven(state: &ReportState, account: uuid::Uuid, model: &str, from
 /// Models whose per-conversion rows the aggregator stores.
 const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];
 
-async fn attribution(State(state): State<Arc<ReportState>>, headers: HeaderMap, Query(q): Query<Range>) -> Response {
-    let account = match secret_account(state.keys.as_ref(), &headers, "reports").await {
+async fn attribution(
+    State(state): State<Arc<ReportState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<Range>,
+) -> Response {
+    let account = match secret_account(&state.collector, &headers, peer, "reports").await {
         Ok(a) => a,
         Err(r) => return r,
     };

@@ -303,3 +303,34 @@ async fn loadgen_counts_what_the_server_stored() {
     assert!(!wrong.status.success());
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("unknown shape `pixle`"));
 }
+
+#[test]
+fn config_prints_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("touchline.toml");
+    std::fs::write(
+        &file,
+        r#"
+database_url = "postgres://app:pg-s3cret@db.example:5432/touchline?sslpassword=pg-ssl-s3cret&application_name=tl"
+clickhouse_url = "http://default:ch-s3cret@ch.example:8123/?user=default&password=ch-query-s3cret"
+kafka_brokers = "broker.example:9092"
+secret_key = "tl_sk_config_secret_key_00001"
+[clickhouse]
+password = "ch-field-s3cret"
+[kafka.properties]
+"sasl.password" = "kafka-s3cret"
+"sasl.username" = "touchline"
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("--config").arg(&file).arg("config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for secret in ["pg-s3cret", "pg-ssl-s3cret", "ch-s3cret", "ch-query-s3cret", "ch-field-s3cret", "kafka-s3cret", "tl_sk_config"] {
+        assert!(!text.contains(secret), "`touchline config` printed {secret}:\n{text}");
+    }
+    // What is not a credential stays readable.
+    for kept in ["app:***@db.example:5432", "application_name=tl", "user=default", "\"touchline\"", "broker.example:9092"] {
+        assert!(text.contains(kept), "expected {kept} in:\n{text}");
+    }
+}

@@ -1,0 +1,344 @@
+//! Link management with the secret key: create, list with click counts, show, update and soft
+//! delete.
+
+use std::sync::Arc;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use touchline_sql::Link;
+use uuid::Uuid;
+
+use super::LinkState;
+use crate::reports::error;
+
+/// Paths a custom code may not take.
+const RESERVED: [&str; 16] = [
+    "v1",
+    "l",
+    "p.gif",
+    "healthz",
+    "readyz",
+    "metrics",
+    "openapi.json",
+    "api",
+    "admin",
+    "login",
+    "static",
+    "assets",
+    "favicon.ico",
+    "robots.txt",
+    "qr",
+    "links",
+];
+
+pub(super) async fn secret_account(state: &LinkState, headers: &HeaderMap, peer: SocketAddr) -> Result<Uuid, Response> {
+    crate::reports::secret_account(&state.collector, headers, peer, "link management calls").await
+}
+
+fn validate_target(u: &str) -> Result<(), String> {
+    let url = url::Url::parse(u).map_err(|e| format!("field `target_url`: {u:?} is not a URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("field `target_url`: scheme `{}` is not allowed; use http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("field `target_url`: the URL has no host".into());
+    }
+    Ok(())
+}
+
+use touchline_model::limits::MAX_UTM_CHARS;
+
+/// Every field of a link's input within its limits: sizes, no control characters, ids as
+/// record ids are. The catalog holds every link in memory and copies the UTMs into each
+/// click, so nothing here may grow without bound.
+fn validate_fields(input: &LinkInput) -> Result<(), String> {
+    if let Some(t) = &input.target_url {
+        if t.len() > touchline_model::limits::MAX_URL_BYTES {
+            return Err(format!("field `target_url`: {} bytes, over the limit of {}", t.len(), touchline_model::limits::MAX_URL_BYTES));
+        }
+        validate_target(t)?;
+    }
+    for (field, v) in [
+        ("utm_source", &input.utm_source),
+        ("utm_medium", &input.utm_medium),
+        ("utm_campaign", &input.utm_campaign),
+        ("utm_term", &input.utm_term),
+        ("utm_content", &input.utm_content),
+    ] {
+        let Some(v) = v else { continue };
+        let n = v.chars().count();
+        if n > MAX_UTM_CHARS {
+            return Err(format!("field `{field}`: {n} characters, over the limit of {MAX_UTM_CHARS}"));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(format!("field `{field}`: must not contain control characters"));
+        }
+    }
+    for (field, v) in [("campaign_id", &input.campaign_id), ("advertisement_id", &input.advertisement_id)] {
+        if let Some(v) = v {
+            touchline_model::Id::new(v.as_str()).map_err(|m| format!("field `{field}`: identifier {m}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a new link past the account's quota (deleted links count: they keep their code).
+fn check_quota(state: &LinkState, account: Uuid) -> Result<(), Response> {
+    let held = state.catalog.snapshot().links.values().filter(|l| l.account_id == account).count();
+    if held >= state.config.max_per_account {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "quota_exceeded",
+            format!("this account holds {held} links, the limit (links.max_per_account) is {}", state.config.max_per_account),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_code(c: &str) -> Result<(), String> {
+    if !(3..=64).contains(&c.len()) || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+        return Err(format!("field `code`: {c:?} must be 3 to 64 characters of letters, digits, '-' or '_'"));
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(c)) {
+        return Err(format!("field `code`: {c:?} is reserved"));
+    }
+    Ok(())
+}
+
+fn random_code() -> String {
+    const A: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    Uuid::new_v4().as_bytes().iter().take(7).map(|b| A[(*b as usize) % A.len()] as char).collect()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkInput {
+    target_url: Option<String>,
+    code: Option<String>,
+    campaign_id: Option<String>,
+    advertisement_id: Option<String>,
+    utm_source: Option<String>,
+    utm_medium: Option<String>,
+    utm_campaign: Option<String>,
+    utm_term: Option<String>,
+    utm_content: Option<String>,
+}
+
+fn link_json(state: &LinkState, l: &Link, clicks: Option<(i64, i64)>) -> Value {
+    json!({
+        "code": l.short_code, "short_url": format!("{}/l/{}", state.base_url(), l.short_code), "target_url": l.target_url,
+        "campaign_id": l.campaign_id, "advertisement_id": l.advertisement_id,
+        "utm_source": l.utm_source, "utm_medium": l.utm_medium, "utm_campaign": l.utm_campaign, "utm_term": l.utm_term, "utm_content": l.utm_content,
+        "deleted": l.deleted,
+        "clicks": clicks.map(|c| c.0), "bot_clicks": clicks.map(|c| c.1),
+    })
+}
+
+fn parse_input(body: &[u8]) -> Result<LinkInput, Response> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", format!("invalid link JSON: {e}")))
+}
+
+async fn save(state: &LinkState, link: &Link) -> Result<(), Response> {
+    state
+        .store
+        .upsert_link(link)
+        .await
+        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")))?;
+    // This instance serves the change at once; others follow the catalog notification.
+    let _ = state.catalog.refresh().await;
+    Ok(())
+}
+
+pub(super) async fn create(
+    State(state): State<Arc<LinkState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let account = match secret_account(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let input = match parse_input(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let Some(target) = input.target_url.clone() else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "field `target_url`: required");
+    };
+    if let Err(m) = validate_fields(&input) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", m);
+    }
+    if let Err(r) = check_quota(&state, account) {
+        return r;
+    }
+    let code = match &input.code {
+        Some(c) => {
+            if let Err(m) = validate_code(c) {
+                return error(StatusCode::BAD_REQUEST, "bad_request", m);
+            }
+            if state.catalog.snapshot().links.contains_key(c) {
+                return error(StatusCode::CONFLICT, "conflict", format!("field `code`: {c:?} is taken"));
+            }
+            c.clone()
+        }
+        None => {
+            let snap = state.catalog.snapshot();
+            let mut c = random_code();
+            while snap.links.contains_key(&c) {
+                c = random_code();
+            }
+            c
+        }
+    };
+    let link = Link {
+        account_id: account,
+        short_code: code,
+        target_url: target,
+        utm_source: input.utm_source,
+        utm_medium: input.utm_medium,
+        utm_campaign: input.utm_campaign,
+        utm_term: input.utm_term,
+        utm_content: input.utm_content,
+        campaign_id: input.campaign_id,
+        advertisement_id: input.advertisement_id,
+        deleted: false,
+    };
+    if let Err(r) = save(&state, &link).await {
+        return r;
+    }
+    // The upsert never takes over another account's code: check who owns it now.
+    match state.catalog.snapshot().links.get(&link.short_code) {
+        Some(l) if l.account_id == account => (StatusCode::CREATED, Json(link_json(&state, l, Some((0, 0))))).into_response(),
+        _ => error(StatusCode::CONFLICT, "conflict", format!("field `code`: {:?} is taken", link.short_code)),
+    }
+}
+
+pub(super) fn own_link(state: &LinkState, account: Uuid, code: &str) -> Result<Link, Response> {
+    match state.catalog.snapshot().links.get(code) {
+        Some(l) if l.account_id == account => Ok(l.clone()),
+        _ => Err(error(StatusCode::NOT_FOUND, "not_found", format!("no link {code:?} in this account"))),
+    }
+}
+
+pub(super) async fn list(State(state): State<Arc<LinkState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
+    let account = match secret_account(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let counts = state.results.link_click_counts(account).await.ok().flatten();
+    let snap = state.catalog.snapshot();
+    let mut links: Vec<&Link> = snap.links.values().filter(|l| l.account_id == account).collect();
+    links.sort_by(|a, b| a.short_code.cmp(&b.short_code));
+    let rows: Vec<Value> =
+        links.into_iter().map(|l| link_json(&state, l, counts.as_ref().map(|c| c.get(&l.short_code).copied().unwrap_or((0, 0))))).collect();
+    Json(json!({ "links": rows })).into_response()
+}
+
+pub(super) async fn show(
+    State(state): State<Arc<LinkState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match secret_account(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match own_link(&state, account, &code) {
+        Ok(l) => {
+            let counts = state.results.link_click_counts(account).await.ok().flatten();
+            Json(link_json(&state, &l, counts.map(|c| c.get(&code).copied().unwrap_or((0, 0))))).into_response()
+        }
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn update(
+    State(state): State<Arc<LinkState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let account = match secret_account(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut link = match own_link(&state, account, &code) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let input = match parse_input(&body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    if input.code.as_deref().is_some_and(|c| c != code) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "field `code`: a link's code cannot change");
+    }
+    if let Err(m) = validate_fields(&input) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", m);
+    }
+    if let Some(t) = input.target_url {
+        link.target_url = t;
+    }
+    for (slot, v) in [
+        (&mut link.utm_source, input.utm_source),
+        (&mut link.utm_medium, input.utm_medium),
+        (&mut link.utm_campaign, input.utm_campaign),
+        (&mut link.utm_term, input.utm_term),
+        (&mut link.utm_content, input.utm_content),
+        (&mut link.campaign_id, input.campaign_id),
+        (&mut link.advertisement_id, input.advertisement_id),
+    ] {
+        if v.is_some() {
+            *slot = v;
+        }
+    }
+    match save(&state, &link).await {
+        Ok(()) => Json(link_json(&state, &link, None)).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(super) async fn remove(
+    State(state): State<Arc<LinkState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let account = match secret_account(&state, &headers, peer).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let link = match own_link(&state, account, &code) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    match save(&state, &Link { deleted: true, ..link }).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_targets_are_validated() {
+        assert!(validate_code("tet-2026").is_ok());
+        assert!(validate_code("v1").unwrap_err().contains("reserved") || validate_code("v1").unwrap_err().contains("3 to 64"));
+        assert!(validate_code("healthz").unwrap_err().contains("reserved"));
+        assert!(validate_code("a/b").is_err());
+        assert!(validate_target("javascript:alert(1)").unwrap_err().contains("http or https"));
+        assert!(validate_target("ftp://x.example/").is_err());
+        assert!(validate_target("https://x.example/a?b=c").is_ok());
+    }
+}
