@@ -98,5 +98,30 @@ echo "== cargo test (target dir: $CARGO_TARGET_DIR)"
 # compiling and working without a second (release) build.
 cargo test --locked --workspace --all-targets "$@"
 
+echo "== hostile-input probes (scripts/probe.sh) against a server started for them"
+probe_dir="$(mktemp -d)"
+probe_wk="tl_wk_probe_$(date +%s)_000000"
+probe_sk="tl_sk_probe_$(date +%s)_000000"
+TOUCHLINE_DATA_DIR="$probe_dir/data" TOUCHLINE_HTTP_ADDR=127.0.0.1:0 TOUCHLINE_LOG_LEVEL=warn \
+  TOUCHLINE_WRITE_KEY="$probe_wk" TOUCHLINE_SECRET_KEY="$probe_sk" \
+  TOUCHLINE_COLLECTOR__HEADER_READ_TIMEOUT_MS=2000 TOUCHLINE_COLLECTOR__BODY_READ_TIMEOUT_MS=3000 \
+  TOUCHLINE_COLLECTOR__IDLE_TIMEOUT_MS=3000 TOUCHLINE_COLLECTOR__MAX_CONNECTIONS=50 \
+  "$CARGO_TARGET_DIR/debug/touchline" serve >"$probe_dir/serve.out" 2>"$probe_dir/serve.err" &
+probe_pid=$!
+probe_url=""
+for _ in $(seq 1 100); do
+  probe_url="$(grep -o 'listening on http://[0-9.:]*' "$probe_dir/serve.out" 2>/dev/null | head -1 | sed 's/listening on //')" || true
+  [ -n "$probe_url" ] && break
+  sleep 0.2
+done
+[ -n "$probe_url" ] || { echo "the probe server did not start:" >&2; tail -20 "$probe_dir/serve.err" >&2; kill "$probe_pid"; exit 1; }
+probe_status=0
+PROBE_HEADER_TIMEOUT_SECS=2 PROBE_BODY_TIMEOUT_SECS=3 PROBE_IDLE_TIMEOUT_SECS=3 PROBE_MAX_CONNECTIONS=50 \
+  timeout 120 scripts/probe.sh "$probe_url" "$probe_wk" "$probe_sk" || probe_status=$?
+kill "$probe_pid" 2>/dev/null || true
+wait "$probe_pid" 2>/dev/null || true
+rm -rf "$probe_dir"
+[ "$probe_status" = 0 ] || { echo "hostile-input probes failed" >&2; exit 1; }
+
 echo "== ClickHouse current dialect (chdb): every DDL file and BI query"
 "$TOUCHLINE_TEST_PYTHON" scripts/chdb_check.py
