@@ -465,19 +465,20 @@ impl Store for SqliteStore {
                 }
                 superseded.sort_unstable();
                 superseded.dedup();
-                for part in superseded.chunks(300) {
-                    let mut d: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM campaign_attributions WHERE account_id = ");
-                    d.push_bind(acct.clone());
-                    d.push(" AND (");
-                    for (i, (c, m, v)) in part.iter().enumerate() {
-                        if i > 0 {
-                            d.push(" OR ");
-                        }
-                        d.push("(conversion_id = ").push_bind(c.to_string()).push(" AND attribution_model = ").push_bind(m.to_string());
-                        d.push(" AND version < ").push_bind(*v).push(")");
-                    }
-                    d.push(")");
-                    d.build().execute(&mut *tx).await?;
+                // One prepared statement per (conversion, model): each is an index seek on the
+                // unique key's prefix. A single DELETE with an OR of many such terms made SQLite
+                // scan the account's rows and test every term on each, so replacing attributions
+                // grew with the table instead of with the rows replaced.
+                for (c, m, v) in superseded {
+                    sqlx::query(
+                        "DELETE FROM campaign_attributions WHERE account_id = ? AND conversion_id = ? AND attribution_model = ? AND version < ?",
+                    )
+                    .bind(&acct)
+                    .bind(c)
+                    .bind(m)
+                    .bind(v)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 if fresh.is_empty() {
                     continue;
