@@ -243,7 +243,7 @@ impl Aggregator {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = shutdown.changed() => {}
+                () = changed(&mut shutdown) => {}
             }
             if *shutdown.borrow() || tasks.iter().any(|t| t.is_finished()) || self.is_quiet(&quiet).await? {
                 break;
@@ -340,7 +340,7 @@ impl Aggregator {
                         break Err(AggError::Bus(touchline_bus::BusError::Unavailable("the consumer group membership ended".into())));
                     }
                 }
-                _ = shutdown.changed() => {}
+                () = changed(&mut shutdown) => {}
                 _ = tick.tick() => {}
             }
         };
@@ -437,7 +437,7 @@ impl Aggregator {
                     }
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(25)) => {}
-                        _ = shutdown.changed() => {}
+                        () = changed(&mut shutdown) => {}
                     }
                 }
             }
@@ -461,7 +461,7 @@ impl Aggregator {
                 q.idle(p, &offsets);
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(25)) => {}
-                    _ = shutdown.changed() => {}
+                    () = changed(&mut shutdown) => {}
                 }
             }
         }
@@ -664,6 +664,14 @@ impl Aggregator {
     }
 }
 
+/// Resolves when the stop signal changes. When its sender is gone no change can come: this
+/// then never resolves, so a `select!` with a sleep beside it waits instead of spinning.
+async fn changed(rx: &mut watch::Receiver<bool>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The DLQ reason of a record no store could hold (written to the bus past the decoder).
 fn invalid(e: &touchline_model::RecordError) -> String {
     format!("invalid: {e}")
@@ -685,5 +693,24 @@ fn refused_to_dlq(r: &sink::RefusedRow) -> OutRecord {
 fn note_received(max: &mut Option<DateTime<Utc>>, t: DateTime<Utc>) {
     if max.is_none_or(|m| t > m) {
         *max = Some(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stop_signal_whose_sender_is_gone_never_fires() {
+        let (tx, mut rx) = watch::channel(false);
+        drop(tx);
+        // With the sender gone, `rx.changed()` fails at once; a loop selecting on it beside a
+        // sleep would spin. `changed` waits instead.
+        let waited = tokio::time::timeout(Duration::from_millis(200), changed(&mut rx)).await;
+        assert!(waited.is_err(), "resolved although no change can come");
+
+        let (tx, mut rx) = watch::channel(false);
+        let _ = tx.send(true);
+        assert!(tokio::time::timeout(Duration::from_secs(1), changed(&mut rx)).await.is_ok(), "a real change resolves");
     }
 }

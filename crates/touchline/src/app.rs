@@ -298,9 +298,13 @@ pub async fn run_replay(
             }
         })
     };
+    // The sender lives until the replay returns: a dropped sender would make every wait on the
+    // stop signal return at once and the aggregator's idle loops spin.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let started = std::time::Instant::now();
     let limiter = time_limit.map(|limit| {
+        let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(limit).await;
             let _ = stop_tx.send(true);
@@ -322,6 +326,7 @@ pub async fn run_replay(
         Err(e) if !complete => tracing::warn!(error = %e, "the replay stopped at its time limit during a flush"),
         Err(e) => return Err(anyhow::Error::new(e).context("replay failed")),
     }
+    drop(stop_tx);
     Ok(ReplayOutcome { records: stats.records.load(Ordering::Relaxed), seconds, complete })
 }
 
