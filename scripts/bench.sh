@@ -175,7 +175,8 @@ scale_point() {
 import json, sys
 g, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(json.dumps({"kind": "scale", "visitors": int(sys.argv[4]), "generated": g["records"], "generate_seconds": g["seconds"],
-                  "replayed": r["records"], "seconds": r["seconds"], "complete": r["complete"], "peak_rss_kb": int(sys.argv[3])}))
+                  "replayed": r["records"], "seconds": r["seconds"], "complete": r["complete"], "peak_rss_kb": int(sys.argv[3]),
+                  "stage_seconds": r.get("stage_seconds", {}), "sink_seconds": r.get("sink_seconds", {})}))
 PY
   rm -rf "$dir"
 }
@@ -228,6 +229,19 @@ if scale:
         done = "" if r["complete"] else f" (time limit: {r['replayed']:,} of {r['generated']:,} replayed)"
         print(f"| `generate --visitors {r['visitors']}` | {r['generated']:,} | {r['seconds']:.1f}{done} | {rate:,.0f} | "
               f"{rate / base if base else 0:.2f} | {r['peak_rss_kb'] / 1024:,.0f} MB |")
+    stages = ["read", "decode", "engine", "snapshot", "checkpoint", "sinks", "append"]
+    if any(r.get("stage_seconds") for r in scale):
+        print()
+        print("Where each replay's time went: seconds per aggregator stage, summed over the partitions that run side by side")
+        print("(so a row can add up to more than the wall time), and each stage's share of that sum.")
+        print()
+        print("| records | " + " | ".join(stages) + " |")
+        print("| --- |" + " --- |" * len(stages))
+        for r in scale:
+            st = r.get("stage_seconds", {})
+            total = sum(st.get(s, 0) for s in stages) or 1
+            cells = [f"{st.get(s, 0):.1f} s ({100 * st.get(s, 0) / total:.0f}%)" for s in stages]
+            print(f"| {r['replayed']:,} | " + " | ".join(cells) + " |")
 PY
 cat "$TABLE"
 

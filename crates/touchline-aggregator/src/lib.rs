@@ -37,6 +37,7 @@
 
 pub mod checkpoint;
 pub mod sink;
+pub mod stages;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,7 @@ use touchline_model::{check_stored, topics, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
 pub use sink::{RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
+pub use stages::{Stage, StageTimes};
 
 /// Every topic touchline uses: the inputs and the dead-letter topic.
 pub const ALL_TOPICS: [&str; 8] = [
@@ -121,6 +123,8 @@ pub struct AggStats {
     pub partition_failures: AtomicU64,
     /// Records on the bus not yet checkpointed, per owned partition (all topics).
     pub lag_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
+    /// Where the time goes, per stage and per sink.
+    pub stages: StageTimes,
 }
 
 impl AggStats {
@@ -412,7 +416,9 @@ impl Aggregator {
                 caught_up = true;
                 for t in INPUT_TOPICS {
                     let from = offsets.get(t).copied().unwrap_or(0);
+                    let reading = Instant::now();
                     let recs = self.bus.read(t, p, from, self.config.read_batch, Duration::ZERO).await?;
+                    self.stats.stages.add(Stage::Read, reading.elapsed());
                     if recs.len() == self.config.read_batch {
                         caught_up = false;
                     }
@@ -421,11 +427,16 @@ impl Aggregator {
                             q.busy(p);
                         }
                     }
-                    for r in recs {
-                        offsets.insert(t.to_owned(), r.offset + 1);
-                        pending += 1;
-                        self.apply(&mut engine, t, &r, &mut raw, &mut dlq, &mut max_received);
+                    if let Some(last) = recs.last() {
+                        offsets.insert(t.to_owned(), last.offset + 1);
                     }
+                    pending += recs.len();
+                    let decoded = self.stats.stages.time(Stage::Decode, || recs.iter().map(|r| decode(t, r)).collect::<Vec<_>>());
+                    self.stats.stages.time(Stage::Engine, || {
+                        for (r, d) in recs.iter().zip(decoded) {
+                            self.apply(&mut engine, t, r, d, &mut raw, &mut dlq, &mut max_received);
+                        }
+                    });
                 }
                 if *shutdown.borrow() || pending >= self.config.flush_records || started.elapsed() >= flush_every {
                     break;
@@ -467,40 +478,32 @@ impl Aggregator {
         }
     }
 
+    /// Applies one decoded record to the engine; what it cannot apply goes to `dlq`.
+    #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
         engine: &mut Engine,
         topic: &str,
         r: &StoredRecord,
+        decoded: Decoded,
         raw: &mut Vec<Record>,
         dlq: &mut Vec<OutRecord>,
         max_received: &mut Option<DateTime<Utc>>,
     ) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
-        let outcome = if topic == topics::IDENTITIES {
-            // Identity transfers between partitions are not records; identify and alias are.
-            match Record::from_json(&r.value).map(|rec| (check_stored(&rec), rec)) {
-                Ok((Err(e), _)) => Err(invalid(&e)),
-                Ok((Ok(()), rec)) => {
-                    note_received(max_received, rec.meta.received_at);
-                    raw.push(rec);
+        let outcome = match decoded {
+            Decoded::Record(rec) => {
+                note_received(max_received, rec.meta.received_at);
+                let o = if topic == topics::IDENTITIES {
                     engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}"))
-                }
-                Err(_) => engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}")),
+                } else {
+                    Ok(engine.ingest(&rec))
+                };
+                raw.push(rec);
+                o
             }
-        } else {
-            match Record::from_json(&r.value) {
-                Ok(rec) => match check_stored(&rec) {
-                    Ok(()) => {
-                        note_received(max_received, rec.meta.received_at);
-                        let o = engine.ingest(&rec);
-                        raw.push(rec);
-                        Ok(o)
-                    }
-                    Err(e) => Err(invalid(&e)),
-                },
-                Err(e) => Err(format!("unreadable: {e}")),
-            }
+            Decoded::Transfer => engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}")),
+            Decoded::Refused(reason) => Err(reason),
         };
         let reason = match outcome {
             Ok(Ingest::TooLate) => {
@@ -545,7 +548,7 @@ impl Aggregator {
         max_received: Option<DateTime<Utc>>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), AggError> {
-        let out = engine.flush();
+        let out = self.stats.stages.time(Stage::Engine, || engine.flush());
         if !raw.is_empty() {
             self.write_sinks(&SinkBatch { partition: p, epoch, raw, flush: &Flush::default() }, shutdown).await?;
         }
@@ -558,10 +561,12 @@ impl Aggregator {
         let cp = checkpoint::Checkpoint {
             epoch,
             offsets: offsets.clone(),
-            snapshot: engine.snapshot(),
+            snapshot: self.stats.stages.time(Stage::Snapshot, || engine.snapshot()),
             outbox: (!out.is_empty()).then_some(out),
         };
+        let saving = Instant::now();
         self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
+        self.stats.stages.add(Stage::Checkpoint, saving.elapsed());
         if let Some(out) = &cp.outbox {
             self.deliver(p, epoch, out, shutdown).await?;
         }
@@ -597,7 +602,11 @@ impl Aggregator {
     /// refuses as invalid go to the DLQ with the sink's reason, and the partition moves on.
     async fn write_sinks(&self, batch: &SinkBatch<'_>, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
         for sink in &self.sinks {
+            let writing = Instant::now();
             let refused = self.write_sink_retrying(sink.as_ref(), batch, shutdown).await?;
+            let spent = writing.elapsed();
+            self.stats.stages.add(Stage::Sinks, spent);
+            self.stats.stages.add_sink(sink.name(), spent);
             if !refused.is_empty() {
                 self.stats.sink_refused_rows.fetch_add(refused.len() as u64, Ordering::Relaxed);
                 tracing::error!(sink = sink.name(), partition = batch.partition, rows = refused.len(), first = %refused[0].reason, "sink refused rows as invalid; they go to the DLQ");
@@ -633,6 +642,7 @@ impl Aggregator {
     }
 
     async fn append_retrying(&self, records: Vec<OutRecord>, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
+        let appending = Instant::now();
         let mut backoff = Duration::from_millis(100);
         while let Err(e) = self.bus.append(records.clone()).await {
             tracing::warn!(error = %e, "appending re-key/DLQ records failed; retrying");
@@ -642,6 +652,7 @@ impl Aggregator {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+        self.stats.stages.add(Stage::Append, appending.elapsed());
         Ok(())
     }
 
@@ -661,6 +672,29 @@ impl Aggregator {
         if let Ok(mut m) = self.stats.lag_by_partition.lock() {
             m.insert(p, lag);
         }
+    }
+}
+
+/// A bus record, parsed and checked.
+// Nearly every record is a `Record`: boxing it would add an allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Decoded {
+    /// A record of an entity (identify and alias on the identities topic too).
+    Record(Record),
+    /// An identity transfer between partitions (identities topic only), which is no record.
+    Transfer,
+    /// Unreadable, or holding what no store could hold: the DLQ reason.
+    Refused(String),
+}
+
+fn decode(topic: &str, r: &StoredRecord) -> Decoded {
+    match Record::from_json(&r.value) {
+        Ok(rec) => match check_stored(&rec) {
+            Ok(()) => Decoded::Record(rec),
+            Err(e) => Decoded::Refused(invalid(&e)),
+        },
+        Err(_) if topic == topics::IDENTITIES => Decoded::Transfer,
+        Err(e) => Decoded::Refused(format!("unreadable: {e}")),
     }
 }
 

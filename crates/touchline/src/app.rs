@@ -3,6 +3,7 @@
 //! Kafka (`kafka_brokers`); ClickHouse (`clickhouse_url`) is an extra sink and, optionally, the
 //! source of the reports API.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -231,9 +232,6 @@ impl std::str::FromStr for ReplayFrom {
     }
 }
 
-/// Rebuilds every result from the log: clears the derived tables and the aggregator's
-/// checkpoints, points the consumer group at the start, and runs the aggregator until it has
-/// consumed everything, with a progress bar. Results then reflect the records from `from` on.
 /// How a replay went.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReplayOutcome {
@@ -243,11 +241,17 @@ pub struct ReplayOutcome {
     /// False when the time limit stopped the replay before the log was consumed: the results
     /// then cover only part of it.
     pub complete: bool,
+    /// Seconds per aggregator stage, summed over the partitions (which run side by side).
+    pub stage_seconds: BTreeMap<String, f64>,
+    /// Seconds per sink (raw rows and results), summed over the partitions.
+    pub sink_seconds: BTreeMap<String, f64>,
 }
 
-/// Clears the results and checkpoints, then rebuilds them from the log. With `time_limit`
-/// the replay stops (after a last flush and checkpoint) once that much time has passed, so a
-/// benchmark can measure a rate on a log too large to finish.
+/// Rebuilds every result from the log: clears the derived tables and the aggregator's
+/// checkpoints, points the consumer group at the start, and runs the aggregator until it has
+/// consumed everything, with a progress bar. Results then reflect the records from `from` on.
+/// With `time_limit` the replay stops (after a last flush and checkpoint) once that much time
+/// has passed, so a benchmark can measure a rate on a log too large to finish.
 pub async fn run_replay(
     config: Config,
     from: ReplayFrom,
@@ -327,7 +331,13 @@ pub async fn run_replay(
         Err(e) => return Err(anyhow::Error::new(e).context("replay failed")),
     }
     drop(stop_tx);
-    Ok(ReplayOutcome { records: stats.records.load(Ordering::Relaxed), seconds, complete })
+    Ok(ReplayOutcome {
+        records: stats.records.load(Ordering::Relaxed),
+        seconds,
+        complete,
+        stage_seconds: stats.stages.seconds().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        sink_seconds: stats.stages.sink_seconds().into_iter().collect(),
+    })
 }
 
 /// The first offset of a partition whose record was appended at or after `cutoff_ms`.
@@ -523,6 +533,24 @@ impl MetricsState {
     }
 }
 
+/// The aggregator's time per stage and per sink, as labelled counters.
+fn write_stage_seconds(out: &mut String, stages: &touchline_aggregator::StageTimes) {
+    let stage = "touchline_aggregator_stage_seconds_total";
+    out.push_str(&format!(
+        "# HELP {stage} Seconds the aggregator spent per stage (read, decode, engine, snapshot, checkpoint, sinks, append), summed over partitions.\n# TYPE {stage} counter\n"
+    ));
+    for (name, secs) in stages.seconds() {
+        out.push_str(&format!("{stage}{{stage=\"{name}\"}} {secs:.6}\n"));
+    }
+    let sink = "touchline_aggregator_sink_seconds_total";
+    out.push_str(&format!(
+        "# HELP {sink} Seconds the aggregator spent writing to each sink (raw rows and results, retries included), summed over partitions.\n# TYPE {sink} counter\n"
+    ));
+    for (name, secs) in stages.sink_seconds() {
+        out.push_str(&format!("{sink}{{sink=\"{name}\"}} {secs:.6}\n"));
+    }
+}
+
 async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
     let s = &state.collector.stats;
     let a = &state.aggregator;
@@ -570,5 +598,6 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
     for ((name, kind, help), v) in METRICS.iter().zip(values) {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
     }
+    write_stage_seconds(&mut out, &a.stages);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -87,6 +87,17 @@ async fn serve_with_no_config_then_tail() {
     let m = http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("# HELP touchline_records_accepted_total"));
     assert!(m.contains("touchline_records_accepted_total 2"), "{m}");
+    // The aggregator's time per stage: labelled counters, the sink's once it has written.
+    assert!(m.contains("touchline_aggregator_stage_seconds_total{stage=\"engine\"} "), "{m}");
+    let mut flushed = String::new();
+    for _ in 0..100 {
+        flushed = http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+        if flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\"}") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\"}"), "no sink time after 10 s: {flushed}");
 
     // tail reads while the server runs.
     let events = tail(dir.path(), "touchline.events");
@@ -238,6 +249,12 @@ fn generate_writes_what_it_reports_and_replay_rebuilds_it() {
     assert_eq!(r["complete"], true);
     // Every generated record, plus the identity re-key records the replay appends itself.
     assert!(r["records"].as_u64().unwrap() as usize >= reported, "{r}");
+    // Every stage that had work reports time spent, and the embedded default's one sink too.
+    for stage in ["read", "decode", "engine", "snapshot", "checkpoint", "sinks"] {
+        assert!(r["stage_seconds"][stage].as_f64().unwrap() > 0.0, "no time in {stage}: {r}");
+    }
+    assert!(r["sink_seconds"]["sqlite"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["stage_seconds"]["sinks"].as_f64() >= r["sink_seconds"]["sqlite"].as_f64(), "{r}");
 }
 
 #[test]
