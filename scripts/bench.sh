@@ -4,7 +4,7 @@
 #
 #   scripts/bench.sh                 # the HTTP edge and the replay scale curve (~20 minutes)
 #   scripts/bench.sh --quick         # short phases and a small curve (a smoke run, ~3 minutes)
-#   scripts/bench.sh --write-docs    # also replace the latest run in docs/benchmarks.md
+#   scripts/bench.sh --write-docs    # also replace the latest run in docs/benchmarks.md and README.md
 #
 # 1. The HTTP edge: `touchline loadgen` against `touchline serve` (embedded log, SQLite) and
 #    against the bare axum server `touchline-bare`, which answers the same shapes with nothing
@@ -246,16 +246,17 @@ PY
 cat "$TABLE"
 
 if [ "$WRITE_DOCS" = 1 ]; then
-  python3 - "$ROOT/docs/benchmarks.md" "$TABLE" <<'PY'
+  python3 - "$TABLE" "$ROOT/docs/benchmarks.md" "$ROOT/README.md" <<'PY'
 import sys
-path, table = sys.argv[1], open(sys.argv[2]).read().strip()
-doc = open(path).read()
+table = open(sys.argv[1]).read().strip()
 start, end = "<!-- bench.sh output -->", "<!-- /bench.sh output -->"
-if start not in doc:
-    sys.exit(f"{path} has no {start} marker")
-head, rest = doc.split(start, 1)
-tail = rest.split(end, 1)[1] if end in rest else rest
-open(path, "w").write(f"{head}{start}\n{table}\n{end}{tail}")
-print(f"wrote the table into {path}", file=sys.stderr)
+for path in sys.argv[2:]:
+    doc = open(path).read()
+    if start not in doc:
+        sys.exit(f"{path} has no {start} marker")
+    head, rest = doc.split(start, 1)
+    tail = rest.split(end, 1)[1] if end in rest else rest
+    open(path, "w").write(f"{head}{start}\n{table}\n{end}{tail}")
+    print(f"wrote the table into {path}", file=sys.stderr)
 PY
 fi
