@@ -229,17 +229,25 @@ if scale:
         done = "" if r["complete"] else f" (time limit: {r['replayed']:,} of {r['generated']:,} replayed)"
         print(f"| `generate --visitors {r['visitors']}` | {r['generated']:,} | {r['seconds']:.1f}{done} | {rate:,.0f} | "
               f"{rate / base if base else 0:.2f} | {r['peak_rss_kb'] / 1024:,.0f} MB |")
-    stages = ["read", "decode", "engine", "snapshot", "checkpoint", "sinks", "append"]
+    base_stages = ["read", "decode", "engine", "snapshot", "checkpoint", "sinks", "append"]
+    stages = list(base_stages)
+    for r in scale:
+        st, sinks = r.get("stage_seconds", {}), r.get("sink_seconds", {})
+        parts = [(f"{name} {rows}", secs) for name, by_rows in sinks.items() if isinstance(by_rows, dict) for rows, secs in by_rows.items()]
+        for label, secs in parts:
+            st[label] = secs
+        stages += [label for label, _ in parts if label not in stages]
     if any(r.get("stage_seconds") for r in scale):
         print()
         print("Where each replay's time went: seconds per aggregator stage, summed over the partitions that run side by side")
-        print("(so a row can add up to more than the wall time), and each stage's share of that sum.")
+        print("(so a row can add up to more than the wall time), and each stage's share of that sum; the last columns split")
+        print("`sinks` into each sink's raw rows (written before the checkpoint) and results (after it).")
         print()
         print("| records | " + " | ".join(stages) + " |")
         print("| --- |" + " --- |" * len(stages))
         for r in scale:
             st = r.get("stage_seconds", {})
-            total = sum(st.get(s, 0) for s in stages) or 1
+            total = sum(st.get(s, 0) for s in base_stages) or 1
             cells = [f"{st.get(s, 0):.1f} s ({100 * st.get(s, 0) / total:.0f}%)" for s in stages]
             print(f"| {r['replayed']:,} | " + " | ".join(cells) + " |")
 PY

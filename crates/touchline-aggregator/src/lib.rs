@@ -53,7 +53,7 @@ use touchline_model::{check_stored, topics, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
 pub use sink::{RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
-pub use stages::{Stage, StageTimes};
+pub use stages::{SinkRows, Stage, StageTimes};
 
 /// Every topic touchline uses: the inputs and the dead-letter topic.
 pub const ALL_TOPICS: [&str; 8] = [
@@ -605,8 +605,9 @@ impl Aggregator {
             let writing = Instant::now();
             let refused = self.write_sink_retrying(sink.as_ref(), batch, shutdown).await?;
             let spent = writing.elapsed();
+            let rows = if batch.raw.is_empty() { SinkRows::Results } else { SinkRows::Raw };
             self.stats.stages.add(Stage::Sinks, spent);
-            self.stats.stages.add_sink(sink.name(), spent);
+            self.stats.stages.add_sink(sink.name(), rows, spent);
             if !refused.is_empty() {
                 self.stats.sink_refused_rows.fetch_add(refused.len() as u64, Ordering::Relaxed);
                 tracing::error!(sink = sink.name(), partition = batch.partition, rows = refused.len(), first = %refused[0].reason, "sink refused rows as invalid; they go to the DLQ");

@@ -24,7 +24,7 @@ pub enum Stage {
     Snapshot,
     /// Saving the checkpoint: the outbox encoded, the file or row written and made durable.
     Checkpoint,
-    /// Writing raw rows and results to every sink (each sink apart in [`StageTimes::sinks`]).
+    /// Writing raw rows and results to every sink (each sink apart in [`StageTimes::sink_seconds`]).
     Sinks,
     /// Appending re-key and dead-letter records to the bus.
     Append,
@@ -48,11 +48,28 @@ impl Stage {
     }
 }
 
-/// Nanoseconds spent per stage, and per sink.
+/// Which rows a sink write carried: a flush writes the raw records first (before the
+/// checkpoint), then the results (after it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SinkRows {
+    Raw,
+    Results,
+}
+
+impl SinkRows {
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkRows::Raw => "raw",
+            SinkRows::Results => "results",
+        }
+    }
+}
+
+/// Nanoseconds spent per stage, and per sink and kind of rows.
 #[derive(Debug, Default)]
 pub struct StageTimes {
     nanos: [AtomicU64; Stage::ALL.len()],
-    sinks: Mutex<BTreeMap<String, u64>>,
+    sinks: Mutex<BTreeMap<(String, SinkRows), u64>>,
 }
 
 impl StageTimes {
@@ -68,9 +85,9 @@ impl StageTimes {
         out
     }
 
-    pub fn add_sink(&self, sink: &str, spent: Duration) {
+    pub fn add_sink(&self, sink: &str, rows: SinkRows, spent: Duration) {
         if let Ok(mut m) = self.sinks.lock() {
-            *m.entry(sink.to_owned()).or_default() += nanos(spent);
+            *m.entry((sink.to_owned(), rows)).or_default() += nanos(spent);
         }
     }
 
@@ -79,9 +96,9 @@ impl StageTimes {
         Stage::ALL.iter().map(|s| (s.name(), seconds(self.nanos[*s as usize].load(Ordering::Relaxed)))).collect()
     }
 
-    /// Seconds per sink, by sink name.
-    pub fn sink_seconds(&self) -> Vec<(String, f64)> {
-        self.sinks.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), seconds(*v))).collect()).unwrap_or_default()
+    /// Seconds per sink and kind of rows, by sink name.
+    pub fn sink_seconds(&self) -> Vec<(String, SinkRows, f64)> {
+        self.sinks.lock().map(|m| m.iter().map(|((sink, rows), v)| (sink.clone(), *rows, seconds(*v))).collect()).unwrap_or_default()
     }
 }
 
@@ -104,9 +121,10 @@ mod tests {
         t.add(Stage::Engine, Duration::from_millis(500));
         t.add(Stage::Snapshot, Duration::from_micros(250));
         let ran = t.time(Stage::Decode, || 7);
-        t.add_sink("sqlite", Duration::from_secs(3));
-        t.add_sink("clickhouse", Duration::from_secs(1));
-        t.add_sink("sqlite", Duration::from_secs(2));
+        t.add_sink("sqlite", SinkRows::Raw, Duration::from_secs(3));
+        t.add_sink("clickhouse", SinkRows::Results, Duration::from_secs(1));
+        t.add_sink("sqlite", SinkRows::Raw, Duration::from_secs(2));
+        t.add_sink("sqlite", SinkRows::Results, Duration::from_secs(4));
         assert_eq!(ran, 7);
         let by_stage: BTreeMap<&str, f64> = t.seconds().into_iter().collect();
         assert_eq!(by_stage.len(), Stage::ALL.len());
@@ -114,6 +132,13 @@ mod tests {
         assert!((by_stage["snapshot"] - 0.000_25).abs() < 1e-9);
         assert!(by_stage["decode"] > 0.0 && by_stage["decode"] < 1.0);
         assert_eq!(by_stage["read"], 0.0);
-        assert_eq!(t.sink_seconds(), vec![("clickhouse".to_owned(), 1.0), ("sqlite".to_owned(), 5.0)]);
+        assert_eq!(
+            t.sink_seconds(),
+            vec![
+                ("clickhouse".to_owned(), SinkRows::Results, 1.0),
+                ("sqlite".to_owned(), SinkRows::Raw, 5.0),
+                ("sqlite".to_owned(), SinkRows::Results, 4.0)
+            ]
+        );
     }
 }

@@ -243,8 +243,17 @@ pub struct ReplayOutcome {
     pub complete: bool,
     /// Seconds per aggregator stage, summed over the partitions (which run side by side).
     pub stage_seconds: BTreeMap<String, f64>,
-    /// Seconds per sink (raw rows and results), summed over the partitions.
-    pub sink_seconds: BTreeMap<String, f64>,
+    /// Seconds per sink, apart for raw rows and results, summed over the partitions.
+    pub sink_seconds: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// Seconds per sink, then per kind of rows (`raw`, `results`).
+fn sink_seconds_by_name(stages: &touchline_aggregator::StageTimes) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for (sink, rows, secs) in stages.sink_seconds() {
+        out.entry(sink).or_default().insert(rows.name().to_owned(), secs);
+    }
+    out
 }
 
 /// Rebuilds every result from the log: clears the derived tables and the aggregator's
@@ -336,7 +345,7 @@ pub async fn run_replay(
         seconds,
         complete,
         stage_seconds: stats.stages.seconds().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-        sink_seconds: stats.stages.sink_seconds().into_iter().collect(),
+        sink_seconds: sink_seconds_by_name(&stats.stages),
     })
 }
 
@@ -544,10 +553,10 @@ fn write_stage_seconds(out: &mut String, stages: &touchline_aggregator::StageTim
     }
     let sink = "touchline_aggregator_sink_seconds_total";
     out.push_str(&format!(
-        "# HELP {sink} Seconds the aggregator spent writing to each sink (raw rows and results, retries included), summed over partitions.\n# TYPE {sink} counter\n"
+        "# HELP {sink} Seconds the aggregator spent writing to each sink, raw rows and results apart (retries included), summed over partitions.\n# TYPE {sink} counter\n"
     ));
-    for (name, secs) in stages.sink_seconds() {
-        out.push_str(&format!("{sink}{{sink=\"{name}\"}} {secs:.6}\n"));
+    for (name, rows, secs) in stages.sink_seconds() {
+        out.push_str(&format!("{sink}{{sink=\"{name}\",rows=\"{}\"}} {secs:.6}\n", rows.name()));
     }
 }
 

@@ -179,7 +179,10 @@ async fn main() -> anyhow::Result<()> {
                     o.records as f64 / o.seconds.max(1e-9)
                 );
                 let stages = o.stage_seconds.iter().map(|(k, v)| format!("{k} {v:.1} s"));
-                let sinks = o.sink_seconds.iter().map(|(k, v)| format!("sink {k} {v:.1} s"));
+                let sinks = o
+                    .sink_seconds
+                    .iter()
+                    .flat_map(|(sink, by_rows)| by_rows.iter().map(move |(rows, v)| format!("{sink} {rows} {v:.1} s")));
                 let stages: Vec<String> = stages.chain(sinks).collect();
                 println!("time per stage, summed over partitions: {}", stages.join(", "));
             }

@@ -92,12 +92,15 @@ async fn serve_with_no_config_then_tail() {
     let mut flushed = String::new();
     for _ in 0..100 {
         flushed = http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-        if flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\"}") {
+        if flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\",rows=\"raw\"}") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\"}"), "no sink time after 10 s: {flushed}");
+    assert!(
+        flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\",rows=\"raw\"}"),
+        "no sink time after 10 s: {flushed}"
+    );
 
     // tail reads while the server runs.
     let events = tail(dir.path(), "touchline.events");
@@ -253,8 +256,11 @@ fn generate_writes_what_it_reports_and_replay_rebuilds_it() {
     for stage in ["read", "decode", "engine", "snapshot", "checkpoint", "sinks"] {
         assert!(r["stage_seconds"][stage].as_f64().unwrap() > 0.0, "no time in {stage}: {r}");
     }
-    assert!(r["sink_seconds"]["sqlite"].as_f64().unwrap() > 0.0, "{r}");
-    assert!(r["stage_seconds"]["sinks"].as_f64() >= r["sink_seconds"]["sqlite"].as_f64(), "{r}");
+    let raw = r["sink_seconds"]["sqlite"]["raw"].as_f64().unwrap();
+    let results = r["sink_seconds"]["sqlite"]["results"].as_f64().unwrap();
+    assert!(raw > 0.0 && results > 0.0, "{r}");
+    let sinks = r["stage_seconds"]["sinks"].as_f64().unwrap();
+    assert!((sinks - raw - results).abs() < 1e-6, "the sinks stage is the sum of the sink's parts: {r}");
 }
 
 #[test]
