@@ -176,7 +176,8 @@ import json, sys
 g, r = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(json.dumps({"kind": "scale", "visitors": int(sys.argv[4]), "generated": g["records"], "generate_seconds": g["seconds"],
                   "replayed": r["records"], "seconds": r["seconds"], "complete": r["complete"], "peak_rss_kb": int(sys.argv[3]),
-                  "stage_seconds": r.get("stage_seconds", {}), "sink_seconds": r.get("sink_seconds", {})}))
+                  "stage_seconds": r.get("stage_seconds", {}), "sink_seconds": r.get("sink_seconds", {}),
+                  "state_bytes": r.get("state_bytes", 0)}))
 PY
   rm -rf "$dir"
 }
@@ -222,13 +223,13 @@ if edge:
 scale = [r for r in rows if r["kind"] == "scale"]
 if scale:
     base = scale[0]["replayed"] / scale[0]["seconds"] if scale[0]["seconds"] else 0
-    print("| `touchline replay` (embedded log → engine → SQLite) | records | seconds | records/s | ratio to the smallest | peak RSS |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| `touchline replay` (embedded log → engine → SQLite) | records | seconds | records/s | ratio to the smallest | peak RSS | engine state (compressed) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in scale:
         rate = r["replayed"] / r["seconds"] if r["seconds"] else 0
         done = "" if r["complete"] else f" (time limit: {r['replayed']:,} of {r['generated']:,} replayed)"
         print(f"| `generate --visitors {r['visitors']}` | {r['generated']:,} | {r['seconds']:.1f}{done} | {rate:,.0f} | "
-              f"{rate / base if base else 0:.2f} | {r['peak_rss_kb'] / 1024:,.0f} MB |")
+              f"{rate / base if base else 0:.2f} | {r['peak_rss_kb'] / 1024:,.0f} MB | {r.get('state_bytes', 0) / 1048576:,.1f} MB |")
     base_stages = ["read", "decode", "engine", "snapshot", "checkpoint", "sinks", "append"]
     stages = list(base_stages)
     for r in scale:

@@ -125,12 +125,20 @@ pub struct AggStats {
     pub lag_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
     /// Where the time goes, per stage and per sink.
     pub stages: StageTimes,
+    /// Bytes of each owned partition's last checkpointed engine state (the compressed
+    /// snapshot): what the state costs to write at every flush, and how it grows.
+    pub state_bytes_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
 }
 
 impl AggStats {
     /// Records on the bus not yet checkpointed, over all owned partitions.
     pub fn lag(&self) -> u64 {
         self.lag_by_partition.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    /// Bytes of the last checkpointed engine states, over all owned partitions.
+    pub fn state_bytes(&self) -> u64 {
+        self.state_bytes_by_partition.lock().map(|m| m.values().sum()).unwrap_or(0)
     }
 }
 
@@ -567,6 +575,9 @@ impl Aggregator {
         let saving = Instant::now();
         self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
         self.stats.stages.add(Stage::Checkpoint, saving.elapsed());
+        if let Ok(mut m) = self.stats.state_bytes_by_partition.lock() {
+            m.insert(p, cp.snapshot.len() as u64);
+        }
         if let Some(out) = &cp.outbox {
             self.deliver(p, epoch, out, shutdown).await?;
         }
@@ -660,6 +671,9 @@ impl Aggregator {
     /// Drops a released partition from the lag gauge (its new owner reports it).
     fn forget_partition(&self, p: u32) {
         if let Ok(mut m) = self.stats.lag_by_partition.lock() {
+            m.remove(&p);
+        }
+        if let Ok(mut m) = self.stats.state_bytes_by_partition.lock() {
             m.remove(&p);
         }
     }

@@ -245,6 +245,8 @@ pub struct ReplayOutcome {
     pub stage_seconds: BTreeMap<String, f64>,
     /// Seconds per sink, apart for raw rows and results, summed over the partitions.
     pub sink_seconds: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Bytes of the engine state (compressed snapshots) at the end, over the partitions.
+    pub state_bytes: u64,
 }
 
 /// Seconds per sink, then per kind of rows (`raw`, `results`).
@@ -346,6 +348,7 @@ pub async fn run_replay(
         complete,
         stage_seconds: stats.stages.seconds().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         sink_seconds: sink_seconds_by_name(&stats.stages),
+        state_bytes: stats.state_bytes(),
     })
 }
 
@@ -478,7 +481,7 @@ pub struct MetricsState {
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 35] = [
+const METRICS: [(&str, &str, &str); 36] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
     (
@@ -530,6 +533,11 @@ const METRICS: [(&str, &str, &str); 35] = [
         "Partition tasks that failed (broker, sink or checkpoint error, fenced save) and restarted from their checkpoint.",
     ),
     ("touchline_aggregator_lag_records", "gauge", "Records on the bus not yet checkpointed by this aggregator."),
+    (
+        "touchline_aggregator_state_bytes",
+        "gauge",
+        "Bytes of the engine state (compressed snapshot) at the last checkpoint, over the partitions this aggregator owns.",
+    ),
     ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_records_total", "counter", "Records acknowledged from the spill because Kafka was unreachable."),
@@ -598,6 +606,7 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
         a.transfers_out.load(Ordering::Relaxed),
         a.partition_failures.load(Ordering::Relaxed),
         a.lag(),
+        a.state_bytes(),
         sp(|s| s.backlog_records),
         sp(|s| s.backlog_bytes),
         sp(|s| s.spilled_total),

@@ -101,6 +101,9 @@ async fn serve_with_no_config_then_tail() {
         flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\",rows=\"raw\"}"),
         "no sink time after 10 s: {flushed}"
     );
+    let state_bytes: u64 =
+        flushed.lines().find_map(|l| l.strip_prefix("touchline_aggregator_state_bytes ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(state_bytes > 13, "a checkpointed state holding two records: {flushed}");
 
     // tail reads while the server runs.
     let events = tail(dir.path(), "touchline.events");
@@ -261,6 +264,8 @@ fn generate_writes_what_it_reports_and_replay_rebuilds_it() {
     assert!(raw > 0.0 && results > 0.0, "{r}");
     let sinks = r["stage_seconds"]["sinks"].as_f64().unwrap();
     assert!((sinks - raw - results).abs() < 1e-6, "the sinks stage is the sum of the sink's parts: {r}");
+    // 60 visitors leave some state: more than a snapshot's 13-byte header per partition.
+    assert!(r["state_bytes"].as_u64().unwrap() > 8 * 13, "{r}");
 }
 
 #[test]
