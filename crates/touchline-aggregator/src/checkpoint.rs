@@ -43,6 +43,8 @@ pub struct Checkpoint {
 /// Starts a payload that frames a snapshot with an outbox; a payload without it is a bare
 /// engine snapshot (checkpoints written before outboxes existed load unchanged).
 const FRAMED: &[u8; 8] = b"TLCKPT2\0";
+/// Bytes of JSON handed to the compressor per write while an outbox is encoded.
+const OUTBOX_WRITE_BUFFER: usize = 256 * 1024;
 
 impl Checkpoint {
     /// The stored bytes: the snapshot alone, or `FRAMED`, the snapshot length (u64 LE), the
@@ -53,14 +55,16 @@ impl Checkpoint {
         out.extend_from_slice(FRAMED);
         out.extend_from_slice(&(self.snapshot.len() as u64).to_le_bytes());
         out.extend_from_slice(&self.snapshot);
-        // Serialised first and compressed in one write: flate2 zero-fills its 32 KiB buffer on
-        // every write call, which made per-token writes from serde_json cost more than the rest
-        // of a replay. Serialising a flush cannot fail (string map keys only) and memory writes
-        // do not fail.
-        let json = serde_json::to_vec(outbox).unwrap_or_default();
-        let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-        let _ = std::io::Write::write_all(&mut enc, &json);
-        std::borrow::Cow::Owned(enc.finish().unwrap_or_default())
+        // Streamed into the compressor through a buffer, so the uncompressed outbox is never held
+        // whole. The buffer matters: flate2 zero-fills its 32 KiB buffer on every write call,
+        // which made per-token writes from serde_json cost more than the rest of a replay.
+        // Serialising a flush cannot fail (string map keys only) and memory writes do not fail.
+        let enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        let mut buffered = std::io::BufWriter::with_capacity(OUTBOX_WRITE_BUFFER, enc);
+        let _ = serde_json::to_writer(&mut buffered, outbox);
+        let _ = std::io::Write::flush(&mut buffered);
+        let bytes = buffered.into_inner().ok().and_then(|enc| enc.finish().ok()).unwrap_or_default();
+        std::borrow::Cow::Owned(bytes)
     }
 
     /// Splits [`Checkpoint::payload`] bytes into the snapshot and the outbox.

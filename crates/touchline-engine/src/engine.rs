@@ -31,6 +31,8 @@ const SNAPSHOT_MAGIC: &[u8; 4] = b"TLES";
 const SNAPSHOT_HEADER: usize = 4 + 4 + 4 + 1;
 /// Codec byte: the state as JSON, compressed with raw DEFLATE.
 const CODEC_DEFLATE_JSON: u8 = 1;
+/// Bytes of JSON handed to the compressor per write while a snapshot is encoded.
+const SNAPSHOT_WRITE_BUFFER: usize = 256 * 1024;
 /// Touches are carried across at most this many partitions (guards against alias cycles).
 const MAX_HOPS: u8 = 4;
 /// Identity chains/groups longer than this are cut (guards against pathological alias graphs).
@@ -704,12 +706,20 @@ impl Engine {
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.cfg.partition.to_le_bytes());
         out.push(CODEC_DEFLATE_JSON);
-        let mut enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        let enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
+        // The JSON streams into the compressor through a buffer, so the uncompressed state (many
+        // times the snapshot's size, and built by every partition at each flush) is never held
+        // whole. The buffer matters: flate2 zero-fills 32 KiB per write call, which made
+        // serde_json's per-token writes cost more than the compression itself.
+        let mut buffered = std::io::BufWriter::with_capacity(SNAPSHOT_WRITE_BUFFER, enc);
         // Writing to memory cannot fail; serde_json only fails on non-string map keys, which the
         // state does not have (maps with struct keys are written as pair lists).
-        let json = serde_json::to_vec(&self.st).unwrap_or_default();
-        let _ = enc.write_all(&json);
-        enc.finish().unwrap_or_default()
+        let _ = serde_json::to_writer(&mut buffered, &self.st);
+        let _ = buffered.flush();
+        match buffered.into_inner() {
+            Ok(enc) => enc.finish().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Rebuilds an engine from [`Engine::snapshot`] output. Ingesting the records consumed after
