@@ -220,7 +220,20 @@ pub(super) async fn create(
     }
 }
 
-pub(super) fn own_link(state: &LinkState, account: Uuid, code: &str) -> Result<Link, Response> {
+/// The first step of every per-link route: the caller's account (secret key) and its own link
+/// `code`.
+pub(super) async fn secret_own_link(
+    state: &LinkState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    code: &str,
+) -> Result<(Uuid, Link), Response> {
+    let account = secret_account(state, headers, peer).await?;
+    Ok((account, own_link(state, account, code)?))
+}
+
+/// Another account's code answers 404, as if it did not exist.
+fn own_link(state: &LinkState, account: Uuid, code: &str) -> Result<Link, Response> {
     match state.catalog.snapshot().links.get(code) {
         Some(l) if l.account_id == account => Ok(l.clone()),
         _ => Err(error(StatusCode::NOT_FOUND, "not_found", format!("no link {code:?} in this account"))),
@@ -247,12 +260,8 @@ pub(super) async fn show(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match own_link(&state, account, &code) {
-        Ok(l) => {
+    match secret_own_link(&state, &headers, peer, &code).await {
+        Ok((account, l)) => {
             let counts = state.results.link_click_counts(account).await.ok().flatten();
             Json(link_json(&state, &l, counts.map(|c| c.get(&code).copied().unwrap_or((0, 0))))).into_response()
         }
@@ -267,12 +276,8 @@ pub(super) async fn update(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let mut link = match own_link(&state, account, &code) {
-        Ok(l) => l,
+    let mut link = match secret_own_link(&state, &headers, peer, &code).await {
+        Ok((_, l)) => l,
         Err(r) => return r,
     };
     let input = match parse_input(&body) {
@@ -313,12 +318,8 @@ pub(super) async fn remove(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let link = match own_link(&state, account, &code) {
-        Ok(l) => l,
+    let link = match secret_own_link(&state, &headers, peer, &code).await {
+        Ok((_, l)) => l,
         Err(r) => return r,
     };
     match save(&state, &Link { deleted: true, ..link }).await {

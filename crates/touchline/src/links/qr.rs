@@ -8,16 +8,14 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use uuid::Uuid;
-
-use super::manage::{own_link, secret_account};
+use super::manage::secret_own_link;
 use super::LinkState;
 use crate::reports::error;
 
-/// The QR code of one of the account's own links (another account's code answers 404, as if
-/// it did not exist).
-fn qr(state: &LinkState, account: Uuid, code: &str) -> Result<qrcode::QrCode, Response> {
-    own_link(state, account, code)?;
+/// The QR code of one of the caller's own links (secret key; another account's code answers
+/// 404, as if it did not exist).
+async fn qr(state: &LinkState, headers: &HeaderMap, peer: SocketAddr, code: &str) -> Result<qrcode::QrCode, Response> {
+    secret_own_link(state, headers, peer, code).await?;
     qrcode::QrCode::new(format!("{}/l/{code}", state.base_url()).as_bytes())
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "qr", format!("could not encode the QR code: {e}")))
 }
@@ -28,11 +26,7 @@ pub(super) async fn qr_svg(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    match qr(&state, account, &code) {
+    match qr(&state, &headers, peer, &code).await {
         Ok(q) => {
             let svg = q.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).build();
             ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
@@ -47,11 +41,7 @@ pub(super) async fn qr_png(
     Path(code): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let q = match qr(&state, account, &code) {
+    let q = match qr(&state, &headers, peer, &code).await {
         Ok(q) => q,
         Err(r) => return r,
     };
