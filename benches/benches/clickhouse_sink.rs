@@ -183,7 +183,10 @@ async fn through_http(s: &Setup, body: Vec<u8>) {
 /// The sink; returns the records so that criterion drops them outside the timing.
 async fn through_sink(s: &Setup, records: Vec<Record>) -> Vec<Record> {
     let flush = Flush::default();
-    s.sink.write(&SinkBatch { partition: 0, epoch: 1, raw: &records, flush: &flush }).await.unwrap_or_else(|e| panic!("{e}"));
+    s.sink
+        .write(&SinkBatch { partition: 0, epoch: 1, raw: &records, raw_offsets: &[], flush: &flush })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     s.written.fetch_add(records.len() as u64, Ordering::Relaxed);
     records
 }

@@ -150,6 +150,8 @@ pub enum AggError {
     Checkpoint(String),
     #[error("engine: {0}")]
     Engine(String),
+    #[error("sink: {0}")]
+    Sink(String),
 }
 
 /// Builds the engine configuration of a partition from the SQL catalog.
@@ -412,9 +414,10 @@ impl Aggregator {
                 (Engine::new(cfg), offsets)
             }
         };
+        self.resume_sinks(p, &offsets).await?;
         let flush_every = Duration::from_millis(self.config.flush_interval_ms.max(10));
         loop {
-            let mut raw: Vec<Record> = Vec::new();
+            let mut raw = Consumed::default();
             let mut dlq: Vec<OutRecord> = Vec::new();
             let mut pending = 0usize;
             let mut max_received: Option<DateTime<Utc>> = None;
@@ -494,7 +497,7 @@ impl Aggregator {
         topic: &str,
         r: &StoredRecord,
         decoded: Decoded,
-        raw: &mut Vec<Record>,
+        raw: &mut Consumed,
         dlq: &mut Vec<OutRecord>,
         max_received: &mut Option<DateTime<Utc>>,
     ) {
@@ -507,7 +510,7 @@ impl Aggregator {
                 } else {
                     Ok(engine.ingest(&rec))
                 };
-                raw.push(rec);
+                raw.push(rec, r.offset);
                 o
             }
             Decoded::Transfer => engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}")),
@@ -551,14 +554,15 @@ impl Aggregator {
         epoch: u32,
         engine: &mut Engine,
         offsets: &BTreeMap<String, u64>,
-        raw: &[Record],
+        raw: &Consumed,
         dlq: Vec<OutRecord>,
         max_received: Option<DateTime<Utc>>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), AggError> {
         let out = self.stats.stages.time(Stage::Engine, || engine.flush());
-        if !raw.is_empty() {
-            self.write_sinks(&SinkBatch { partition: p, epoch, raw, flush: &Flush::default() }, shutdown).await?;
+        if !raw.records.is_empty() {
+            let batch = SinkBatch { partition: p, epoch, raw: &raw.records, raw_offsets: &raw.offsets, flush: &Flush::default() };
+            self.write_sinks(&batch, shutdown).await?;
         }
         if !dlq.is_empty() {
             self.append_retrying(dlq, shutdown).await?;
@@ -591,7 +595,7 @@ impl Aggregator {
 
     /// Delivers a checkpoint's outbox: results to every sink, re-key records to the bus.
     async fn deliver(&self, p: u32, epoch: u32, out: &Flush, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
-        self.write_sinks(&SinkBatch { partition: p, epoch, raw: &[], flush: out }, shutdown).await?;
+        self.write_sinks(&SinkBatch { partition: p, epoch, raw: &[], raw_offsets: &[], flush: out }, shutdown).await?;
         let transfers: Vec<OutRecord> = out
             .transfers
             .iter()
@@ -605,6 +609,14 @@ impl Aggregator {
         if !transfers.is_empty() {
             self.stats.transfers_out.fetch_add(transfers.len() as u64, Ordering::Relaxed);
             self.append_retrying(transfers, shutdown).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells every sink where the partition resumes (see [`Sink::resume`]).
+    async fn resume_sinks(&self, p: u32, offsets: &BTreeMap<String, u64>) -> Result<(), AggError> {
+        for sink in &self.sinks {
+            sink.resume(p, offsets).await.map_err(|e| AggError::Sink(format!("{} could not resume partition {p}: {e}", sink.name())))?;
         }
         Ok(())
     }
@@ -687,6 +699,20 @@ impl Aggregator {
         if let Ok(mut m) = self.stats.lag_by_partition.lock() {
             m.insert(p, lag);
         }
+    }
+}
+
+/// The records a flush consumed, each with its offset in its topic (the partition's).
+#[derive(Default)]
+struct Consumed {
+    records: Vec<Record>,
+    offsets: Vec<u64>,
+}
+
+impl Consumed {
+    fn push(&mut self, record: Record, offset: u64) {
+        self.records.push(record);
+        self.offsets.push(offset);
     }
 }
 

@@ -15,6 +15,8 @@ pub struct SinkBatch<'a> {
     pub epoch: u32,
     /// Every record consumed since the last flush (raw tables; insert-or-ignore by record id).
     pub raw: &'a [Record],
+    /// The offset of each raw record in its topic (this partition's), in the same order.
+    pub raw_offsets: &'a [u64],
     pub flush: &'a Flush,
 }
 
@@ -44,6 +46,13 @@ pub struct RefusedRow {
 pub trait Sink: Send + Sync + 'static {
     fn name(&self) -> &str;
     async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError>;
+
+    /// Called when `partition` starts reading at `offsets` (its checkpoint's, or a replay's
+    /// start), before anything is written: a sink that is not idempotent by row removes the raw
+    /// records it holds at or past them, since the partition is about to write them again.
+    async fn resume(&self, _partition: u32, _offsets: &std::collections::BTreeMap<String, u64>) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Writes `rows` with `write`. When the store refuses a batch as invalid (`refused` says which
@@ -166,9 +175,12 @@ pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
     }
 }
 
-/// Postgres or SQLite: raw tables (SQLite), attribution rows, partial metrics published as sums.
+/// Postgres or SQLite: raw tables (SQLite, when `raw_rows`), attribution rows, partial
+/// metrics published as sums.
 pub struct SqlSink {
     pub store: Arc<dyn Store>,
+    /// Insert raw records into the store's raw tables (SQLite keeps them; Postgres ignores them).
+    pub raw_rows: bool,
 }
 
 #[async_trait]
@@ -181,7 +193,8 @@ impl Sink for SqlSink {
         let name = self.store.backend();
         let refused = touchline_sql::StoreError::is_refusal;
         let mut out = Vec::new();
-        let raw = write_isolating(batch.raw, |c| async move { self.store.insert_raw(c).await.map(drop) }, refused).await?;
+        let raw_rows = if self.raw_rows { batch.raw } else { &[] };
+        let raw = write_isolating(raw_rows, |c| async move { self.store.insert_raw(c).await.map(drop) }, refused).await?;
         out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
         let rows: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
         let attributions = write_isolating(&rows, |c| async move { self.store.upsert_attributions(c).await.map(drop) }, refused).await?;

@@ -67,7 +67,7 @@ async fn a_failing_sink_pauses_consumption_and_loses_nothing() {
     let catalog = touchline_sql::CatalogCache::load(store.clone(), Duration::from_secs(60)).await.unwrap();
     let stats = Arc::new(AggStats::default());
     let sink = Arc::new(FlakySink {
-        inner: SqlSink { store: store.clone() },
+        inner: SqlSink { store: store.clone(), raw_rows: true },
         failures: AtomicUsize::new(6),
         stats: stats.clone(),
         consumed_while_down: AtomicU64::new(0),

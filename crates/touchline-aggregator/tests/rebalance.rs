@@ -165,7 +165,7 @@ fn aggregator(
 ) -> Arc<Aggregator> {
     Arc::new(Aggregator {
         bus,
-        sinks: vec![Arc::new(SqlSink { store: store.clone() }) as Arc<dyn Sink>],
+        sinks: vec![Arc::new(SqlSink { store: store.clone(), raw_rows: true }) as Arc<dyn Sink>],
         catalog,
         config: AggregatorConfig { flush_interval_ms: 50, ..AggregatorConfig::default() },
         checkpoints,

@@ -105,7 +105,7 @@ async fn drive(records: &[Record], sinks: &[&dyn Sink]) -> usize {
                 e.ingest(r);
             }
             let out = e.flush();
-            let batch = SinkBatch { partition: p, epoch: 1, raw: chunk, flush: &out };
+            let batch = SinkBatch { partition: p, epoch: 1, raw: chunk, raw_offsets: &[], flush: &out };
             for s in sinks {
                 s.write(&batch).await.unwrap_or_else(|err| panic!("{} sink: {err}", s.name()));
             }
@@ -122,7 +122,7 @@ async fn reports_equal_the_sql_store_row_by_row() {
     let dir = tempfile::tempdir().unwrap();
     let sql = sqlite(&dir).await;
     let ch_sink = ClickHouseSink::new(db.ch.clone());
-    let sql_sink = SqlSink { store: sql.clone() };
+    let sql_sink = SqlSink { store: sql.clone(), raw_rows: true };
     drive(&records, &[&ch_sink, &sql_sink]).await;
 
     let store = ClickHouseStore::new(db.ch.clone());
@@ -242,20 +242,20 @@ async fn a_flush_repeated_after_a_crash_leaves_the_report_unchanged() {
         e.ingest(r);
     }
     let fa = e.flush();
-    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: a, flush: &fa }).await.unwrap();
+    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: a, raw_offsets: &[], flush: &fa }).await.unwrap();
     let snapshot = e.snapshot();
     for r in b {
         e.ingest(r);
     }
     let fb = e.flush();
     assert!(!fb.attributions.is_empty() && !fb.metrics.is_empty());
-    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: b, flush: &fb }).await.unwrap();
+    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: b, raw_offsets: &[], flush: &fb }).await.unwrap();
     let expected = reports(&store).await;
     assert!(!expected[0].0.is_empty() && !expected[0].1.is_empty());
     let raw_total = db.count(&format!("SELECT count() FROM {}.touchpoints FINAL", db.name)).await;
 
     // The same batch written twice (the runtime retries a write whose answer it lost).
-    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: b, flush: &fb }).await.unwrap();
+    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: b, raw_offsets: &[], flush: &fb }).await.unwrap();
     assert_same_reports(&reports(&store).await, &expected, "same flush twice");
 
     // A crash after the write of B but before its checkpoint: the next start restores the
@@ -265,11 +265,11 @@ async fn a_flush_repeated_after_a_crash_leaves_the_report_unchanged() {
         restarted.ingest(r);
     }
     let fb2 = restarted.flush();
-    sink.write(&SinkBatch { partition: 0, epoch: 2, raw: b, flush: &fb2 }).await.unwrap();
+    sink.write(&SinkBatch { partition: 0, epoch: 2, raw: b, raw_offsets: &[], flush: &fb2 }).await.unwrap();
     assert_same_reports(&reports(&store).await, &expected, "replayed after a restart");
 
     // A late write of an older epoch (a previous owner of the partition) after the newer one.
-    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: a, flush: &fa }).await.unwrap();
+    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: a, raw_offsets: &[], flush: &fa }).await.unwrap();
     assert_same_reports(&reports(&store).await, &expected, "older epoch after a newer one");
 
     // Raw tables hold each record once, before and after merges.
@@ -295,11 +295,11 @@ async fn a_failing_write_is_an_error_naming_the_table_and_nothing_is_buffered() 
         e.ingest(r);
     }
     let out = e.flush();
-    let err = sink.write(&SinkBatch { partition: 0, epoch: 1, raw: &records, flush: &out }).await.expect_err("no tables");
+    let err = sink.write(&SinkBatch { partition: 0, epoch: 1, raw: &records, raw_offsets: &[], flush: &out }).await.expect_err("no tables");
     assert!(err.0.contains(&format!("{}.", db.name)), "{err}");
     // Once the schema exists, the retried batch goes through.
     touchline_clickhouse::migrate(&db.ch).await.unwrap();
-    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: &records, flush: &out }).await.unwrap();
+    sink.write(&SinkBatch { partition: 0, epoch: 1, raw: &records, raw_offsets: &[], flush: &out }).await.unwrap();
     assert_eq!(
         db.count(&format!("SELECT count() FROM {}.touchpoints FINAL", db.name)).await,
         records.iter().filter(|r| matches!(r.body, Body::Touchpoint(_))).count() as u64

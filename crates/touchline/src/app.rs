@@ -67,7 +67,9 @@ impl App {
         let results: Arc<dyn Results> = match (config.reports_source, &clickhouse) {
             (ReportsSource::Clickhouse, Some(ch)) => Arc::new(ClickHouseResults(touchline_clickhouse::ClickHouseStore::new(ch.clone()))),
             (ReportsSource::Clickhouse, None) => bail!("reports_source = clickhouse needs clickhouse_url"),
-            (ReportsSource::Sql, _) => Arc::new(SqlResults(store.clone())),
+            (ReportsSource::Sql, _) => {
+                Arc::new(SqlResults { store: store.clone(), warehouse: config.warehouse_dir().map(touchline_warehouse::Warehouse::new) })
+            }
         };
         let (bus, spill) = open_bus(&config, role).await?;
         let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());
@@ -135,7 +137,12 @@ impl App {
     /// configured. Checkpoints are files on the embedded log (one process owns every
     /// partition) and rows of the SQL store on Kafka (partitions move between instances).
     pub fn aggregator(&self) -> Arc<Aggregator> {
-        let mut sinks = vec![Arc::new(SqlSink { store: self.store.clone() }) as Arc<dyn Sink>];
+        let warehouse = self.config.warehouse_dir().map(touchline_warehouse::Warehouse::new);
+        let raw_rows = warehouse.is_none() || self.config.warehouse.sqlite_raw_tables;
+        let mut sinks = vec![Arc::new(SqlSink { store: self.store.clone(), raw_rows }) as Arc<dyn Sink>];
+        if let Some(w) = warehouse {
+            sinks.insert(0, Arc::new(touchline_warehouse::WarehouseSink::new(w)));
+        }
         if let Some(ch) = &self.clickhouse {
             sinks.push(Arc::new(touchline_clickhouse::ClickHouseSink::new(ch.clone())));
         }

@@ -67,6 +67,23 @@ pub struct Config {
     /// (`TOUCHLINE_METRICS_ADDR`, e.g. `127.0.0.1:9464`), so counters need not be public.
     /// `touchline aggregator` serves them only when this is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// Raw entities as Parquet files (`TOUCHLINE_WAREHOUSE__ENABLED`, `…__DIR`, …).
+    pub warehouse: WarehouseConfig,
+}
+
+/// The Parquet warehouse of raw entities (see `touchline-warehouse`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WarehouseConfig {
+    /// Write raw entities as Parquet files. Default: on with the embedded log, which one
+    /// process owns, as it owns the warehouse; not available with Kafka, where instances move
+    /// partitions between them (raw entities go to ClickHouse there).
+    pub enabled: Option<bool>,
+    /// Default `{data_dir}/warehouse`.
+    pub dir: Option<PathBuf>,
+    /// Also keep raw entities as rows of the SQLite store's raw tables, as before the
+    /// warehouse existed (slower: every record is a row in the one SQLite writer's path).
+    pub sqlite_raw_tables: bool,
 }
 
 impl Default for Config {
@@ -90,13 +107,15 @@ impl Default for Config {
             aggregator: touchline_aggregator::AggregatorConfig::default(),
             links: crate::links::LinksConfig::default(),
             metrics_addr: None,
+            warehouse: WarehouseConfig::default(),
         }
     }
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-pub const ENV_KEYS: [&str; 18] = [
+pub const ENV_KEYS: [&str; 19] = [
     "short_domain",
+    "warehouse",
     "links",
     "metrics_addr",
     "aggregator",
@@ -161,6 +180,9 @@ impl Config {
         if self.reports_source == ReportsSource::Clickhouse && self.clickhouse_url.is_none() {
             bail!("reports_source = clickhouse needs clickhouse_url (TOUCHLINE_CLICKHOUSE_URL)");
         }
+        if self.warehouse.enabled == Some(true) && self.kafka_brokers.is_some() {
+            bail!("warehouse.enabled needs the embedded log: with kafka_brokers set, partitions move between instances (send raw entities to ClickHouse instead)");
+        }
         if let (Some(w), Some(s)) = (&self.write_key, &self.secret_key) {
             if w == s {
                 bail!("write_key and secret_key must differ");
@@ -194,6 +216,12 @@ impl Config {
 
     pub fn aggregator_state_dir(&self) -> PathBuf {
         self.aggregator.state_dir.clone().unwrap_or_else(|| self.data_dir.join("aggregator"))
+    }
+
+    /// The warehouse directory when raw entities go to Parquet files.
+    pub fn warehouse_dir(&self) -> Option<PathBuf> {
+        let enabled = self.warehouse.enabled.unwrap_or(self.kafka_brokers.is_none());
+        enabled.then(|| self.warehouse.dir.clone().unwrap_or_else(|| self.data_dir.join("warehouse")))
     }
 
     pub fn log_dir(&self) -> PathBuf {

@@ -19,7 +19,12 @@ pub trait Results: Send + Sync + 'static {
     async fn link_click_counts(&self, account_id: Uuid) -> anyhow::Result<Option<HashMap<String, (i64, i64)>>>;
 }
 
-pub struct SqlResults(pub Arc<dyn Store>);
+/// The SQL store's result tables; link clicks from the Parquet warehouse when there is one
+/// (the SQL store then keeps no raw rows).
+pub struct SqlResults {
+    pub store: Arc<dyn Store>,
+    pub warehouse: Option<touchline_warehouse::Warehouse>,
+}
 
 #[async_trait]
 impl Results for SqlResults {
@@ -27,13 +32,14 @@ impl Results for SqlResults {
         "sql"
     }
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Vec<DailyMetricRow>> {
-        Ok(self.0.daily_metrics(account_id, from, to).await?)
+        Ok(self.store.daily_metrics(account_id, from, to).await?)
     }
     async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> anyhow::Result<Vec<AttributionRow>> {
-        Ok(self.0.attributions(account_id, model).await?)
+        Ok(self.store.attributions(account_id, model).await?)
     }
     async fn link_click_counts(&self, account_id: Uuid) -> anyhow::Result<Option<HashMap<String, (i64, i64)>>> {
-        Ok(self.0.link_click_counts(account_id).await?)
+        let Some(w) = self.warehouse.clone() else { return Ok(self.store.link_click_counts(account_id).await?) };
+        Ok(Some(tokio::task::spawn_blocking(move || w.link_click_counts(account_id)).await??))
     }
 }
 

@@ -259,11 +259,24 @@ fn generate_writes_what_it_reports_and_replay_rebuilds_it() {
     for stage in ["read", "decode", "engine", "snapshot", "checkpoint", "sinks"] {
         assert!(r["stage_seconds"][stage].as_f64().unwrap() > 0.0, "no time in {stage}: {r}");
     }
-    let raw = r["sink_seconds"]["sqlite"]["raw"].as_f64().unwrap();
+    // Raw records go to the Parquet warehouse, results to SQLite.
+    let raw = r["sink_seconds"]["warehouse"]["raw"].as_f64().unwrap();
     let results = r["sink_seconds"]["sqlite"]["results"].as_f64().unwrap();
     assert!(raw > 0.0 && results > 0.0, "{r}");
+    let parts: f64 =
+        ["warehouse", "sqlite"].iter().flat_map(|s| ["raw", "results"].map(|k| r["sink_seconds"][*s][k].as_f64().unwrap_or(0.0))).sum();
     let sinks = r["stage_seconds"]["sinks"].as_f64().unwrap();
-    assert!((sinks - raw - results).abs() < 1e-6, "the sinks stage is the sum of the sink's parts: {r}");
+    assert!((sinks - parts).abs() < 1e-6, "the sinks stage is the sum of the sinks' parts: {r}");
+    // The warehouse holds every generated record once, although the replay rewrote it.
+    let warehouse = touchline_warehouse::Warehouse::new(data.join("warehouse"));
+    let mut ids: Vec<String> = touchline_warehouse::Entity::ALL
+        .iter()
+        .flat_map(|e| warehouse.record_ids(*e).unwrap().into_iter().map(move |(id, _)| format!("{}:{id}", e.dir())))
+        .collect();
+    assert_eq!(ids.len(), reported, "one row per generated record");
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), reported, "no record twice");
     // 60 visitors leave some state: more than a snapshot's 13-byte header per partition.
     assert!(r["state_bytes"].as_u64().unwrap() > 8 * 13, "{r}");
 }

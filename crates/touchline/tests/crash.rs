@@ -59,6 +59,18 @@ fn touchline(data_dir: &Path, db: &str, args: &[&str]) -> Command {
     c
 }
 
+/// Every row of the data directory's Parquet warehouse, as `entity:record id`, sorted.
+fn warehouse_rows(data_dir: &Path) -> Vec<String> {
+    let warehouse = touchline_warehouse::Warehouse::new(data_dir.join("warehouse"));
+    let mut rows: Vec<String> = touchline_warehouse::Entity::ALL
+        .iter()
+        .flat_map(|e| warehouse.record_ids(*e).unwrap().into_iter().map(move |(id, _)| format!("{}:{id}", e.dir())))
+        .collect();
+    assert!(!rows.is_empty(), "the warehouse under {} is empty", data_dir.display());
+    rows.sort();
+    rows
+}
+
 async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&str>) {
     let root = tempfile::tempdir().unwrap();
     let seed = root.path().join("seed");
@@ -119,6 +131,11 @@ async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&st
         assert_eq!(g, e, "daily metrics differ after {kills} crashes");
     }
     assert_eq!(got.1, expected.1, "attributions differ after {kills} crashes");
+    let raw = warehouse_rows(&dir_b);
+    assert_eq!(raw, warehouse_rows(&dir_a), "the Parquet warehouse holds the same rows after {kills} crashes");
+    let mut distinct = raw.clone();
+    distinct.dedup();
+    assert_eq!(distinct.len(), raw.len(), "a record is in the warehouse twice after {kills} crashes");
     if let Some(ch) = clickhouse_db {
         // ClickHouse, written by the same crashing runs, holds exactly the SQL store's rows.
         let cfg = touchline_clickhouse::ClickHouseConfig::from_url(common::clickhouse_url()).with_database(ch);
