@@ -223,7 +223,7 @@ if edge:
 scale = [r for r in rows if r["kind"] == "scale"]
 if scale:
     base = scale[0]["replayed"] / scale[0]["seconds"] if scale[0]["seconds"] else 0
-    print("| `touchline replay` (embedded log → engine → SQLite) | records | seconds | records/s | ratio to the smallest | peak RSS | engine state (compressed) |")
+    print("| `touchline replay` (embedded log → engine → SQLite results, Parquet raw) | records | seconds | records/s | ratio to the smallest | peak RSS | engine state (compressed) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in scale:
         rate = r["replayed"] / r["seconds"] if r["seconds"] else 0
@@ -238,6 +238,9 @@ if scale:
         for label, secs in parts:
             st[label] = secs
         stages += [label for label, _ in parts if label not in stages]
+    # A sink's part that no replay spent time in (the warehouse's results, SQLite's raw rows
+    # when the warehouse holds them) is no column.
+    stages = [s for s in stages if s in base_stages or any(r.get("stage_seconds", {}).get(s, 0) >= 0.05 for r in scale)]
     if any(r.get("stage_seconds") for r in scale):
         print()
         print("Where each replay's time went: seconds per aggregator stage, summed over the partitions that run side by side")

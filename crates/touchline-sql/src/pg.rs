@@ -521,7 +521,7 @@ impl Store for PgStore {
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let rows = dedup_attr(newest_versions(&rows));
             let mut tx = self.as_account(account).await?;
-            for chunk in rows.chunks(CHUNK) {
+            for chunk in rows.chunks(ARRAY_CHUNK) {
                 // Stored versions of these conversions: stale incoming rows are dropped.
                 let conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
                 let stored: Vec<(String, String, i64)> = sqlx::query_as(
@@ -541,45 +541,8 @@ impl Store for PgStore {
                 if fresh.is_empty() {
                     continue;
                 }
-                // Remove the rows of older versions (their touch set may differ).
-                let mut del: QueryBuilder<Postgres> = QueryBuilder::new("DELETE FROM campaign_attributions c USING (");
-                let mut keys: Vec<(&str, &str, i64)> =
-                    fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
-                keys.sort_unstable();
-                keys.dedup();
-                del.push_values(&keys, |mut b, (c, m, v)| {
-                    b.push_bind(*c).push_bind(*m).push_bind(*v);
-                });
-                del.push(") AS i (conversion_id, attribution_model, version) WHERE c.account_id = ");
-                del.push_bind(account);
-                del.push(" AND c.conversion_id = i.conversion_id AND c.attribution_model = i.attribution_model AND c.version < i.version");
-                del.build().execute(&mut *tx).await?;
-                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
-                qb.push_values(&fresh, |mut b, r| {
-                    b.push_bind(r.account_id)
-                        .push_bind(&r.conversion_id)
-                        .push_bind(&r.touchpoint_id)
-                        .push_bind(&r.attribution_model)
-                        .push_bind(r.version)
-                        .push_bind(&r.campaign_id)
-                        .push_bind(&r.advertisement_id)
-                        .push_bind(&r.customer_id)
-                        .push_bind(&r.touchpoint_type)
-                        .push_bind(r.touchpoint_timestamp)
-                        .push_bind(&r.channel_id)
-                        .push_bind(r.conversion_time)
-                        .push_bind(r.conversion_value)
-                        .push_bind(&r.currency)
-                        .push_bind(r.weight)
-                        .push_bind(r.attributed_revenue);
-                });
-                qb.push(format!(
-                    " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = now() \
-                     WHERE campaign_attributions.version <= EXCLUDED.version AND {}",
-                    set_excluded(&ATTR_UPDATE),
-                    changed("campaign_attributions", &ATTR_UPDATE)
-                ));
-                qb.build().execute(&mut *tx).await?;
+                delete_older_attributions(&mut tx, account, &fresh).await?;
+                insert_attributions(&mut tx, &fresh).await?;
                 n += fresh.len() as u64;
             }
             tx.commit().await?;
@@ -748,4 +711,68 @@ impl Store for PgStore {
     async fn wait_for_change(&self, timeout: Duration) {
         self.listen_wait(timeout).await
     }
+}
+
+/// Rows per statement when columns travel as arrays: a handful of binds whatever the count,
+/// so Postgres parses and plans one small statement instead of one with thousands of
+/// parameters.
+const ARRAY_CHUNK: usize = 5_000;
+
+/// Removes the stored rows of older versions of the (conversion, model) sets in `fresh`: a
+/// newer version may credit other touches.
+async fn delete_older_attributions(tx: &mut sqlx::PgConnection, account: Uuid, fresh: &[&AttributionRow]) -> Result<()> {
+    let mut keys: Vec<(&str, &str, i64)> = fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let conversions: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let models: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let versions: Vec<i64> = keys.iter().map(|k| k.2).collect();
+    sqlx::query(
+        "DELETE FROM campaign_attributions c USING UNNEST($2::text[], $3::text[], $4::int8[]) AS i (conversion_id, attribution_model, version) \
+         WHERE c.account_id = $1 AND c.conversion_id = i.conversion_id AND c.attribution_model = i.attribution_model AND c.version < i.version",
+    )
+    .bind(account)
+    .bind(conversions)
+    .bind(models)
+    .bind(versions)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts `fresh` (one row per key), replacing stored rows of the same key and an older or
+/// equal version when anything differs.
+async fn insert_attributions(tx: &mut sqlx::PgConnection, fresh: &[&AttributionRow]) -> Result<()> {
+    fn column<'r, T>(rows: &[&'r AttributionRow], f: impl Fn(&'r AttributionRow) -> T) -> Vec<T> {
+        rows.iter().map(|r| f(r)).collect()
+    }
+    let sql = format!(
+        "INSERT INTO campaign_attributions ({ATTR_COLS}) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
+         $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[], \
+         $13::numeric[], $14::text[], $15::float8[], $16::numeric[]) \
+         ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = now() \
+         WHERE campaign_attributions.version <= EXCLUDED.version AND {}",
+        set_excluded(&ATTR_UPDATE),
+        changed("campaign_attributions", &ATTR_UPDATE)
+    );
+    sqlx::query(&sql)
+        .bind(column(fresh, |r| r.account_id))
+        .bind(column(fresh, |r| r.conversion_id.as_str()))
+        .bind(column(fresh, |r| r.touchpoint_id.as_str()))
+        .bind(column(fresh, |r| r.attribution_model.as_str()))
+        .bind(column(fresh, |r| r.version))
+        .bind(column(fresh, |r| r.campaign_id.as_deref()))
+        .bind(column(fresh, |r| r.advertisement_id.as_deref()))
+        .bind(column(fresh, |r| r.customer_id.as_deref()))
+        .bind(column(fresh, |r| r.touchpoint_type.as_deref()))
+        .bind(column(fresh, |r| r.touchpoint_timestamp))
+        .bind(column(fresh, |r| r.channel_id.as_deref()))
+        .bind(column(fresh, |r| r.conversion_time))
+        .bind(column(fresh, |r| r.conversion_value))
+        .bind(column(fresh, |r| r.currency.as_deref()))
+        .bind(column(fresh, |r| r.weight))
+        .bind(column(fresh, |r| r.attributed_revenue))
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }

@@ -67,6 +67,12 @@ pub struct Warehouse {
     root: PathBuf,
 }
 
+/// A flush's files, ready to encode: see [`Warehouse::prepare`].
+#[derive(Debug)]
+pub struct Prepared {
+    files: Vec<(FileName, RecordBatch)>,
+}
+
 /// What one write produced.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written {
@@ -85,19 +91,34 @@ impl Warehouse {
 
     /// Writes the records one flush of `partition` consumed (`offsets[i]` is `records[i]`'s
     /// offset in its topic) as level-0 files, one per entity and arrival date. Blocking: call
-    /// it off the async workers.
+    /// it off the async workers, or split it into [`Warehouse::prepare`] and [`Warehouse::store`].
     pub fn write(&self, partition: u32, records: &[Record], offsets: &[u64]) -> Result<Written> {
+        self.store(Warehouse::prepare(partition, records, offsets)?)
+    }
+
+    /// The files a flush writes, as Arrow batches: the columnar copy of the records, built
+    /// where the records are (CPU only), so they need not be copied to the writer's thread.
+    pub fn prepare(partition: u32, records: &[Record], offsets: &[u64]) -> Result<Prepared> {
         let mut groups: BTreeMap<(Entity, NaiveDate), Vec<(&Record, u64)>> = BTreeMap::new();
         for (r, o) in records.iter().zip(offsets) {
             groups.entry((Entity::of(r), r.meta.received_at.date_naive())).or_default().push((r, *o));
         }
-        let mut written = Written::default();
+        let mut files = Vec::with_capacity(groups.len());
         for ((entity, date), rows) in groups {
             let start = rows.iter().map(|(_, o)| *o).min().unwrap_or(0);
             let end = rows.iter().map(|(_, o)| *o).max().map_or(0, |o| o.saturating_add(1));
             let name = FileName { entity, date, partition, start, end, level: 0 };
-            self.write_batches(&name, [entity.batch(partition, &rows)?])?;
-            written.rows += rows.len();
+            files.push((name, entity.batch(partition, &rows)?));
+        }
+        Ok(Prepared { files })
+    }
+
+    /// Encodes and writes prepared files. Blocking.
+    pub fn store(&self, prepared: Prepared) -> Result<Written> {
+        let mut written = Written::default();
+        for (name, batch) in prepared.files {
+            written.rows += batch.num_rows();
+            self.write_batches(&name, [batch])?;
             written.files.push(name);
         }
         Ok(written)

@@ -33,10 +33,10 @@ impl Sink for WarehouseSink {
             return Ok(Vec::new());
         }
         let warehouse = self.warehouse.clone();
-        let (records, offsets) = (batch.raw.to_vec(), batch.raw_offsets.to_vec());
         let partition = batch.partition;
+        let prepared = Warehouse::prepare(partition, batch.raw, batch.raw_offsets).map_err(|e| SinkError(e.to_string()))?;
         let job = move || {
-            let written = warehouse.write(partition, &records, &offsets)?;
+            let written = warehouse.store(prepared)?;
             let dirs: Vec<(Entity, chrono::NaiveDate)> = written.files.iter().map(|f| (f.entity, f.date)).collect();
             warehouse.compact(partition, &dirs, &written.files)
         };
