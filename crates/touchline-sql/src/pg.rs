@@ -721,7 +721,8 @@ const ARRAY_CHUNK: usize = 5_000;
 /// Removes the stored rows of older versions of the (conversion, model) sets in `fresh`: a
 /// newer version may credit other touches.
 async fn delete_older_attributions(tx: &mut sqlx::PgConnection, account: Uuid, fresh: &[&AttributionRow]) -> Result<()> {
-    let mut keys: Vec<(&str, &str, i64)> = fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
+    let mut keys: Vec<(&str, &str, i64)> =
+        fresh.iter().map(|r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.version)).collect();
     keys.sort_unstable();
     keys.dedup();
     let conversions: Vec<&str> = keys.iter().map(|k| k.0).collect();
