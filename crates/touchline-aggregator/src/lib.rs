@@ -10,17 +10,20 @@
 //! The checkpoint of a partition holds the engine snapshot, the next offset of every topic and
 //! the *outbox* (the output of the flush that produced the state), saved atomically together
 //! (a file replaced by rename, or one SQL row when instances share checkpoints, see
-//! [`checkpoint`]). On start the runtime restores it, delivers its outbox again and resumes
-//! from its offsets, so state, position and sinks never disagree. A flush writes raw rows
-//! (insert-or-ignore by record id) and DLQ entries first, then saves the checkpoint, then
-//! delivers the outbox: results to the sinks (partial metrics are absolute values per
-//! partition, attribution sets replace older versions) and re-key records to the bus. Results
-//! never reach a sink before the state they come from is checkpointed: otherwise a crash
-//! between the two would leave absolute values that the replay, which batches records
-//! differently, need not recompute (found by `tests/partitions_sim.rs`). Attribution versions
-//! written to sinks are `epoch << 32 | engine version`, where the epoch is bumped and fsynced at
-//! every start, so rows written after a restart always supersede rows written before it (whose
-//! engine versions the restored state may reuse).
+//! [`checkpoint`]). On start the runtime restores it, delivers its outbox again, tells the
+//! sinks where it resumes ([`Sink::resume`]: a sink that cannot ignore a row written twice,
+//! the Parquet warehouse, drops what it holds at or past those offsets) and resumes from its
+//! offsets, so state, position and sinks never disagree. A flush writes raw rows
+//! (insert-or-ignore by record id, or files the next start cleans) and DLQ entries first,
+//! then saves the checkpoint, then delivers the outbox: results to the sinks (partial
+//! metrics are absolute values per partition, attribution sets replace older versions) and
+//! re-key records to the bus. Results never reach a sink before the state they come from is
+//! checkpointed: otherwise a crash between the two would leave absolute values that the
+//! replay, which batches records differently, need not recompute (found by
+//! `tests/partitions_sim.rs`). Attribution versions written to sinks are
+//! `epoch << 32 | engine version`, where the epoch is bumped and fsynced at every start, so
+//! rows written after a restart always supersede rows written before it (whose engine versions
+//! the restored state may reuse).
 //!
 //! # Partition ownership
 //!
