@@ -327,6 +327,15 @@ pub async fn partials_publish_sums(store: &dyn Store) {
     store.publish_partials(&[PartialRow { epoch: 2, ..partial(a, "c1", 1, 150, 15, "30", "1", "60") }]).await.expect("next owner");
     let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
     assert_eq!((rows[0].impressions, rows[0].clicks, rows[0].cost, rows[0].conversions), (250, 25, d("50"), d("2")));
+
+    // Whole-number operands divide exactly, not as integers: cost 200 over 3 conversions,
+    // 3 clicks and 3 impressions. By hand, 200 / 3 = 66.666…, 200 · 1000 / 3 = 66,666.666…,
+    // rounded to 6 places.
+    store.publish_partials(&[partial(a, "c3", 0, 3, 3, "200", "3", "100")]).await.expect("whole numbers");
+    let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
+    let c3 = rows.iter().find(|r| r.campaign_id == "c3").expect("c3");
+    assert_eq!((c3.cpa, c3.cpc, c3.cpm), (Some(d("66.666667")), Some(d("66.666667")), Some(d("66666.666667"))), "{c3:?}");
+    assert_eq!(c3.roas, Some(0.5));
 }
 
 /// Shared aggregator checkpoints: epochs grow per take-over, a save under a superseded epoch

@@ -270,12 +270,14 @@ pub struct StoredCheckpoint {
 
 /// The SELECT that sums partials into `campaign_performance_metrics` rows with derived ratios
 /// (NULL when the denominator is 0). `{cells}` is replaced by a VALUES list of touched cells.
+/// Money is multiplied by a decimal literal before dividing: SQLite stores a whole-number
+/// NUMERIC as an integer and would divide 200 by 3 as integers (66); Postgres keeps numeric.
 pub(crate) const PUBLISH_SELECT: &str = "SELECT account_id, campaign_id, advertisement_id, metric_date, imp, clk, rch, \
      CASE WHEN rch > 0 THEN CAST(imp AS DOUBLE PRECISION) / rch END, eng, ses, conv, rev, cst, \
      CASE WHEN imp > 0 THEN CAST(clk AS DOUBLE PRECISION) / imp END, \
-     CASE WHEN clk > 0 THEN round(cst / clk, 6) END, \
-     CASE WHEN imp > 0 THEN round(cst * 1000 / imp, 6) END, \
-     CASE WHEN conv > 0 THEN round(cst / conv, 6) END, \
+     CASE WHEN clk > 0 THEN round(cst * 1.0 / clk, 6) END, \
+     CASE WHEN imp > 0 THEN round(cst * 1000.0 / imp, 6) END, \
+     CASE WHEN conv > 0 THEN round(cst * 1.0 / conv, 6) END, \
      CASE WHEN cst > 0 THEN CAST(rev AS DOUBLE PRECISION) / CAST(cst AS DOUBLE PRECISION) END \
      FROM (SELECT account_id, campaign_id, advertisement_id, metric_date, sum(impressions) AS imp, sum(clicks) AS clk, \
      sum(reach) AS rch, sum(engagements) AS eng, sum(sessions) AS ses, sum(conversions) AS conv, sum(revenue) AS rev, \
