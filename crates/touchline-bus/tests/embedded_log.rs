@@ -13,26 +13,23 @@ fn small() -> LogConfig {
     LogConfig { partitions: 4, segment_bytes: 4096, retention_check_secs: 0, ..LogConfig::default() }
 }
 
+/// Opens the log, waiting up to 5 s for a handle dropped just before (a reopen) to release its
+/// lock: its background tasks end on the runtime's next turns, not at the drop.
 async fn open(dir: &Path, cfg: LogConfig) -> Arc<EmbeddedLog> {
-    EmbeddedLog::open(dir, cfg).await.expect("open log")
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedLog::open(dir, cfg.clone()).await {
+            Ok(l) => return l,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("in use") => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("open log: {e}"),
+        }
+    }
 }
 
 fn opener(dir: PathBuf) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Arc<dyn Bus>>>> {
     move || {
         let dir = dir.clone();
-        Box::pin(async move {
-            // A reopen after the previous handle was dropped: wait for its lock to go.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match EmbeddedLog::open(&dir, small()).await {
-                    Ok(l) => return l as Arc<dyn Bus>,
-                    Err(e) if Instant::now() < deadline && e.to_string().contains("in use") => {
-                        tokio::time::sleep(Duration::from_millis(20)).await
-                    }
-                    Err(e) => panic!("reopen: {e}"),
-                }
-            }
-        })
+        Box::pin(async move { open(&dir, small()).await as Arc<dyn Bus> })
     }
 }
 
