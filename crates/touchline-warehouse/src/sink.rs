@@ -10,11 +10,14 @@ use crate::{Entity, Warehouse};
 
 pub struct WarehouseSink {
     pub warehouse: Arc<Warehouse>,
+    /// One flush encodes at a time: partitions flushing together would otherwise take every
+    /// core from the collector beside them, for work that is a few percent of a flush.
+    encoding: tokio::sync::Semaphore,
 }
 
 impl WarehouseSink {
     pub fn new(warehouse: Warehouse) -> WarehouseSink {
-        WarehouseSink { warehouse: Arc::new(warehouse) }
+        WarehouseSink { warehouse: Arc::new(warehouse), encoding: tokio::sync::Semaphore::new(1) }
     }
 }
 
@@ -34,6 +37,7 @@ impl Sink for WarehouseSink {
         }
         let warehouse = self.warehouse.clone();
         let partition = batch.partition;
+        let _turn = self.encoding.acquire().await.map_err(|e| SinkError(format!("warehouse writer closed: {e}")))?;
         let prepared = Warehouse::prepare(partition, batch.raw, batch.raw_offsets).map_err(|e| SinkError(e.to_string()))?;
         let job = move || {
             let written = warehouse.store(prepared)?;
