@@ -7,7 +7,7 @@
 //! inside a merged file trims it like any other (see [`Warehouse::resume`]). Files stop merging at
 //! [`MAX_LEVEL`]: 8³ = 512 flushes, about 43 minutes of 5-second flushes, per file.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
@@ -33,15 +33,14 @@ impl Warehouse {
     /// flush being written, which its checkpoint does not cover yet). Blocking.
     pub fn compact(&self, partition: u32, dirs: &[(Entity, NaiveDate)], fresh: &[FileName]) -> Result<Compacted> {
         let mut done = Compacted::default();
-        let listing = files::list(&self.root)?;
-        let mut by_dir: BTreeMap<(Entity, NaiveDate), Vec<FileName>> = BTreeMap::new();
-        for f in listing.files {
-            if f.partition == partition && dirs.contains(&(f.entity, f.date)) && !fresh.contains(&f) {
-                by_dir.entry((f.entity, f.date)).or_default().push(f);
-            }
-        }
-        for dir_files in by_dir.values_mut() {
-            while let Some(inputs) = next_merge(dir_files) {
+        let dirs: BTreeSet<&(Entity, NaiveDate)> = dirs.iter().collect();
+        for (entity, date) in dirs {
+            let mut dir_files: Vec<FileName> = files::list_dir(&self.root, *entity, *date)?
+                .files
+                .into_iter()
+                .filter(|f| f.partition == partition && !fresh.contains(f))
+                .collect();
+            while let Some(inputs) = next_merge(&dir_files) {
                 let merged = self.merge(&inputs)?;
                 done.removed += files::remove_all(&self.root, &inputs)?;
                 dir_files.retain(|f| !inputs.contains(f));

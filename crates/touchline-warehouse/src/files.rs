@@ -95,20 +95,33 @@ pub fn list(root: &Path) -> io::Result<Listing> {
             let Some(date) = name.to_str().and_then(|n| n.strip_prefix("date=")).and_then(|d| d.parse::<NaiveDate>().ok()) else {
                 continue;
             };
-            for file in fs::read_dir(date_entry.path())? {
-                let file = file?;
-                let name = file.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if let Some(f) = FileName::parse(entity, date, name) {
-                    out.files.push(f);
-                } else if name.starts_with(".part-") && name.ends_with(".tmp") {
-                    out.temporary.push(file.path());
-                }
-            }
+            list_into(&mut out, root, entity, date)?;
         }
     }
     out.files.sort();
     Ok(out)
+}
+
+/// The files of one directory (entity and date) only.
+pub fn list_dir(root: &Path, entity: Entity, date: NaiveDate) -> io::Result<Listing> {
+    let mut out = Listing::default();
+    list_into(&mut out, root, entity, date)?;
+    out.files.sort();
+    Ok(out)
+}
+
+fn list_into(out: &mut Listing, root: &Path, entity: Entity, date: NaiveDate) -> io::Result<()> {
+    for file in read_dir_if_any(&date_dir(root, entity, date))? {
+        let file = file?;
+        let name = file.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(f) = FileName::parse(entity, date, name) {
+            out.files.push(f);
+        } else if name.starts_with(".part-") && name.ends_with(".tmp") {
+            out.temporary.push(file.path());
+        }
+    }
+    Ok(())
 }
 
 fn read_dir_if_any(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Result<fs::DirEntry>>>> {
