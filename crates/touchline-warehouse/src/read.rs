@@ -69,6 +69,17 @@ impl Warehouse {
         }
         Ok(out)
     }
+
+    /// Every row of every table as `{entity}:{record id}`, sorted: what a check that each
+    /// record is stored exactly once compares.
+    pub fn all_record_keys(&self) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for e in Entity::ALL {
+            keys.extend(self.record_ids(e)?.into_iter().map(|(id, _)| format!("{}:{id}", e.dir())));
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }
 
 fn add_clicks(counts: &mut ClickCounts, account: &str, batch: &RecordBatch) -> Result<()> {
