@@ -89,10 +89,14 @@ async fn serve_with_no_config_then_tail() {
     assert!(m.contains("touchline_records_accepted_total 2"), "{m}");
     // The aggregator's time per stage: labelled counters, the sink's once it has written.
     assert!(m.contains("touchline_aggregator_stage_seconds_total{stage=\"engine\"} "), "{m}");
+    // The sinks write before the checkpoint that covers them, so wait for both.
+    let state_bytes = |metrics: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix("touchline_aggregator_state_bytes ")).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
     let mut flushed = String::new();
     for _ in 0..100 {
         flushed = http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-        if flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\",rows=\"raw\"}") {
+        if flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\",rows=\"raw\"}") && state_bytes(&flushed) > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -101,9 +105,7 @@ async fn serve_with_no_config_then_tail() {
         flushed.contains("touchline_aggregator_sink_seconds_total{sink=\"sqlite\",rows=\"raw\"}"),
         "no sink time after 10 s: {flushed}"
     );
-    let state_bytes: u64 =
-        flushed.lines().find_map(|l| l.strip_prefix("touchline_aggregator_state_bytes ")).and_then(|v| v.parse().ok()).unwrap_or(0);
-    assert!(state_bytes > 13, "a checkpointed state holding two records: {flushed}");
+    assert!(state_bytes(&flushed) > 13, "a checkpointed state holding two records: {flushed}");
 
     // tail reads while the server runs.
     let events = tail(dir.path(), "touchline.events");
