@@ -13,10 +13,18 @@
 //! its checkpoint cannot leave behind an absolute value that the replay, batching records
 //! differently, never recomputes (see `tests/partitions_sim.rs`).
 //!
+//! The engine state is either a snapshot inside the checkpoint or, where the store keeps
+//! snapshots apart ([`CheckpointStore::keeps_bases`]), a [`Replay`]: the name of a *base*
+//! snapshot taken at an earlier flush and the offsets of every flush since. Restoring one
+//! restores the base and feeds the records between those offsets to the engine again,
+//! flushing at each (see `replay.rs`), so a checkpoint between two bases costs a few hundred
+//! bytes instead of the whole state.
+//!
 //! Files are replaced atomically (write to a temporary file, fsync, rename, fsync the
-//! directory). File format: one JSON header line `{"v":1,"epoch":E,"offsets":{…},"snapshot_len":N,
-//! "snapshot_crc":C}` then the N payload bytes ([`Checkpoint::payload`]: the engine snapshot,
-//! framed with the outbox when there is one).
+//! directory). File format: one JSON header line `{"v":2,"epoch":E,"offsets":{…},"snapshot_len":N,
+//! "snapshot_crc":C,"replay":{…}}` then the N payload bytes ([`Checkpoint::payload`]: the
+//! engine snapshot, empty when `replay` is there, framed with the outbox when there is one).
+//! Version 1 is the same without `replay`. Base snapshots are files `base-{name}` beside it.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -33,8 +41,10 @@ use touchline_sql::Store;
 pub struct Checkpoint {
     pub epoch: u32,
     pub offsets: BTreeMap<String, u64>,
-    /// The engine snapshot.
+    /// The engine snapshot (empty when `replay` says how to rebuild the state).
     pub snapshot: Vec<u8>,
+    /// How to rebuild the state from a base snapshot stored apart.
+    pub replay: Option<Replay>,
     /// Output of the flush that produced this state, delivered after the save (and again
     /// after a restore).
     pub outbox: Option<Flush>,
@@ -82,6 +92,31 @@ impl Checkpoint {
     }
 }
 
+/// A state rebuilt from a base snapshot: restore `base` (taken at `from`), then for each entry
+/// of `flushes` feed the records up to those offsets and flush, discarding the output (it was
+/// delivered when the flush first happened). The checkpoint's offsets are the last entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    /// Name of the base snapshot in the [`CheckpointStore`].
+    pub base: String,
+    pub base_len: usize,
+    pub base_crc: u32,
+    /// When the base was taken (Unix milliseconds): a new one is due before the log's
+    /// retention could remove the records a restore feeds again.
+    pub based_at_ms: i64,
+    /// Offsets of the state the base holds.
+    pub from: BTreeMap<String, u64>,
+    /// Offsets at each flush since the base, oldest first.
+    pub flushes: Vec<BTreeMap<String, u64>>,
+}
+
+impl Replay {
+    /// Whether `snapshot` is this replay's base, as it was written.
+    pub fn matches_base(&self, snapshot: &[u8]) -> bool {
+        snapshot.len() == self.base_len && crc(snapshot) == self.base_crc
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Header {
     v: u32,
@@ -89,9 +124,11 @@ struct Header {
     offsets: BTreeMap<String, u64>,
     snapshot_len: usize,
     snapshot_crc: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    replay: Option<Replay>,
 }
 
-fn crc(bytes: &[u8]) -> u32 {
+pub(crate) fn crc(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
@@ -108,7 +145,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 pub fn save(dir: &Path, c: &Checkpoint) -> Result<(), String> {
     let payload = c.payload();
-    let header = Header { v: 1, epoch: c.epoch, offsets: c.offsets.clone(), snapshot_len: payload.len(), snapshot_crc: crc(&payload) };
+    let header = Header {
+        v: if c.replay.is_some() { 2 } else { 1 },
+        epoch: c.epoch,
+        offsets: c.offsets.clone(),
+        snapshot_len: payload.len(),
+        snapshot_crc: crc(&payload),
+        replay: c.replay.clone(),
+    };
     let mut bytes = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
     bytes.push(b'\n');
     bytes.extend_from_slice(&payload);
@@ -124,7 +168,7 @@ pub fn load(dir: &Path) -> Result<Option<Checkpoint>, String> {
     };
     let nl = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| format!("{} has no header", path.display()))?;
     let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| format!("{}: bad header: {e}", path.display()))?;
-    if header.v != 1 {
+    if !matches!(header.v, 1 | 2) {
         return Err(format!("{}: checkpoint format {} is not supported", path.display(), header.v));
     }
     let snapshot = bytes[nl + 1..].to_vec();
@@ -132,7 +176,41 @@ pub fn load(dir: &Path) -> Result<Option<Checkpoint>, String> {
         return Err(format!("{}: snapshot is damaged (length or checksum mismatch)", path.display()));
     }
     let (snapshot, outbox) = Checkpoint::split_payload(snapshot).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Some(Checkpoint { epoch: header.epoch, offsets: header.offsets, snapshot, outbox }))
+    Ok(Some(Checkpoint { epoch: header.epoch, offsets: header.offsets, snapshot, replay: header.replay, outbox }))
+}
+
+/// Base snapshots of a partition are the files `base-{name}` in its directory.
+const BASE_PREFIX: &str = "base-";
+
+pub fn save_base(dir: &Path, name: &str, snapshot: &[u8]) -> Result<(), String> {
+    write_atomic(&dir.join(format!("{BASE_PREFIX}{name}")), snapshot)
+}
+
+pub fn load_base(dir: &Path, name: &str) -> Result<Vec<u8>, String> {
+    let path = dir.join(format!("{BASE_PREFIX}{name}"));
+    fs::read(&path).map_err(|e| format!("reading the base snapshot {}: {e}", path.display()))
+}
+
+/// Removes the partition's base snapshots but `keep` (all of them when `keep` is `None`).
+pub fn remove_bases(dir: &Path, keep: Option<&str>) -> Result<(), String> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix(BASE_PREFIX)) else { continue };
+        if Some(name) == keep {
+            continue;
+        }
+        match fs::remove_file(e.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(format!("removing {}: {err}", e.path().display())),
+        }
+    }
+    Ok(())
 }
 
 /// Increments and durably stores the partition's epoch; returns the new one.
@@ -158,6 +236,22 @@ pub trait CheckpointStore: Send + Sync + 'static {
     async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String>;
     /// Forgets every checkpoint (before a replay); epochs keep growing.
     async fn clear(&self) -> Result<(), String>;
+    /// Whether base snapshots can be stored apart from checkpoints, so that checkpoints in
+    /// between hold a [`Replay`] rather than the whole state.
+    fn keeps_bases(&self) -> bool {
+        false
+    }
+    /// Stores a base snapshot durably under `name`.
+    async fn save_base(&self, partition: u32, name: &str, _snapshot: &[u8]) -> Result<(), String> {
+        Err(format!("this checkpoint store keeps no base snapshots (partition {partition}, {name})"))
+    }
+    async fn load_base(&self, partition: u32, name: &str) -> Result<Vec<u8>, String> {
+        Err(format!("this checkpoint store keeps no base snapshots (partition {partition}, {name})"))
+    }
+    /// Removes every base snapshot of `partition` but `keep`.
+    async fn remove_bases_except(&self, _partition: u32, _keep: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Checkpoints as files under `dir/p{partition}/`.
@@ -182,6 +276,18 @@ impl CheckpointStore for FileCheckpoints {
     async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
         save(&self.part(partition), c)
     }
+    fn keeps_bases(&self) -> bool {
+        true
+    }
+    async fn save_base(&self, partition: u32, name: &str, snapshot: &[u8]) -> Result<(), String> {
+        save_base(&self.part(partition), name, snapshot)
+    }
+    async fn load_base(&self, partition: u32, name: &str) -> Result<Vec<u8>, String> {
+        load_base(&self.part(partition), name)
+    }
+    async fn remove_bases_except(&self, partition: u32, keep: &str) -> Result<(), String> {
+        remove_bases(&self.part(partition), Some(keep))
+    }
     async fn clear(&self) -> Result<(), String> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
@@ -195,6 +301,7 @@ impl CheckpointStore for FileCheckpoints {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(format!("removing {}: {e}", path.display())),
             }
+            remove_bases(&e.path(), None)?;
         }
         Ok(())
     }
@@ -218,9 +325,12 @@ impl CheckpointStore for SqlCheckpoints {
         let offsets =
             serde_json::from_str(&c.offsets_json).map_err(|e| format!("checkpoint of partition {partition}: bad offsets: {e}"))?;
         let (snapshot, outbox) = Checkpoint::split_payload(c.snapshot).map_err(|e| format!("checkpoint of partition {partition}: {e}"))?;
-        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot, outbox }))
+        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot, replay: None, outbox }))
     }
     async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
+        if c.replay.is_some() {
+            return Err(format!("partition {partition}: SQL checkpoints hold whole snapshots, not replays"));
+        }
         let offsets = serde_json::to_string(&c.offsets).map_err(|e| e.to_string())?;
         if self.store.checkpoint_save(&self.group, partition, c.epoch, &offsets, &c.payload()).await.map_err(|e| e.to_string())? {
             Ok(())
@@ -243,8 +353,11 @@ mod tests {
         assert!(load(dir.path()).unwrap().is_none());
         let mut offsets = BTreeMap::new();
         offsets.insert("touchline.events".to_owned(), 42u64);
-        save(dir.path(), &Checkpoint { epoch: 3, offsets: offsets.clone(), snapshot: b"state\nwith newline".to_vec(), outbox: None })
-            .unwrap();
+        save(
+            dir.path(),
+            &Checkpoint { epoch: 3, offsets: offsets.clone(), snapshot: b"state\nwith newline".to_vec(), replay: None, outbox: None },
+        )
+        .unwrap();
         let c = load(dir.path()).unwrap().unwrap();
         assert_eq!((c.epoch, c.offsets.clone(), c.snapshot, c.outbox), (3, offsets.clone(), b"state\nwith newline".to_vec(), None));
         // With an outbox: both come back.
@@ -261,8 +374,11 @@ mod tests {
             }],
             ..touchline_engine::Flush::default()
         };
-        save(dir.path(), &Checkpoint { epoch: 4, offsets: offsets.clone(), snapshot: b"s2".to_vec(), outbox: Some(outbox.clone()) })
-            .unwrap();
+        save(
+            dir.path(),
+            &Checkpoint { epoch: 4, offsets: offsets.clone(), snapshot: b"s2".to_vec(), replay: None, outbox: Some(outbox.clone()) },
+        )
+        .unwrap();
         let c = load(dir.path()).unwrap().unwrap();
         assert_eq!((c.epoch, c.snapshot, c.outbox), (4, b"s2".to_vec(), Some(outbox)));
         let path = dir.path().join("checkpoint");

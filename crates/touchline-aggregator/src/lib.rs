@@ -39,6 +39,7 @@
 //! bounded by one flush batch. Nothing is dropped; lag shows in [`AggStats`].
 
 pub mod checkpoint;
+mod replay;
 pub mod sink;
 pub mod stages;
 
@@ -54,7 +55,7 @@ use touchline_bus::{Bus, Membership, OutRecord, StaticMembership, StoredRecord};
 use touchline_engine::{AccountSettings, Engine, EngineConfig, Flush, Ingest, Model};
 use touchline_model::{check_stored, topics, Record};
 
-pub use checkpoint::{CheckpointStore, FileCheckpoints, SqlCheckpoints};
+pub use checkpoint::{CheckpointStore, FileCheckpoints, Replay, SqlCheckpoints};
 pub use sink::{RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
 pub use stages::{SinkRows, Stage, StageTimes};
 
@@ -94,6 +95,14 @@ pub struct AggregatorConfig {
     /// Where checkpoints live on the embedded log (default `{data_dir}/aggregator`; on Kafka
     /// they are rows of the SQL store, shared by the instances).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Records a partition consumes between two snapshots of its whole state, where the
+    /// checkpoint store keeps them apart (the embedded log); the checkpoints in between hold
+    /// only their offsets, and a restart feeds up to this many records again. 0: a snapshot at
+    /// every flush.
+    pub snapshot_records: u64,
+    /// A new snapshot is also due once the last is this old, so that the log's retention
+    /// never reaches records a restart would feed again.
+    pub snapshot_max_age_secs: u64,
 }
 
 impl Default for AggregatorConfig {
@@ -106,6 +115,8 @@ impl Default for AggregatorConfig {
             allowed_lateness_secs: 7 * 86_400,
             partitions: Vec::new(),
             state_dir: None,
+            snapshot_records: 250_000,
+            snapshot_max_age_secs: 3_600,
         }
     }
 }
@@ -128,9 +139,14 @@ pub struct AggStats {
     pub lag_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
     /// Where the time goes, per stage and per sink.
     pub stages: StageTimes,
-    /// Bytes of each owned partition's last checkpointed engine state (the compressed
-    /// snapshot): what the state costs to write at every flush, and how it grows.
+    /// Bytes of each owned partition's last snapshot of its whole engine state (compressed):
+    /// what a snapshot costs to write, and how the state grows.
     pub state_bytes_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
+    /// Snapshots of a whole partition state written (at every checkpoint when the store keeps
+    /// no base snapshots).
+    pub snapshots: AtomicU64,
+    /// Records fed to an engine again to rebuild a state between two snapshots on restore.
+    pub records_fed_again: AtomicU64,
 }
 
 impl AggStats {
@@ -395,15 +411,15 @@ impl Aggregator {
         let epoch = self.checkpoints.acquire(p).await.map_err(AggError::Checkpoint)?;
         let cfg = engine_config(&self.catalog.snapshot(), p, self.bus.partitions(), self.config.allowed_lateness_secs);
         let mut catalog_version = self.catalog.snapshot().version;
-        let (mut engine, mut offsets) = match self.checkpoints.load(p).await.map_err(AggError::Checkpoint)? {
+        let (mut engine, mut chain, mut offsets) = match self.checkpoints.load(p).await.map_err(AggError::Checkpoint)? {
             Some(c) => {
-                let e = Engine::restore(cfg, &c.snapshot).map_err(|e| AggError::Engine(e.to_string()))?;
+                let (e, chain) = self.restore_state(p, cfg, &c).await?;
                 tracing::info!(partition = p, epoch, outbox = c.outbox.is_some(), "restored checkpoint");
                 // The previous owner may have died before (or while) delivering it.
                 if let Some(out) = &c.outbox {
                     self.deliver(p, epoch, out, &shutdown).await?;
                 }
-                (e, c.offsets)
+                (e, chain, c.offsets)
             }
             None => {
                 let mut offsets = BTreeMap::new();
@@ -414,7 +430,7 @@ impl Aggregator {
                     };
                     offsets.insert(t.to_owned(), start);
                 }
-                (Engine::new(cfg), offsets)
+                (Engine::new(cfg), None, offsets)
             }
         };
         self.resume_sinks(p, &offsets).await?;
@@ -474,7 +490,10 @@ impl Aggregator {
                 engine.set_catalog(cfg.catalog);
             }
             if pending > 0 {
-                self.flush_cycle(p, epoch, &mut engine, &offsets, &raw, dlq, max_received, &shutdown).await?;
+                let consumed = Consumption { offsets: &offsets, raw: &raw, records: pending as u64, max_received };
+                self.flush_cycle(p, epoch, &mut engine, &mut chain, consumed, dlq, &shutdown).await?;
+            } else if self.base_stale(chain.as_ref()) {
+                self.checkpoint(p, epoch, &engine, &mut chain, &offsets, 0, None).await?;
             }
             self.update_lag(p, &offsets).await;
             if *shutdown.borrow() {
@@ -505,20 +524,10 @@ impl Aggregator {
         max_received: &mut Option<DateTime<Utc>>,
     ) {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
-        let outcome = match decoded {
-            Decoded::Record(rec) => {
-                note_received(max_received, rec.meta.received_at);
-                let o = if topic == topics::IDENTITIES {
-                    engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}"))
-                } else {
-                    Ok(engine.ingest(&rec))
-                };
-                raw.push(rec, r.offset);
-                o
-            }
-            Decoded::Transfer => engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}")),
-            Decoded::Refused(reason) => Err(reason),
-        };
+        let (outcome, record) = feed(engine, topic, r, decoded, max_received);
+        if let Some(record) = record {
+            raw.push(record, r.offset);
+        }
         let reason = match outcome {
             Ok(Ingest::TooLate) => {
                 self.stats.too_late.fetch_add(1, Ordering::Relaxed);
@@ -556,12 +565,12 @@ impl Aggregator {
         p: u32,
         epoch: u32,
         engine: &mut Engine,
-        offsets: &BTreeMap<String, u64>,
-        raw: &Consumed,
+        chain: &mut Option<replay::Chain>,
+        consumed: Consumption<'_>,
         dlq: Vec<OutRecord>,
-        max_received: Option<DateTime<Utc>>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), AggError> {
+        let Consumption { offsets, raw, records, max_received } = consumed;
         let out = self.stats.stages.time(Stage::Engine, || engine.flush());
         if !raw.records.is_empty() {
             let batch = SinkBatch { partition: p, epoch, raw: &raw.records, raw_offsets: &raw.offsets, flush: &Flush::default() };
@@ -573,19 +582,9 @@ impl Aggregator {
         if let Some(w) = max_received {
             engine.advance_watermark(w);
         }
-        let cp = checkpoint::Checkpoint {
-            epoch,
-            offsets: offsets.clone(),
-            snapshot: self.stats.stages.time(Stage::Snapshot, || engine.snapshot()),
-            outbox: (!out.is_empty()).then_some(out),
-        };
-        let saving = Instant::now();
-        self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
-        self.stats.stages.add(Stage::Checkpoint, saving.elapsed());
-        if let Ok(mut m) = self.stats.state_bytes_by_partition.lock() {
-            m.insert(p, cp.snapshot.len() as u64);
-        }
-        if let Some(out) = &cp.outbox {
+        let outbox = (!out.is_empty()).then_some(out);
+        let outbox = self.checkpoint(p, epoch, engine, chain, offsets, records, outbox).await?;
+        if let Some(out) = &outbox {
             self.deliver(p, epoch, out, shutdown).await?;
         }
         for (t, o) in offsets {
@@ -594,6 +593,30 @@ impl Aggregator {
         }
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Saves the checkpoint of `engine` at `offsets` with `outbox`, and hands the outbox back
+    /// for delivery.
+    #[allow(clippy::too_many_arguments)]
+    async fn checkpoint(
+        &self,
+        p: u32,
+        epoch: u32,
+        engine: &Engine,
+        chain: &mut Option<replay::Chain>,
+        offsets: &BTreeMap<String, u64>,
+        records: u64,
+        outbox: Option<Flush>,
+    ) -> Result<Option<Flush>, AggError> {
+        let state = self.checkpoint_state(p, epoch, engine, offsets, chain, records).await?;
+        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: state.snapshot, replay: state.replay, outbox };
+        let saving = Instant::now();
+        self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
+        self.stats.stages.add(Stage::Checkpoint, saving.elapsed());
+        if let (Some(base), Some(replay)) = (&state.new_base, &cp.replay) {
+            self.settle_base(p, base, &replay.from).await?;
+        }
+        Ok(cp.outbox)
     }
 
     /// Delivers a checkpoint's outbox: results to every sink, re-key records to the bus.
@@ -705,6 +728,15 @@ impl Aggregator {
     }
 }
 
+/// What a flush covers: the offsets it reached, the records it consumed (raw, for the sinks
+/// that keep them; and how many, DLQ'd ones included), the newest server time among them.
+struct Consumption<'a> {
+    offsets: &'a BTreeMap<String, u64>,
+    raw: &'a Consumed,
+    records: u64,
+    max_received: Option<DateTime<Utc>>,
+}
+
 /// The records a flush consumed, each with its offset in its topic (the partition's).
 #[derive(Default)]
 struct Consumed {
@@ -729,6 +761,30 @@ enum Decoded {
     Transfer,
     /// Unreadable, or holding what no store could hold: the DLQ reason.
     Refused(String),
+}
+
+/// Feeds one decoded record to the engine: the engine's verdict (or why the record cannot be
+/// applied), and the record itself for the sinks that keep raw rows.
+fn feed(
+    engine: &mut Engine,
+    topic: &str,
+    r: &StoredRecord,
+    decoded: Decoded,
+    max_received: &mut Option<DateTime<Utc>>,
+) -> (Result<Ingest, String>, Option<Record>) {
+    match decoded {
+        Decoded::Record(rec) => {
+            note_received(max_received, rec.meta.received_at);
+            let outcome = if topic == topics::IDENTITIES {
+                engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}"))
+            } else {
+                Ok(engine.ingest(&rec))
+            };
+            (outcome, Some(rec))
+        }
+        Decoded::Transfer => (engine.ingest_identities_message(&r.value).map_err(|e| format!("unreadable: {e}")), None),
+        Decoded::Refused(reason) => (Err(reason), None),
+    }
 }
 
 fn decode(topic: &str, r: &StoredRecord) -> Decoded {

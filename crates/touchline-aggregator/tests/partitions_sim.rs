@@ -1,7 +1,10 @@
 //! The aggregator's protocol across partitions, simulated without I/O: one engine per partition,
 //! records routed by their bus key, identity transfers appended to the customer's partition as
-//! a flush produces them, checkpoints (snapshot + offsets) after each flush, and crashes that
-//! restore the last checkpoint and replay — in orders chosen by proptest. Whatever the schedule,
+//! a flush produces them, checkpoints after each flush, and crashes that restore the last
+//! checkpoint and replay — in orders chosen by proptest. A checkpoint holds either a full
+//! snapshot or, as the runtime writes between full snapshots, the last full snapshot plus the
+//! offsets of every flush since: restoring one re-reads those records, flushing at each
+//! recorded offset and discarding the output (its sink writes and transfers already happened). Whatever the schedule,
 //! what the sinks end up holding (newest attribution version per conversion and model, newest
 //! epoch's partial per partition and cell) must equal one engine that saw every record.
 //!
@@ -34,8 +37,17 @@ struct Part {
     queues: [Vec<Msg>; 2],
     offsets: [usize; 2],
     engine: Engine,
-    checkpoint: (Vec<u8>, [usize; 2], Option<Flush>),
+    checkpoint: Checkpoint,
     epoch: u64,
+}
+
+/// A full snapshot at `base_offsets`, the offsets of each flush since, the last flush's output.
+#[derive(Clone)]
+struct Checkpoint {
+    base: Vec<u8>,
+    base_offsets: [usize; 2],
+    flushes: Vec<[usize; 2]>,
+    outbox: Option<Flush>,
 }
 
 fn cfg(p: u32) -> EngineConfig {
@@ -108,6 +120,20 @@ fn report(parts: &[DailyPartial]) -> Vec<String> {
         .collect()
 }
 
+fn ingest(engine: &mut Engine, queue: usize, m: &Msg) {
+    match m {
+        Msg::Record(r) if queue == 1 => {
+            engine.ingest_identities_message(&r.to_json()).unwrap();
+        }
+        Msg::Record(r) => {
+            engine.ingest(r);
+        }
+        Msg::Transfer(bytes) => {
+            engine.ingest_identities_message(bytes).unwrap();
+        }
+    }
+}
+
 struct Sim {
     parts: Vec<Part>,
     sinks: Sinks,
@@ -118,8 +144,8 @@ impl Sim {
         let parts = (0..PARTITIONS)
             .map(|p| {
                 let engine = Engine::new(cfg(p));
-                let snap = engine.snapshot();
-                Part { queues: [Vec::new(), Vec::new()], offsets: [0, 0], engine, checkpoint: (snap, [0, 0], None), epoch: 1 }
+                let checkpoint = Checkpoint { base: engine.snapshot(), base_offsets: [0, 0], flushes: Vec::new(), outbox: None };
+                Part { queues: [Vec::new(), Vec::new()], offsets: [0, 0], engine, checkpoint, epoch: 1 }
             })
             .collect();
         Sim { parts, sinks: Sinks::default() }
@@ -135,31 +161,29 @@ impl Sim {
         let part = &mut self.parts[p];
         for _ in 0..n {
             let Some(m) = part.queues[q].get(part.offsets[q]) else { return };
-            match m {
-                Msg::Record(r) if q == 1 => {
-                    part.engine.ingest_identities_message(&r.to_json()).unwrap();
-                }
-                Msg::Record(r) => {
-                    part.engine.ingest(r);
-                }
-                Msg::Transfer(bytes) => {
-                    part.engine.ingest_identities_message(bytes).unwrap();
-                }
-            }
+            ingest(&mut part.engine, q, m);
             part.offsets[q] += 1;
         }
     }
 
-    /// `flush_cycle`: flush → checkpoint (state, offsets and the flush's output as outbox) →
-    /// deliver the outbox (sinks, then transfers). `stop` cuts it short like a crash would:
-    /// 0 before the checkpoint, 1 after it, 2 after the sink write, 3 never.
-    fn flush(&mut self, p: usize, stop: u8) {
+    /// `flush_cycle`: flush → checkpoint (a full snapshot when `full`, else the flush's
+    /// offsets appended to the last one; and the flush's output as outbox) → deliver the
+    /// outbox (sinks, then transfers). `stop` cuts it short like a crash would: 0 before the
+    /// checkpoint, 1 after it, 2 after the sink write, 3 never.
+    fn flush(&mut self, p: usize, stop: u8, full: bool) {
         let part = &mut self.parts[p];
         let out = part.engine.flush();
         if stop == 0 {
             return;
         }
-        part.checkpoint = (part.engine.snapshot(), part.offsets, Some(out.clone()));
+        let c = &mut part.checkpoint;
+        if full {
+            (c.base, c.base_offsets) = (part.engine.snapshot(), part.offsets);
+            c.flushes.clear();
+        } else {
+            c.flushes.push(part.offsets);
+        }
+        c.outbox = Some(out.clone());
         if stop > 1 {
             self.deliver(p, &out, stop > 2);
         }
@@ -180,10 +204,21 @@ impl Sim {
     /// its outbox again before reading on.
     fn crash(&mut self, p: usize) {
         let part = &mut self.parts[p];
-        part.engine = Engine::restore(cfg(p as u32), &part.checkpoint.0).unwrap();
-        part.offsets = part.checkpoint.1;
+        let c = &part.checkpoint;
+        part.engine = Engine::restore(cfg(p as u32), &c.base).unwrap();
+        part.offsets = c.base_offsets;
+        // Each recorded flush again, a queue at a time (not in the original interleaving).
+        for until in &c.flushes {
+            for (q, &end) in until.iter().enumerate() {
+                for m in &part.queues[q][part.offsets[q]..end] {
+                    ingest(&mut part.engine, q, m);
+                }
+                part.offsets[q] = end;
+            }
+            part.engine.flush();
+        }
         part.epoch += 1;
-        if let Some(out) = part.checkpoint.2.clone() {
+        if let Some(out) = part.checkpoint.outbox.clone() {
             self.deliver(p, &out, true);
         }
     }
@@ -198,7 +233,7 @@ impl Sim {
             for p in 0..self.parts.len() {
                 self.read(p, 0, usize::MAX);
                 self.read(p, 1, usize::MAX);
-                self.flush(p, 3);
+                self.flush(p, 3, false);
             }
             if !self.pending() {
                 return;
@@ -328,11 +363,11 @@ fn run(records: &[Record], order: &[usize], steps: &[Step]) -> (Vec<AttributionS
                 }
             }
             2 | 3 => sim.read(p, usize::from(n % 2 == 0), n),
-            4 => sim.flush(p, 3),
+            4 => sim.flush(p, 3, n % 3 == 0),
             5 => sim.crash(p),
             // Crash in the middle of a flush cycle.
             6 => {
-                sim.flush(p, (n % 3) as u8);
+                sim.flush(p, (n % 3) as u8, n % 2 == 0);
                 sim.crash(p);
             }
             _ => {

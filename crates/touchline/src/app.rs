@@ -488,7 +488,7 @@ pub struct MetricsState {
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 36] = [
+const METRICS: [(&str, &str, &str); 38] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
     (
@@ -543,7 +543,17 @@ const METRICS: [(&str, &str, &str); 36] = [
     (
         "touchline_aggregator_state_bytes",
         "gauge",
-        "Bytes of the engine state (compressed snapshot) at the last checkpoint, over the partitions this aggregator owns.",
+        "Bytes of the engine state (compressed snapshot) at the last snapshot, over the partitions this aggregator owns.",
+    ),
+    (
+        "touchline_aggregator_snapshots_total",
+        "counter",
+        "Snapshots of a whole partition state written (checkpoints in between hold only their offsets).",
+    ),
+    (
+        "touchline_aggregator_records_fed_again_total",
+        "counter",
+        "Records fed to an engine again on restore, to rebuild a state between two snapshots.",
     ),
     ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),
@@ -614,6 +624,8 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
         a.partition_failures.load(Ordering::Relaxed),
         a.lag(),
         a.state_bytes(),
+        a.snapshots.load(Ordering::Relaxed),
+        a.records_fed_again.load(Ordering::Relaxed),
         sp(|s| s.backlog_records),
         sp(|s| s.backlog_bytes),
         sp(|s| s.spilled_total),
