@@ -147,6 +147,11 @@ pub struct AggStats {
     pub snapshots: AtomicU64,
     /// Records fed to an engine again to rebuild a state between two snapshots on restore.
     pub records_fed_again: AtomicU64,
+    /// Attribution sets (one conversion, one model) the flushes produced, and their rows. A set
+    /// replaces the conversion's earlier one for that model, so sets beyond conversions ×
+    /// models are rewrites.
+    pub attribution_sets: AtomicU64,
+    pub attribution_rows: AtomicU64,
 }
 
 impl AggStats {
@@ -572,6 +577,8 @@ impl Aggregator {
     ) -> Result<(), AggError> {
         let Consumption { offsets, raw, records, max_received } = consumed;
         let out = self.stats.stages.time(Stage::Engine, || engine.flush());
+        self.stats.attribution_sets.fetch_add(out.attributions.len() as u64, Ordering::Relaxed);
+        self.stats.attribution_rows.fetch_add(out.attributions.iter().map(|s| s.credits.len() as u64).sum(), Ordering::Relaxed);
         if !raw.records.is_empty() {
             let batch = SinkBatch { partition: p, epoch, raw: &raw.records, raw_offsets: &raw.offsets, flush: &Flush::default() };
             self.write_sinks(&batch, shutdown).await?;

@@ -488,7 +488,7 @@ pub struct MetricsState {
 }
 
 /// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 38] = [
+const METRICS: [(&str, &str, &str); 40] = [
     ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
     ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
     (
@@ -555,6 +555,12 @@ const METRICS: [(&str, &str, &str); 38] = [
         "counter",
         "Records fed to an engine again on restore, to rebuild a state between two snapshots.",
     ),
+    (
+        "touchline_aggregator_attribution_sets_total",
+        "counter",
+        "Attribution sets (one conversion, one model) the flushes produced; each replaces the conversion's earlier set for that model.",
+    ),
+    ("touchline_aggregator_attribution_rows_total", "counter", "Attribution rows (credited touches) in those sets."),
     ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),
     ("touchline_spill_records_total", "counter", "Records acknowledged from the spill because Kafka was unreachable."),
@@ -626,6 +632,8 @@ async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
         a.state_bytes(),
         a.snapshots.load(Ordering::Relaxed),
         a.records_fed_again.load(Ordering::Relaxed),
+        a.attribution_sets.load(Ordering::Relaxed),
+        a.attribution_rows.load(Ordering::Relaxed),
         sp(|s| s.backlog_records),
         sp(|s| s.backlog_bytes),
         sp(|s| s.spilled_total),
