@@ -48,6 +48,12 @@ pub(crate) struct Chain {
     pub(crate) records: u64,
 }
 
+impl Chain {
+    fn older_than(&self, secs: u64) -> bool {
+        u64::try_from(now_ms().saturating_sub(self.replay.based_at_ms)).unwrap_or(0) / 1000 >= secs
+    }
+}
+
 /// The state part of a checkpoint: a snapshot in it, or a replay of a stored base.
 pub(crate) struct CheckpointState {
     pub(crate) snapshot: Vec<u8>,
@@ -70,19 +76,15 @@ impl Aggregator {
     /// one more flush on `chain`.
     fn base_due(&self, chain: Option<&Chain>, records: u64) -> bool {
         let Some(c) = chain else { return true };
-        let age_ms = now_ms().saturating_sub(c.replay.based_at_ms);
         c.records.saturating_add(records) >= self.config.snapshot_records
             || c.replay.flushes.len() >= MAX_FLUSHES
-            || u64::try_from(age_ms).unwrap_or(0) / 1000 >= self.config.snapshot_max_age_secs
+            || c.older_than(self.config.snapshot_max_age_secs)
     }
 
     /// Whether a partition with nothing new to flush should write a base anyway: its chain is
     /// old enough that retention could soon remove records a restore feeds again.
     pub(crate) fn base_stale(&self, chain: Option<&Chain>) -> bool {
-        chain.is_some_and(|c| {
-            !c.replay.flushes.is_empty()
-                && u64::try_from(now_ms().saturating_sub(c.replay.based_at_ms)).unwrap_or(0) / 1000 >= self.config.snapshot_max_age_secs
-        })
+        chain.is_some_and(|c| !c.replay.flushes.is_empty() && c.older_than(self.config.snapshot_max_age_secs))
     }
 
     /// The state of the checkpoint at `offsets`: a snapshot in it (stores without bases), a new
@@ -164,6 +166,7 @@ impl Aggregator {
     /// Feeds the records of every flush of `replay` to `engine` again, flushing after each and
     /// discarding what it outputs. Returns how many records were fed.
     async fn feed_again(&self, p: u32, engine: &mut Engine, replay: &Replay) -> Result<u64, AggError> {
+        self.check_retained(p, replay).await?;
         let mut at = replay.from.clone();
         let mut fed = 0u64;
         for until in &replay.flushes {
@@ -181,6 +184,22 @@ impl Aggregator {
         Ok(fed)
     }
 
+    /// Fails, naming what is missing, when retention removed records `replay` feeds again.
+    async fn check_retained(&self, p: u32, replay: &Replay) -> Result<(), AggError> {
+        let Some(last) = replay.flushes.last() else { return Ok(()) };
+        for t in INPUT_TOPICS {
+            let (from, end) = (replay.from.get(t).copied().unwrap_or(0), last.get(t).copied().unwrap_or(0));
+            let first = self.bus.start_offset(t, p).await?;
+            if from < end && first > from {
+                return Err(AggError::Checkpoint(format!(
+                    "partition {p}: {t} starts at offset {first} but the checkpoint rebuilds its state from offset {from}: \
+                     retention removed records it needs; `touchline replay` rebuilds every state from what the log still holds"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Feeds the records of `topic` from `from` up to `end` (exclusive) to `engine`.
     async fn feed_range(
         &self,
@@ -191,16 +210,6 @@ impl Aggregator {
         engine: &mut Engine,
         max_received: &mut Option<DateTime<Utc>>,
     ) -> Result<u64, AggError> {
-        if from >= end {
-            return Ok(0);
-        }
-        let first = self.bus.start_offset(topic, p).await?;
-        if first > from {
-            return Err(AggError::Checkpoint(format!(
-                "partition {p}: {topic} starts at offset {first} but the checkpoint rebuilds its state from offset {from}: \
-                 retention removed records it needs; `touchline replay` rebuilds every state from what the log still holds"
-            )));
-        }
         let mut fed = 0u64;
         while from < end {
             let want = usize::try_from(end - from).unwrap_or(usize::MAX).min(self.config.read_batch);
