@@ -21,7 +21,22 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// This process's writers take turns here, first come first served. SQLite admits one
+    /// writer at a time, and a connection refused the lock sleeps in the busy handler with
+    /// growing pauses (up to 100 ms) before it asks again, so writers that queued at SQLite
+    /// left the lock idle between transactions and the unlucky ones timed out. Other
+    /// processes (a CLI beside the server) still meet the busy timeout.
+    write_turn: tokio::sync::Mutex<()>,
 }
+
+/// A write transaction and the turn that admits it; the turn is released when both drop.
+type WriteTx<'a> = (tokio::sync::MutexGuard<'a, ()>, sqlx::Transaction<'static, Sqlite>);
+
+/// Pages each connection keeps in memory (in KiB, SQLite's negative `cache_size`). The
+/// default 2 MiB let the unique indexes of a growing results table fall out of the cache, so
+/// every upsert read its index pages back from the file.
+const PAGE_CACHE_KIB: i64 = 64 * 1024;
+
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -67,20 +82,22 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, write_turn: tokio::sync::Mutex::new(()) })
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    /// A write transaction that takes SQLite's write lock at BEGIN: concurrent writers then
-    /// wait (busy timeout) instead of failing when a transaction that read first cannot
-    /// upgrade its lock.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    /// A write transaction, begun once this process's earlier writers are done. It takes
+    /// SQLite's write lock at BEGIN, so a writer in another process waits (busy timeout)
+    /// instead of failing when a transaction that read first cannot upgrade its lock.
+    async fn write_tx(&self) -> Result<WriteTx<'_>> {
+        let turn = self.write_turn.lock().await;
+        Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
 
@@ -376,7 +393,7 @@ impl Store for SqliteStore {
 
     async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
         let mut n = 0;
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for (_, rows) in by_account(rows, |r| r.account_id) {
             // The last row for a key wins within a batch, as in Postgres.
             let rows = dedup_metrics(&rows);
@@ -425,7 +442,7 @@ impl Store for SqliteStore {
 
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
         let mut n = 0;
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let rows = dedup_attr(newest_versions(&rows));
             let acct = account.to_string();
@@ -522,7 +539,7 @@ impl Store for SqliteStore {
         // SQLite has one writer at a time and this transaction writes first, so concurrent
         // publishers wait for each other (busy timeout) and every sum is computed from the
         // latest partials.
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let mut seen = std::collections::HashMap::new();
             for (i, r) in rows.iter().enumerate() {
@@ -599,6 +616,7 @@ impl Store for SqliteStore {
     }
 
     async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
+        let _turn = self.write_turn.lock().await;
         let epoch: i64 = sqlx::query_scalar(
             "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES (?, ?, 1) \
              ON CONFLICT (group_id, partition) DO UPDATE SET epoch = aggregator_checkpoints.epoch + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
@@ -622,6 +640,7 @@ impl Store for SqliteStore {
     }
 
     async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
+        let _turn = self.write_turn.lock().await;
         let n = sqlx::query(
             "UPDATE aggregator_checkpoints SET offsets = ?, snapshot = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
              WHERE group_id = ? AND partition = ? AND epoch = ?",
@@ -638,6 +657,7 @@ impl Store for SqliteStore {
     }
 
     async fn checkpoint_clear(&self, group: &str) -> Result<u64> {
+        let _turn = self.write_turn.lock().await;
         Ok(sqlx::query("UPDATE aggregator_checkpoints SET snapshot = NULL, offsets = '{}' WHERE group_id = ?")
             .bind(group)
             .execute(&self.pool)
@@ -647,7 +667,7 @@ impl Store for SqliteStore {
 
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
-        let mut tx = self.pool.begin().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let mut n = 0;
         for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
             n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
@@ -694,7 +714,7 @@ impl Store for SqliteStore {
         let payload = |r: &Record| String::from_utf8(r.to_json()).unwrap_or_default();
         let of = |f: fn(&Body) -> bool| records.iter().filter(move |r| f(&r.body)).collect::<Vec<&Record>>();
         let mut n = 0;
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for chunk in of(|b| matches!(b, Body::Event(_))).chunks(ROWS) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT OR IGNORE INTO events (account_id, record_id, timestamp, received_at, anonymous_id, customer_id, event_name, \
