@@ -215,6 +215,45 @@ pub async fn attribution_versions(store: &dyn Store) {
     assert!((sum - 1.0).abs() < 1e-9);
 }
 
+/// Many sets replaced in one call, one of them wider than a statement's chunk of rows: each
+/// newer set keeps exactly its own touches, and the same conversion ids in another account are
+/// untouched.
+pub async fn attribution_bulk_replacement(store: &dyn Store) {
+    let (a, b) = two_accounts(store).await;
+    let touches = |account, conversion: &str, version, range: std::ops::Range<usize>| -> Vec<AttributionRow> {
+        let w = 1.0 / range.len() as f64;
+        range.map(|t| attribution(account, conversion, &format!("t{t}"), "linear", version, w)).collect()
+    };
+    // 300 conversions of 3 touches, and one conversion of 700 touches (more than CHUNK rows).
+    let mut v1: Vec<AttributionRow> = (0..300).flat_map(|c| touches(a, &format!("conv-{c}"), 1, 0..3)).collect();
+    v1.extend(touches(a, "wide", 1, 0..700));
+    let other: Vec<AttributionRow> = (0..300).flat_map(|c| touches(b, &format!("conv-{c}"), 1, 0..3)).collect();
+    store.upsert_attributions(&v1).await.expect("v1");
+    store.upsert_attributions(&other).await.expect("other account");
+    // Version 2: even conversions drop touch t0 and gain t3; the wide one keeps t100..t650.
+    let mut v2: Vec<AttributionRow> = (0..300).step_by(2).flat_map(|c| touches(a, &format!("conv-{c}"), 2, 1..4)).collect();
+    v2.extend(touches(a, "wide", 2, 100..650));
+    store.upsert_attributions(&v2).await.expect("v2");
+    let stored = store.attributions(a, Some("linear")).await.expect("read");
+    let of = |conversion: &str| -> Vec<(String, i64)> {
+        let mut t: Vec<(String, i64)> =
+            stored.iter().filter(|r| r.conversion_id == conversion).map(|r| (r.touchpoint_id.clone(), r.version)).collect();
+        t.sort();
+        t
+    };
+    let expect = |version, range: std::ops::Range<usize>| -> Vec<(String, i64)> {
+        let mut t: Vec<(String, i64)> = range.map(|t| (format!("t{t}"), version)).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(of("conv-0"), expect(2, 1..4), "a replaced set keeps only its own touches");
+    assert_eq!(of("conv-1"), expect(1, 0..3), "a set not replaced is untouched");
+    assert_eq!(of("conv-298"), expect(2, 1..4));
+    assert_eq!(of("wide"), expect(2, 100..650), "a set wider than a chunk is replaced whole");
+    assert_eq!(stored.len(), 150 * 3 + 150 * 3 + 550);
+    assert_eq!(store.attributions(b, Some("linear")).await.expect("other").len(), 900, "the other account is untouched");
+}
+
 /// Catalog changes reach a running cache without restart; unknown keys are remembered.
 pub async fn cache_follows_changes(store: Arc<dyn Store>) {
     let (a, _) = two_accounts(store.as_ref()).await;

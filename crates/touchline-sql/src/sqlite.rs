@@ -37,7 +37,6 @@ type WriteTx<'a> = (tokio::sync::MutexGuard<'a, ()>, sqlx::Transaction<'static, 
 /// every upsert read its index pages back from the file.
 const PAGE_CACHE_KIB: i64 = 64 * 1024;
 
-
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -167,6 +166,29 @@ const ATTR_COLS: &str =
      touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// Deletes the rows a newer attribution set no longer has. Run after the set's rows are
+/// upserted, so every touch the set keeps already carries its version and only the dropped
+/// touches are older. One statement per chunk: the sets drive the join (`CROSS JOIN` keeps
+/// them the outer loop), each an index seek on the unique key's prefix, so the cost grows
+/// with the rows replaced, not with the table.
+async fn delete_dropped_touches(tx: &mut sqlx::Transaction<'static, Sqlite>, account: &str, sets: &[(&str, &str, i64)]) -> Result<()> {
+    if sets.is_empty() {
+        return Ok(());
+    }
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH newer (conversion_id, attribution_model, version) AS (");
+    q.push_values(sets, |mut b, (conversion, model, version)| {
+        b.push_bind(conversion.to_string()).push_bind(model.to_string()).push_bind(*version);
+    });
+    q.push(
+        ") DELETE FROM campaign_attributions WHERE id IN (SELECT a.id FROM newer n CROSS JOIN campaign_attributions a \
+         ON a.account_id = ",
+    );
+    q.push_bind(account.to_string());
+    q.push(" AND a.conversion_id = n.conversion_id AND a.attribution_model = n.attribution_model AND a.version < n.version)");
+    q.build().execute(&mut **tx).await?;
+    Ok(())
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -447,8 +469,8 @@ impl Store for SqliteStore {
             let rows = dedup_attr(newest_versions(&rows));
             let acct = account.to_string();
             for chunk in rows.chunks(CHUNK) {
-                // Stored versions of these conversions in one query; stale rows are dropped and
-                // the rows of older versions deleted in one statement.
+                // Stored versions of these conversions in one query: sets older than what is
+                // stored are dropped, newer ones overwrite it touch by touch.
                 let mut conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
                 conv.sort_unstable();
                 conv.dedup();
@@ -482,21 +504,6 @@ impl Store for SqliteStore {
                 }
                 superseded.sort_unstable();
                 superseded.dedup();
-                // One prepared statement per (conversion, model): each is an index seek on the
-                // unique key's prefix. A single DELETE with an OR of many such terms made SQLite
-                // scan the account's rows and test every term on each, so replacing attributions
-                // grew with the table instead of with the rows replaced.
-                for (c, m, v) in superseded {
-                    sqlx::query(
-                        "DELETE FROM campaign_attributions WHERE account_id = ? AND conversion_id = ? AND attribution_model = ? AND version < ?",
-                    )
-                    .bind(&acct)
-                    .bind(c)
-                    .bind(m)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
-                }
                 if fresh.is_empty() {
                     continue;
                 }
@@ -527,6 +534,7 @@ impl Store for SqliteStore {
                     set_excluded(&ATTR_UPDATE).replace("EXCLUDED.", "excluded."),
                 ));
                 qb.build().execute(&mut *tx).await?;
+                delete_dropped_touches(&mut tx, &acct, &superseded).await?;
                 n += fresh.len() as u64;
             }
         }

@@ -40,6 +40,12 @@ async fn attribution_versions() {
 }
 
 #[tokio::test]
+async fn attribution_bulk_replacement() {
+    let (_d, s) = fresh().await;
+    conformance::attribution_bulk_replacement(s.as_ref()).await;
+}
+
+#[tokio::test]
 async fn partials_publish_sums() {
     let (_d, s) = fresh().await;
     conformance::partials_publish_sums(s.as_ref()).await;
