@@ -251,6 +251,14 @@ pub async fn attribution_bulk_replacement(store: &dyn Store) {
     assert_eq!(of("conv-298"), expect(2, 1..4));
     assert_eq!(of("wide"), expect(2, 100..650), "a set wider than a chunk is replaced whole");
     assert_eq!(stored.len(), 150 * 3 + 150 * 3 + 550);
+    // Every value reads back as written, fractional weights (1/3, 1/550) included.
+    let mut wide: Vec<&AttributionRow> = stored.iter().filter(|r| r.conversion_id == "wide").collect();
+    wide.sort_by(|x, y| x.touchpoint_id.cmp(&y.touchpoint_id));
+    let mut written: Vec<&AttributionRow> = v2.iter().filter(|r| r.conversion_id == "wide").collect();
+    written.sort_by(|x, y| x.touchpoint_id.cmp(&y.touchpoint_id));
+    assert_eq!(wide, written);
+    let conv_0: Vec<&AttributionRow> = stored.iter().filter(|r| r.conversion_id == "conv-0").collect();
+    assert!(conv_0.iter().all(|r| r.weight == 1.0 / 3.0), "{conv_0:?}");
     assert_eq!(store.attributions(b, Some("linear")).await.expect("other").len(), 900, "the other account is untouched");
 }
 
