@@ -305,6 +305,9 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_account(&self, a: &Account) -> Result<()> {
+        // Every write of this process takes its turn, or the aggregator's queued writers could
+        // keep the lock past this one's busy timeout.
+        let _turn = self.write_turn.lock().await;
         sqlx::query(&format!(
             "INSERT INTO accounts (id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
              time_decay_half_life_days, session_timeout_minutes, anonymize_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -328,6 +331,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, k: &ApiKey) -> Result<()> {
+        let _turn = self.write_turn.lock().await;
         sqlx::query(&format!(
             "INSERT INTO api_keys (account_id, kind, key_hash, prefix, revoked_at) VALUES (?, ?, ?, ?, CASE WHEN ? THEN {NOW} END) \
              ON CONFLICT (key_hash) DO NOTHING"
@@ -343,6 +347,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_keys(&self, account_id: Uuid, kind: KeyKind, keep_hash: Option<&str>) -> Result<u64> {
+        let _turn = self.write_turn.lock().await;
         let r = sqlx::query(&format!(
             "UPDATE api_keys SET revoked_at = {NOW} WHERE account_id = ? AND kind = ? AND revoked_at IS NULL AND (? IS NULL OR key_hash <> ?)"
         ))
@@ -356,6 +361,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_campaign(&self, c: &Campaign) -> Result<()> {
+        let _turn = self.write_turn.lock().await;
         sqlx::query(&format!(
             "INSERT INTO marketing_campaigns (account_id, id, name, timezone, start_date, end_date) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (account_id, id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone, \
@@ -373,6 +379,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_advertisement(&self, ad: &Advertisement) -> Result<()> {
+        let _turn = self.write_turn.lock().await;
         sqlx::query(&format!(
             "INSERT INTO advertisements (account_id, id, campaign_id, channel_id, title) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (account_id, id) DO UPDATE SET campaign_id = excluded.campaign_id, channel_id = excluded.channel_id, \
@@ -389,6 +396,7 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_link(&self, l: &Link) -> Result<()> {
+        let _turn = self.write_turn.lock().await;
         sqlx::query(&format!(
             "INSERT INTO links (account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, \
              campaign_id, advertisement_id, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CASE WHEN ? THEN {NOW} END) \
@@ -545,8 +553,8 @@ impl Store for SqliteStore {
     async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64> {
         let mut n = 0;
         // SQLite has one writer at a time and this transaction writes first, so concurrent
-        // publishers wait for each other (busy timeout) and every sum is computed from the
-        // latest partials.
+        // publishers wait for each other (at the write turn, or the busy timeout across
+        // processes) and every sum is computed from the latest partials.
         let (_turn, mut tx) = self.write_tx().await?;
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let mut seen = std::collections::HashMap::new();
