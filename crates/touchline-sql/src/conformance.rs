@@ -385,6 +385,47 @@ pub async fn partials_publish_sums(store: &dyn Store) {
     assert_eq!(c3.roas, Some(0.5));
 }
 
+/// Eight partitions write their results at once, as the aggregator's partition tasks do:
+/// every write succeeds, nothing is lost to the interleaving, and each published sum adds up
+/// every partition's share. Each partition writes a first attribution set per conversion,
+/// then replaces half of them, then its partial of one shared cell.
+pub async fn concurrent_result_writes(store: Arc<dyn Store>) {
+    let (a, _) = two_accounts(store.as_ref()).await;
+    let writers: Vec<_> = (0..8)
+        .map(|p: i32| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let set = |c: i32, version, touches: std::ops::Range<i32>| -> Vec<AttributionRow> {
+                    let w = 1.0 / touches.len() as f64;
+                    touches.map(|t| attribution(a, &format!("p{p}-c{c}"), &format!("t{t}"), "linear", version, w)).collect()
+                };
+                let first: Vec<AttributionRow> = (0..40).flat_map(|c| set(c, 1, 0..3)).collect();
+                store.upsert_attributions(&first).await.expect("first sets");
+                let replaced: Vec<AttributionRow> = (0..40).step_by(2).flat_map(|c| set(c, 2, 2..4)).collect();
+                store.upsert_attributions(&replaced).await.expect("replacements");
+                let impressions = i64::from(p + 1) * 100;
+                store.publish_partials(&[partial(a, "shared", p, impressions, 0, "0", "0", "0")]).await.expect("partial");
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    let stored = store.attributions(a, Some("linear")).await.expect("read");
+    // Per partition: 20 sets replaced by 2 touches, 20 kept with 3.
+    assert_eq!(stored.len(), 8 * (20 * 2 + 20 * 3));
+    for p in 0..8 {
+        let touches = |c: i32| -> Vec<(String, i64)> {
+            stored.iter().filter(|r| r.conversion_id == format!("p{p}-c{c}")).map(|r| (r.touchpoint_id.clone(), r.version)).collect()
+        };
+        assert_eq!(touches(0), vec![("t2".to_owned(), 2), ("t3".to_owned(), 2)], "partition {p}");
+        assert_eq!(touches(1), vec![("t0".to_owned(), 1), ("t1".to_owned(), 1), ("t2".to_owned(), 1)], "partition {p}");
+    }
+    let rows = store.daily_metrics(a, date(21), date(21)).await.expect("read");
+    // 100 + 200 + … + 800.
+    assert_eq!(rows.iter().find(|r| r.campaign_id == "shared").map(|r| r.impressions), Some(3600));
+}
+
 /// Shared aggregator checkpoints: epochs grow per take-over, a save under a superseded epoch
 /// is refused and leaves the newer owner's checkpoint alone, clear keeps the epoch.
 pub async fn checkpoints_fence_old_owners(store: &dyn Store) {

@@ -32,6 +32,10 @@ pub enum StoreError {
     BadUrl(String),
     #[error("{0}")]
     Invalid(String),
+    /// The transaction that held this write was cancelled before it committed, so nothing
+    /// of it was written; writing again succeeds.
+    #[error("the transaction holding this write was cancelled before it committed")]
+    Cancelled,
 }
 
 impl StoreError {

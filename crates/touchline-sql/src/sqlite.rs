@@ -17,6 +17,10 @@ use crate::pg::{
 };
 use crate::*;
 
+mod group;
+
+use group::{ResultWrite, WriteQueue};
+
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 pub struct SqliteStore {
@@ -27,6 +31,8 @@ pub struct SqliteStore {
     /// left the lock idle between transactions and the unlucky ones timed out. Other
     /// processes (a CLI beside the server) still meet the busy timeout.
     write_turn: tokio::sync::Mutex<()>,
+    /// Result writes waiting for the next transaction (see [`group`]).
+    queue: WriteQueue,
 }
 
 /// A write transaction and the turn that admits it; the turn is released when both drop.
@@ -84,7 +90,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        Ok(SqliteStore { pool, write_turn: tokio::sync::Mutex::new(()) })
+        Ok(SqliteStore { pool, write_turn: tokio::sync::Mutex::new(()), queue: WriteQueue::default() })
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -188,6 +194,149 @@ async fn delete_dropped_touches(tx: &mut sqlx::Transaction<'static, Sqlite>, acc
     q.push(" AND a.conversion_id = n.conversion_id AND a.attribution_model = n.attribution_model AND a.version < n.version)");
     q.build().execute(&mut **tx).await?;
     Ok(())
+}
+
+/// Upserts attribution sets: sets older than what is stored are dropped, newer ones replace
+/// the stored set (see [`delete_dropped_touches`]).
+async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[AttributionRow]) -> Result<u64> {
+    let mut n = 0;
+    for (account, rows) in by_account(rows, |r| r.account_id) {
+        let rows = dedup_attr(newest_versions(&rows));
+        let acct = account.to_string();
+        for chunk in rows.chunks(CHUNK) {
+            // Stored versions of these conversions in one query: sets older than what is
+            // stored are dropped, newer ones overwrite it touch by touch.
+            let mut conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
+            conv.sort_unstable();
+            conv.dedup();
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions WHERE account_id = ");
+            q.push_bind(acct.clone());
+            q.push(" AND conversion_id IN (");
+            let mut sep = q.separated(", ");
+            for c in &conv {
+                sep.push_bind(c.to_string());
+            }
+            q.push(") GROUP BY conversion_id, attribution_model");
+            let stored: std::collections::HashMap<(String, String), i64> =
+                q.build_query_as::<(String, String, i64)>().fetch_all(&mut **tx).await?.into_iter().map(|(c, m, v)| ((c, m), v)).collect();
+            let mut fresh: Vec<&AttributionRow> = Vec::with_capacity(chunk.len());
+            let mut superseded: Vec<(&str, &str, i64)> = Vec::new();
+            for r in chunk {
+                let v = stored.get(&(r.conversion_id.clone(), r.attribution_model.clone())).copied();
+                if v.is_none_or(|v| v <= r.version) {
+                    if v.is_some_and(|v| v < r.version) {
+                        superseded.push((r.conversion_id.as_str(), r.attribution_model.as_str(), r.version));
+                    }
+                    fresh.push(r);
+                }
+            }
+            superseded.sort_unstable();
+            superseded.dedup();
+            if fresh.is_empty() {
+                continue;
+            }
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
+            qb.push_values(&fresh, |mut b, r| {
+                b.push_bind(r.account_id.to_string())
+                    .push_bind(r.conversion_id.clone())
+                    .push_bind(r.touchpoint_id.clone())
+                    .push_bind(r.attribution_model.clone())
+                    .push_bind(r.version)
+                    .push_bind(r.campaign_id.clone())
+                    .push_bind(r.advertisement_id.clone())
+                    .push_bind(r.customer_id.clone())
+                    .push_bind(r.touchpoint_type.clone())
+                    .push_bind(r.touchpoint_timestamp.map(ts))
+                    .push_bind(r.channel_id.clone())
+                    .push_bind(ts(r.conversion_time))
+                    .push_bind(r.conversion_value.map(dec))
+                    .push_bind(r.currency.clone())
+                    .push_bind(r.weight)
+                    .push_bind(dec(r.attributed_revenue));
+            });
+            let unchanged =
+                ATTR_UPDATE.iter().map(|c| format!("campaign_attributions.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+            qb.push(format!(
+                " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = {NOW} \
+                 WHERE campaign_attributions.version <= excluded.version AND NOT ({unchanged})",
+                set_excluded(&ATTR_UPDATE).replace("EXCLUDED.", "excluded."),
+            ));
+            qb.build().execute(&mut **tx).await?;
+            delete_dropped_touches(tx, &acct, &superseded).await?;
+            n += fresh.len() as u64;
+        }
+    }
+    Ok(n)
+}
+
+/// Upserts partial metrics and publishes the sums of the cells they touch.
+async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[PartialRow]) -> Result<u64> {
+    let mut n = 0;
+    // SQLite has one writer at a time and this transaction writes first, so concurrent
+    // publishers wait for each other (at the write turn, or the busy timeout across
+    // processes) and every sum is computed from the latest partials.
+    for (account, rows) in by_account(rows, |r| r.account_id) {
+        let mut seen = std::collections::HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
+        }
+        let mut keep: Vec<usize> = seen.into_values().collect();
+        keep.sort_unstable();
+        let rows: Vec<&PartialRow> = keep.into_iter().map(|i| rows[i]).collect();
+        for chunk in rows.chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_metric_partials ({PARTIAL_COLS}) "));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.account_id.to_string())
+                    .push_bind(r.campaign_id.clone())
+                    .push_bind(r.advertisement_id.clone())
+                    .push_bind(r.metric_date.to_string())
+                    .push_bind(r.partition)
+                    .push_bind(r.impressions)
+                    .push_bind(r.clicks)
+                    .push_bind(r.reach)
+                    .push_bind(r.engagements)
+                    .push_bind(r.sessions)
+                    .push_bind(dec(r.conversions))
+                    .push_bind(dec(r.revenue))
+                    .push_bind(dec(r.cost))
+                    .push_bind(r.reported_impressions)
+                    .push_bind(r.reported_clicks)
+                    .push_bind(i64::from(r.epoch));
+            });
+            // A write of an earlier epoch (a previous owner of the partition) is ignored.
+            qb.push(format!(
+                " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = {NOW} \
+                 WHERE campaign_metric_partials.epoch <= excluded.epoch",
+                set_excluded(&PARTIAL_UPDATE).replace("EXCLUDED.", "excluded.")
+            ));
+            qb.build().execute(&mut **tx).await?;
+            let mut cells: Vec<(String, String, String)> =
+                chunk.iter().map(|r| (r.campaign_id.clone(), r.advertisement_id.clone(), r.metric_date.to_string())).collect();
+            cells.sort_unstable();
+            cells.dedup();
+            let mut pb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
+            pb.push_bind(account.to_string());
+            pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
+            pb.push_values(&cells, |mut b, (c, a, d)| {
+                b.push_bind(c.clone()).push_bind(a.clone()).push_bind(d.clone());
+            });
+            let unchanged = PUBLISHED_UPDATE
+                .iter()
+                .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            pb.push(format!(
+                ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
+                 ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
+                set_excluded(&PUBLISHED_UPDATE).replace("EXCLUDED.", "excluded.")
+            ));
+            pb.build().execute(&mut **tx).await?;
+            n += chunk.len() as u64;
+        }
+    }
+    Ok(n)
 }
 
 #[async_trait]
@@ -471,153 +620,11 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
-        let mut n = 0;
-        let (_turn, mut tx) = self.write_tx().await?;
-        for (account, rows) in by_account(rows, |r| r.account_id) {
-            let rows = dedup_attr(newest_versions(&rows));
-            let acct = account.to_string();
-            for chunk in rows.chunks(CHUNK) {
-                // Stored versions of these conversions in one query: sets older than what is
-                // stored are dropped, newer ones overwrite it touch by touch.
-                let mut conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
-                conv.sort_unstable();
-                conv.dedup();
-                let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                    "SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions WHERE account_id = ",
-                );
-                q.push_bind(acct.clone());
-                q.push(" AND conversion_id IN (");
-                let mut sep = q.separated(", ");
-                for c in &conv {
-                    sep.push_bind(c.to_string());
-                }
-                q.push(") GROUP BY conversion_id, attribution_model");
-                let stored: std::collections::HashMap<(String, String), i64> = q
-                    .build_query_as::<(String, String, i64)>()
-                    .fetch_all(&mut *tx)
-                    .await?
-                    .into_iter()
-                    .map(|(c, m, v)| ((c, m), v))
-                    .collect();
-                let mut fresh: Vec<&AttributionRow> = Vec::with_capacity(chunk.len());
-                let mut superseded: Vec<(&str, &str, i64)> = Vec::new();
-                for r in chunk {
-                    let v = stored.get(&(r.conversion_id.clone(), r.attribution_model.clone())).copied();
-                    if v.is_none_or(|v| v <= r.version) {
-                        if v.is_some_and(|v| v < r.version) {
-                            superseded.push((r.conversion_id.as_str(), r.attribution_model.as_str(), r.version));
-                        }
-                        fresh.push(r);
-                    }
-                }
-                superseded.sort_unstable();
-                superseded.dedup();
-                if fresh.is_empty() {
-                    continue;
-                }
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
-                qb.push_values(&fresh, |mut b, r| {
-                    b.push_bind(r.account_id.to_string())
-                        .push_bind(r.conversion_id.clone())
-                        .push_bind(r.touchpoint_id.clone())
-                        .push_bind(r.attribution_model.clone())
-                        .push_bind(r.version)
-                        .push_bind(r.campaign_id.clone())
-                        .push_bind(r.advertisement_id.clone())
-                        .push_bind(r.customer_id.clone())
-                        .push_bind(r.touchpoint_type.clone())
-                        .push_bind(r.touchpoint_timestamp.map(ts))
-                        .push_bind(r.channel_id.clone())
-                        .push_bind(ts(r.conversion_time))
-                        .push_bind(r.conversion_value.map(dec))
-                        .push_bind(r.currency.clone())
-                        .push_bind(r.weight)
-                        .push_bind(dec(r.attributed_revenue));
-                });
-                let unchanged =
-                    ATTR_UPDATE.iter().map(|c| format!("campaign_attributions.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
-                qb.push(format!(
-                    " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = {NOW} \
-                     WHERE campaign_attributions.version <= excluded.version AND NOT ({unchanged})",
-                    set_excluded(&ATTR_UPDATE).replace("EXCLUDED.", "excluded."),
-                ));
-                qb.build().execute(&mut *tx).await?;
-                delete_dropped_touches(&mut tx, &acct, &superseded).await?;
-                n += fresh.len() as u64;
-            }
-        }
-        tx.commit().await?;
-        Ok(n)
+        self.write_grouped(ResultWrite::Attributions(rows.to_vec())).await
     }
 
     async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64> {
-        let mut n = 0;
-        // SQLite has one writer at a time and this transaction writes first, so concurrent
-        // publishers wait for each other (at the write turn, or the busy timeout across
-        // processes) and every sum is computed from the latest partials.
-        let (_turn, mut tx) = self.write_tx().await?;
-        for (account, rows) in by_account(rows, |r| r.account_id) {
-            let mut seen = std::collections::HashMap::new();
-            for (i, r) in rows.iter().enumerate() {
-                seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
-            }
-            let mut keep: Vec<usize> = seen.into_values().collect();
-            keep.sort_unstable();
-            let rows: Vec<&PartialRow> = keep.into_iter().map(|i| rows[i]).collect();
-            for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_metric_partials ({PARTIAL_COLS}) "));
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.account_id.to_string())
-                        .push_bind(r.campaign_id.clone())
-                        .push_bind(r.advertisement_id.clone())
-                        .push_bind(r.metric_date.to_string())
-                        .push_bind(r.partition)
-                        .push_bind(r.impressions)
-                        .push_bind(r.clicks)
-                        .push_bind(r.reach)
-                        .push_bind(r.engagements)
-                        .push_bind(r.sessions)
-                        .push_bind(dec(r.conversions))
-                        .push_bind(dec(r.revenue))
-                        .push_bind(dec(r.cost))
-                        .push_bind(r.reported_impressions)
-                        .push_bind(r.reported_clicks)
-                        .push_bind(i64::from(r.epoch));
-                });
-                // A write of an earlier epoch (a previous owner of the partition) is ignored.
-                qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date, partition) DO UPDATE SET {}, updated_at = {NOW} \
-                     WHERE campaign_metric_partials.epoch <= excluded.epoch",
-                    set_excluded(&PARTIAL_UPDATE).replace("EXCLUDED.", "excluded.")
-                ));
-                qb.build().execute(&mut *tx).await?;
-                let mut cells: Vec<(String, String, String)> =
-                    chunk.iter().map(|r| (r.campaign_id.clone(), r.advertisement_id.clone(), r.metric_date.to_string())).collect();
-                cells.sort_unstable();
-                cells.dedup();
-                let mut pb: QueryBuilder<Sqlite> =
-                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
-                pb.push_bind(account.to_string());
-                pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
-                pb.push_values(&cells, |mut b, (c, a, d)| {
-                    b.push_bind(c.clone()).push_bind(a.clone()).push_bind(d.clone());
-                });
-                let unchanged = PUBLISHED_UPDATE
-                    .iter()
-                    .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                pb.push(format!(
-                    ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
-                     ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
-                    set_excluded(&PUBLISHED_UPDATE).replace("EXCLUDED.", "excluded.")
-                ));
-                pb.build().execute(&mut *tx).await?;
-                n += chunk.len() as u64;
-            }
-        }
-        tx.commit().await?;
-        Ok(n)
+        self.write_grouped(ResultWrite::Partials(rows.to_vec())).await
     }
 
     async fn link_click_counts(&self, account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {

@@ -92,6 +92,12 @@ async fn partials_publish_sums() {
     conformance::partials_publish_sums(s.as_ref()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_result_writes() {
+    let (_d, s) = fresh().await;
+    conformance::concurrent_result_writes(s).await;
+}
+
 #[tokio::test]
 async fn checkpoints_fence_old_owners() {
     let (_d, s) = fresh().await;
