@@ -18,7 +18,9 @@
 //! snapshot taken at an earlier flush and the offsets of every flush since. Restoring one
 //! restores the base and feeds the records between those offsets to the engine again,
 //! flushing at each (see `replay.rs`), so a checkpoint between two bases costs a few hundred
-//! bytes instead of the whole state.
+//! bytes instead of the whole state. The last of those flushes computes the checkpoint's
+//! outbox again, so such a checkpoint stores none; one whose state is a snapshot (in it, or
+//! a base taken at its own flush) does.
 //!
 //! Files are replaced atomically (write to a temporary file, fsync, rename, fsync the
 //! directory). File format: one JSON header line `{"v":2,"epoch":E,"offsets":{…},"snapshot_len":N,

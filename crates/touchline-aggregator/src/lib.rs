@@ -10,7 +10,9 @@
 //! The checkpoint of a partition holds the engine snapshot, the next offset of every topic and
 //! the *outbox* (the output of the flush that produced the state), saved atomically together
 //! (a file replaced by rename, or one SQL row when instances share checkpoints, see
-//! [`checkpoint`]). On start the runtime restores it, delivers its outbox again, tells the
+//! [`checkpoint`]; between two snapshots the checkpoint holds the offsets that rebuild the
+//! state and its outbox instead, see `replay.rs`). On start the runtime restores it, delivers
+//! its outbox again, tells the
 //! sinks where it resumes ([`Sink::resume`]: a sink that cannot ignore a row written twice,
 //! the Parquet warehouse, drops what it holds at or past those offsets) and resumes from its
 //! offsets, so state, position and sinks never disagree. A flush writes raw rows
@@ -418,13 +420,14 @@ impl Aggregator {
         let mut catalog_version = self.catalog.snapshot().version;
         let (mut engine, mut chain, mut offsets) = match self.checkpoints.load(p).await.map_err(AggError::Checkpoint)? {
             Some(c) => {
-                let (e, chain) = self.restore_state(p, cfg, &c).await?;
-                tracing::info!(partition = p, epoch, outbox = c.outbox.is_some(), "restored checkpoint");
+                let restored = self.restore_state(p, cfg, &c).await?;
                 // The previous owner may have died before (or while) delivering it.
-                if let Some(out) = &c.outbox {
+                let outbox = c.outbox.or(restored.last_output).filter(|o| !o.is_empty());
+                tracing::info!(partition = p, epoch, outbox = outbox.is_some(), "restored checkpoint");
+                if let Some(out) = &outbox {
                     self.deliver(p, epoch, out, &shutdown).await?;
                 }
-                (e, chain, c.offsets)
+                (restored.engine, restored.chain, c.offsets)
             }
             None => {
                 let mut offsets = BTreeMap::new();
@@ -616,14 +619,18 @@ impl Aggregator {
         outbox: Option<Flush>,
     ) -> Result<Option<Flush>, AggError> {
         let state = self.checkpoint_state(p, epoch, engine, offsets, chain, records).await?;
-        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: state.snapshot, replay: state.replay, outbox };
+        // A restore recomputes the output of a flush on a chain (see `replay.rs`); only a
+        // checkpoint whose state is a snapshot must store it.
+        let recomputed = state.replay.as_ref().is_some_and(|r| !r.flushes.is_empty());
+        let (stored, kept) = if recomputed { (None, outbox) } else { (outbox, None) };
+        let cp = checkpoint::Checkpoint { epoch, offsets: offsets.clone(), snapshot: state.snapshot, replay: state.replay, outbox: stored };
         let saving = Instant::now();
         self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
         self.stats.stages.add(Stage::Checkpoint, saving.elapsed());
         if let (Some(base), Some(replay)) = (&state.new_base, &cp.replay) {
             self.settle_base(p, base, &replay.from).await?;
         }
-        Ok(cp.outbox)
+        Ok(cp.outbox.or(kept))
     }
 
     /// Delivers a checkpoint's outbox: results to every sink, re-key records to the bus.

@@ -8,8 +8,10 @@
 //! flushes), and the checkpoints in between list the offsets of their flushes ([`Replay`]).
 //! The log already holds the records in between. A restore restores the base, feeds those
 //! records to the engine again and flushes where the first run flushed, discarding the
-//! output: it was delivered when it first happened, and the last checkpoint's outbox is
-//! delivered again as always. The watermark moves only at flushes, so every record fed again
+//! output, which was delivered when it first happened, except the last flush's: that is the
+//! checkpoint's outbox, delivered again as always. So a checkpoint on a chain does not store
+//! its outbox (the whole flush output, often larger than everything else a checkpoint holds):
+//! the restore computes it again. The watermark moves only at flushes, so every record fed again
 //! is judged late or not as it first was; within one flush the engine's results do not depend
 //! on the order records arrive in, so the topics are fed one after the other.
 //! `tests/partitions_sim.rs` checks the rebuilt state against an uninterrupted run under
@@ -20,6 +22,7 @@
 //!  ────────┬────────────────────┬───────────────────┬───────────────────┬──────▶ offsets
 //!          B                    C1                  C2                  C3
 //!  restore(3) = restore(base), feed [B, C1), flush, feed [C1, C2), flush, feed [C2, C3), flush
+//!                                                                                   └─ outbox
 //! ```
 //!
 //! Retention: the base's offsets are committed to the bus under the group `{group}.base`, so a
@@ -31,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use touchline_engine::{Engine, EngineConfig};
+use touchline_engine::{Engine, EngineConfig, Flush};
 
 use crate::checkpoint::{crc, Checkpoint, Replay};
 use crate::{decode, feed, AggError, Aggregator, Stage, INPUT_TOPICS};
@@ -52,6 +55,14 @@ impl Chain {
     fn older_than(&self, secs: u64) -> bool {
         u64::try_from(now_ms().saturating_sub(self.replay.based_at_ms)).unwrap_or(0) / 1000 >= secs
     }
+}
+
+/// A partition's state rebuilt from its checkpoint.
+pub(crate) struct Restored {
+    pub(crate) engine: Engine,
+    pub(crate) chain: Option<Chain>,
+    /// The output of the checkpoint's own flush, computed again by the replay of a chain.
+    pub(crate) last_output: Option<Flush>,
 }
 
 /// The state part of a checkpoint: a snapshot in it, or a replay of a stored base.
@@ -143,11 +154,13 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Rebuilds the engine of a saved checkpoint, and the chain the next checkpoints extend.
-    pub(crate) async fn restore_state(&self, p: u32, cfg: EngineConfig, c: &Checkpoint) -> Result<(Engine, Option<Chain>), AggError> {
+    /// Rebuilds the engine of a saved checkpoint, the chain the next checkpoints extend, and
+    /// the output of the checkpoint's flush when the replay computed it again (see the module
+    /// docs) rather than the checkpoint storing it.
+    pub(crate) async fn restore_state(&self, p: u32, cfg: EngineConfig, c: &Checkpoint) -> Result<Restored, AggError> {
         let Some(replay) = &c.replay else {
             let engine = Engine::restore(cfg, &c.snapshot).map_err(|e| AggError::Engine(e.to_string()))?;
-            return Ok((engine, None));
+            return Ok(Restored { engine, chain: None, last_output: None });
         };
         let base = self.checkpoints.load_base(p, &replay.base).await.map_err(AggError::Checkpoint)?;
         if !replay.matches_base(&base) {
@@ -157,31 +170,33 @@ impl Aggregator {
             )));
         }
         let mut engine = Engine::restore(cfg, &base).map_err(|e| AggError::Engine(e.to_string()))?;
-        let records = self.feed_again(p, &mut engine, replay).await?;
+        let (records, last_output) = self.feed_again(p, &mut engine, replay).await?;
         self.stats.records_fed_again.fetch_add(records, Ordering::Relaxed);
         tracing::info!(partition = p, base = %replay.base, flushes = replay.flushes.len(), records, "rebuilt the state from its base");
-        Ok((engine, Some(Chain { replay: replay.clone(), records })))
+        Ok(Restored { engine, chain: Some(Chain { replay: replay.clone(), records }), last_output })
     }
 
-    /// Feeds the records of every flush of `replay` to `engine` again, flushing after each and
-    /// discarding what it outputs. Returns how many records were fed.
-    async fn feed_again(&self, p: u32, engine: &mut Engine, replay: &Replay) -> Result<u64, AggError> {
+    /// Feeds the records of every flush of `replay` to `engine` again, flushing after each.
+    /// Returns how many records were fed and the last flush's output; the others' are
+    /// discarded.
+    async fn feed_again(&self, p: u32, engine: &mut Engine, replay: &Replay) -> Result<(u64, Option<Flush>), AggError> {
         self.check_retained(p, replay).await?;
         let mut at = replay.from.clone();
         let mut fed = 0u64;
+        let mut last_output = None;
         for until in &replay.flushes {
             let mut max_received: Option<DateTime<Utc>> = None;
             for t in INPUT_TOPICS {
                 let (from, end) = (at.get(t).copied().unwrap_or(0), until.get(t).copied().unwrap_or(0));
                 fed += self.feed_range(p, t, from, end, engine, &mut max_received).await?;
             }
-            engine.flush();
+            last_output = Some(engine.flush());
             if let Some(w) = max_received {
                 engine.advance_watermark(w);
             }
             at.clone_from(until);
         }
-        Ok(fed)
+        Ok((fed, last_output))
     }
 
     /// Fails, naming what is missing, when retention removed records `replay` feeds again.

@@ -4,7 +4,9 @@
 //! checkpoint and replay — in orders chosen by proptest. A checkpoint holds either a full
 //! snapshot or, as the runtime writes between full snapshots, the last full snapshot plus the
 //! offsets of every flush since: restoring one re-reads those records, flushing at each
-//! recorded offset and discarding the output (its sink writes and transfers already happened). Whatever the schedule,
+//! recorded offset and discarding the output (its sink writes and transfers already happened),
+//! except the last flush's, which is the checkpoint's outbox: only a full snapshot stores its
+//! outbox, a checkpoint between snapshots has it computed again. Whatever the schedule,
 //! what the sinks end up holding (newest attribution version per conversion and model, newest
 //! epoch's partial per partition and cell) must equal one engine that saw every record.
 //!
@@ -41,7 +43,9 @@ struct Part {
     epoch: u64,
 }
 
-/// A full snapshot at `base_offsets`, the offsets of each flush since, the last flush's output.
+/// A full snapshot at `base_offsets`, the offsets of each flush since, and the output of the
+/// flush that took the snapshot while no flush followed it (the replay of the last flush
+/// recomputes it once one has).
 #[derive(Clone)]
 struct Checkpoint {
     base: Vec<u8>,
@@ -166,8 +170,8 @@ impl Sim {
         }
     }
 
-    /// `flush_cycle`: flush → checkpoint (a full snapshot when `full`, else the flush's
-    /// offsets appended to the last one; and the flush's output as outbox) → deliver the
+    /// `flush_cycle`: flush → checkpoint (a full snapshot and the flush's output as outbox when
+    /// `full`, else the flush's offsets appended to the last one) → deliver the
     /// outbox (sinks, then transfers). `stop` cuts it short like a crash would: 0 before the
     /// checkpoint, 1 after it, 2 after the sink write, 3 never.
     fn flush(&mut self, p: usize, stop: u8, full: bool) {
@@ -180,10 +184,11 @@ impl Sim {
         if full {
             (c.base, c.base_offsets) = (part.engine.snapshot(), part.offsets);
             c.flushes.clear();
+            c.outbox = Some(out.clone());
         } else {
             c.flushes.push(part.offsets);
+            c.outbox = None;
         }
-        c.outbox = Some(out.clone());
         if stop > 1 {
             self.deliver(p, &out, stop > 2);
         }
@@ -208,6 +213,7 @@ impl Sim {
         part.engine = Engine::restore(cfg(p as u32), &c.base).unwrap();
         part.offsets = c.base_offsets;
         // Each recorded flush again, a queue at a time (not in the original interleaving).
+        let mut last_output = None;
         for until in &c.flushes {
             for (q, &end) in until.iter().enumerate() {
                 for m in &part.queues[q][part.offsets[q]..end] {
@@ -215,10 +221,10 @@ impl Sim {
                 }
                 part.offsets[q] = end;
             }
-            part.engine.flush();
+            last_output = Some(part.engine.flush());
         }
         part.epoch += 1;
-        if let Some(out) = part.checkpoint.outbox.clone() {
+        if let Some(out) = part.checkpoint.outbox.clone().or(last_output) {
             self.deliver(p, &out, true);
         }
     }

@@ -284,10 +284,16 @@ async fn partitions_moving_between_instances_give_the_same_results() {
     );
 }
 
-/// File checkpoints whose saves fail while `fail` is above zero (counting down).
+/// File checkpoints whose saves fail while `fail` is above zero (counting down). While
+/// `fail_after_chain_save` is above zero, a checkpoint between snapshots is saved and then
+/// reported failed, as when the process dies right after the save: its outbox is never
+/// delivered by the run that made it.
 struct FlakyCheckpoints {
     inner: FileCheckpoints,
     fail: std::sync::atomic::AtomicU32,
+    fail_after_chain_save: std::sync::atomic::AtomicU32,
+    /// Chain checkpoints saved without their outbox, counted while failing after the save.
+    outboxes_left_to_recompute: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait]
@@ -303,7 +309,15 @@ impl touchline_aggregator::CheckpointStore for FlakyCheckpoints {
         if self.fail.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             return Err(format!("injected failure saving partition {partition}"));
         }
-        self.inner.save(partition, c).await
+        self.inner.save(partition, c).await?;
+        let on_chain = c.replay.as_ref().is_some_and(|r| !r.flushes.is_empty());
+        if on_chain && self.fail_after_chain_save.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            if c.outbox.is_none() {
+                self.outboxes_left_to_recompute.fetch_add(1, Ordering::SeqCst);
+            }
+            return Err(format!("injected failure after saving partition {partition}"));
+        }
+        Ok(())
     }
     async fn clear(&self) -> Result<(), String> {
         self.inner.clear().await
@@ -335,7 +349,12 @@ async fn a_failed_partition_restarts_from_its_checkpoint() {
     let log = EmbeddedLog::open(dir.path().join("log"), cfg).await.unwrap();
     let st = store(dir.path(), "flaky.db").await;
     let catalog = touchline_sql::CatalogCache::load(st.clone(), Duration::from_secs(60)).await.unwrap();
-    let checkpoints = Arc::new(FlakyCheckpoints { inner: FileCheckpoints { dir: dir.path().join("state") }, fail: 0.into() });
+    let checkpoints = Arc::new(FlakyCheckpoints {
+        inner: FileCheckpoints { dir: dir.path().join("state") },
+        fail: 0.into(),
+        fail_after_chain_save: 0.into(),
+        outboxes_left_to_recompute: 0.into(),
+    });
     let agg = aggregator(log.clone() as Arc<dyn Bus>, &st, catalog, checkpoints.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let run = tokio::spawn(agg.clone().run(stop_rx, false));
@@ -357,4 +376,44 @@ async fn a_failed_partition_restarts_from_its_checkpoint() {
     // Every stored attribution row came out of a flush (some of them more than once).
     let produced = agg.stats.attribution_rows.load(std::sync::atomic::Ordering::Relaxed);
     assert!(produced >= got.1.len() as u64, "{produced} attribution rows produced, {} stored", got.1.len());
+}
+
+/// A checkpoint between snapshots stores no outbox: the restore computes it again from the
+/// replay of the checkpoint's last flush. Here two partitions stop right after such a save,
+/// before delivering anything, so their flush's results reach the store only through that
+/// recomputation; the results must still equal the uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_not_delivered_before_a_failure_is_recomputed_on_restart() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig { partitions: 4, retention_check_secs: 0, ..LogConfig::default() };
+    let waves = [wave(0), wave(1), wave(2)];
+
+    let expected = reference(dir.path(), &cfg, &waves).await;
+
+    let log = EmbeddedLog::open(dir.path().join("log"), cfg).await.unwrap();
+    let st = store(dir.path(), "lost.db").await;
+    let catalog = touchline_sql::CatalogCache::load(st.clone(), Duration::from_secs(60)).await.unwrap();
+    let checkpoints = Arc::new(FlakyCheckpoints {
+        inner: FileCheckpoints { dir: dir.path().join("state") },
+        fail: 0.into(),
+        fail_after_chain_save: 0.into(),
+        outboxes_left_to_recompute: 0.into(),
+    });
+    let agg = aggregator(log.clone() as Arc<dyn Bus>, &st, catalog, checkpoints.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn(agg.clone().run(stop_rx, false));
+    append(&log, &waves[0]).await;
+    wait_caught_up(&log).await;
+    checkpoints.fail_after_chain_save.store(2, Ordering::SeqCst);
+    append(&log, &waves[1]).await;
+    append(&log, &waves[2]).await;
+    wait_caught_up(&log).await;
+    stop_tx.send(true).unwrap();
+    run.await.unwrap().expect("the aggregator keeps running through partition failures");
+    assert_eq!(agg.stats.partition_failures.load(Ordering::Relaxed), 2, "two partition tasks failed and restarted");
+    assert_eq!(checkpoints.outboxes_left_to_recompute.load(Ordering::SeqCst), 2, "both checkpoints were saved without their outbox");
+    let got = results(st.as_ref()).await;
+    assert_eq!(got.0, expected.0, "daily metrics differ from the uninterrupted run");
+    assert_eq!(got.1, expected.1, "attributions differ from the uninterrupted run");
 }
