@@ -8,7 +8,7 @@ for each way of writing them:
 
   upsert   one prepared single-row INSERT ... ON CONFLICT DO UPDATE (what the store's statement does)
   plain    the same INSERT without ON CONFLICT
-  noindex  the upsert without the secondary index campaign_attributions_campaign
+  indexed  the upsert with a secondary index by (account, model, campaign) added, as Postgres has
   floor    the same rows into a table with the same columns and no key or index, in memory:
            Python's and SQLite's least cost per row, which the others include
 
@@ -70,14 +70,14 @@ def run(variant, conversions):
         account = str(uuid.uuid4())
         db.execute("INSERT INTO accounts (id, name) VALUES (?, 'bench')", (account,))
         table = "campaign_attributions"
-        if variant == "noindex":
-            db.execute("DROP INDEX campaign_attributions_campaign")
+        if variant == "indexed":
+            db.execute("CREATE INDEX campaign_attributions_campaign ON campaign_attributions (account_id, attribution_model, campaign_id)")
         if variant == "floor":
             db.execute("ATTACH ':memory:' AS mem")
             db.execute(f"CREATE TABLE mem.floor ({COLS})")
             table = "mem.floor"
         sql = f"INSERT INTO {table} ({COLS}) VALUES ({', '.join('?' * 16)})"
-        if variant in ("upsert", "noindex"):
+        if variant in ("upsert", "indexed"):
             sql += ON_CONFLICT
         rows = attribution_rows(account, conversions)
         started = time.perf_counter()
@@ -91,5 +91,5 @@ def run(variant, conversions):
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 28_000
-    for v in ("upsert", "plain", "noindex", "floor"):
+    for v in ("upsert", "plain", "indexed", "floor"):
         run(v, n)
