@@ -184,13 +184,13 @@ async fn delete_dropped_touches(tx: &mut sqlx::Transaction<'static, Sqlite>, acc
     }
     let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("WITH newer (conversion_id, attribution_model, version) AS (");
     q.push_values(sets, |mut b, (conversion, model, version)| {
-        b.push_bind(conversion.to_string()).push_bind(model.to_string()).push_bind(*version);
+        b.push_bind(*conversion).push_bind(*model).push_bind(*version);
     });
     q.push(
         ") DELETE FROM campaign_attributions WHERE id IN (SELECT a.id FROM newer n CROSS JOIN campaign_attributions a \
          ON a.account_id = ",
     );
-    q.push_bind(account.to_string());
+    q.push_bind(account);
     q.push(" AND a.conversion_id = n.conversion_id AND a.attribution_model = n.attribution_model AND a.version < n.version)");
     q.build().execute(&mut **tx).await?;
     Ok(())
@@ -211,19 +211,20 @@ async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &
             conv.dedup();
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions WHERE account_id = ");
-            q.push_bind(acct.clone());
+            q.push_bind(acct.as_str());
             q.push(" AND conversion_id IN (");
             let mut sep = q.separated(", ");
             for c in &conv {
-                sep.push_bind(c.to_string());
+                sep.push_bind(*c);
             }
             q.push(") GROUP BY conversion_id, attribution_model");
-            let stored: std::collections::HashMap<(String, String), i64> =
-                q.build_query_as::<(String, String, i64)>().fetch_all(&mut **tx).await?.into_iter().map(|(c, m, v)| ((c, m), v)).collect();
+            let fetched: Vec<(String, String, i64)> = q.build_query_as().fetch_all(&mut **tx).await?;
+            let stored: std::collections::HashMap<(&str, &str), i64> =
+                fetched.iter().map(|(c, m, v)| ((c.as_str(), m.as_str()), *v)).collect();
             let mut fresh: Vec<&AttributionRow> = Vec::with_capacity(chunk.len());
             let mut superseded: Vec<(&str, &str, i64)> = Vec::new();
             for r in chunk {
-                let v = stored.get(&(r.conversion_id.clone(), r.attribution_model.clone())).copied();
+                let v = stored.get(&(r.conversion_id.as_str(), r.attribution_model.as_str())).copied();
                 if v.is_none_or(|v| v <= r.version) {
                     if v.is_some_and(|v| v < r.version) {
                         superseded.push((r.conversion_id.as_str(), r.attribution_model.as_str(), r.version));
@@ -238,20 +239,20 @@ async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &
             }
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
             qb.push_values(&fresh, |mut b, r| {
-                b.push_bind(r.account_id.to_string())
-                    .push_bind(r.conversion_id.clone())
-                    .push_bind(r.touchpoint_id.clone())
-                    .push_bind(r.attribution_model.clone())
+                b.push_bind(acct.as_str())
+                    .push_bind(r.conversion_id.as_str())
+                    .push_bind(r.touchpoint_id.as_str())
+                    .push_bind(r.attribution_model.as_str())
                     .push_bind(r.version)
-                    .push_bind(r.campaign_id.clone())
-                    .push_bind(r.advertisement_id.clone())
-                    .push_bind(r.customer_id.clone())
-                    .push_bind(r.touchpoint_type.clone())
+                    .push_bind(r.campaign_id.as_deref())
+                    .push_bind(r.advertisement_id.as_deref())
+                    .push_bind(r.customer_id.as_deref())
+                    .push_bind(r.touchpoint_type.as_deref())
                     .push_bind(r.touchpoint_timestamp.map(ts))
-                    .push_bind(r.channel_id.clone())
+                    .push_bind(r.channel_id.as_deref())
                     .push_bind(ts(r.conversion_time))
                     .push_bind(r.conversion_value.map(dec))
-                    .push_bind(r.currency.clone())
+                    .push_bind(r.currency.as_deref())
                     .push_bind(r.weight)
                     .push_bind(dec(r.attributed_revenue));
             });
