@@ -47,6 +47,11 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// The current time as the column defaults write it (`NOW`).
+fn sqlite_now() -> String {
+    Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::Invalid(format!("bad timestamp {s:?}: {e}")))
 }
@@ -200,6 +205,9 @@ async fn delete_dropped_touches(tx: &mut sqlx::Transaction<'static, Sqlite>, acc
 /// the stored set (see [`delete_dropped_touches`]).
 async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[AttributionRow]) -> Result<u64> {
     let mut n = 0;
+    // Bound once rather than computed by SQLite for each row: the column defaults' strftime
+    // took about a tenth of SQLite's time per row.
+    let now = sqlite_now();
     for (account, rows) in by_account(rows, |r| r.account_id) {
         let rows = dedup_attr(newest_versions(&rows));
         let acct = account.to_string();
@@ -237,7 +245,8 @@ async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &
             if fresh.is_empty() {
                 continue;
             }
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}) "));
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO campaign_attributions ({ATTR_COLS}, created_at, updated_at) "));
             qb.push_values(&fresh, |mut b, r| {
                 b.push_bind(acct.as_str())
                     .push_bind(r.conversion_id.as_str())
@@ -254,12 +263,14 @@ async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &
                     .push_bind(r.conversion_value.map(dec))
                     .push_bind(r.currency.as_deref())
                     .push_bind(r.weight)
-                    .push_bind(dec(r.attributed_revenue));
+                    .push_bind(dec(r.attributed_revenue))
+                    .push_bind(now.as_str())
+                    .push_bind(now.as_str());
             });
             let unchanged =
                 ATTR_UPDATE.iter().map(|c| format!("campaign_attributions.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
             qb.push(format!(
-                " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = {NOW} \
+                " ON CONFLICT (account_id, conversion_id, attribution_model, touchpoint_id) DO UPDATE SET {}, updated_at = excluded.updated_at \
                  WHERE campaign_attributions.version <= excluded.version AND NOT ({unchanged})",
                 set_excluded(&ATTR_UPDATE).replace("EXCLUDED.", "excluded."),
             ));

@@ -88,6 +88,41 @@ async fn wal_mode_and_a_second_reader_while_writing() {
     }
 }
 
+/// Attribution rows carry their write times in the column defaults' format: an update moves
+/// `updated_at` and keeps `created_at`; a row written again unchanged keeps both.
+#[tokio::test]
+async fn attribution_rows_keep_their_write_times() {
+    let (_d, s) = fresh().await;
+    let a = uuid::Uuid::from_u128(0xa);
+    s.upsert_account(&touchline_sql::Account::new(a, "alpha")).await.unwrap();
+    let times = |touch: &'static str| {
+        let s = s.clone();
+        async move {
+            sqlx::query_as::<_, (String, String)>("SELECT created_at, updated_at FROM campaign_attributions WHERE touchpoint_id = ?")
+                .bind(touch)
+                .fetch_one(s.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let first = [conformance::attribution(a, "c1", "t1", "linear", 1, 0.5), conformance::attribution(a, "c1", "t2", "linear", 1, 0.5)];
+    s.upsert_attributions(&first).await.unwrap();
+    let (created, updated) = times("t1").await;
+    assert_eq!(created, updated);
+    // strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), e.g. 2026-12-07T09:00:00.123Z.
+    assert!(created.len() == 24 && created.as_bytes()[10] == b'T' && created.as_bytes()[19] == b'.' && created.ends_with('Z'), "{created}");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // The same set again, as a replay writes it: nothing changes.
+    s.upsert_attributions(&first).await.unwrap();
+    assert_eq!(times("t1").await, (created.clone(), updated.clone()), "a row written again unchanged keeps both times");
+    // Version 2 of the set moves credit from t2 to t1.
+    let second = [conformance::attribution(a, "c1", "t1", "linear", 2, 0.75), conformance::attribution(a, "c1", "t2", "linear", 2, 0.25)];
+    s.upsert_attributions(&second).await.unwrap();
+    let (created_again, updated_again) = times("t1").await;
+    assert_eq!(created_again, created, "an update keeps created_at");
+    assert!(updated_again > updated, "an update moves updated_at: {updated} then {updated_again}");
+}
+
 #[tokio::test]
 async fn raw_entities_insert_once() {
     use serde_json::json;
