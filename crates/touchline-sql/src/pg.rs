@@ -2,12 +2,13 @@
 //! set per transaction (`SET LOCAL ROLE`, `set_config(..., true)`), so row-level security holds
 //! even though the pool connects as the schema owner.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -26,7 +27,12 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore> {
-        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
+        // Statements are prepared once per connection, and after five runs Postgres may keep a
+        // generic plan made while the result tables were still nearly empty: a replay into a
+        // fresh database then deleted replaced attribution rows with a sequential scan per
+        // set, up to 80 s a statement. A plan per run sees the tables as they are now.
+        let options = PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
+        let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
         Ok(PgStore { pool, listener: Mutex::new(None) })
     }
 

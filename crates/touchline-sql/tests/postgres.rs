@@ -208,3 +208,19 @@ async fn row_level_security_isolates_accounts() {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM campaign_performance_metrics").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(n, 2, "without the policy account A would see B's rows");
 }
+
+/// Every pooled connection plans each statement for its parameters and the tables as they
+/// are: a generic plan cached while the result tables were nearly empty made a replay into a
+/// fresh database scan `campaign_attributions` once per replaced set.
+#[tokio::test]
+async fn connections_plan_each_statement_afresh() {
+    let (_d, s) = fresh().await;
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(s.pool().acquire().await.unwrap());
+    }
+    for c in &mut conns {
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(&mut **c).await.unwrap();
+        assert_eq!(mode, "force_custom_plan");
+    }
+}
