@@ -76,25 +76,27 @@ impl PgStore {
     }
 }
 
-pub(crate) fn dedup_metrics<'a>(rows: &[&'a DailyMetricRow]) -> Vec<&'a DailyMetricRow> {
-    // Within one statement a key may appear once; the last row for a key wins.
+/// Within one statement a key may appear once: keeps the last row of each key, in order.
+fn last_per_key<'a, T, K: std::hash::Hash + Eq>(rows: &[&'a T], key: impl Fn(&'a T) -> K) -> Vec<&'a T> {
     let mut seen = std::collections::HashMap::new();
     for (i, r) in rows.iter().enumerate() {
-        seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date), i);
+        seen.insert(key(r), i);
     }
     let mut keep: Vec<usize> = seen.into_values().collect();
     keep.sort_unstable();
     keep.into_iter().map(|i| rows[i]).collect()
 }
 
+pub(crate) fn dedup_metrics<'a>(rows: &[&'a DailyMetricRow]) -> Vec<&'a DailyMetricRow> {
+    last_per_key(rows, |r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date))
+}
+
 pub(crate) fn dedup_attr(rows: Vec<&AttributionRow>) -> Vec<&AttributionRow> {
-    let mut seen = std::collections::HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        seen.insert((r.conversion_id.as_str(), r.attribution_model.as_str(), r.touchpoint_id.as_str()), i);
-    }
-    let mut keep: Vec<usize> = seen.into_values().collect();
-    keep.sort_unstable();
-    keep.into_iter().map(|i| rows[i]).collect()
+    last_per_key(&rows, |r| (r.conversion_id.as_str(), r.attribution_model.as_str(), r.touchpoint_id.as_str()))
+}
+
+pub(crate) fn dedup_partials<'a>(rows: &[&'a PartialRow]) -> Vec<&'a PartialRow> {
+    last_per_key(rows, |r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition))
 }
 
 const METRIC_COLS: &str =
@@ -566,13 +568,7 @@ impl Store for PgStore {
                 .bind(account.to_string())
                 .execute(&mut *tx)
                 .await?;
-            let mut seen = std::collections::HashMap::new();
-            for (i, r) in rows.iter().enumerate() {
-                seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
-            }
-            let mut keep: Vec<usize> = seen.into_values().collect();
-            keep.sort_unstable();
-            let rows: Vec<&PartialRow> = keep.into_iter().map(|i| rows[i]).collect();
+            let rows = dedup_partials(&rows);
             for chunk in rows.chunks(CHUNK) {
                 let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_metric_partials ({PARTIAL_COLS}) "));
                 qb.push_values(chunk, |mut b, r| {

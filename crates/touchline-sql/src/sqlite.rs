@@ -13,7 +13,8 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use uuid::Uuid;
 
 use crate::pg::{
-    dedup_attr, dedup_metrics, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS, PUBLISHED_UPDATE,
+    dedup_attr, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS,
+    PUBLISHED_UPDATE,
 };
 use crate::*;
 
@@ -289,13 +290,7 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
     // publishers wait for each other (at the write turn, or the busy timeout across
     // processes) and every sum is computed from the latest partials.
     for (account, rows) in by_account(rows, |r| r.account_id) {
-        let mut seen = std::collections::HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            seen.insert((r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition), i);
-        }
-        let mut keep: Vec<usize> = seen.into_values().collect();
-        keep.sort_unstable();
-        let rows: Vec<&PartialRow> = keep.into_iter().map(|i| rows[i]).collect();
+        let rows = dedup_partials(&rows);
         for chunk in rows.chunks(CHUNK) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_metric_partials ({PARTIAL_COLS}) "));
             qb.push_values(chunk, |mut b, r| {
