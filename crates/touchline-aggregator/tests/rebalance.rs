@@ -336,10 +336,18 @@ impl touchline_aggregator::CheckpointStore for FlakyCheckpoints {
     }
 }
 
-/// A partition whose task fails (here: checkpoint saves fail) restarts from its checkpoint
-/// after a backoff; the process keeps its other partitions and the results are exact.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_partition_restarts_from_its_checkpoint() {
+/// What a run through injected checkpoint failures left: the aggregator, its checkpoint
+/// store, and the results next to those of an uninterrupted run.
+struct FailureRun {
+    agg: Arc<Aggregator>,
+    checkpoints: Arc<FlakyCheckpoints>,
+    expected: Results,
+    got: Results,
+}
+
+/// Runs three waves through one aggregator; after the first, `arm` sets the failures to
+/// inject. The aggregator runs on until every partition has caught up again.
+async fn run_with_failures(arm: impl FnOnce(&FlakyCheckpoints)) -> FailureRun {
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig { partitions: 4, retention_check_secs: 0, ..LogConfig::default() };
     let waves = [wave(0), wave(1), wave(2)];
@@ -360,21 +368,30 @@ async fn a_failed_partition_restarts_from_its_checkpoint() {
     let run = tokio::spawn(agg.clone().run(stop_rx, false));
     append(&log, &waves[0]).await;
     wait_caught_up(&log).await;
-    // The next two saves fail: the partitions that hit them stop without a checkpoint.
-    checkpoints.fail.store(2, std::sync::atomic::Ordering::SeqCst);
+    arm(&checkpoints);
     append(&log, &waves[1]).await;
     append(&log, &waves[2]).await;
     wait_caught_up(&log).await;
     stop_tx.send(true).unwrap();
     run.await.unwrap().expect("the aggregator keeps running through partition failures");
-    assert_eq!(agg.stats.partition_failures.load(std::sync::atomic::Ordering::Relaxed), 2, "two partition tasks failed and restarted");
-    // The restarted partitions rebuilt their state from a base snapshot and the records after it.
-    assert!(agg.stats.records_fed_again.load(std::sync::atomic::Ordering::Relaxed) > 0, "no state was rebuilt from its base");
     let got = results(st.as_ref()).await;
+    FailureRun { agg, checkpoints, expected, got }
+}
+
+/// A partition whose task fails (here: checkpoint saves fail) restarts from its checkpoint
+/// after a backoff; the process keeps its other partitions and the results are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_partition_restarts_from_its_checkpoint() {
+    use std::sync::atomic::Ordering;
+    // The next two saves fail: the partitions that hit them stop without a checkpoint.
+    let FailureRun { agg, expected, got, .. } = run_with_failures(|c| c.fail.store(2, Ordering::SeqCst)).await;
+    assert_eq!(agg.stats.partition_failures.load(Ordering::Relaxed), 2, "two partition tasks failed and restarted");
+    // The restarted partitions rebuilt their state from a base snapshot and the records after it.
+    assert!(agg.stats.records_fed_again.load(Ordering::Relaxed) > 0, "no state was rebuilt from its base");
     assert_eq!(got.0, expected.0, "daily metrics differ from the uninterrupted run");
     assert_eq!(got.1, expected.1, "attributions differ from the uninterrupted run");
     // Every stored attribution row came out of a flush (some of them more than once).
-    let produced = agg.stats.attribution_rows.load(std::sync::atomic::Ordering::Relaxed);
+    let produced = agg.stats.attribution_rows.load(Ordering::Relaxed);
     assert!(produced >= got.1.len() as u64, "{produced} attribution rows produced, {} stored", got.1.len());
 }
 
@@ -385,35 +402,9 @@ async fn a_failed_partition_restarts_from_its_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbox_not_delivered_before_a_failure_is_recomputed_on_restart() {
     use std::sync::atomic::Ordering;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = LogConfig { partitions: 4, retention_check_secs: 0, ..LogConfig::default() };
-    let waves = [wave(0), wave(1), wave(2)];
-
-    let expected = reference(dir.path(), &cfg, &waves).await;
-
-    let log = EmbeddedLog::open(dir.path().join("log"), cfg).await.unwrap();
-    let st = store(dir.path(), "lost.db").await;
-    let catalog = touchline_sql::CatalogCache::load(st.clone(), Duration::from_secs(60)).await.unwrap();
-    let checkpoints = Arc::new(FlakyCheckpoints {
-        inner: FileCheckpoints { dir: dir.path().join("state") },
-        fail: 0.into(),
-        fail_after_chain_save: 0.into(),
-        outboxes_left_to_recompute: 0.into(),
-    });
-    let agg = aggregator(log.clone() as Arc<dyn Bus>, &st, catalog, checkpoints.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(agg.clone().run(stop_rx, false));
-    append(&log, &waves[0]).await;
-    wait_caught_up(&log).await;
-    checkpoints.fail_after_chain_save.store(2, Ordering::SeqCst);
-    append(&log, &waves[1]).await;
-    append(&log, &waves[2]).await;
-    wait_caught_up(&log).await;
-    stop_tx.send(true).unwrap();
-    run.await.unwrap().expect("the aggregator keeps running through partition failures");
+    let FailureRun { agg, checkpoints, expected, got } = run_with_failures(|c| c.fail_after_chain_save.store(2, Ordering::SeqCst)).await;
     assert_eq!(agg.stats.partition_failures.load(Ordering::Relaxed), 2, "two partition tasks failed and restarted");
     assert_eq!(checkpoints.outboxes_left_to_recompute.load(Ordering::SeqCst), 2, "both checkpoints were saved without their outbox");
-    let got = results(st.as_ref()).await;
     assert_eq!(got.0, expected.0, "daily metrics differ from the uninterrupted run");
     assert_eq!(got.1, expected.1, "attributions differ from the uninterrupted run");
 }
