@@ -9,7 +9,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-use touchline_model::{Body, Id, Record};
+use touchline_model::results::CellSums;
+use touchline_model::{Body, DailyTotals, Id, Record};
 use touchline_sql::{AttributionRow, DailyMetricRow, PartialRow};
 use uuid::Uuid;
 
@@ -601,57 +602,24 @@ pub struct MetricSum {
     pub cost: i128,
 }
 
-/// `Decimal → f64` through its shortest decimal text, which Rust parses correctly rounded —
-/// the conversion Postgres applies when it casts numeric to double precision.
-pub fn to_f64(d: Decimal) -> f64 {
-    d.normalize().to_string().parse().unwrap_or(0.0)
-}
-
-fn ratio(n: f64, d: f64) -> Option<f64> {
-    (d != 0.0).then(|| n / d)
-}
-
-fn money_ratio(n: Decimal, d: Decimal) -> Option<Decimal> {
-    if d.is_zero() {
-        return None;
-    }
-    n.checked_div(d).map(|q| q.round_dp_with_strategy(SCALE, RoundingStrategy::MidpointAwayFromZero))
-}
-
 impl MetricSum {
-    /// The published row with derived ratios, computed as the SQL stores compute them:
-    /// ctr, frequency and roas in double precision; cpc, cpm and cpa as decimals rounded to 6
-    /// places; NULL when the denominator is 0. Currency and UTM columns are not published.
+    /// The published row: these sums and the ratios every store derives from them
+    /// ([`touchline_model::DerivedRatios`]). Currency and UTM columns are not published.
     pub fn into_row(self, account_id: Uuid) -> Result<DailyMetricRow> {
         let i = |v: u64| i64::try_from(v).map_err(|_| Error::Decode(format!("count {v} exceeds i64")));
-        let (imp, clk, rch) = (i(self.impressions)?, i(self.clicks)?, i(self.reach)?);
-        let conversions = from_dec6(self.conversions)?;
-        let revenue = from_dec6(self.revenue)?;
-        let cost = from_dec6(self.cost)?;
-        Ok(DailyMetricRow {
-            account_id,
-            campaign_id: self.campaign_id,
-            advertisement_id: self.advertisement_id,
-            metric_date: date_from_days(self.metric_date),
-            impressions: imp,
-            clicks: clk,
-            reach: rch,
-            frequency: ratio(imp as f64, rch as f64),
+        let sums = CellSums {
+            totals: DailyTotals {
+                impressions: i(self.impressions)?,
+                clicks: i(self.clicks)?,
+                reach: i(self.reach)?,
+                conversions: from_dec6(self.conversions)?,
+                revenue: from_dec6(self.revenue)?,
+                cost: from_dec6(self.cost)?,
+            },
             engagements: i(self.engagements)?,
             sessions: i(self.sessions)?,
-            conversions,
-            revenue,
-            cost,
-            currency: None,
-            ctr: ratio(clk as f64, imp as f64),
-            cpc: if clk > 0 { money_ratio(cost, Decimal::from(clk)) } else { None },
-            cpm: if imp > 0 { money_ratio(cost * Decimal::from(1000), Decimal::from(imp)) } else { None },
-            cpa: if conversions > Decimal::ZERO { money_ratio(cost, conversions) } else { None },
-            roas: if cost > Decimal::ZERO { ratio(to_f64(revenue), to_f64(cost)) } else { None },
-            utm_source: None,
-            utm_medium: None,
-            utm_campaign: None,
-        })
+        };
+        Ok(DailyMetricRow::from_totals(account_id, self.campaign_id, self.advertisement_id, date_from_days(self.metric_date), &sums))
     }
 }
 
@@ -735,13 +703,6 @@ mod tests {
         #[test]
         fn days_round_trip(days in 0u16..=u16::MAX) {
             prop_assert_eq!(date_days(date_from_days(days)), days);
-        }
-
-        #[test]
-        fn to_f64_is_correctly_rounded(m in any::<i64>(), scale in 0u32..=12) {
-            let v = Decimal::new(m, scale);
-            let expect: f64 = format!("{v}").parse().unwrap();
-            prop_assert_eq!(to_f64(v), expect);
         }
     }
 }

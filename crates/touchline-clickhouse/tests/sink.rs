@@ -207,7 +207,7 @@ async fn reports_equal_the_sql_store_row_by_row() {
         let from_store: String = rows
             .iter()
             .map(|r| {
-                let cpc = r.cpc.map_or("null".to_owned(), |v| touchline_clickhouse::rows::to_f64(v).to_string());
+                let cpc = r.cpc.map_or("null".to_owned(), |v| touchline_model::results::decimal_to_f64(v).to_string());
                 format!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.6}\t{:.6}\t{:.6}\t{}\n",
                     r.campaign_id,

@@ -16,12 +16,13 @@
 //!   the customer id it is later stitched to count as two identities (they can live on different
 //!   partitions; stitching does not move counted records).
 //! - cost: spend records are keyed by campaign, so one partition holds a campaign's spend.
-//! - frequency, ctr, cpc, cpm, cpa, roas are **not** additive: derive them after summing.
+//! - frequency, ctr, cpc, cpm, cpa, roas are **not** additive: derive them after summing, with
+//!   [`DerivedRatios`], the formula every store publishes with.
 
 use chrono::NaiveDate;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use touchline_model::{DailyTotals, DerivedRatios};
 use uuid::Uuid;
 
 /// A metrics cell: one campaign/ad/day of one account.
@@ -237,7 +238,7 @@ pub struct DailyReportRow {
     /// cost / conversions.
     pub cpa: Option<Decimal>,
     /// revenue / cost.
-    pub roas: Option<Decimal>,
+    pub roas: Option<f64>,
     pub reported_impressions: u64,
     pub reported_clicks: u64,
 }
@@ -269,19 +270,21 @@ impl DailyReportRow {
     }
 
     fn derive(&mut self) {
-        let ratio = |a: f64, b: u64| if b == 0 { None } else { Some(a / b as f64) };
-        let div = |a: Decimal, b: Decimal| if b.is_zero() { None } else { a.checked_div(b).map(|x| x.round_dp(6).normalize()) };
-        self.frequency = ratio(self.impressions as f64, self.reach);
-        self.ctr = ratio(self.clicks as f64, self.impressions);
-        self.cpc = div(self.cost, Decimal::from(self.clicks));
-        self.cpm = self.cost.checked_mul(Decimal::from(1000)).and_then(|c| div(c, Decimal::from(self.impressions)));
-        self.cpa = div(self.cost, self.conversions);
-        self.roas = div(self.revenue, self.cost);
-    }
-
-    /// `roas` as a float, for consumers that want one.
-    pub fn roas_f64(&self) -> Option<f64> {
-        self.roas.and_then(|r| r.to_f64())
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let ratios = DerivedRatios::of(&DailyTotals {
+            impressions: count(self.impressions),
+            clicks: count(self.clicks),
+            reach: count(self.reach),
+            conversions: self.conversions,
+            revenue: self.revenue,
+            cost: self.cost,
+        });
+        self.frequency = ratios.frequency;
+        self.ctr = ratios.ctr;
+        self.cpc = ratios.cpc;
+        self.cpm = ratios.cpm;
+        self.cpa = ratios.cpa;
+        self.roas = ratios.roas;
     }
 }
 

@@ -252,7 +252,7 @@ fn derived_metrics_are_none_when_nothing_was_seen() {
     e.ingest(&spend("sp1", "2026-11-21T00:00:00Z", NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), "camp-1", "meta", 1000));
     let r = e.flush().metrics[0].report();
     assert_eq!((r.ctr, r.cpc, r.cpm, r.cpa, r.frequency), (None, None, None, None, None));
-    assert_eq!(r.roas, Some(Decimal::ZERO));
+    assert_eq!(r.roas, Some(0.0));
     assert_eq!(r.cost, Decimal::new(1000, 2));
 }
 
@@ -282,7 +282,7 @@ fn metrics_count_clicks_reach_engagements_sessions_conversions_and_cost() {
     assert_eq!(m.cost, Decimal::new(5000, 2));
     let r = m.report();
     assert_eq!(r.cpc, Some(Decimal::new(50, 0)));
-    assert_eq!(r.roas, Some(Decimal::new(24, 1)));
+    assert_eq!(r.roas, Some(2.4), "120 / 50");
     assert_eq!(r.frequency, Some(1.5));
     assert_eq!(f.attributions.iter().filter(|s| s.model == Model::Linear).count(), 1, "one conversion for order o1");
 }

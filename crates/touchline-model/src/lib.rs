@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod partition;
+pub mod results;
 
 pub use check::{check_stored, round_money, time_in_window};
 pub use decode::{
@@ -20,3 +21,4 @@ pub use error::{BodyError, RecordError};
 pub use ids::{Currency, Id, Kind, MAX_ID_LEN};
 pub use limits::truncate_utf8;
 pub use partition::{murmur2, partition_for};
+pub use results::{publish_cells, AttributionRow, DailyMetricRow, DailyTotals, DerivedRatios, PartialRow};

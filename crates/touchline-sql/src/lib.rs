@@ -13,7 +13,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 pub use cache::CatalogCache;
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
+pub use touchline_model::results::{publish_cells, AttributionRow, DailyMetricRow, PartialRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,6 +33,10 @@ pub enum StoreError {
     BadUrl(String),
     #[error("{0}")]
     Invalid(String),
+    /// The store cannot hold these rows as they are (a sum that overflows its column);
+    /// writing them again would fail again.
+    #[error("refused: {0}")]
+    Refused(String),
     /// The transaction that held this write was cancelled before it committed, so nothing
     /// of it was written; writing again succeeds.
     #[error("the transaction holding this write was cancelled before it committed")]
@@ -43,6 +48,9 @@ impl StoreError {
     /// cannot store, a constraint): the same rows will be refused again, so retrying is
     /// pointless. Connection, timeout, lock and space errors are not refusals.
     pub fn is_refusal(&self) -> bool {
+        if matches!(self, StoreError::Refused(_)) {
+            return true;
+        }
         let StoreError::Db(sqlx::Error::Database(db)) = self else { return false };
         let code = db.code();
         let code = code.as_deref().unwrap_or("");
@@ -181,82 +189,6 @@ pub struct Catalog {
     pub links: Vec<Link>,
 }
 
-/// One row of `campaign_performance_metrics`: absolute values for a (campaign, ad, day).
-/// `advertisement_id` is `""` for campaign-level rows.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DailyMetricRow {
-    pub account_id: Uuid,
-    pub campaign_id: String,
-    pub advertisement_id: String,
-    pub metric_date: NaiveDate,
-    pub impressions: i64,
-    pub clicks: i64,
-    pub reach: i64,
-    pub frequency: Option<f64>,
-    pub engagements: i64,
-    pub sessions: i64,
-    pub conversions: Decimal,
-    pub revenue: Decimal,
-    pub cost: Decimal,
-    pub currency: Option<String>,
-    pub ctr: Option<f64>,
-    pub cpc: Option<Decimal>,
-    pub cpm: Option<Decimal>,
-    pub cpa: Option<Decimal>,
-    pub roas: Option<f64>,
-    pub utm_source: Option<String>,
-    pub utm_medium: Option<String>,
-    pub utm_campaign: Option<String>,
-}
-
-/// One row of `campaign_attributions`: the credit of one touch for one conversion under one
-/// model, at a version. Rows of a newer version of (conversion, model) replace older ones.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AttributionRow {
-    pub account_id: Uuid,
-    pub conversion_id: String,
-    pub touchpoint_id: String,
-    pub attribution_model: String,
-    pub version: i64,
-    pub campaign_id: Option<String>,
-    pub advertisement_id: Option<String>,
-    pub customer_id: Option<String>,
-    pub touchpoint_type: Option<String>,
-    pub touchpoint_timestamp: Option<DateTime<Utc>>,
-    pub channel_id: Option<String>,
-    pub conversion_time: DateTime<Utc>,
-    pub conversion_value: Option<Decimal>,
-    pub currency: Option<String>,
-    pub weight: f64,
-    pub attributed_revenue: Decimal,
-}
-
-/// One partition's absolute daily metrics for a cell (`campaign_metric_partials`).
-/// `advertisement_id` is `""` for campaign-level cells.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PartialRow {
-    pub account_id: Uuid,
-    pub campaign_id: String,
-    pub advertisement_id: String,
-    pub metric_date: NaiveDate,
-    pub partition: i32,
-    pub impressions: i64,
-    pub clicks: i64,
-    pub reach: i64,
-    pub engagements: i64,
-    pub sessions: i64,
-    pub conversions: Decimal,
-    pub revenue: Decimal,
-    pub cost: Decimal,
-    pub reported_impressions: i64,
-    pub reported_clicks: i64,
-    /// The writer's epoch for the partition (bumped by every new owner): a write of an older
-    /// epoch than the stored row's is ignored, so a previous owner that still writes after
-    /// the partition moved (a revocation that timed out, a paused process) cannot overwrite
-    /// its successor's values.
-    pub epoch: u32,
-}
-
 pub(crate) fn checkpoint_from_row(row: Option<(i64, String, Option<Vec<u8>>)>) -> Option<StoredCheckpoint> {
     row.and_then(|(epoch, offsets_json, snapshot)| {
         snapshot.map(|snapshot| StoredCheckpoint { epoch: u32::try_from(epoch).unwrap_or(u32::MAX), offsets_json, snapshot })
@@ -271,21 +203,6 @@ pub struct StoredCheckpoint {
     pub offsets_json: String,
     pub snapshot: Vec<u8>,
 }
-
-/// The SELECT that sums partials into `campaign_performance_metrics` rows with derived ratios
-/// (NULL when the denominator is 0). `{cells}` is replaced by a VALUES list of touched cells.
-/// Money is multiplied by a decimal literal before dividing: SQLite stores a whole-number
-/// NUMERIC as an integer and would divide 200 by 3 as integers (66); Postgres keeps numeric.
-pub(crate) const PUBLISH_SELECT: &str = "SELECT account_id, campaign_id, advertisement_id, metric_date, imp, clk, rch, \
-     CASE WHEN rch > 0 THEN CAST(imp AS DOUBLE PRECISION) / rch END, eng, ses, conv, rev, cst, \
-     CASE WHEN imp > 0 THEN CAST(clk AS DOUBLE PRECISION) / imp END, \
-     CASE WHEN clk > 0 THEN round(cst * 1.0 / clk, 6) END, \
-     CASE WHEN imp > 0 THEN round(cst * 1000.0 / imp, 6) END, \
-     CASE WHEN conv > 0 THEN round(cst * 1.0 / conv, 6) END, \
-     CASE WHEN cst > 0 THEN CAST(rev AS DOUBLE PRECISION) / CAST(cst AS DOUBLE PRECISION) END \
-     FROM (SELECT account_id, campaign_id, advertisement_id, metric_date, sum(impressions) AS imp, sum(clicks) AS clk, \
-     sum(reach) AS rch, sum(engagements) AS eng, sum(sessions) AS ses, sum(conversions) AS conv, sum(revenue) AS rev, \
-     sum(cost) AS cst FROM campaign_metric_partials WHERE account_id = ";
 
 /// A store: Postgres or SQLite.
 #[async_trait]

@@ -190,6 +190,79 @@ fn changed(table: &str, cols: &[&str]) -> String {
     format!("({left}) IS DISTINCT FROM ({right})")
 }
 
+/// Every partition's stored partial row of `cells` (campaign, ad, day) of `account`.
+async fn partials_of_cells(
+    tx: &mut Transaction<'static, Postgres>,
+    account: Uuid,
+    cells: &[(&str, &str, NaiveDate)],
+) -> Result<Vec<PartialRow>> {
+    let mut qb: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {PARTIAL_COLS} FROM campaign_metric_partials WHERE account_id = "));
+    qb.push_bind(account);
+    qb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
+    qb.push_values(cells, |mut b, (c, a, d)| {
+        b.push_bind(*c).push_bind(*a).push_bind(*d);
+    });
+    qb.push(")");
+    qb.build().fetch_all(&mut **tx).await?.iter().map(partial_from_row).collect()
+}
+
+fn partial_from_row(r: &sqlx::postgres::PgRow) -> Result<PartialRow> {
+    Ok(PartialRow {
+        account_id: r.try_get("account_id")?,
+        campaign_id: r.try_get("campaign_id")?,
+        advertisement_id: r.try_get("advertisement_id")?,
+        metric_date: r.try_get("metric_date")?,
+        partition: r.try_get("partition")?,
+        impressions: r.try_get("impressions")?,
+        clicks: r.try_get("clicks")?,
+        reach: r.try_get("reach")?,
+        engagements: r.try_get("engagements")?,
+        sessions: r.try_get("sessions")?,
+        conversions: r.try_get("conversions")?,
+        revenue: r.try_get("revenue")?,
+        cost: r.try_get("cost")?,
+        reported_impressions: r.try_get("reported_impressions")?,
+        reported_clicks: r.try_get("reported_clicks")?,
+        epoch: u32::try_from(r.try_get::<i64, _>("epoch")?).unwrap_or(u32::MAX),
+    })
+}
+
+/// Writes published rows of `campaign_performance_metrics`, leaving rows that would not
+/// change untouched (no new row version, `updated_at` kept).
+async fn upsert_published(tx: &mut Transaction<'static, Postgres>, rows: &[DailyMetricRow]) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) "));
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.account_id)
+                .push_bind(&r.campaign_id)
+                .push_bind(&r.advertisement_id)
+                .push_bind(r.metric_date)
+                .push_bind(r.impressions)
+                .push_bind(r.clicks)
+                .push_bind(r.reach)
+                .push_bind(r.frequency)
+                .push_bind(r.engagements)
+                .push_bind(r.sessions)
+                .push_bind(r.conversions)
+                .push_bind(r.revenue)
+                .push_bind(r.cost)
+                .push_bind(r.ctr)
+                .push_bind(r.cpc)
+                .push_bind(r.cpm)
+                .push_bind(r.cpa)
+                .push_bind(r.roas);
+        });
+        qb.push(format!(
+            " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
+            set_excluded(&PUBLISHED_UPDATE),
+            changed("campaign_performance_metrics", &PUBLISHED_UPDATE)
+        ));
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 fn key_from_row(r: &sqlx::postgres::PgRow) -> Result<ApiKey> {
     Ok(ApiKey {
         account_id: r.try_get("account_id")?,
@@ -600,20 +673,9 @@ impl Store for PgStore {
                     chunk.iter().map(|r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date)).collect();
                 cells.sort_unstable();
                 cells.dedup();
-                let mut pb: QueryBuilder<Postgres> =
-                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
-                pb.push_bind(account);
-                pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
-                pb.push_values(&cells, |mut b, (c, a, d)| {
-                    b.push_bind(*c).push_bind(*a).push_bind(*d);
-                });
-                pb.push(format!(
-                    ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
-                     ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
-                    set_excluded(&PUBLISHED_UPDATE),
-                    changed("campaign_performance_metrics", &PUBLISHED_UPDATE)
-                ));
-                pb.build().execute(&mut *tx).await?;
+                let partials = partials_of_cells(&mut tx, account, &cells).await?;
+                let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
+                upsert_published(&mut tx, &published).await?;
                 n += chunk.len() as u64;
             }
             tx.commit().await?;

@@ -322,28 +322,90 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
                 chunk.iter().map(|r| (r.campaign_id.clone(), r.advertisement_id.clone(), r.metric_date.to_string())).collect();
             cells.sort_unstable();
             cells.dedup();
-            let mut pb: QueryBuilder<Sqlite> =
-                QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) {PUBLISH_SELECT}"));
-            pb.push_bind(account.to_string());
-            pb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
-            pb.push_values(&cells, |mut b, (c, a, d)| {
-                b.push_bind(c.clone()).push_bind(a.clone()).push_bind(d.clone());
-            });
-            let unchanged = PUBLISHED_UPDATE
-                .iter()
-                .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
-                .collect::<Vec<_>>()
-                .join(" AND ");
-            pb.push(format!(
-                ") GROUP BY account_id, campaign_id, advertisement_id, metric_date) s WHERE true \
-                 ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
-                set_excluded(&PUBLISHED_UPDATE).replace("EXCLUDED.", "excluded.")
-            ));
-            pb.build().execute(&mut **tx).await?;
+            let partials = partials_of_cells(tx, account, &cells).await?;
+            let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
+            upsert_published(tx, &published).await?;
             n += chunk.len() as u64;
         }
     }
     Ok(n)
+}
+
+/// Every partition's stored partial row of `cells` (campaign, ad, day) of `account`.
+async fn partials_of_cells(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    account: Uuid,
+    cells: &[(String, String, String)],
+) -> Result<Vec<PartialRow>> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("SELECT {PARTIAL_COLS} FROM campaign_metric_partials WHERE account_id = "));
+    qb.push_bind(account.to_string());
+    qb.push(" AND (campaign_id, advertisement_id, metric_date) IN (");
+    qb.push_values(cells, |mut b, (c, a, d)| {
+        b.push_bind(c.as_str()).push_bind(a.as_str()).push_bind(d.as_str());
+    });
+    qb.push(")");
+    qb.build().fetch_all(&mut **tx).await?.iter().map(partial_from_row).collect()
+}
+
+fn partial_from_row(r: &SqliteRow) -> Result<PartialRow> {
+    Ok(PartialRow {
+        account_id: parse_uuid(r.try_get("account_id")?)?,
+        campaign_id: r.try_get("campaign_id")?,
+        advertisement_id: r.try_get("advertisement_id")?,
+        metric_date: parse_date(r.try_get("metric_date")?)?,
+        partition: r.try_get("partition")?,
+        impressions: r.try_get("impressions")?,
+        clicks: r.try_get("clicks")?,
+        reach: r.try_get("reach")?,
+        engagements: r.try_get("engagements")?,
+        sessions: r.try_get("sessions")?,
+        conversions: get_dec(r, "conversions")?,
+        revenue: get_dec(r, "revenue")?,
+        cost: get_dec(r, "cost")?,
+        reported_impressions: r.try_get("reported_impressions")?,
+        reported_clicks: r.try_get("reported_clicks")?,
+        epoch: u32::try_from(r.try_get::<i64, _>("epoch")?).unwrap_or(u32::MAX),
+    })
+}
+
+/// Writes published rows of `campaign_performance_metrics`, leaving rows that would not
+/// change untouched (`updated_at` kept).
+async fn upsert_published(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[DailyMetricRow]) -> Result<()> {
+    let unchanged =
+        PUBLISHED_UPDATE.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
+    let now = sqlite_now();
+    for chunk in rows.chunks(CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) "));
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.account_id.to_string())
+                .push_bind(r.campaign_id.as_str())
+                .push_bind(r.advertisement_id.as_str())
+                .push_bind(r.metric_date.to_string())
+                .push_bind(r.impressions)
+                .push_bind(r.clicks)
+                .push_bind(r.reach)
+                .push_bind(r.frequency)
+                .push_bind(r.engagements)
+                .push_bind(r.sessions)
+                .push_bind(dec(r.conversions))
+                .push_bind(dec(r.revenue))
+                .push_bind(dec(r.cost))
+                .push_bind(r.ctr)
+                .push_bind(r.cpc.map(dec))
+                .push_bind(r.cpm.map(dec))
+                .push_bind(r.cpa.map(dec))
+                .push_bind(r.roas);
+        });
+        qb.push(format!(
+            " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = ",
+            set_excluded(&PUBLISHED_UPDATE).replace("EXCLUDED.", "excluded.")
+        ));
+        qb.push_bind(now.as_str());
+        qb.push(format!(" WHERE NOT ({unchanged})"));
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]

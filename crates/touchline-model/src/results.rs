@@ -1,0 +1,365 @@
+//! The result rows every store holds (daily campaign metrics, attribution credits, and each
+//! aggregator partition's partial metrics) and the one definition of the derived ratios.
+//!
+//! Every store publishes a daily metric row by summing the partial rows of its cell over all
+//! partitions ([`publish_cells`]) and deriving the ratios from those sums
+//! ([`DerivedRatios::of`]); ClickHouse derives them from its own sums with the same function.
+//! So the ratios agree on every backend by construction, not by keeping copies in step.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Decimal places of the money ratios (cpc, cpm, cpa), as the `numeric(20, 6)` columns.
+pub const RATIO_SCALE: u32 = 6;
+
+/// One row of `campaign_performance_metrics`: absolute values for a (campaign, ad, day).
+/// `advertisement_id` is `""` for campaign-level rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DailyMetricRow {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    pub advertisement_id: String,
+    pub metric_date: NaiveDate,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub reach: i64,
+    pub frequency: Option<f64>,
+    pub engagements: i64,
+    pub sessions: i64,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub currency: Option<String>,
+    pub ctr: Option<f64>,
+    pub cpc: Option<Decimal>,
+    pub cpm: Option<Decimal>,
+    pub cpa: Option<Decimal>,
+    pub roas: Option<f64>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+}
+
+/// One row of `campaign_attributions`: the credit of one touch for one conversion under one
+/// model, at a version. Rows of a newer version of (conversion, model) replace older ones.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttributionRow {
+    pub account_id: Uuid,
+    pub conversion_id: String,
+    pub touchpoint_id: String,
+    pub attribution_model: String,
+    pub version: i64,
+    pub campaign_id: Option<String>,
+    pub advertisement_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub touchpoint_type: Option<String>,
+    pub touchpoint_timestamp: Option<DateTime<Utc>>,
+    pub channel_id: Option<String>,
+    pub conversion_time: DateTime<Utc>,
+    pub conversion_value: Option<Decimal>,
+    pub currency: Option<String>,
+    pub weight: f64,
+    pub attributed_revenue: Decimal,
+}
+
+/// One partition's absolute daily metrics for a cell (`campaign_metric_partials`).
+/// `advertisement_id` is `""` for campaign-level cells.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartialRow {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    pub advertisement_id: String,
+    pub metric_date: NaiveDate,
+    pub partition: i32,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub reach: i64,
+    pub engagements: i64,
+    pub sessions: i64,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub reported_impressions: i64,
+    pub reported_clicks: i64,
+    /// The writer's epoch for the partition (bumped by every new owner): a write of an older
+    /// epoch than the stored row's is ignored, so a previous owner that still writes after
+    /// the partition moved (a revocation that timed out, a paused process) cannot overwrite
+    /// its successor's values.
+    pub epoch: u32,
+}
+
+/// The additive totals of one cell, from which the ratios derive. Ratios are not additive:
+/// sum the totals first, then derive.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DailyTotals {
+    pub impressions: i64,
+    pub clicks: i64,
+    pub reach: i64,
+    pub conversions: Decimal,
+    pub revenue: Decimal,
+    pub cost: Decimal,
+}
+
+/// The derived ratios of a cell; each is `None` when its denominator is not positive.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DerivedRatios {
+    /// impressions / reach.
+    pub frequency: Option<f64>,
+    /// clicks / impressions.
+    pub ctr: Option<f64>,
+    /// cost / clicks, to [`RATIO_SCALE`] places.
+    pub cpc: Option<Decimal>,
+    /// cost × 1000 / impressions, to [`RATIO_SCALE`] places.
+    pub cpm: Option<Decimal>,
+    /// cost / conversions, to [`RATIO_SCALE`] places.
+    pub cpa: Option<Decimal>,
+    /// revenue / cost.
+    pub roas: Option<f64>,
+}
+
+impl DerivedRatios {
+    /// The ratios of `t`. Counts divide in double precision; money ratios divide exactly and
+    /// round half away from zero to six places, as Postgres's `round(numeric, 6)` does; roas
+    /// divides the two amounts as doubles, each converted as Postgres casts numeric to double.
+    pub fn of(t: &DailyTotals) -> DerivedRatios {
+        DerivedRatios {
+            frequency: count_ratio(t.impressions, t.reach),
+            ctr: count_ratio(t.clicks, t.impressions),
+            cpc: money_ratio(t.cost, Decimal::from(t.clicks)),
+            cpm: t.cost.checked_mul(Decimal::ONE_THOUSAND).and_then(|c| money_ratio(c, Decimal::from(t.impressions))),
+            cpa: money_ratio(t.cost, t.conversions),
+            roas: (t.cost > Decimal::ZERO).then(|| decimal_to_f64(t.revenue) / decimal_to_f64(t.cost)),
+        }
+    }
+}
+
+fn count_ratio(numerator: i64, denominator: i64) -> Option<f64> {
+    (denominator > 0).then(|| numerator as f64 / denominator as f64)
+}
+
+fn money_ratio(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
+    if denominator <= Decimal::ZERO {
+        return None;
+    }
+    numerator.checked_div(denominator).map(|q| q.round_dp_with_strategy(RATIO_SCALE, RoundingStrategy::MidpointAwayFromZero).normalize())
+}
+
+/// `Decimal → f64` through its shortest decimal text, which Rust parses correctly rounded:
+/// the conversion Postgres applies when it casts numeric to double precision.
+pub fn decimal_to_f64(d: Decimal) -> f64 {
+    d.normalize().to_string().parse().unwrap_or(0.0)
+}
+
+impl DailyMetricRow {
+    /// A published row of a cell: its totals and the ratios derived from them. Currency and
+    /// UTM columns are left empty (they describe a campaign, not a sum).
+    pub fn from_totals(account_id: Uuid, campaign_id: String, advertisement_id: String, metric_date: NaiveDate, sums: &CellSums) -> Self {
+        let ratios = DerivedRatios::of(&sums.totals);
+        DailyMetricRow {
+            account_id,
+            campaign_id,
+            advertisement_id,
+            metric_date,
+            impressions: sums.totals.impressions,
+            clicks: sums.totals.clicks,
+            reach: sums.totals.reach,
+            frequency: ratios.frequency,
+            engagements: sums.engagements,
+            sessions: sums.sessions,
+            conversions: sums.totals.conversions.normalize(),
+            revenue: sums.totals.revenue.normalize(),
+            cost: sums.totals.cost.normalize(),
+            currency: None,
+            ctr: ratios.ctr,
+            cpc: ratios.cpc,
+            cpm: ratios.cpm,
+            cpa: ratios.cpa,
+            roas: ratios.roas,
+            utm_source: None,
+            utm_medium: None,
+            utm_campaign: None,
+        }
+    }
+}
+
+/// Everything a published row sums over partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CellSums {
+    pub totals: DailyTotals,
+    pub engagements: i64,
+    pub sessions: i64,
+}
+
+impl CellSums {
+    /// Adds one partition's row; `None` when a count overflows `i64` or money overflows
+    /// `Decimal`.
+    fn add(&mut self, p: &PartialRow) -> Option<()> {
+        let t = &mut self.totals;
+        t.impressions = t.impressions.checked_add(p.impressions)?;
+        t.clicks = t.clicks.checked_add(p.clicks)?;
+        t.reach = t.reach.checked_add(p.reach)?;
+        t.conversions = t.conversions.checked_add(p.conversions)?;
+        t.revenue = t.revenue.checked_add(p.revenue)?;
+        t.cost = t.cost.checked_add(p.cost)?;
+        self.engagements = self.engagements.checked_add(p.engagements)?;
+        self.sessions = self.sessions.checked_add(p.sessions)?;
+        Some(())
+    }
+}
+
+/// A cell's totals would not fit: a sum of partials overflowed.
+#[derive(Debug, thiserror::Error)]
+#[error("the metrics of campaign {campaign_id:?}, advertisement {advertisement_id:?} on {metric_date} overflow when summed")]
+pub struct SumOverflow {
+    pub campaign_id: String,
+    pub advertisement_id: String,
+    pub metric_date: NaiveDate,
+}
+
+/// The published rows of the cells in `parts`: per (account, campaign, ad, day), the sum of
+/// every partition's partial row, with ratios derived from the sums. Give it every stored
+/// partial of each cell (one per partition); rows come out sorted by cell.
+pub fn publish_cells(parts: &[PartialRow]) -> Result<Vec<DailyMetricRow>, SumOverflow> {
+    let mut cells: BTreeMap<(Uuid, &str, &str, NaiveDate), CellSums> = BTreeMap::new();
+    for p in parts {
+        let sums = cells.entry((p.account_id, &p.campaign_id, &p.advertisement_id, p.metric_date)).or_default();
+        sums.add(p).ok_or_else(|| SumOverflow {
+            campaign_id: p.campaign_id.clone(),
+            advertisement_id: p.advertisement_id.clone(),
+            metric_date: p.metric_date,
+        })?;
+    }
+    Ok(cells
+        .into_iter()
+        .map(|((account, campaign, ad, date), sums)| DailyMetricRow::from_totals(account, campaign.to_owned(), ad.to_owned(), date, &sums))
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn totals(impressions: i64, clicks: i64, reach: i64, conversions: &str, revenue: &str, cost: &str) -> DailyTotals {
+        DailyTotals { impressions, clicks, reach, conversions: d(conversions), revenue: d(revenue), cost: d(cost) }
+    }
+
+    #[test]
+    fn cost_200_over_3_conversions_is_66_666667() {
+        // 200 / 3 = 66.6666…: the sixth place rounds up. Whole-number operands must not
+        // divide as integers (66).
+        let r = DerivedRatios::of(&totals(0, 0, 0, "3", "0", "200"));
+        assert_eq!(r.cpa, Some(d("66.666667")));
+    }
+
+    #[test]
+    fn money_ratios_round_half_away_from_zero() {
+        // 0.0000005 per click is exactly half a unit of the sixth place: away from zero
+        // gives 0.000001, half-to-even would give 0.
+        let r = DerivedRatios::of(&totals(0, 2, 0, "0", "0", "0.000001"));
+        assert_eq!(r.cpc, Some(d("0.000001")));
+        // 2.5 µ per impression × 1000 = 0.0025, exact.
+        let r = DerivedRatios::of(&totals(4, 0, 0, "0", "0", "0.00001"));
+        assert_eq!(r.cpm, Some(d("0.0025")));
+    }
+
+    #[test]
+    fn every_ratio_by_hand() {
+        // 1000 impressions, 50 clicks, 400 people, 4 conversions, revenue 250.50, cost 100.
+        let r = DerivedRatios::of(&totals(1000, 50, 400, "4", "250.50", "100"));
+        assert_eq!(r.frequency, Some(2.5));
+        assert_eq!(r.ctr, Some(0.05));
+        assert_eq!(r.cpc, Some(d("2")));
+        assert_eq!(r.cpm, Some(d("100")));
+        assert_eq!(r.cpa, Some(d("25")));
+        assert_eq!(r.roas, Some(2.505));
+    }
+
+    #[test]
+    fn no_ratio_without_a_positive_denominator() {
+        let r = DerivedRatios::of(&totals(0, 0, 0, "0", "10", "0"));
+        assert_eq!(r, DerivedRatios::default());
+        let r = DerivedRatios::of(&totals(5, 0, 0, "-1", "10", "-3"));
+        assert_eq!((r.cpa, r.roas, r.frequency), (None, None, None));
+    }
+
+    fn partial(partition: i32, campaign: &str, impressions: i64, cost: &str) -> PartialRow {
+        PartialRow {
+            account_id: Uuid::nil(),
+            campaign_id: campaign.into(),
+            advertisement_id: String::new(),
+            metric_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            partition,
+            impressions,
+            clicks: impressions / 10,
+            reach: impressions / 2,
+            engagements: 1,
+            sessions: 2,
+            conversions: d("1"),
+            revenue: d("0.10"),
+            cost: d(cost),
+            reported_impressions: 0,
+            reported_clicks: 0,
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn a_cell_sums_its_partitions_then_derives() {
+        // Two partitions of cell a: 100 + 300 impressions, cost 0.10 + 0.20 (exactly 0.3,
+        // which f64 would not give), 2 conversions: cpa 0.15, cpm 0.75.
+        let rows = publish_cells(&[partial(0, "a", 100, "0.10"), partial(1, "b", 10, "1"), partial(1, "a", 300, "0.20")]).unwrap();
+        assert_eq!(rows.len(), 2);
+        let a = &rows[0];
+        assert_eq!((a.campaign_id.as_str(), a.impressions, a.clicks, a.reach), ("a", 400, 40, 200));
+        assert_eq!((a.cost, a.conversions, a.revenue, a.engagements, a.sessions), (d("0.3"), d("2"), d("0.2"), 2, 4));
+        assert_eq!((a.cpa, a.cpm, a.cpc), (Some(d("0.15")), Some(d("0.75")), Some(d("0.0075"))));
+        assert_eq!(rows[1].campaign_id, "b");
+    }
+
+    #[test]
+    fn an_overflowing_sum_names_its_cell() {
+        let e = publish_cells(&[partial(0, "a", i64::MAX, "0"), partial(1, "a", 1, "0")]).unwrap_err();
+        assert!(e.to_string().contains("campaign \"a\""), "{e}");
+    }
+
+    proptest! {
+        /// cpa × conversions is within half a unit of the sixth place (times conversions) of
+        /// the cost: the rounding is to the nearest.
+        #[test]
+        fn cpa_is_the_nearest_six_place_quotient(cost in 0i64..10_000_000_000, conv in 1i64..1_000_000) {
+            let cost = Decimal::new(cost, 2);
+            let conversions = Decimal::new(conv, 2);
+            let cpa = DerivedRatios::of(&DailyTotals { conversions, cost, ..DailyTotals::default() }).cpa.unwrap();
+            let half_unit = Decimal::new(5, 7) * conversions;
+            prop_assert!((cpa * conversions - cost).abs() <= half_unit, "cpa {cpa} × {conversions} vs {cost}");
+            prop_assert!(cpa.scale() <= RATIO_SCALE);
+        }
+
+        #[test]
+        fn decimal_to_f64_is_correctly_rounded(m in any::<i64>(), scale in 0u32..=12) {
+            let v = Decimal::new(m, scale);
+            let expect: f64 = format!("{v}").parse().unwrap();
+            prop_assert_eq!(decimal_to_f64(v), expect);
+        }
+
+        /// Summing partials in any order gives the same published row.
+        #[test]
+        fn publishing_does_not_depend_on_row_order(costs in proptest::collection::vec(0i64..1_000_000, 1..8)) {
+            let parts: Vec<PartialRow> =
+                costs.iter().enumerate().map(|(i, c)| partial(i as i32, "a", *c, &Decimal::new(*c, 3).to_string())).collect();
+            let mut reversed = parts.clone();
+            reversed.reverse();
+            prop_assert_eq!(publish_cells(&parts).unwrap(), publish_cells(&reversed).unwrap());
+        }
+    }
+}
