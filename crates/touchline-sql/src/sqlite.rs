@@ -65,24 +65,25 @@ fn parse_uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|e| StoreError::Invalid(format!("bad uuid {s:?}: {e}")))
 }
 
-fn dec(d: Decimal) -> f64 {
-    use rust_decimal::prelude::ToPrimitive;
-    d.to_f64().unwrap_or(0.0)
+/// Money as the exact decimal text SQLite keeps in its TEXT money columns (see the migration
+/// `exact_money`), normalised so that equal amounts compare equal.
+fn dec(d: Decimal) -> String {
+    d.normalize().to_string()
 }
 
-/// SQLite keeps NUMERIC as REAL; read back through the shortest decimal text of the float.
-fn from_f64(f: f64) -> Decimal {
-    Decimal::from_str(&f.to_string()).unwrap_or_default().round_dp(6).normalize()
+fn parse_dec(col: &str, s: &str) -> Result<Decimal> {
+    Decimal::from_str(s)
+        .or_else(|_| Decimal::from_scientific(s))
+        .map(|d| d.normalize())
+        .map_err(|e| StoreError::Invalid(format!("bad decimal {s:?} in {col}: {e}")))
 }
 
-// NUMERIC affinity stores whole values as INTEGER and others as REAL; SQLite converts either
-// to a double on read, so the type check is skipped on purpose.
 fn get_dec(r: &SqliteRow, col: &str) -> Result<Decimal> {
-    Ok(from_f64(r.try_get_unchecked::<f64, _>(col)?))
+    parse_dec(col, r.try_get(col)?)
 }
 
 fn get_opt_dec(r: &SqliteRow, col: &str) -> Result<Option<Decimal>> {
-    Ok(r.try_get_unchecked::<Option<f64>, _>(col)?.map(from_f64))
+    r.try_get::<Option<&str>, _>(col)?.map(|s| parse_dec(col, s)).transpose()
 }
 
 impl SqliteStore {

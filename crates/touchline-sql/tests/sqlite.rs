@@ -147,8 +147,90 @@ async fn raw_entities_insert_once() {
     assert_eq!(s.insert_raw(&d.records).await.unwrap(), 0, "a replay inserts nothing twice");
     let utm: String = sqlx::query_scalar("SELECT utm_source FROM events").fetch_one(s.pool()).await.unwrap();
     assert_eq!(utm, "zalo");
-    let v: f64 = sqlx::query_scalar("SELECT value FROM conversions").fetch_one(s.pool()).await.unwrap();
-    assert!((v - 19.99).abs() < 1e-9);
+    let v: String = sqlx::query_scalar("SELECT value FROM conversions").fetch_one(s.pool()).await.unwrap();
+    assert_eq!(v, "19.99", "money is kept as exact decimal text");
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM identities").fetch_one(s.pool()).await.unwrap();
     assert_eq!(n, 2);
+}
+
+fn partial(account: uuid::Uuid, partition: i32, cost: &str, revenue: &str) -> touchline_sql::PartialRow {
+    touchline_sql::PartialRow {
+        account_id: account,
+        campaign_id: "c1".into(),
+        advertisement_id: String::new(),
+        metric_date: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        partition,
+        impressions: 10,
+        clicks: 1,
+        reach: 5,
+        engagements: 0,
+        sessions: 0,
+        conversions: "1".parse().unwrap(),
+        revenue: revenue.parse().unwrap(),
+        cost: cost.parse().unwrap(),
+        reported_impressions: 0,
+        reported_clicks: 0,
+        epoch: 1,
+    }
+}
+
+/// Money does not pass through a double: as doubles, 0.1 + 0.2 is 0.30000000000000004 and
+/// 1e15 + 0.01 loses its cents beyond the 16th digit. Sums come out exact, as Postgres's
+/// numeric gives them.
+#[tokio::test]
+async fn money_sums_are_exact() {
+    let (_d, s) = fresh().await;
+    let a = uuid::Uuid::from_u128(0xa);
+    s.upsert_account(&touchline_sql::Account::new(a, "alpha")).await.unwrap();
+    s.publish_partials(&[partial(a, 0, "0.1", "1000000000000000"), partial(a, 1, "0.2", "0.01")]).await.unwrap();
+    let (cost, revenue): (String, String) =
+        sqlx::query_as("SELECT cost, revenue FROM campaign_performance_metrics").fetch_one(s.pool()).await.unwrap();
+    assert_eq!((cost.as_str(), revenue.as_str()), ("0.3", "1000000000000000.01"));
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let row = &s.daily_metrics(a, day, day).await.unwrap()[0];
+    assert_eq!(row.cost.to_string(), "0.3");
+    // cpa = 0.3 / 2 conversions; cpc = 0.3 / 2 clicks.
+    assert_eq!((row.cpa.unwrap().to_string(), row.cpc.unwrap().to_string()), ("0.15".to_owned(), "0.15".to_owned()));
+}
+
+/// A database written before money became text (NUMERIC columns, values stored as REAL or
+/// INTEGER) is migrated to decimal text, rounded to six places.
+#[tokio::test]
+async fn numeric_money_of_an_older_database_becomes_exact_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("touchline.db").display());
+    let all =
+        sqlx::migrate::Migrator::new(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/sqlite"))).await.unwrap();
+    let mut before =
+        sqlx::migrate::Migrator::new(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations/sqlite"))).await.unwrap();
+    before.migrations = all.migrations.iter().filter(|m| m.description != "exact money").cloned().collect::<Vec<_>>().into();
+    assert_eq!(before.migrations.len() + 1, all.migrations.len(), "the migration under test is named exact_money");
+    let s = SqliteStore::connect(&url).await.unwrap();
+    before.run(s.pool()).await.unwrap();
+    let a = uuid::Uuid::from_u128(0xa).to_string();
+    sqlx::query("INSERT INTO accounts (id, name) VALUES (?, 'alpha')").bind(&a).execute(s.pool()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO campaign_metric_partials (account_id, campaign_id, metric_date, partition, conversions, revenue, cost) \
+         VALUES (?, 'c1', '2026-12-01', 0, 3, 199.99, 0.1)",
+    )
+    .bind(&a)
+    .execute(s.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO campaign_attributions (account_id, conversion_id, touchpoint_id, attribution_model, version, \
+         conversion_time, conversion_value, weight, attributed_revenue) \
+         VALUES (?, 'cv', 't', 'linear', 1, '2026-12-01T00:00:00Z', NULL, 0.333, 6.6666666666)",
+    )
+    .bind(&a)
+    .execute(s.pool())
+    .await
+    .unwrap();
+    s.migrate().await.unwrap();
+    let kept: Vec<(String, String, String, String)> =
+        sqlx::query_as("SELECT typeof(cost), conversions, revenue, cost FROM campaign_metric_partials").fetch_all(s.pool()).await.unwrap();
+    assert_eq!(kept, vec![("text".into(), "3".into(), "199.99".into(), "0.1".into())]);
+    let (value, revenue): (Option<String>, String) =
+        sqlx::query_as("SELECT conversion_value, attributed_revenue FROM campaign_attributions").fetch_one(s.pool()).await.unwrap();
+    assert_eq!((value, revenue.as_str()), (None, "6.666667"), "NULL stays NULL; six places, the last rounded");
 }
