@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sqlx::Connection;
-use touchline_sql::{conformance::metric, Account, DailyMetricRow, Store};
+use touchline_sql::prelude::*;
+use touchline_sql::{conformance::metric, Account, DailyMetricRow};
 use uuid::Uuid;
 
 const ROWS: usize = 1_000;

@@ -13,7 +13,8 @@ use touchline_aggregator::sink::{Sink, SinkBatch, SqlSink};
 use touchline_clickhouse::{ClickHouseSink, ClickHouseStore};
 use touchline_engine::{Engine, EngineConfig};
 use touchline_model::{partition_for, Body, Record};
-use touchline_sql::{Account, AttributionRow, DailyMetricRow, SqliteStore, Store, MODELS};
+use touchline_sql::prelude::*;
+use touchline_sql::{Account, AttributionRow, DailyMetricRow, SqliteStore, MODELS};
 use uuid::Uuid;
 
 const PARTITIONS: u32 = 2;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
@@ -331,7 +332,10 @@ impl Store for PgStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl CatalogStore for PgStore {
     async fn load_catalog(&self) -> Result<Catalog> {
         let mut tx = self.pool.begin().await?;
         // One consistent snapshot of all catalog tables.
@@ -552,6 +556,13 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn wait_for_change(&self, timeout: Duration) {
+        self.listen_wait(timeout).await
+    }
+}
+
+#[async_trait]
+impl ResultSink for PgStore {
     async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
         let mut n = 0;
         for (account, rows) in by_account(rows, |r| r.account_id) {
@@ -683,6 +694,54 @@ impl Store for PgStore {
         Ok(n)
     }
 
+    async fn clear_results(&self) -> Result<u64> {
+        // As the connecting (owner) role: a replay rebuilds every account.
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
+            n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn insert_raw(&self, _records: &[touchline_model::Record]) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+#[async_trait]
+impl ResultReader for PgStore {
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE metric_date BETWEEN $1 AND $2 AND deleted_at IS NULL \
+             ORDER BY metric_date, campaign_id, advertisement_id"
+        ))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(metric_from_row).collect()
+    }
+
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTR_COLS} FROM campaign_attributions WHERE ($1::text IS NULL OR attribution_model = $1) \
+             ORDER BY conversion_id, attribution_model, touchpoint_id"
+        ))
+        .bind(model)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter().map(attr_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl CheckpointTable for PgStore {
     async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
         let epoch: i64 = sqlx::query_scalar(
             "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES ($1, $2, 1) \
@@ -728,52 +787,6 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?
             .rows_affected())
-    }
-
-    async fn clear_results(&self) -> Result<u64> {
-        // As the connecting (owner) role: a replay rebuilds every account.
-        let mut tx = self.pool.begin().await?;
-        let mut n = 0;
-        for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
-            n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
-    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
-        let mut tx = self.as_account(account_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE metric_date BETWEEN $1 AND $2 AND deleted_at IS NULL \
-             ORDER BY metric_date, campaign_id, advertisement_id"
-        ))
-        .bind(from)
-        .bind(to)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter().map(metric_from_row).collect()
-    }
-
-    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
-        let mut tx = self.as_account(account_id).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {ATTR_COLS} FROM campaign_attributions WHERE ($1::text IS NULL OR attribution_model = $1) \
-             ORDER BY conversion_id, attribution_model, touchpoint_id"
-        ))
-        .bind(model)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        rows.iter().map(attr_from_row).collect()
-    }
-
-    async fn insert_raw(&self, _records: &[touchline_model::Record]) -> Result<u64> {
-        Ok(0)
-    }
-
-    async fn wait_for_change(&self, timeout: Duration) {
-        self.listen_wait(timeout).await
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite};
@@ -419,7 +420,10 @@ impl Store for SqliteStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl CatalogStore for SqliteStore {
     async fn load_catalog(&self) -> Result<Catalog> {
         let mut tx = self.pool.begin().await?;
         let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&mut *tx).await?;
@@ -639,7 +643,10 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl ResultSink for SqliteStore {
     async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
         let mut n = 0;
         let (_turn, mut tx) = self.write_tx().await?;
@@ -697,67 +704,6 @@ impl Store for SqliteStore {
         self.write_grouped(ResultWrite::Partials(rows.to_vec())).await
     }
 
-    async fn link_click_counts(&self, account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT short_code, sum(CASE WHEN bot THEN 0 ELSE 1 END), sum(CASE WHEN bot THEN 1 ELSE 0 END) \
-             FROM link_clicks WHERE account_id = ? AND short_code IS NOT NULL GROUP BY short_code",
-        )
-        .bind(account_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(rows.into_iter().map(|(c, h, b)| (c, (h, b))).collect()))
-    }
-
-    async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
-        let _turn = self.write_turn.lock().await;
-        let epoch: i64 = sqlx::query_scalar(
-            "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES (?, ?, 1) \
-             ON CONFLICT (group_id, partition) DO UPDATE SET epoch = aggregator_checkpoints.epoch + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             RETURNING epoch",
-        )
-        .bind(group)
-        .bind(partition as i32)
-        .fetch_one(&self.pool)
-        .await?;
-        u32::try_from(epoch).map_err(|_| StoreError::Invalid(format!("checkpoint epoch {epoch} out of range")))
-    }
-
-    async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>> {
-        let row: Option<(i64, String, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT epoch, offsets, snapshot FROM aggregator_checkpoints WHERE group_id = ? AND partition = ?")
-                .bind(group)
-                .bind(partition as i32)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(checkpoint_from_row(row))
-    }
-
-    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
-        let _turn = self.write_turn.lock().await;
-        let n = sqlx::query(
-            "UPDATE aggregator_checkpoints SET offsets = ?, snapshot = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE group_id = ? AND partition = ? AND epoch = ?",
-        )
-        .bind(offsets_json)
-        .bind(snapshot)
-        .bind(group)
-        .bind(partition as i32)
-        .bind(i64::from(epoch))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn checkpoint_clear(&self, group: &str) -> Result<u64> {
-        let _turn = self.write_turn.lock().await;
-        Ok(sqlx::query("UPDATE aggregator_checkpoints SET snapshot = NULL, offsets = '{}' WHERE group_id = ?")
-            .bind(group)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
-    }
-
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let (_turn, mut tx) = self.write_tx().await?;
@@ -767,32 +713,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(n)
-    }
-
-    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE account_id = ? AND metric_date BETWEEN ? AND ? \
-             AND deleted_at IS NULL ORDER BY metric_date, campaign_id, advertisement_id"
-        ))
-        .bind(account_id.to_string())
-        .bind(from.to_string())
-        .bind(to.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(metric_from_row).collect()
-    }
-
-    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ATTR_COLS} FROM campaign_attributions WHERE account_id = ? AND (? IS NULL OR attribution_model = ?) \
-             ORDER BY conversion_id, attribution_model, touchpoint_id"
-        ))
-        .bind(account_id.to_string())
-        .bind(model)
-        .bind(model)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(attr_from_row).collect()
     }
 
     async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64> {
@@ -938,5 +858,98 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+#[async_trait]
+impl ResultReader for SqliteStore {
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {METRIC_COLS} FROM campaign_performance_metrics WHERE account_id = ? AND metric_date BETWEEN ? AND ? \
+             AND deleted_at IS NULL ORDER BY metric_date, campaign_id, advertisement_id"
+        ))
+        .bind(account_id.to_string())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(metric_from_row).collect()
+    }
+
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ATTR_COLS} FROM campaign_attributions WHERE account_id = ? AND (? IS NULL OR attribution_model = ?) \
+             ORDER BY conversion_id, attribution_model, touchpoint_id"
+        ))
+        .bind(account_id.to_string())
+        .bind(model)
+        .bind(model)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attr_from_row).collect()
+    }
+
+    async fn link_click_counts(&self, account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT short_code, sum(CASE WHEN bot THEN 0 ELSE 1 END), sum(CASE WHEN bot THEN 1 ELSE 0 END) \
+             FROM link_clicks WHERE account_id = ? AND short_code IS NOT NULL GROUP BY short_code",
+        )
+        .bind(account_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(rows.into_iter().map(|(c, h, b)| (c, (h, b))).collect()))
+    }
+}
+
+#[async_trait]
+impl CheckpointTable for SqliteStore {
+    async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
+        let _turn = self.write_turn.lock().await;
+        let epoch: i64 = sqlx::query_scalar(
+            "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES (?, ?, 1) \
+             ON CONFLICT (group_id, partition) DO UPDATE SET epoch = aggregator_checkpoints.epoch + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             RETURNING epoch",
+        )
+        .bind(group)
+        .bind(partition as i32)
+        .fetch_one(&self.pool)
+        .await?;
+        u32::try_from(epoch).map_err(|_| StoreError::Invalid(format!("checkpoint epoch {epoch} out of range")))
+    }
+
+    async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>> {
+        let row: Option<(i64, String, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT epoch, offsets, snapshot FROM aggregator_checkpoints WHERE group_id = ? AND partition = ?")
+                .bind(group)
+                .bind(partition as i32)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(checkpoint_from_row(row))
+    }
+
+    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
+        let _turn = self.write_turn.lock().await;
+        let n = sqlx::query(
+            "UPDATE aggregator_checkpoints SET offsets = ?, snapshot = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE group_id = ? AND partition = ? AND epoch = ?",
+        )
+        .bind(offsets_json)
+        .bind(snapshot)
+        .bind(group)
+        .bind(partition as i32)
+        .bind(i64::from(epoch))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn checkpoint_clear(&self, group: &str) -> Result<u64> {
+        let _turn = self.write_turn.lock().await;
+        Ok(sqlx::query("UPDATE aggregator_checkpoints SET snapshot = NULL, offsets = '{}' WHERE group_id = ?")
+            .bind(group)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 }

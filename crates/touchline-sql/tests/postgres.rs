@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use sqlx::Connection;
-use touchline_sql::{conformance, PgStore, Store};
+use touchline_sql::prelude::*;
+use touchline_sql::{conformance, PgStore};
 use uuid::Uuid;
 
 fn server() -> String {

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use touchline_sql::{conformance, SqliteStore, Store};
+use touchline_sql::prelude::*;
+use touchline_sql::{conformance, SqliteStore};
 
 async fn fresh() -> (tempfile::TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().unwrap();

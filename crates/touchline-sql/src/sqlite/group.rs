@@ -120,7 +120,8 @@ mod tests {
     use uuid::Uuid;
 
     use crate::conformance::attribution;
-    use crate::{Account, Store};
+    use crate::prelude::*;
+    use crate::Account;
 
     use super::*;
 

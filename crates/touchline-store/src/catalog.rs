@@ -1,0 +1,157 @@
+//! The catalog: accounts and their settings, API keys (by hash), campaigns with their time
+//! zones, advertisements and short links. The collector and the aggregator read it whole
+//! ([`CatalogStore::load_catalog`]) and follow its changes ([`CatalogStore::catalog_version`]).
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Result, StoreError};
+
+/// The attribution models, as stored in `attribution_model`.
+pub const MODELS: [&str; 8] =
+    ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based", "markov", "shapley"];
+
+/// An account and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub timezone: String,
+    pub default_attribution_model: String,
+    pub click_lookback_days: i32,
+    pub view_lookback_days: i32,
+    pub time_decay_half_life_days: f64,
+    pub session_timeout_minutes: i32,
+    pub anonymize_ip: bool,
+}
+
+impl Account {
+    /// An account with the defaults of the brief.
+    pub fn new(id: Uuid, name: impl Into<String>) -> Account {
+        Account {
+            id,
+            name: name.into(),
+            timezone: "UTC".into(),
+            default_attribution_model: "last_touch".into(),
+            click_lookback_days: 30,
+            view_lookback_days: 1,
+            time_decay_half_life_days: 7.0,
+            session_timeout_minutes: 30,
+            anonymize_ip: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyKind {
+    Write,
+    Secret,
+}
+
+impl KeyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Write => "write",
+            KeyKind::Secret => "secret",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<KeyKind> {
+        match s {
+            "write" => Ok(KeyKind::Write),
+            "secret" => Ok(KeyKind::Secret),
+            other => Err(StoreError::Invalid(format!("unknown key kind {other:?}"))),
+        }
+    }
+}
+
+/// An API key as stored: its SHA-256 hash, never the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub account_id: Uuid,
+    pub kind: KeyKind,
+    pub key_hash: String,
+    pub prefix: String,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Campaign {
+    pub account_id: Uuid,
+    pub id: String,
+    pub name: Option<String>,
+    pub timezone: String,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Advertisement {
+    pub account_id: Uuid,
+    pub id: String,
+    pub campaign_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub title: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub account_id: Uuid,
+    pub short_code: String,
+    pub target_url: String,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub campaign_id: Option<String>,
+    pub advertisement_id: Option<String>,
+    pub deleted: bool,
+}
+
+/// Everything the collector and aggregator read from the catalog.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Catalog {
+    pub version: i64,
+    pub accounts: Vec<Account>,
+    pub keys: Vec<ApiKey>,
+    pub campaigns: Vec<Campaign>,
+    pub advertisements: Vec<Advertisement>,
+    pub links: Vec<Link>,
+}
+
+/// Where the catalog lives (the SQL stores).
+#[async_trait]
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Reads the whole catalog (as the service, across accounts).
+    async fn load_catalog(&self) -> Result<Catalog>;
+
+    /// Bumped by every catalog change; cheap to poll.
+    async fn catalog_version(&self) -> Result<i64>;
+
+    /// One key by hash (a cache miss).
+    async fn find_key(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+
+    /// Creates or updates an account's settings.
+    async fn upsert_account(&self, account: &Account) -> Result<()>;
+
+    /// Adds a key (by hash). Adding an existing hash is a no-op.
+    async fn insert_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// Revokes every key of `kind` of an account except `keep_hash`.
+    async fn revoke_keys(&self, account_id: Uuid, kind: KeyKind, keep_hash: Option<&str>) -> Result<u64>;
+
+    async fn upsert_campaign(&self, campaign: &Campaign) -> Result<()>;
+
+    async fn upsert_advertisement(&self, ad: &Advertisement) -> Result<()>;
+
+    async fn upsert_link(&self, link: &Link) -> Result<()>;
+
+    /// Returns when the catalog may have changed (Postgres: a NOTIFY) or after `timeout`.
+    async fn wait_for_change(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await
+    }
+}

@@ -1,0 +1,54 @@
+//! Results: what the aggregator writes ([`ResultSink`]) and what the reports API reads
+//! ([`ResultReader`]). The row types and the derived ratios are defined once, in
+//! `touchline_model::results`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use uuid::Uuid;
+
+use crate::Result;
+use touchline_model::results::{AttributionRow, DailyMetricRow, PartialRow};
+
+/// A store the aggregator writes results to. Every write is idempotent: the runtime repeats
+/// a write after a crash or a failed attempt, and the rows come out the same.
+#[async_trait]
+pub trait ResultSink: Send + Sync + 'static {
+    /// Idempotent upsert of absolute daily metrics (one transaction per account).
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64>;
+
+    /// Upserts attribution rows: for each (conversion, model), rows of older versions are
+    /// deleted, and rows older than what is stored are ignored.
+    async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64>;
+
+    /// Writes one aggregator partition's partial rows (absolute values; a row of an older
+    /// epoch than the stored one is ignored) and republishes each touched cell's daily
+    /// metrics as the sum over all partitions, atomically. Idempotent.
+    async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64>;
+
+    /// Deletes every derived result (partials, published metrics, attributions) of every
+    /// account, before a replay rebuilds them. Catalog and raw rows are kept.
+    async fn clear_results(&self) -> Result<u64>;
+
+    /// Raw entity rows, inserted once per record id; a store that keeps no raw rows
+    /// returns 0.
+    async fn insert_raw(&self, records: &[touchline_model::Record]) -> Result<u64>;
+}
+
+/// Where the reports API and the link listing read results.
+#[async_trait]
+pub trait ResultReader: Send + Sync + 'static {
+    /// Daily metrics of an account between two dates (inclusive), sorted by date, campaign
+    /// and advertisement.
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>>;
+
+    /// The newest attribution rows of an account, optionally of one model.
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>>;
+
+    /// Clicks per short code of an account, `(human, bot)`; `None` where this store keeps no
+    /// clicks.
+    async fn link_click_counts(&self, _account_id: Uuid) -> Result<Option<HashMap<String, (i64, i64)>>> {
+        Ok(None)
+    }
+}
