@@ -37,7 +37,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use touchline_engine::Flush;
-use touchline_sql::Store;
+use touchline_store::CheckpointTable;
 
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -311,7 +311,7 @@ impl CheckpointStore for FileCheckpoints {
 
 /// Checkpoints in the SQL store's `aggregator_checkpoints` table, shared by every instance.
 pub struct SqlCheckpoints {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn CheckpointTable>,
     pub group: String,
 }
 

@@ -42,7 +42,6 @@
 
 pub mod checkpoint;
 mod replay;
-pub mod sink;
 pub mod stages;
 
 use std::collections::BTreeMap;
@@ -58,8 +57,9 @@ use touchline_engine::{AccountSettings, Engine, EngineConfig, Flush, Ingest, Mod
 use touchline_model::{check_stored, topics, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, Replay, SqlCheckpoints};
-pub use sink::{RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
 pub use stages::{SinkRows, Stage, StageTimes};
+pub use touchline_store::sink;
+pub use touchline_store::sink::{RefusedRow, Sink, SinkBatch, SinkError};
 
 /// Every topic touchline uses: the inputs and the dead-letter topic.
 pub const ALL_TOPICS: [&str; 8] = [
@@ -181,7 +181,7 @@ pub enum AggError {
 }
 
 /// Builds the engine configuration of a partition from the SQL catalog.
-pub fn engine_config(snap: &touchline_sql::cache::Snapshot, partition: u32, partitions: u32, lateness: i64) -> EngineConfig {
+pub fn engine_config(snap: &touchline_store::cache::Snapshot, partition: u32, partitions: u32, lateness: i64) -> EngineConfig {
     let mut cfg = EngineConfig { partition, partitions, allowed_lateness_secs: lateness, ..EngineConfig::default() };
     for a in snap.accounts.values() {
         let settings = AccountSettings {
@@ -204,7 +204,7 @@ pub fn engine_config(snap: &touchline_sql::cache::Snapshot, partition: u32, part
 pub struct Aggregator {
     pub bus: Arc<dyn Bus>,
     pub sinks: Vec<Arc<dyn Sink>>,
-    pub catalog: Arc<touchline_sql::CatalogCache>,
+    pub catalog: Arc<touchline_store::CatalogCache>,
     pub config: AggregatorConfig,
     pub checkpoints: Arc<dyn CheckpointStore>,
     pub stats: Arc<AggStats>,

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, RefusedRow, Sink, SinkBatch, SinkError, SqlSink};
+use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, RefusedRow, Sink, SinkBatch, SinkError};
 use touchline_bus::{Bus, EmbeddedLog, LogConfig, OutRecord};
 use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, RequestCtx};
 use touchline_sql::Account;
+use touchline_sql::SqlSink;
 use uuid::Uuid;
 
 const ACCOUNT: Uuid = Uuid::from_u128(0xbac);

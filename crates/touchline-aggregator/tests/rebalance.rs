@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, FileCheckpoints, Sink, SqlCheckpoints, SqlSink, INPUT_TOPICS};
+use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, FileCheckpoints, Sink, SqlCheckpoints, INPUT_TOPICS};
 use touchline_bus::{Bus, BusError, EmbeddedLog, LogConfig, Membership, OutRecord, Position, StoredRecord};
 use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, Record, RequestCtx};
+use touchline_sql::SqlSink;
 use touchline_sql::{Account, Store};
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 //! * [`connect`] opens a [`ClickHouse`] handle and detects the server version;
 //! * [`migrate`] applies the numbered DDL under `clickhouse/` (and the version-gated files
 //!   under `clickhouse/extras/` the server supports), recording them in `schema_migrations`;
-//! * [`ClickHouseSink`] implements the aggregator's [`Sink`](touchline_aggregator::sink::Sink);
+//! * [`ClickHouseSink`] implements the aggregator's [`Sink`](touchline_store::sink::Sink);
 //! * [`ClickHouseStore`] reads daily metrics and attribution rows back as the SQL store's types.
 //!
 //! Two dialects, one schema: the DDL runs on ClickHouse 18.16 (Debian's package) and on current

@@ -11,7 +11,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use touchline_model::results::CellSums;
 use touchline_model::{Body, DailyTotals, Id, Record};
-use touchline_sql::{AttributionRow, DailyMetricRow, PartialRow};
+use touchline_store::{AttributionRow, DailyMetricRow, PartialRow};
 use uuid::Uuid;
 
 use crate::{Error, Result};

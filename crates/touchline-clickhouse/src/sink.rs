@@ -30,9 +30,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use clickhouse::RowWrite;
 use sha2::{Digest, Sha256};
-use touchline_aggregator::sink::{attribution_rows, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
 use touchline_model::Record;
-use touchline_sql::{AttributionRow, PartialRow};
+use touchline_store::sink::{attribution_rows, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
+use touchline_store::{AttributionRow, PartialRow};
 
 use crate::rows::{self, AttrRow, ConversionRow, EventRow, IdentityRow, LinkClickRow, MetricRow, SessionRow, SpendRow, TouchpointRow};
 use crate::{ClickHouse, Error, Result};

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use touchline_sql::{AttributionRow, DailyMetricRow};
+use touchline_store::{AttributionRow, DailyMetricRow};
 use uuid::Uuid;
 
 use crate::rows::{AttrRead, MetricSum, ATTR_READ_COLS};

@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use common::{account, dataset, TestDb};
-use touchline_aggregator::sink::{Sink, SinkBatch, SqlSink};
 use touchline_clickhouse::{ClickHouseSink, ClickHouseStore};
 use touchline_engine::{Engine, EngineConfig};
 use touchline_model::{partition_for, Body, Record};
 use touchline_sql::prelude::*;
+use touchline_sql::SqlSink;
 use touchline_sql::{Account, AttributionRow, DailyMetricRow, SqliteStore, MODELS};
+use touchline_store::sink::{Sink, SinkBatch};
 use uuid::Uuid;
 
 const PARTITIONS: u32 = 2;

@@ -5,9 +5,9 @@
 //!
 //! Both backends implement [`Store`]; [`conformance`] is one suite run against each.
 
-pub mod cache;
 pub mod conformance;
 pub mod pg;
+pub mod sink;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -15,10 +15,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-pub use cache::CatalogCache;
 pub use pg::PgStore;
+pub use sink::SqlSink;
 pub use sqlite::SqliteStore;
 pub use touchline_model::results::publish_cells;
+pub use touchline_store::{cache, CatalogCache};
 pub use touchline_store::{
     Account, Advertisement, ApiKey, AttributionRow, Campaign, Catalog, CatalogStore, CheckpointTable, DailyMetricRow, KeyKind, Link,
     PartialRow, Result, ResultReader, ResultSink, StoreError, StoredCheckpoint, MODELS,

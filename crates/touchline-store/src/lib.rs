@@ -10,11 +10,14 @@
 //! All return [`StoreError`], whose [`StoreError::is_refusal`] tells a caller whether a retry
 //! can succeed. The result rows and their ratios live in `touchline_model::results`.
 
+pub mod cache;
 pub mod catalog;
 pub mod checkpoints;
 pub mod error;
 pub mod results;
+pub mod sink;
 
+pub use cache::CatalogCache;
 pub use catalog::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, KeyKind, Link, MODELS};
 pub use checkpoints::{CheckpointTable, StoredCheckpoint};
 pub use error::{Result, StoreError};

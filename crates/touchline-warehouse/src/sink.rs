@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use touchline_aggregator::{RefusedRow, Sink, SinkBatch, SinkError};
+use touchline_store::sink::{RefusedRow, Sink, SinkBatch, SinkError};
 
 use crate::{Entity, Warehouse};
 

@@ -14,10 +14,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoints, Sink, SqlCheckpoints, SqlSink};
+use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoints, Sink, SqlCheckpoints};
 use touchline_bus::{Bus, EmbeddedLog};
 use touchline_collector::{AppState, KeyStore};
 use touchline_kafka::{KafkaBus, SpillingBus};
+use touchline_sql::SqlSink;
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::config::{Config, ReportsSource};

@@ -69,7 +69,7 @@ impl SqliteStore {
         let group = self.queue.take();
         self.commit_group(group).await;
         drop(turn);
-        outcome.await.unwrap_or_else(|_| Err(StoreError::Cancelled))
+        outcome.await.unwrap_or(Err(StoreError::Cancelled))
     }
 
     async fn commit_group(&self, group: Vec<Queued>) {

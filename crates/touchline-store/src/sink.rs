@@ -1,12 +1,12 @@
-//! The sink seam: every store the aggregator writes results to implements [`Sink`]. The SQL
-//! stores (SQLite, Postgres) are here; ClickHouse implements the same trait in `touchline-clickhouse`.
-
-use std::sync::Arc;
+//! The sink seam: every store the aggregator writes a flush to implements [`Sink`]: the SQL
+//! stores (`touchline_sql::SqlSink`), ClickHouse and the Parquet warehouse. Here too are the
+//! rows a flush becomes ([`attribution_rows`], [`partial_row`]) and the isolation of rows a
+//! store refuses ([`write_isolating`]).
 
 use async_trait::async_trait;
 use touchline_engine::{AttributionSet, DailyPartial, Flush};
+use touchline_model::results::{AttributionRow, PartialRow};
 use touchline_model::Record;
-use touchline_sql::{AttributionRow, PartialRow, Store};
 
 /// One flush of one partition.
 pub struct SinkBatch<'a> {
@@ -172,37 +172,6 @@ pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
         reported_impressions: i(p.reported_impressions),
         reported_clicks: i(p.reported_clicks),
         epoch,
-    }
-}
-
-/// Postgres or SQLite: raw tables (SQLite, when `raw_rows`), attribution rows, partial
-/// metrics published as sums.
-pub struct SqlSink {
-    pub store: Arc<dyn Store>,
-    /// Insert raw records into the store's raw tables (SQLite keeps them; Postgres ignores them).
-    pub raw_rows: bool,
-}
-
-#[async_trait]
-impl Sink for SqlSink {
-    fn name(&self) -> &str {
-        self.store.backend()
-    }
-
-    async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError> {
-        let name = self.store.backend();
-        let refused = touchline_sql::StoreError::is_refusal;
-        let mut out = Vec::new();
-        let raw_rows = if self.raw_rows { batch.raw } else { &[] };
-        let raw = write_isolating(raw_rows, |c| async move { self.store.insert_raw(c).await.map(drop) }, refused).await?;
-        out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
-        let rows: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
-        let attributions = write_isolating(&rows, |c| async move { self.store.upsert_attributions(c).await.map(drop) }, refused).await?;
-        out.extend(attributions.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
-        let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
-        let cells = write_isolating(&partials, |c| async move { self.store.publish_partials(c).await.map(drop) }, refused).await?;
-        out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));
-        Ok(out)
     }
 }
 

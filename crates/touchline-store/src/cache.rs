@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::{Account, Advertisement, ApiKey, Campaign, Catalog, Link, Result, Store};
+use crate::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, Link, Result};
 
 /// An immutable view of the catalog.
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ impl Snapshot {
 }
 
 pub struct CatalogCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn CatalogStore>,
     snapshot: ArcSwap<Snapshot>,
     /// Keys found by a direct lookup after the snapshot was taken.
     found: DashMap<String, ApiKey>,
@@ -62,7 +62,7 @@ pub struct CatalogCache {
 
 impl CatalogCache {
     /// Loads the catalog now.
-    pub async fn load(store: Arc<dyn Store>, negative_ttl: Duration) -> Result<Arc<CatalogCache>> {
+    pub async fn load(store: Arc<dyn CatalogStore>, negative_ttl: Duration) -> Result<Arc<CatalogCache>> {
         let snap = Snapshot::from_catalog(store.load_catalog().await?);
         Ok(Arc::new(CatalogCache {
             store,

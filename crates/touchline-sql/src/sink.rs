@@ -1,0 +1,40 @@
+//! The SQL stores as a sink of the aggregator: raw rows (SQLite, when asked), attribution
+//! rows, and partial metrics published as sums, each refused row isolated and reported.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use touchline_store::sink::{attribution_rows, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
+
+use crate::{AttributionRow, PartialRow, Store, StoreError};
+
+/// Postgres or SQLite: raw tables (SQLite, when `raw_rows`), attribution rows, partial
+/// metrics published as sums.
+pub struct SqlSink {
+    pub store: Arc<dyn Store>,
+    /// Insert raw records into the store's raw tables (SQLite keeps them; Postgres ignores them).
+    pub raw_rows: bool,
+}
+
+#[async_trait]
+impl Sink for SqlSink {
+    fn name(&self) -> &str {
+        self.store.backend()
+    }
+
+    async fn write(&self, batch: &SinkBatch<'_>) -> Result<Vec<RefusedRow>, SinkError> {
+        let name = self.store.backend();
+        let refused = StoreError::is_refusal;
+        let mut out = Vec::new();
+        let raw_rows = if self.raw_rows { batch.raw } else { &[] };
+        let raw = write_isolating(raw_rows, |c| async move { self.store.insert_raw(c).await.map(drop) }, refused).await?;
+        out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
+        let rows: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
+        let attributions = write_isolating(&rows, |c| async move { self.store.upsert_attributions(c).await.map(drop) }, refused).await?;
+        out.extend(attributions.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
+        let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
+        let cells = write_isolating(&partials, |c| async move { self.store.publish_partials(c).await.map(drop) }, refused).await?;
+        out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));
+        Ok(out)
+    }
+}
