@@ -10,7 +10,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sqlx::Connection;
 use touchline_sql::prelude::*;
-use touchline_sql::{conformance::metric, Account, DailyMetricRow};
+use touchline_sql::{Account, DailyMetricRow};
+use touchline_store::testsuite::metric;
 use uuid::Uuid;
 
 const ROWS: usize = 1_000;

@@ -8,8 +8,9 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use chrono::NaiveDate;
-use touchline_store::{AttributionRow, DailyMetricRow};
+use touchline_store::{AttributionRow, DailyMetricRow, ResultReader, StoreError};
 use uuid::Uuid;
 
 use crate::rows::{AttrRead, MetricSum, ATTR_READ_COLS};
@@ -36,9 +37,21 @@ impl ClickHouseStore {
         &self.ch
     }
 
+    /// Deletes every result (attributions, daily metrics) before a replay rebuilds them. Raw
+    /// tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
+    /// would otherwise outrank the rebuilt ones.
+    pub async fn clear_results(&self) -> Result<()> {
+        for t in ["attributions", "campaign_daily_metrics"] {
+            self.ch.execute(&format!("TRUNCATE TABLE {}", self.ch.table(t)), &format!("TRUNCATE {t}")).await?;
+        }
+        Ok(())
+    }
+}
+
+impl ClickHouseStore {
     /// Daily metrics of an account between two dates (inclusive), ordered by date, campaign,
-    /// advertisement (byte order), as `Store::daily_metrics` returns them.
-    pub async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+    /// advertisement (byte order), as the SQL stores return them.
+    async fn read_daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
         let sql = format!(
             "SELECT campaign_id, advertisement_id, metric_date, sum(p_imp) AS impressions, sum(p_clk) AS clicks, sum(p_rch) AS reach, \
              sum(p_eng) AS engagements, sum(p_ses) AS sessions, sum(p_conv) AS conversions, sum(p_rev) AS revenue, sum(p_cst) AS cost \
@@ -57,8 +70,8 @@ impl ClickHouseStore {
     }
 
     /// The current attribution rows of an account (optionally of one model), ordered by
-    /// conversion, model, touchpoint, as `Store::attributions` returns them.
-    pub async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
+    /// conversion, model, touchpoint, as the SQL stores return them.
+    async fn read_attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {
         let table = self.ch.table("attributions");
         let model_filter = if model.is_some() { " AND attribution_model = ?" } else { "" };
         let sql = format!(
@@ -76,7 +89,7 @@ impl ClickHouseStore {
     }
 
     /// Clicks per short code of an account, `(human, bot)`, from the raw `link_clicks` table.
-    pub async fn link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>> {
+    async fn read_link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>> {
         let sql = format!(
             "SELECT short_code, countIf(bot = 0) AS human_clicks, countIf(bot != 0) AS bot_clicks FROM {} FINAL \
              WHERE account_id = toUUID('{account_id}') AND short_code != '' GROUP BY short_code",
@@ -87,14 +100,23 @@ impl ClickHouseStore {
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         Ok(rows.into_iter().map(|r| (r.short_code, (i(r.human_clicks), i(r.bot_clicks)))).collect())
     }
+}
 
-    /// Deletes every result (attributions, daily metrics) before a replay rebuilds them. Raw
-    /// tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
-    /// would otherwise outrank the rebuilt ones.
-    pub async fn clear_results(&self) -> Result<()> {
-        for t in ["attributions", "campaign_daily_metrics"] {
-            self.ch.execute(&format!("TRUNCATE TABLE {}", self.ch.table(t)), &format!("TRUNCATE {t}")).await?;
-        }
-        Ok(())
+fn read_error(e: crate::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+#[async_trait]
+impl ResultReader for ClickHouseStore {
+    async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> touchline_store::Result<Vec<DailyMetricRow>> {
+        self.read_daily_metrics(account_id, from, to).await.map_err(read_error)
+    }
+
+    async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> touchline_store::Result<Vec<AttributionRow>> {
+        self.read_attributions(account_id, model).await.map_err(read_error)
+    }
+
+    async fn link_click_counts(&self, account_id: Uuid) -> touchline_store::Result<Option<HashMap<String, (i64, i64)>>> {
+        self.read_link_click_counts(account_id).await.map(Some).map_err(read_error)
     }
 }

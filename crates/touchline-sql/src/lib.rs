@@ -3,9 +3,9 @@
 //! time zones, advertisements, short links), the fact tables written back with idempotent
 //! upserts of absolute values, the raw entity tables (SQLite), and a catalog cache.
 //!
-//! Both backends implement [`Store`]; [`conformance`] is one suite run against each.
+//! Both backends implement [`Store`], the union of the role traits of `touchline-store`, whose
+//! conformance suites run against each (`tests/sqlite.rs`, `tests/postgres.rs`).
 
-pub mod conformance;
 pub mod pg;
 pub mod sink;
 pub mod sqlite;
@@ -39,6 +39,10 @@ pub trait Store: CatalogStore + ResultSink + ResultReader + CheckpointTable {
 
     /// Applies pending migrations (re-runnable).
     async fn migrate(&self) -> Result<()>;
+
+    /// Idempotent upsert of absolute daily metrics rows, bypassing the partials (one
+    /// transaction per account): for tools and tests that plant published rows.
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64>;
 }
 
 pub(crate) fn checkpoint_from_row(row: Option<(i64, String, Option<Vec<u8>>)>) -> Option<StoredCheckpoint> {

@@ -332,6 +332,51 @@ impl Store for PgStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
+        let mut n = 0;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let rows = dedup_metrics(&rows);
+            let mut tx = self.as_account(account).await?;
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Postgres> =
+                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id)
+                        .push_bind(&r.campaign_id)
+                        .push_bind(&r.advertisement_id)
+                        .push_bind(r.metric_date)
+                        .push_bind(r.impressions)
+                        .push_bind(r.clicks)
+                        .push_bind(r.reach)
+                        .push_bind(r.frequency)
+                        .push_bind(r.engagements)
+                        .push_bind(r.sessions)
+                        .push_bind(r.conversions)
+                        .push_bind(r.revenue)
+                        .push_bind(r.cost)
+                        .push_bind(&r.currency)
+                        .push_bind(r.ctr)
+                        .push_bind(r.cpc)
+                        .push_bind(r.cpm)
+                        .push_bind(r.cpa)
+                        .push_bind(r.roas)
+                        .push_bind(&r.utm_source)
+                        .push_bind(&r.utm_medium)
+                        .push_bind(&r.utm_campaign);
+                });
+                qb.push(format!(
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
+                    set_excluded(&METRIC_UPDATE),
+                    changed("campaign_performance_metrics", &METRIC_UPDATE)
+                ));
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
 }
 
 #[async_trait]
@@ -563,51 +608,6 @@ impl CatalogStore for PgStore {
 
 #[async_trait]
 impl ResultSink for PgStore {
-    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
-        let mut n = 0;
-        for (account, rows) in by_account(rows, |r| r.account_id) {
-            let rows = dedup_metrics(&rows);
-            let mut tx = self.as_account(account).await?;
-            for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Postgres> =
-                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.account_id)
-                        .push_bind(&r.campaign_id)
-                        .push_bind(&r.advertisement_id)
-                        .push_bind(r.metric_date)
-                        .push_bind(r.impressions)
-                        .push_bind(r.clicks)
-                        .push_bind(r.reach)
-                        .push_bind(r.frequency)
-                        .push_bind(r.engagements)
-                        .push_bind(r.sessions)
-                        .push_bind(r.conversions)
-                        .push_bind(r.revenue)
-                        .push_bind(r.cost)
-                        .push_bind(&r.currency)
-                        .push_bind(r.ctr)
-                        .push_bind(r.cpc)
-                        .push_bind(r.cpm)
-                        .push_bind(r.cpa)
-                        .push_bind(r.roas)
-                        .push_bind(&r.utm_source)
-                        .push_bind(&r.utm_medium)
-                        .push_bind(&r.utm_campaign);
-                });
-                qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
-                    set_excluded(&METRIC_UPDATE),
-                    changed("campaign_performance_metrics", &METRIC_UPDATE)
-                ));
-                qb.build().execute(&mut *tx).await?;
-                n += chunk.len() as u64;
-            }
-            tx.commit().await?;
-        }
-        Ok(n)
-    }
-
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
         let mut n = 0;
         for (account, rows) in by_account(rows, |r| r.account_id) {

@@ -420,6 +420,55 @@ impl Store for SqliteStore {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+
+    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
+        let mut n = 0;
+        let (_turn, mut tx) = self.write_tx().await?;
+        for (_, rows) in by_account(rows, |r| r.account_id) {
+            // The last row for a key wins within a batch, as in Postgres.
+            let rows = dedup_metrics(&rows);
+            for chunk in rows.chunks(CHUNK) {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id.to_string())
+                        .push_bind(r.campaign_id.clone())
+                        .push_bind(r.advertisement_id.clone())
+                        .push_bind(r.metric_date.to_string())
+                        .push_bind(r.impressions)
+                        .push_bind(r.clicks)
+                        .push_bind(r.reach)
+                        .push_bind(r.frequency)
+                        .push_bind(r.engagements)
+                        .push_bind(r.sessions)
+                        .push_bind(dec(r.conversions))
+                        .push_bind(dec(r.revenue))
+                        .push_bind(dec(r.cost))
+                        .push_bind(r.currency.clone())
+                        .push_bind(r.ctr)
+                        .push_bind(r.cpc.map(dec))
+                        .push_bind(r.cpm.map(dec))
+                        .push_bind(r.cpa.map(dec))
+                        .push_bind(r.roas)
+                        .push_bind(r.utm_source.clone())
+                        .push_bind(r.utm_medium.clone())
+                        .push_bind(r.utm_campaign.clone());
+                });
+                let unchanged = METRIC_UPDATE
+                    .iter()
+                    .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ");
+                qb.push(format!(
+                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
+                    set_excluded(&METRIC_UPDATE).replace("EXCLUDED.", "excluded."),
+                ));
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
 }
 
 #[async_trait]
@@ -647,55 +696,6 @@ impl CatalogStore for SqliteStore {
 
 #[async_trait]
 impl ResultSink for SqliteStore {
-    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64> {
-        let mut n = 0;
-        let (_turn, mut tx) = self.write_tx().await?;
-        for (_, rows) in by_account(rows, |r| r.account_id) {
-            // The last row for a key wins within a batch, as in Postgres.
-            let rows = dedup_metrics(&rows);
-            for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.account_id.to_string())
-                        .push_bind(r.campaign_id.clone())
-                        .push_bind(r.advertisement_id.clone())
-                        .push_bind(r.metric_date.to_string())
-                        .push_bind(r.impressions)
-                        .push_bind(r.clicks)
-                        .push_bind(r.reach)
-                        .push_bind(r.frequency)
-                        .push_bind(r.engagements)
-                        .push_bind(r.sessions)
-                        .push_bind(dec(r.conversions))
-                        .push_bind(dec(r.revenue))
-                        .push_bind(dec(r.cost))
-                        .push_bind(r.currency.clone())
-                        .push_bind(r.ctr)
-                        .push_bind(r.cpc.map(dec))
-                        .push_bind(r.cpm.map(dec))
-                        .push_bind(r.cpa.map(dec))
-                        .push_bind(r.roas)
-                        .push_bind(r.utm_source.clone())
-                        .push_bind(r.utm_medium.clone())
-                        .push_bind(r.utm_campaign.clone());
-                });
-                let unchanged = METRIC_UPDATE
-                    .iter()
-                    .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
-                    set_excluded(&METRIC_UPDATE).replace("EXCLUDED.", "excluded."),
-                ));
-                qb.build().execute(&mut *tx).await?;
-                n += chunk.len() as u64;
-            }
-        }
-        tx.commit().await?;
-        Ok(n)
-    }
-
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64> {
         self.write_grouped(ResultWrite::Attributions(rows.to_vec())).await
     }

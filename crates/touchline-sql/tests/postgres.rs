@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use sqlx::Connection;
 use touchline_sql::prelude::*;
-use touchline_sql::{conformance, PgStore};
+use touchline_sql::PgStore;
+
+mod common;
+use common as conformance;
 use uuid::Uuid;
 
 fn server() -> String {
@@ -64,52 +67,20 @@ async fn migrations_rerun() {
 }
 
 #[tokio::test]
-async fn catalog_round_trip() {
-    let (_d, s) = fresh().await;
-    conformance::catalog_round_trip(s.as_ref()).await;
-}
-
-#[tokio::test]
 async fn daily_metrics_idempotent() {
     let (_d, s) = fresh().await;
     conformance::daily_metrics_idempotent(s.as_ref()).await;
 }
 
-#[tokio::test]
-async fn attribution_versions() {
-    let (_d, s) = fresh().await;
-    conformance::attribution_versions(s.as_ref()).await;
+async fn results() -> (TestDb, touchline_store::testsuite::ResultStores) {
+    let (guard, s) = fresh().await;
+    let stores = touchline_store::testsuite::ResultStores { sink: s.clone(), reader: s.clone(), catalog: Some(s) };
+    (guard, stores)
 }
 
-#[tokio::test]
-async fn attribution_bulk_replacement() {
-    let (_d, s) = fresh().await;
-    conformance::attribution_bulk_replacement(s.as_ref()).await;
-}
-
-#[tokio::test]
-async fn partials_publish_sums() {
-    let (_d, s) = fresh().await;
-    conformance::partials_publish_sums(s.as_ref()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_result_writes() {
-    let (_d, s) = fresh().await;
-    conformance::concurrent_result_writes(s).await;
-}
-
-#[tokio::test]
-async fn checkpoints_fence_old_owners() {
-    let (_d, s) = fresh().await;
-    conformance::checkpoints_fence_old_owners(s.as_ref()).await;
-}
-
-#[tokio::test]
-async fn cache_follows_changes() {
-    let (_d, s) = fresh().await;
-    conformance::cache_follows_changes(s).await;
-}
+touchline_store::catalog_store_suite!(fresh);
+touchline_store::result_store_suite!(results);
+touchline_store::checkpoint_table_suite!(fresh);
 
 /// A change made in SQL by another client reaches the cache through LISTEN/NOTIFY, well before
 /// the (long) poll interval.

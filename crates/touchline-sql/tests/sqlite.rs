@@ -6,7 +6,10 @@
 use std::sync::Arc;
 
 use touchline_sql::prelude::*;
-use touchline_sql::{conformance, SqliteStore};
+use touchline_sql::SqliteStore;
+
+mod common;
+use common as conformance;
 
 async fn fresh() -> (tempfile::TempDir, Arc<SqliteStore>) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,52 +26,20 @@ async fn migrations_rerun() {
 }
 
 #[tokio::test]
-async fn catalog_round_trip() {
-    let (_d, s) = fresh().await;
-    conformance::catalog_round_trip(s.as_ref()).await;
-}
-
-#[tokio::test]
 async fn daily_metrics_idempotent() {
     let (_d, s) = fresh().await;
     conformance::daily_metrics_idempotent(s.as_ref()).await;
 }
 
-#[tokio::test]
-async fn attribution_versions() {
-    let (_d, s) = fresh().await;
-    conformance::attribution_versions(s.as_ref()).await;
+async fn results() -> (tempfile::TempDir, touchline_store::testsuite::ResultStores) {
+    let (guard, s) = fresh().await;
+    let stores = touchline_store::testsuite::ResultStores { sink: s.clone(), reader: s.clone(), catalog: Some(s) };
+    (guard, stores)
 }
 
-#[tokio::test]
-async fn attribution_bulk_replacement() {
-    let (_d, s) = fresh().await;
-    conformance::attribution_bulk_replacement(s.as_ref()).await;
-}
-
-#[tokio::test]
-async fn partials_publish_sums() {
-    let (_d, s) = fresh().await;
-    conformance::partials_publish_sums(s.as_ref()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_result_writes() {
-    let (_d, s) = fresh().await;
-    conformance::concurrent_result_writes(s).await;
-}
-
-#[tokio::test]
-async fn checkpoints_fence_old_owners() {
-    let (_d, s) = fresh().await;
-    conformance::checkpoints_fence_old_owners(s.as_ref()).await;
-}
-
-#[tokio::test]
-async fn cache_follows_changes() {
-    let (_d, s) = fresh().await;
-    conformance::cache_follows_changes(s).await;
-}
+touchline_store::catalog_store_suite!(fresh);
+touchline_store::result_store_suite!(results);
+touchline_store::checkpoint_table_suite!(fresh);
 
 #[tokio::test]
 async fn wal_mode_and_a_second_reader_while_writing() {
@@ -106,7 +77,10 @@ async fn attribution_rows_keep_their_write_times() {
                 .unwrap()
         }
     };
-    let first = [conformance::attribution(a, "c1", "t1", "linear", 1, 0.5), conformance::attribution(a, "c1", "t2", "linear", 1, 0.5)];
+    let first = [
+        touchline_store::testsuite::attribution(a, "c1", "t1", "linear", 1, 0.5),
+        touchline_store::testsuite::attribution(a, "c1", "t2", "linear", 1, 0.5),
+    ];
     s.upsert_attributions(&first).await.unwrap();
     let (created, updated) = times("t1").await;
     assert_eq!(created, updated);
@@ -117,7 +91,10 @@ async fn attribution_rows_keep_their_write_times() {
     s.upsert_attributions(&first).await.unwrap();
     assert_eq!(times("t1").await, (created.clone(), updated.clone()), "a row written again unchanged keeps both times");
     // Version 2 of the set moves credit from t2 to t1.
-    let second = [conformance::attribution(a, "c1", "t1", "linear", 2, 0.75), conformance::attribution(a, "c1", "t2", "linear", 2, 0.25)];
+    let second = [
+        touchline_store::testsuite::attribution(a, "c1", "t1", "linear", 2, 0.75),
+        touchline_store::testsuite::attribution(a, "c1", "t2", "linear", 2, 0.25),
+    ];
     s.upsert_attributions(&second).await.unwrap();
     let (created_again, updated_again) = times("t1").await;
     assert_eq!(created_again, created, "an update keeps created_at");

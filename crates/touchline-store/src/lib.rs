@@ -16,6 +16,8 @@ pub mod checkpoints;
 pub mod error;
 pub mod results;
 pub mod sink;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 pub use cache::CatalogCache;
 pub use catalog::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, KeyKind, Link, MODELS};

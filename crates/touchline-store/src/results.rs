@@ -12,12 +12,10 @@ use crate::Result;
 use touchline_model::results::{AttributionRow, DailyMetricRow, PartialRow};
 
 /// A store the aggregator writes results to. Every write is idempotent: the runtime repeats
-/// a write after a crash or a failed attempt, and the rows come out the same.
+/// a write after a crash or a failed attempt, and the rows come out the same. Daily metrics
+/// are never written directly: each store publishes them from the partials.
 #[async_trait]
 pub trait ResultSink: Send + Sync + 'static {
-    /// Idempotent upsert of absolute daily metrics (one transaction per account).
-    async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64>;
-
     /// Upserts attribution rows: for each (conversion, model), rows of older versions are
     /// deleted, and rows older than what is stored are ignored.
     async fn upsert_attributions(&self, rows: &[AttributionRow]) -> Result<u64>;

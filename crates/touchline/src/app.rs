@@ -18,11 +18,11 @@ use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoint
 use touchline_bus::{Bus, EmbeddedLog};
 use touchline_collector::{AppState, KeyStore};
 use touchline_kafka::{KafkaBus, SpillingBus};
-use touchline_sql::SqlSink;
+use touchline_sql::{ResultReader, SqlSink};
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::config::{Config, ReportsSource};
-use crate::results::{ClickHouseResults, Results, SqlResults};
+use crate::results::SqlResults;
 use crate::{links, reports};
 
 /// What a process runs; decides what [`App::build`] opens.
@@ -48,7 +48,7 @@ pub struct App {
     pub store: Arc<dyn touchline_sql::Store>,
     pub clickhouse: Option<touchline_clickhouse::ClickHouse>,
     /// Where reports read results (`reports_source`).
-    pub results: Arc<dyn Results>,
+    pub results: Arc<dyn ResultReader>,
     pub catalog: Arc<touchline_sql::CatalogCache>,
     pub state: Arc<AppState>,
     pub keys: Arc<dyn KeyStore>,
@@ -65,8 +65,8 @@ impl App {
         catalog.spawn_refresh(std::time::Duration::from_secs(2));
         let keys: Arc<dyn KeyStore> = Arc::new(CatalogKeys(catalog.clone()));
         let clickhouse = open_clickhouse(&config).await?;
-        let results: Arc<dyn Results> = match (config.reports_source, &clickhouse) {
-            (ReportsSource::Clickhouse, Some(ch)) => Arc::new(ClickHouseResults(touchline_clickhouse::ClickHouseStore::new(ch.clone()))),
+        let results: Arc<dyn ResultReader> = match (config.reports_source, &clickhouse) {
+            (ReportsSource::Clickhouse, Some(ch)) => Arc::new(touchline_clickhouse::ClickHouseStore::new(ch.clone())),
             (ReportsSource::Clickhouse, None) => bail!("reports_source = clickhouse needs clickhouse_url"),
             (ReportsSource::Sql, _) => {
                 Arc::new(SqlResults { store: store.clone(), warehouse: config.warehouse_dir().map(touchline_warehouse::Warehouse::new) })

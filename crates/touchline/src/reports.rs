@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::results::Results;
 use std::net::SocketAddr;
+use touchline_sql::ResultReader;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,7 +21,7 @@ use touchline_collector::{AppState, KeyKind};
 use uuid::Uuid;
 
 pub struct ReportState {
-    pub results: Arc<dyn Results>,
+    pub results: Arc<dyn ResultReader>,
     pub collector: Arc<AppState>,
 }
 

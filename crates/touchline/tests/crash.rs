@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::dataset::{prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
+use touchline_sql::ResultReader;
 use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_touchline");

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use touchline::app::App;
 use touchline::config::Config;
+use touchline_sql::ResultReader;
 use touchline_sql::{Account, Campaign, Store};
 use uuid::Uuid;
 

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::dataset::{dataset, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
 use touchline_bus::Bus;
+use touchline_sql::ResultReader;
 
 const BIN: &str = env!("CARGO_BIN_EXE_touchline");
 const WRITE: &str = "tl_wk_scaleout_write_key_0001";

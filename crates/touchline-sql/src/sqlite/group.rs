@@ -119,9 +119,9 @@ mod tests {
 
     use uuid::Uuid;
 
-    use crate::conformance::attribution;
     use crate::prelude::*;
     use crate::Account;
+    use touchline_store::testsuite::attribution;
 
     use super::*;
 

@@ -54,7 +54,7 @@ pub struct LinkState {
     pub catalog: Arc<CatalogCache>,
     pub store: Arc<dyn Store>,
     /// Where click counts are read (the SQL store or ClickHouse).
-    pub results: Arc<dyn crate::results::Results>,
+    pub results: Arc<dyn touchline_sql::ResultReader>,
     /// The collector's state: key checks (with its throttle) and the client-address rule.
     pub collector: Arc<AppState>,
     pub config: LinksConfig,
@@ -77,7 +77,7 @@ const COOKIE: &str = "tl_did";
 pub struct LinkDeps {
     pub catalog: Arc<CatalogCache>,
     pub store: Arc<dyn Store>,
-    pub results: Arc<dyn crate::results::Results>,
+    pub results: Arc<dyn touchline_sql::ResultReader>,
     pub collector: Arc<AppState>,
     pub bus: Arc<dyn Bus>,
 }

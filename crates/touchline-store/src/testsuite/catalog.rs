@@ -1,0 +1,127 @@
+//! The [`CatalogStore`] checks.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::date;
+use crate::{Account, Advertisement, ApiKey, Campaign, CatalogCache, CatalogStore, KeyKind, Link};
+
+async fn two_accounts(store: &dyn CatalogStore) -> (Uuid, Uuid) {
+    let a = Uuid::from_u128(0xa);
+    let b = Uuid::from_u128(0xb);
+    store.upsert_account(&Account::new(a, "alpha")).await.expect("account a");
+    store.upsert_account(&Account::new(b, "beta")).await.expect("account b");
+    (a, b)
+}
+
+/// What is written to the catalog comes back from `load_catalog`.
+pub async fn catalog_round_trip(store: &dyn CatalogStore) {
+    let (a, b) = two_accounts(store).await;
+    let mut acc = Account::new(a, "alpha");
+    acc.timezone = "Asia/Ho_Chi_Minh".into();
+    acc.default_attribution_model = "linear".into();
+    acc.click_lookback_days = 7;
+    store.upsert_account(&acc).await.expect("update account");
+    let key = ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-write-a".into(), prefix: "tl_wk_abc".into(), revoked: false };
+    store.insert_key(&key).await.expect("key");
+    store.insert_key(&key).await.expect("same key again is a no-op");
+    store
+        .insert_key(&ApiKey {
+            account_id: b,
+            kind: KeyKind::Secret,
+            key_hash: "h-secret-b".into(),
+            prefix: "tl_sk_x".into(),
+            revoked: false,
+        })
+        .await
+        .expect("key b");
+    let camp = Campaign {
+        account_id: a,
+        id: "1042".into(),
+        name: Some("Tết sale".into()),
+        timezone: "Asia/Ho_Chi_Minh".into(),
+        start_date: Some(date(1)),
+        end_date: None,
+    };
+    store.upsert_campaign(&camp).await.expect("campaign");
+    let ad =
+        Advertisement { account_id: a, id: "ad-7".into(), campaign_id: Some("1042".into()), channel_id: Some("zalo".into()), title: None };
+    store.upsert_advertisement(&ad).await.expect("ad");
+    let link = Link {
+        account_id: a,
+        short_code: "tet24".into(),
+        target_url: "https://shop.example/tet".into(),
+        utm_source: Some("zalo".into()),
+        utm_medium: None,
+        utm_campaign: Some("tet".into()),
+        utm_term: None,
+        utm_content: None,
+        campaign_id: Some("1042".into()),
+        advertisement_id: None,
+        deleted: false,
+    };
+    store.upsert_link(&link).await.expect("link");
+    let c = store.load_catalog().await.expect("load");
+    assert!(c.version > 0, "triggers bump the catalog version");
+    let got = c.accounts.iter().find(|x| x.id == a).expect("account a");
+    assert_eq!(got, &acc);
+    assert_eq!(c.keys.len(), 2);
+    assert!(c.keys.contains(&key));
+    assert_eq!(c.campaigns, vec![camp]);
+    assert_eq!(c.advertisements, vec![ad]);
+    assert_eq!(c.links, vec![link.clone()]);
+    assert_eq!(store.find_key("h-write-a").await.expect("find"), Some(key));
+    assert_eq!(store.find_key("nope").await.expect("find"), None);
+    // Revoking keeps the row but marks it.
+    assert_eq!(store.revoke_keys(a, KeyKind::Write, None).await.expect("revoke"), 1);
+    assert!(store.find_key("h-write-a").await.expect("find").expect("row kept").revoked);
+    // Soft-deleting a link keeps it in the catalog, marked deleted.
+    store.upsert_link(&Link { deleted: true, ..link }).await.expect("delete link");
+    assert!(store.load_catalog().await.expect("load").links[0].deleted);
+}
+
+/// Catalog changes reach a running cache without restart; unknown keys are remembered.
+pub async fn cache_follows_changes(store: Arc<dyn CatalogStore>) {
+    let (a, _) = two_accounts(store.as_ref()).await;
+    let cache = CatalogCache::load(store.clone(), Duration::from_secs(60)).await.expect("load cache");
+    let _task = cache.spawn_refresh(Duration::from_millis(200));
+    assert!(cache.lookup_key_hash("h-new").await.is_none());
+    // A key added behind the cache's back is found by the direct lookup despite the negative
+    // entry only once the catalog reloads (the negative TTL is long here).
+    store
+        .insert_key(&ApiKey { account_id: a, kind: KeyKind::Write, key_hash: "h-new".into(), prefix: "tl_wk_n".into(), revoked: false })
+        .await
+        .expect("key");
+    store
+        .upsert_campaign(&Campaign {
+            account_id: a,
+            id: "c-tz".into(),
+            name: None,
+            timezone: "Europe/Paris".into(),
+            start_date: None,
+            end_date: None,
+        })
+        .await
+        .expect("campaign");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = cache.snapshot();
+        if snap.keys.contains_key("h-new") && snap.campaign_timezone(a, "c-tz") == "Europe/Paris" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache did not see the change within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cache.lookup_key_hash("h-new").await.map(|k| k.account_id), Some(a));
+    // Revocation reaches the cache too.
+    store.revoke_keys(a, KeyKind::Write, None).await.expect("revoke");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.snapshot().keys.contains_key("h-new") {
+        assert!(Instant::now() < deadline, "revocation not seen within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cache.lookup_key_hash("h-new").await.is_none(), "a revoked key is refused");
+    assert_eq!(cache.snapshot().campaign_timezone(a, "unknown"), "UTC");
+}
