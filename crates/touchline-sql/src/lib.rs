@@ -6,7 +6,9 @@
 //! Both backends implement [`Store`], the union of the role traits of `touchline-store`, whose
 //! conformance suites run against each (`tests/sqlite.rs`, `tests/postgres.rs`).
 
+mod columns;
 pub mod pg;
+mod rows;
 pub mod sink;
 pub mod sqlite;
 

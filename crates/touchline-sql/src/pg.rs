@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use sqlx::{Postgres, QueryBuilder, Transaction};
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::rows::*;
 use crate::*;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -208,27 +208,6 @@ async fn partials_of_cells(
     qb.build().fetch_all(&mut **tx).await?.iter().map(partial_from_row).collect()
 }
 
-fn partial_from_row(r: &sqlx::postgres::PgRow) -> Result<PartialRow> {
-    Ok(PartialRow {
-        account_id: r.try_get("account_id")?,
-        campaign_id: r.try_get("campaign_id")?,
-        advertisement_id: r.try_get("advertisement_id")?,
-        metric_date: r.try_get("metric_date")?,
-        partition: r.try_get("partition")?,
-        impressions: r.try_get("impressions")?,
-        clicks: r.try_get("clicks")?,
-        reach: r.try_get("reach")?,
-        engagements: r.try_get("engagements")?,
-        sessions: r.try_get("sessions")?,
-        conversions: r.try_get("conversions")?,
-        revenue: r.try_get("revenue")?,
-        cost: r.try_get("cost")?,
-        reported_impressions: r.try_get("reported_impressions")?,
-        reported_clicks: r.try_get("reported_clicks")?,
-        epoch: u32::try_from(r.try_get::<i64, _>("epoch")?).unwrap_or(u32::MAX),
-    })
-}
-
 /// Writes published rows of `campaign_performance_metrics`, leaving rows that would not
 /// change untouched (no new row version, `updated_at` kept).
 async fn upsert_published(tx: &mut Transaction<'static, Postgres>, rows: &[DailyMetricRow]) -> Result<()> {
@@ -262,64 +241,6 @@ async fn upsert_published(tx: &mut Transaction<'static, Postgres>, rows: &[Daily
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
-}
-
-fn key_from_row(r: &sqlx::postgres::PgRow) -> Result<ApiKey> {
-    Ok(ApiKey {
-        account_id: r.try_get("account_id")?,
-        kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
-        key_hash: r.try_get("key_hash")?,
-        prefix: r.try_get("prefix")?,
-        revoked: r.try_get("revoked")?,
-    })
-}
-
-fn metric_from_row(r: &sqlx::postgres::PgRow) -> Result<DailyMetricRow> {
-    Ok(DailyMetricRow {
-        account_id: r.try_get("account_id")?,
-        campaign_id: r.try_get("campaign_id")?,
-        advertisement_id: r.try_get("advertisement_id")?,
-        metric_date: r.try_get("metric_date")?,
-        impressions: r.try_get("impressions")?,
-        clicks: r.try_get("clicks")?,
-        reach: r.try_get("reach")?,
-        frequency: r.try_get("frequency")?,
-        engagements: r.try_get("engagements")?,
-        sessions: r.try_get("sessions")?,
-        conversions: r.try_get::<Decimal, _>("conversions")?.normalize(),
-        revenue: r.try_get::<Decimal, _>("revenue")?.normalize(),
-        cost: r.try_get::<Decimal, _>("cost")?.normalize(),
-        currency: r.try_get("currency")?,
-        ctr: r.try_get("ctr")?,
-        cpc: r.try_get::<Option<Decimal>, _>("cpc")?.map(|d| d.normalize()),
-        cpm: r.try_get::<Option<Decimal>, _>("cpm")?.map(|d| d.normalize()),
-        cpa: r.try_get::<Option<Decimal>, _>("cpa")?.map(|d| d.normalize()),
-        roas: r.try_get("roas")?,
-        utm_source: r.try_get("utm_source")?,
-        utm_medium: r.try_get("utm_medium")?,
-        utm_campaign: r.try_get("utm_campaign")?,
-    })
-}
-
-fn attr_from_row(r: &sqlx::postgres::PgRow) -> Result<AttributionRow> {
-    Ok(AttributionRow {
-        account_id: r.try_get("account_id")?,
-        conversion_id: r.try_get("conversion_id")?,
-        touchpoint_id: r.try_get("touchpoint_id")?,
-        attribution_model: r.try_get("attribution_model")?,
-        version: r.try_get("version")?,
-        campaign_id: r.try_get("campaign_id")?,
-        advertisement_id: r.try_get("advertisement_id")?,
-        customer_id: r.try_get("customer_id")?,
-        touchpoint_type: r.try_get("touchpoint_type")?,
-        touchpoint_timestamp: r.try_get("touchpoint_timestamp")?,
-        channel_id: r.try_get("channel_id")?,
-        conversion_time: r.try_get("conversion_time")?,
-        conversion_value: r.try_get::<Option<Decimal>, _>("conversion_value")?.map(|d| d.normalize()),
-        currency: r.try_get("currency")?,
-        weight: r.try_get("weight")?,
-        attributed_revenue: r.try_get::<Decimal, _>("attributed_revenue")?.normalize(),
-    })
 }
 
 #[async_trait]
@@ -385,90 +306,13 @@ impl CatalogStore for PgStore {
         let mut tx = self.pool.begin().await?;
         // One consistent snapshot of all catalog tables.
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *tx).await?;
-        let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&mut *tx).await?;
-        let accounts = sqlx::query(
-            "SELECT id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
-             time_decay_half_life_days, session_timeout_minutes, anonymize_ip FROM accounts WHERE deleted_at IS NULL ORDER BY name",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Account {
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                timezone: r.try_get("timezone")?,
-                default_attribution_model: r.try_get("default_attribution_model")?,
-                click_lookback_days: r.try_get("click_lookback_days")?,
-                view_lookback_days: r.try_get("view_lookback_days")?,
-                time_decay_half_life_days: r.try_get("time_decay_half_life_days")?,
-                session_timeout_minutes: r.try_get("session_timeout_minutes")?,
-                anonymize_ip: r.try_get("anonymize_ip")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let keys = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(key_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let campaigns = sqlx::query(
-            "SELECT account_id, id, name, timezone, start_date, end_date FROM marketing_campaigns WHERE deleted_at IS NULL ORDER BY account_id, id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Campaign {
-                account_id: r.try_get("account_id")?,
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                timezone: r.try_get("timezone")?,
-                start_date: r.try_get("start_date")?,
-                end_date: r.try_get("end_date")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let advertisements = sqlx::query(
-            "SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Advertisement {
-                account_id: r.try_get("account_id")?,
-                id: r.try_get("id")?,
-                campaign_id: r.try_get("campaign_id")?,
-                channel_id: r.try_get("channel_id")?,
-                title: r.try_get("title")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let links = sqlx::query(
-            "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, campaign_id, \
-             advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Link {
-                account_id: r.try_get("account_id")?,
-                short_code: r.try_get("short_code")?,
-                target_url: r.try_get("target_url")?,
-                utm_source: r.try_get("utm_source")?,
-                utm_medium: r.try_get("utm_medium")?,
-                utm_campaign: r.try_get("utm_campaign")?,
-                utm_term: r.try_get("utm_term")?,
-                utm_content: r.try_get("utm_content")?,
-                campaign_id: r.try_get("campaign_id")?,
-                advertisement_id: r.try_get("advertisement_id")?,
-                deleted: r.try_get("deleted")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+        let version: i64 = sqlx::query_scalar(CATALOG_VERSION_SQL).fetch_one(&mut *tx).await?;
+        let accounts = sqlx::query(ACCOUNTS_SQL).fetch_all(&mut *tx).await?.iter().map(account_from_row).collect::<Result<_>>()?;
+        let keys = sqlx::query(KEYS_SQL).fetch_all(&mut *tx).await?.iter().map(key_from_row).collect::<Result<_>>()?;
+        let campaigns = sqlx::query(CAMPAIGNS_SQL).fetch_all(&mut *tx).await?.iter().map(campaign_from_row).collect::<Result<_>>()?;
+        let advertisements =
+            sqlx::query(ADVERTISEMENTS_SQL).fetch_all(&mut *tx).await?.iter().map(advertisement_from_row).collect::<Result<_>>()?;
+        let links = sqlx::query(LINKS_SQL).fetch_all(&mut *tx).await?.iter().map(link_from_row).collect::<Result<_>>()?;
         tx.commit().await?;
         Ok(Catalog { version, accounts, keys, campaigns, advertisements, links })
     }
@@ -736,7 +580,7 @@ impl ResultReader for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.iter().map(attr_from_row).collect()
+        rows.iter().map(attribution_from_row).collect()
     }
 }
 

@@ -9,14 +9,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use crate::pg::{
     dedup_attr, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS,
     PUBLISHED_UPDATE,
 };
+use crate::rows::*;
 use crate::*;
 
 mod group;
@@ -54,37 +55,10 @@ fn sqlite_now() -> String {
     Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(|e| StoreError::Invalid(format!("bad timestamp {s:?}: {e}")))
-}
-
-fn parse_date(s: &str) -> Result<NaiveDate> {
-    NaiveDate::from_str(s).map_err(|e| StoreError::Invalid(format!("bad date {s:?}: {e}")))
-}
-
-fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|e| StoreError::Invalid(format!("bad uuid {s:?}: {e}")))
-}
-
 /// Money as the exact decimal text SQLite keeps in its TEXT money columns (see the migration
 /// `exact_money`), normalised so that equal amounts compare equal.
-fn dec(d: Decimal) -> String {
+fn money_text(d: Decimal) -> String {
     d.normalize().to_string()
-}
-
-fn parse_dec(col: &str, s: &str) -> Result<Decimal> {
-    Decimal::from_str(s)
-        .or_else(|_| Decimal::from_scientific(s))
-        .map(|d| d.normalize())
-        .map_err(|e| StoreError::Invalid(format!("bad decimal {s:?} in {col}: {e}")))
-}
-
-fn get_dec(r: &SqliteRow, col: &str) -> Result<Decimal> {
-    parse_dec(col, r.try_get(col)?)
-}
-
-fn get_opt_dec(r: &SqliteRow, col: &str) -> Result<Option<Decimal>> {
-    r.try_get::<Option<&str>, _>(col)?.map(|s| parse_dec(col, s)).transpose()
 }
 
 impl SqliteStore {
@@ -112,64 +86,6 @@ impl SqliteStore {
         let turn = self.write_turn.lock().await;
         Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
-}
-
-fn metric_from_row(r: &SqliteRow) -> Result<DailyMetricRow> {
-    Ok(DailyMetricRow {
-        account_id: parse_uuid(r.try_get("account_id")?)?,
-        campaign_id: r.try_get("campaign_id")?,
-        advertisement_id: r.try_get("advertisement_id")?,
-        metric_date: parse_date(r.try_get("metric_date")?)?,
-        impressions: r.try_get("impressions")?,
-        clicks: r.try_get("clicks")?,
-        reach: r.try_get("reach")?,
-        frequency: r.try_get("frequency")?,
-        engagements: r.try_get("engagements")?,
-        sessions: r.try_get("sessions")?,
-        conversions: get_dec(r, "conversions")?,
-        revenue: get_dec(r, "revenue")?,
-        cost: get_dec(r, "cost")?,
-        currency: r.try_get("currency")?,
-        ctr: r.try_get("ctr")?,
-        cpc: get_opt_dec(r, "cpc")?,
-        cpm: get_opt_dec(r, "cpm")?,
-        cpa: get_opt_dec(r, "cpa")?,
-        roas: r.try_get("roas")?,
-        utm_source: r.try_get("utm_source")?,
-        utm_medium: r.try_get("utm_medium")?,
-        utm_campaign: r.try_get("utm_campaign")?,
-    })
-}
-
-fn attr_from_row(r: &SqliteRow) -> Result<AttributionRow> {
-    Ok(AttributionRow {
-        account_id: parse_uuid(r.try_get("account_id")?)?,
-        conversion_id: r.try_get("conversion_id")?,
-        touchpoint_id: r.try_get("touchpoint_id")?,
-        attribution_model: r.try_get("attribution_model")?,
-        version: r.try_get("version")?,
-        campaign_id: r.try_get("campaign_id")?,
-        advertisement_id: r.try_get("advertisement_id")?,
-        customer_id: r.try_get("customer_id")?,
-        touchpoint_type: r.try_get("touchpoint_type")?,
-        touchpoint_timestamp: r.try_get::<Option<&str>, _>("touchpoint_timestamp")?.map(parse_ts).transpose()?,
-        channel_id: r.try_get("channel_id")?,
-        conversion_time: parse_ts(r.try_get("conversion_time")?)?,
-        conversion_value: get_opt_dec(r, "conversion_value")?,
-        currency: r.try_get("currency")?,
-        weight: r.try_get("weight")?,
-        attributed_revenue: get_dec(r, "attributed_revenue")?,
-    })
-}
-
-fn key_from_row(r: &SqliteRow) -> Result<ApiKey> {
-    Ok(ApiKey {
-        account_id: parse_uuid(r.try_get("account_id")?)?,
-        kind: KeyKind::parse(r.try_get::<&str, _>("kind")?)?,
-        key_hash: r.try_get("key_hash")?,
-        prefix: r.try_get("prefix")?,
-        revoked: r.try_get::<bool, _>("revoked")?,
-    })
 }
 
 const METRIC_COLS: &str =
@@ -263,10 +179,10 @@ async fn write_attributions(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &
                     .push_bind(r.touchpoint_timestamp.map(ts))
                     .push_bind(r.channel_id.as_deref())
                     .push_bind(ts(r.conversion_time))
-                    .push_bind(r.conversion_value.map(dec))
+                    .push_bind(r.conversion_value.map(money_text))
                     .push_bind(r.currency.as_deref())
                     .push_bind(r.weight)
-                    .push_bind(dec(r.attributed_revenue))
+                    .push_bind(money_text(r.attributed_revenue))
                     .push_bind(now.as_str())
                     .push_bind(now.as_str());
             });
@@ -306,9 +222,9 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
                     .push_bind(r.reach)
                     .push_bind(r.engagements)
                     .push_bind(r.sessions)
-                    .push_bind(dec(r.conversions))
-                    .push_bind(dec(r.revenue))
-                    .push_bind(dec(r.cost))
+                    .push_bind(money_text(r.conversions))
+                    .push_bind(money_text(r.revenue))
+                    .push_bind(money_text(r.cost))
                     .push_bind(r.reported_impressions)
                     .push_bind(r.reported_clicks)
                     .push_bind(i64::from(r.epoch));
@@ -350,27 +266,6 @@ async fn partials_of_cells(
     qb.build().fetch_all(&mut **tx).await?.iter().map(partial_from_row).collect()
 }
 
-fn partial_from_row(r: &SqliteRow) -> Result<PartialRow> {
-    Ok(PartialRow {
-        account_id: parse_uuid(r.try_get("account_id")?)?,
-        campaign_id: r.try_get("campaign_id")?,
-        advertisement_id: r.try_get("advertisement_id")?,
-        metric_date: parse_date(r.try_get("metric_date")?)?,
-        partition: r.try_get("partition")?,
-        impressions: r.try_get("impressions")?,
-        clicks: r.try_get("clicks")?,
-        reach: r.try_get("reach")?,
-        engagements: r.try_get("engagements")?,
-        sessions: r.try_get("sessions")?,
-        conversions: get_dec(r, "conversions")?,
-        revenue: get_dec(r, "revenue")?,
-        cost: get_dec(r, "cost")?,
-        reported_impressions: r.try_get("reported_impressions")?,
-        reported_clicks: r.try_get("reported_clicks")?,
-        epoch: u32::try_from(r.try_get::<i64, _>("epoch")?).unwrap_or(u32::MAX),
-    })
-}
-
 /// Writes published rows of `campaign_performance_metrics`, leaving rows that would not
 /// change untouched (`updated_at` kept).
 async fn upsert_published(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[DailyMetricRow]) -> Result<()> {
@@ -390,13 +285,13 @@ async fn upsert_published(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[D
                 .push_bind(r.frequency)
                 .push_bind(r.engagements)
                 .push_bind(r.sessions)
-                .push_bind(dec(r.conversions))
-                .push_bind(dec(r.revenue))
-                .push_bind(dec(r.cost))
+                .push_bind(money_text(r.conversions))
+                .push_bind(money_text(r.revenue))
+                .push_bind(money_text(r.cost))
                 .push_bind(r.ctr)
-                .push_bind(r.cpc.map(dec))
-                .push_bind(r.cpm.map(dec))
-                .push_bind(r.cpa.map(dec))
+                .push_bind(r.cpc.map(money_text))
+                .push_bind(r.cpm.map(money_text))
+                .push_bind(r.cpa.map(money_text))
                 .push_bind(r.roas);
         });
         qb.push(format!(
@@ -440,14 +335,14 @@ impl Store for SqliteStore {
                         .push_bind(r.frequency)
                         .push_bind(r.engagements)
                         .push_bind(r.sessions)
-                        .push_bind(dec(r.conversions))
-                        .push_bind(dec(r.revenue))
-                        .push_bind(dec(r.cost))
+                        .push_bind(money_text(r.conversions))
+                        .push_bind(money_text(r.revenue))
+                        .push_bind(money_text(r.cost))
                         .push_bind(r.currency.clone())
                         .push_bind(r.ctr)
-                        .push_bind(r.cpc.map(dec))
-                        .push_bind(r.cpm.map(dec))
-                        .push_bind(r.cpa.map(dec))
+                        .push_bind(r.cpc.map(money_text))
+                        .push_bind(r.cpm.map(money_text))
+                        .push_bind(r.cpa.map(money_text))
                         .push_bind(r.roas)
                         .push_bind(r.utm_source.clone())
                         .push_bind(r.utm_medium.clone())
@@ -475,90 +370,14 @@ impl Store for SqliteStore {
 impl CatalogStore for SqliteStore {
     async fn load_catalog(&self) -> Result<Catalog> {
         let mut tx = self.pool.begin().await?;
-        let version: i64 = sqlx::query_scalar("SELECT version FROM catalog_version WHERE id = 1").fetch_one(&mut *tx).await?;
-        let accounts = sqlx::query(
-            "SELECT id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
-             time_decay_half_life_days, session_timeout_minutes, anonymize_ip FROM accounts WHERE deleted_at IS NULL ORDER BY name",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Account {
-                id: parse_uuid(r.try_get("id")?)?,
-                name: r.try_get("name")?,
-                timezone: r.try_get("timezone")?,
-                default_attribution_model: r.try_get("default_attribution_model")?,
-                click_lookback_days: r.try_get("click_lookback_days")?,
-                view_lookback_days: r.try_get("view_lookback_days")?,
-                time_decay_half_life_days: r.try_get("time_decay_half_life_days")?,
-                session_timeout_minutes: r.try_get("session_timeout_minutes")?,
-                anonymize_ip: r.try_get("anonymize_ip")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let keys = sqlx::query("SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys ORDER BY id")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(key_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let campaigns = sqlx::query(
-            "SELECT account_id, id, name, timezone, start_date, end_date FROM marketing_campaigns WHERE deleted_at IS NULL ORDER BY account_id, id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Campaign {
-                account_id: parse_uuid(r.try_get("account_id")?)?,
-                id: r.try_get("id")?,
-                name: r.try_get("name")?,
-                timezone: r.try_get("timezone")?,
-                start_date: r.try_get::<Option<&str>, _>("start_date")?.map(parse_date).transpose()?,
-                end_date: r.try_get::<Option<&str>, _>("end_date")?.map(parse_date).transpose()?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let advertisements = sqlx::query(
-            "SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Advertisement {
-                account_id: parse_uuid(r.try_get("account_id")?)?,
-                id: r.try_get("id")?,
-                campaign_id: r.try_get("campaign_id")?,
-                channel_id: r.try_get("channel_id")?,
-                title: r.try_get("title")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-        let links = sqlx::query(
-            "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, utm_content, campaign_id, \
-             advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Link {
-                account_id: parse_uuid(r.try_get("account_id")?)?,
-                short_code: r.try_get("short_code")?,
-                target_url: r.try_get("target_url")?,
-                utm_source: r.try_get("utm_source")?,
-                utm_medium: r.try_get("utm_medium")?,
-                utm_campaign: r.try_get("utm_campaign")?,
-                utm_term: r.try_get("utm_term")?,
-                utm_content: r.try_get("utm_content")?,
-                campaign_id: r.try_get("campaign_id")?,
-                advertisement_id: r.try_get("advertisement_id")?,
-                deleted: r.try_get("deleted")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+        // A read transaction: one consistent snapshot of all catalog tables.
+        let version: i64 = sqlx::query_scalar(CATALOG_VERSION_SQL).fetch_one(&mut *tx).await?;
+        let accounts = sqlx::query(ACCOUNTS_SQL).fetch_all(&mut *tx).await?.iter().map(account_from_row).collect::<Result<_>>()?;
+        let keys = sqlx::query(KEYS_SQL).fetch_all(&mut *tx).await?.iter().map(key_from_row).collect::<Result<_>>()?;
+        let campaigns = sqlx::query(CAMPAIGNS_SQL).fetch_all(&mut *tx).await?.iter().map(campaign_from_row).collect::<Result<_>>()?;
+        let advertisements =
+            sqlx::query(ADVERTISEMENTS_SQL).fetch_all(&mut *tx).await?.iter().map(advertisement_from_row).collect::<Result<_>>()?;
+        let links = sqlx::query(LINKS_SQL).fetch_all(&mut *tx).await?.iter().map(link_from_row).collect::<Result<_>>()?;
         tx.commit().await?;
         Ok(Catalog { version, accounts, keys, campaigns, advertisements, links })
     }
@@ -815,7 +634,7 @@ impl ResultSink for SqliteStore {
                 let (acct, id, t, recv, anon, cust) = common(r);
                 if let Body::Conversion(c) = &r.body {
                     b.push_bind(acct).push_bind(id).push_bind(t).push_bind(recv).push_bind(anon).push_bind(cust);
-                    b.push_bind(c.kind.to_string()).push_bind(c.value.map(dec)).push_bind(c.currency.map(|c| c.to_string()));
+                    b.push_bind(c.kind.to_string()).push_bind(c.value.map(money_text)).push_bind(c.currency.map(|c| c.to_string()));
                     b.push_bind(s(&c.order_id)).push_bind(s(&c.campaign_id)).push_bind(s(&c.advertisement_id)).push_bind(payload(r));
                 }
             });
@@ -833,7 +652,7 @@ impl ResultSink for SqliteStore {
                     b.push_bind(x.date.to_string())
                         .push_bind(x.campaign_id.to_string())
                         .push_bind(s(&x.advertisement_id))
-                        .push_bind(dec(x.cost));
+                        .push_bind(money_text(x.cost));
                     b.push_bind(x.currency.to_string()).push_bind(x.impressions.map(|v| v as i64)).push_bind(x.clicks.map(|v| v as i64));
                     b.push_bind(x.source.clone()).push_bind(payload(r));
                 }
@@ -886,7 +705,7 @@ impl ResultReader for SqliteStore {
         .bind(model)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(attr_from_row).collect()
+        rows.iter().map(attribution_from_row).collect()
     }
 
     async fn link_click_counts(&self, account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {

@@ -1,0 +1,152 @@
+//! The SQL both stores share: the catalog's SELECTs and the mapping of every row type from
+//! either backend's rows ([`Columns`]).
+
+use crate::columns::Columns;
+use crate::{Account, Advertisement, ApiKey, AttributionRow, Campaign, DailyMetricRow, KeyKind, Link, PartialRow, Result};
+
+pub(crate) const CATALOG_VERSION_SQL: &str = "SELECT version FROM catalog_version WHERE id = 1";
+
+pub(crate) const ACCOUNTS_SQL: &str = "SELECT id, name, timezone, default_attribution_model, click_lookback_days, \
+     view_lookback_days, time_decay_half_life_days, session_timeout_minutes, anonymize_ip FROM accounts \
+     WHERE deleted_at IS NULL ORDER BY name";
+
+pub(crate) const KEYS_SQL: &str = "SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys ORDER BY id";
+
+pub(crate) const CAMPAIGNS_SQL: &str = "SELECT account_id, id, name, timezone, start_date, end_date FROM marketing_campaigns \
+     WHERE deleted_at IS NULL ORDER BY account_id, id";
+
+pub(crate) const ADVERTISEMENTS_SQL: &str =
+    "SELECT account_id, id, campaign_id, channel_id, title FROM advertisements WHERE deleted_at IS NULL ORDER BY account_id, id";
+
+pub(crate) const LINKS_SQL: &str = "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, \
+     utm_content, campaign_id, advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code";
+
+pub(crate) fn account_from_row(r: &impl Columns) -> Result<Account> {
+    Ok(Account {
+        id: r.uuid("id")?,
+        name: r.text("name")?,
+        timezone: r.text("timezone")?,
+        default_attribution_model: r.text("default_attribution_model")?,
+        click_lookback_days: r.int32("click_lookback_days")?,
+        view_lookback_days: r.int32("view_lookback_days")?,
+        time_decay_half_life_days: r.real("time_decay_half_life_days")?,
+        session_timeout_minutes: r.int32("session_timeout_minutes")?,
+        anonymize_ip: r.flag("anonymize_ip")?,
+    })
+}
+
+pub(crate) fn key_from_row(r: &impl Columns) -> Result<ApiKey> {
+    Ok(ApiKey {
+        account_id: r.uuid("account_id")?,
+        kind: KeyKind::parse(&r.text("kind")?)?,
+        key_hash: r.text("key_hash")?,
+        prefix: r.text("prefix")?,
+        revoked: r.flag("revoked")?,
+    })
+}
+
+pub(crate) fn campaign_from_row(r: &impl Columns) -> Result<Campaign> {
+    Ok(Campaign {
+        account_id: r.uuid("account_id")?,
+        id: r.text("id")?,
+        name: r.opt_text("name")?,
+        timezone: r.text("timezone")?,
+        start_date: r.opt_date("start_date")?,
+        end_date: r.opt_date("end_date")?,
+    })
+}
+
+pub(crate) fn advertisement_from_row(r: &impl Columns) -> Result<Advertisement> {
+    Ok(Advertisement {
+        account_id: r.uuid("account_id")?,
+        id: r.text("id")?,
+        campaign_id: r.opt_text("campaign_id")?,
+        channel_id: r.opt_text("channel_id")?,
+        title: r.opt_text("title")?,
+    })
+}
+
+pub(crate) fn link_from_row(r: &impl Columns) -> Result<Link> {
+    Ok(Link {
+        account_id: r.uuid("account_id")?,
+        short_code: r.text("short_code")?,
+        target_url: r.text("target_url")?,
+        utm_source: r.opt_text("utm_source")?,
+        utm_medium: r.opt_text("utm_medium")?,
+        utm_campaign: r.opt_text("utm_campaign")?,
+        utm_term: r.opt_text("utm_term")?,
+        utm_content: r.opt_text("utm_content")?,
+        campaign_id: r.opt_text("campaign_id")?,
+        advertisement_id: r.opt_text("advertisement_id")?,
+        deleted: r.flag("deleted")?,
+    })
+}
+
+pub(crate) fn metric_from_row(r: &impl Columns) -> Result<DailyMetricRow> {
+    Ok(DailyMetricRow {
+        account_id: r.uuid("account_id")?,
+        campaign_id: r.text("campaign_id")?,
+        advertisement_id: r.text("advertisement_id")?,
+        metric_date: r.date("metric_date")?,
+        impressions: r.int64("impressions")?,
+        clicks: r.int64("clicks")?,
+        reach: r.int64("reach")?,
+        frequency: r.opt_real("frequency")?,
+        engagements: r.int64("engagements")?,
+        sessions: r.int64("sessions")?,
+        conversions: r.money("conversions")?,
+        revenue: r.money("revenue")?,
+        cost: r.money("cost")?,
+        currency: r.opt_text("currency")?,
+        ctr: r.opt_real("ctr")?,
+        cpc: r.opt_money("cpc")?,
+        cpm: r.opt_money("cpm")?,
+        cpa: r.opt_money("cpa")?,
+        roas: r.opt_real("roas")?,
+        utm_source: r.opt_text("utm_source")?,
+        utm_medium: r.opt_text("utm_medium")?,
+        utm_campaign: r.opt_text("utm_campaign")?,
+    })
+}
+
+pub(crate) fn attribution_from_row(r: &impl Columns) -> Result<AttributionRow> {
+    Ok(AttributionRow {
+        account_id: r.uuid("account_id")?,
+        conversion_id: r.text("conversion_id")?,
+        touchpoint_id: r.text("touchpoint_id")?,
+        attribution_model: r.text("attribution_model")?,
+        version: r.int64("version")?,
+        campaign_id: r.opt_text("campaign_id")?,
+        advertisement_id: r.opt_text("advertisement_id")?,
+        customer_id: r.opt_text("customer_id")?,
+        touchpoint_type: r.opt_text("touchpoint_type")?,
+        touchpoint_timestamp: r.opt_time("touchpoint_timestamp")?,
+        channel_id: r.opt_text("channel_id")?,
+        conversion_time: r.time("conversion_time")?,
+        conversion_value: r.opt_money("conversion_value")?,
+        currency: r.opt_text("currency")?,
+        weight: r.real("weight")?,
+        attributed_revenue: r.money("attributed_revenue")?,
+    })
+}
+
+pub(crate) fn partial_from_row(r: &impl Columns) -> Result<PartialRow> {
+    Ok(PartialRow {
+        account_id: r.uuid("account_id")?,
+        campaign_id: r.text("campaign_id")?,
+        advertisement_id: r.text("advertisement_id")?,
+        metric_date: r.date("metric_date")?,
+        partition: r.int32("partition")?,
+        impressions: r.int64("impressions")?,
+        clicks: r.int64("clicks")?,
+        reach: r.int64("reach")?,
+        engagements: r.int64("engagements")?,
+        sessions: r.int64("sessions")?,
+        conversions: r.money("conversions")?,
+        revenue: r.money("revenue")?,
+        cost: r.money("cost")?,
+        reported_impressions: r.int64("reported_impressions")?,
+        reported_clicks: r.int64("reported_clicks")?,
+        epoch: u32::try_from(r.int64("epoch")?).unwrap_or(u32::MAX),
+    })
+}
