@@ -460,7 +460,7 @@ impl ResultSink for PgStore {
             for chunk in rows.chunks(ARRAY_CHUNK) {
                 // Stored versions of these conversions: stale incoming rows are dropped.
                 let conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
-                let stored: Vec<(String, String, i64)> = sqlx::query_as(
+                let stored_rows: Vec<(String, String, i64)> = sqlx::query_as(
                     "SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions \
                      WHERE account_id = $1 AND conversion_id = ANY($2) GROUP BY conversion_id, attribution_model",
                 )
@@ -468,16 +468,21 @@ impl ResultSink for PgStore {
                 .bind(&conv)
                 .fetch_all(&mut *tx)
                 .await?;
-                let stored: std::collections::HashMap<(String, String), i64> = stored.into_iter().map(|(c, m, v)| ((c, m), v)).collect();
-                let fresh: Vec<&AttributionRow> = chunk
-                    .iter()
-                    .copied()
-                    .filter(|r| stored.get(&(r.conversion_id.clone(), r.attribution_model.clone())).is_none_or(|v| *v <= r.version))
-                    .collect();
+                let stored: std::collections::HashMap<(&str, &str), i64> =
+                    stored_rows.iter().map(|(c, m, v)| ((c.as_str(), m.as_str()), *v)).collect();
+                let stored_version = |r: &AttributionRow| stored.get(&(r.conversion_id.as_str(), r.attribution_model.as_str())).copied();
+                let fresh: Vec<&AttributionRow> =
+                    chunk.iter().copied().filter(|r| stored_version(r).is_none_or(|v| v <= r.version)).collect();
                 if fresh.is_empty() {
                     continue;
                 }
-                delete_older_attributions(&mut tx, account, &fresh).await?;
+                // Only a set that replaces a stored version can leave rows behind; a first
+                // version (most sets of a fresh run) needs no DELETE at all.
+                let replacing: Vec<&AttributionRow> =
+                    fresh.iter().copied().filter(|r| stored_version(r).is_some_and(|v| v < r.version)).collect();
+                if !replacing.is_empty() {
+                    delete_older_attributions(&mut tx, account, &replacing).await?;
+                }
                 insert_attributions(&mut tx, &fresh).await?;
                 n += fresh.len() as u64;
             }
