@@ -15,6 +15,9 @@ use uuid::Uuid;
 
 use crate::rows::*;
 use crate::*;
+use stats::GrowthAnalyzer;
+
+mod stats;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
@@ -24,6 +27,7 @@ pub const APP_ROLE: &str = "touchline_app";
 pub struct PgStore {
     pool: PgPool,
     listener: Mutex<Option<PgListener>>,
+    attributions_growth: std::sync::Arc<GrowthAnalyzer>,
 }
 
 impl PgStore {
@@ -34,7 +38,7 @@ impl PgStore {
         // set, up to 80 s a statement. A plan per run sees the tables as they are now.
         let options = PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new().max_connections(8).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
-        Ok(PgStore { pool, listener: Mutex::new(None) })
+        Ok(PgStore { pool, listener: Mutex::new(None), attributions_growth: GrowthAnalyzer::new("campaign_attributions") })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -488,6 +492,7 @@ impl ResultSink for PgStore {
             }
             tx.commit().await?;
         }
+        self.attributions_growth.wrote(&self.pool, n);
         Ok(n)
     }
 

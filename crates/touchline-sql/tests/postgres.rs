@@ -196,3 +196,35 @@ async fn connections_plan_each_statement_afresh() {
         assert_eq!(mode, "force_custom_plan");
     }
 }
+
+/// A result table that grows from empty gets fresh planner statistics from the store itself
+/// (autovacuum would wait up to a minute, and a replay plans against an "empty" table
+/// meanwhile). `last_analyze` is set only by an explicit ANALYZE, never by autovacuum
+/// (`last_autoanalyze`), so this fails if the store stops analyzing.
+#[tokio::test]
+async fn a_fast_growing_attribution_table_is_analyzed() {
+    let (_d, s) = fresh().await;
+    let a = Uuid::from_u128(0xa);
+    s.upsert_account(&touchline_sql::Account::new(a, "alpha")).await.unwrap();
+    let last_analyze = || async {
+        sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'campaign_attributions'",
+        )
+        .fetch_one(s.pool())
+        .await
+        .unwrap()
+    };
+    let rows: Vec<_> =
+        (0..5_000).map(|c| touchline_store::testsuite::attribution(a, &format!("conv-{c}"), "t1", "linear", 1, 1.0)).collect();
+    s.upsert_attributions(&rows).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(last_analyze().await, None, "5,000 rows are below the first threshold (10,000)");
+    let more: Vec<_> =
+        (5_000..11_000).map(|c| touchline_store::testsuite::attribution(a, &format!("conv-{c}"), "t1", "linear", 1, 1.0)).collect();
+    s.upsert_attributions(&more).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while last_analyze().await.is_none() {
+        assert!(std::time::Instant::now() < deadline, "campaign_attributions was not analyzed within 10 s of reaching 11,000 rows");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
