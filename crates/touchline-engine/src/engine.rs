@@ -29,8 +29,12 @@ const SNAPSHOT_FORMAT: &str = "touchline-engine-state";
 /// First bytes of a snapshot: magic, then version and partition (u32 little endian), then codec.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"TLES";
 const SNAPSHOT_HEADER: usize = 4 + 4 + 4 + 1;
-/// Codec byte: the state as JSON, compressed with raw DEFLATE.
+/// Codec byte: the state as JSON, compressed with raw DEFLATE. Still read, no longer written.
 const CODEC_DEFLATE_JSON: u8 = 1;
+/// Codec byte: the state as MessagePack with named fields, compressed with raw DEFLATE.
+/// Self-describing like JSON (fields left out when empty still decode), but numbers, floats
+/// and strings go without text formatting, parsing or escaping.
+const CODEC_DEFLATE_MSGPACK: u8 = 2;
 /// Bytes of JSON handed to the compressor per write while a snapshot is encoded.
 const SNAPSHOT_WRITE_BUFFER: usize = 256 * 1024;
 /// Touches are carried across at most this many partitions (guards against alias cycles).
@@ -323,6 +327,17 @@ struct State {
     dirty_cells: Vec<CellKey>,
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
+}
+
+fn state_from_msgpack(bytes: &[u8]) -> Result<StateRepr, EngineError> {
+    rmp_serde::from_slice(bytes).map_err(|e| EngineError::Snapshot(e.to_string()))
+}
+
+/// Snapshots written before the MessagePack codec.
+fn state_from_json(bytes: &[u8]) -> Result<StateRepr, EngineError> {
+    // Validated as UTF-8 once here, not string by string by the parser.
+    let json = std::str::from_utf8(bytes).map_err(|e| EngineError::Snapshot(format!("not UTF-8: {e}")))?;
+    serde_json::from_str(json).map_err(|e| EngineError::Snapshot(e.to_string()))
 }
 
 /// The state as a snapshot holds it (read by [`Engine::restore`]; [`State`]'s `Serialize` writes
@@ -697,24 +712,23 @@ impl Engine {
     // Snapshot
 
     /// The whole state, versioned: a 13-byte header (`TLES`, format version and partition as u32
-    /// little endian, codec byte `1`) then the state as JSON compressed with raw DEFLATE (fast
-    /// level). The configuration is not included: restore with the same one.
+    /// little endian, codec byte `2`) then the state as MessagePack compressed with raw DEFLATE
+    /// (fast level). The configuration is not included: restore with the same one.
     pub fn snapshot(&self) -> Vec<u8> {
         use std::io::Write;
         let mut out = Vec::with_capacity(SNAPSHOT_HEADER + 4096);
         out.extend_from_slice(SNAPSHOT_MAGIC);
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.cfg.partition.to_le_bytes());
-        out.push(CODEC_DEFLATE_JSON);
+        out.push(CODEC_DEFLATE_MSGPACK);
         let enc = flate2::write::DeflateEncoder::new(out, flate2::Compression::fast());
-        // The JSON streams into the compressor through a buffer, so the uncompressed state (many
-        // times the snapshot's size, and built by every partition at each flush) is never held
-        // whole. The buffer matters: flate2 zero-fills 32 KiB per write call, which made
-        // serde_json's per-token writes cost more than the compression itself.
+        // The state streams into the compressor through a buffer, so the uncompressed state
+        // (many times the snapshot's size, and built by every partition at each flush) is never
+        // held whole. The buffer matters: flate2 zero-fills 32 KiB per write call, which made
+        // per-token writes cost more than the compression itself.
         let mut buffered = std::io::BufWriter::with_capacity(SNAPSHOT_WRITE_BUFFER, enc);
-        // Writing to memory cannot fail; serde_json only fails on non-string map keys, which the
-        // state does not have (maps with struct keys are written as pair lists).
-        let _ = serde_json::to_writer(&mut buffered, &self.st);
+        // Writing to memory cannot fail, and every type of the state serialises.
+        let _ = rmp_serde::encode::write_named(&mut buffered, &self.st);
         let _ = buffered.flush();
         match buffered.into_inner() {
             Ok(enc) => enc.finish().unwrap_or_default(),
@@ -742,15 +756,14 @@ impl Engine {
         if partition != cfg.partition {
             return Err(EngineError::SnapshotPartition { found: partition, want: cfg.partition });
         }
-        if head.get(12) != Some(&CODEC_DEFLATE_JSON) {
-            return Err(EngineError::Snapshot(format!("unknown codec {:?}", head.get(12))));
+        let codec = head.get(12).copied();
+        if codec != Some(CODEC_DEFLATE_MSGPACK) && codec != Some(CODEC_DEFLATE_JSON) {
+            return Err(EngineError::Snapshot(format!("unknown codec {codec:?}")));
         }
-        let mut json = Vec::with_capacity(body.len().saturating_mul(8));
-        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut json)
+        let mut state = Vec::with_capacity(body.len().saturating_mul(8));
+        std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(body), &mut state)
             .map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        // Validated as UTF-8 once here, not string by string by the parser.
-        let json = std::str::from_utf8(&json).map_err(|e| EngineError::Snapshot(format!("not UTF-8: {e}")))?;
-        let r: StateRepr = serde_json::from_str(json).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        let r = if codec == Some(CODEC_DEFLATE_JSON) { state_from_json(&state)? } else { state_from_msgpack(&state)? };
         let r_dirty_convs = sort_strings(r.dirty_convs.into_iter().collect());
         let mut st = State {
             watermark: r.watermark,

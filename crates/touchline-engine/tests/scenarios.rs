@@ -366,8 +366,9 @@ fn snapshot_restore_round_trip_and_version_check() {
     let mut corrupt = snap.clone();
     corrupt.truncate(snap.len() / 2);
     assert!(matches!(Engine::restore(EngineConfig::single(), &corrupt), Err(EngineError::Snapshot(_))));
-    // A body that inflates to bytes that are not UTF-8: refused, saying so.
+    // A JSON-codec body that inflates to bytes that are not UTF-8: refused, saying so.
     let mut not_text = snap[..13].to_vec();
+    not_text[12] = 1;
     let mut enc = flate2::write::DeflateEncoder::new(&mut not_text, flate2::Compression::fast());
     std::io::Write::write_all(&mut enc, b"{\"watermark\":\"\xff\xfe\"}").unwrap();
     enc.finish().unwrap();
@@ -378,6 +379,36 @@ fn snapshot_restore_round_trip_and_version_check() {
     assert!(Engine::restore(EngineConfig::single(), b"").is_err());
     let other = EngineConfig { partition: 3, partitions: 4, ..EngineConfig::default() };
     assert!(Engine::restore(other, &e.snapshot()).is_err());
+}
+
+/// A snapshot written by the JSON codec (codec byte 1, written by d7a5d79 from the records
+/// below, before snapshots became MessagePack) still restores, and the restored engine goes on
+/// exactly as one that never stopped.
+#[test]
+fn a_json_codec_snapshot_of_an_earlier_build_restores() {
+    let before = [
+        touchpoint("t1", "2026-11-20T08:00:00Z", (Some("a"), None), "click", Some("c1")),
+        touchpoint("t2", "2026-11-20T08:30:00Z", (Some("b"), None), "impression", Some("c2")),
+        rec("ev1", ts("2026-11-20T08:40:00Z"), Some("a"), None, event_body("page", None, None, Some("c1"), None)),
+        conversion("cv", "2026-11-20T10:00:00Z", (Some("a"), None), 1000, None),
+    ];
+    let after = conversion("cv2", "2026-11-20T11:00:00Z", (Some("b"), None), 500, None);
+    let fixture = include_bytes!("data/snapshot-codec1.bin");
+    assert_eq!(fixture[12], 1, "the fixture is a JSON-codec snapshot");
+    let mut restored = Engine::restore(EngineConfig::single(), fixture).unwrap();
+    let mut uninterrupted = Engine::new(EngineConfig::single());
+    for r in &before {
+        uninterrupted.ingest(r);
+    }
+    restored.ingest(&after);
+    uninterrupted.ingest(&after);
+    let (a, b) = (restored.flush(), uninterrupted.flush());
+    assert!(!a.attributions.is_empty());
+    assert_eq!(a, b);
+    // What the restored engine snapshots now is the MessagePack codec, and it restores too.
+    let again = restored.snapshot();
+    assert_eq!(again[12], 2);
+    assert_eq!(Engine::restore(EngineConfig::single(), &again).unwrap().snapshot(), again);
 }
 
 #[test]
