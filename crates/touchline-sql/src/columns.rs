@@ -33,28 +33,35 @@ pub(crate) trait Columns {
     fn opt_money(&self, col: &str) -> Result<Option<Decimal>>;
 }
 
+/// The columns both backends store natively (text, integers, doubles, booleans).
+macro_rules! same_on_both_backends {
+    () => {
+        fn text(&self, col: &str) -> Result<String> {
+            Ok(self.try_get(col)?)
+        }
+        fn opt_text(&self, col: &str) -> Result<Option<String>> {
+            Ok(self.try_get(col)?)
+        }
+        fn int32(&self, col: &str) -> Result<i32> {
+            Ok(self.try_get(col)?)
+        }
+        fn int64(&self, col: &str) -> Result<i64> {
+            Ok(self.try_get(col)?)
+        }
+        fn real(&self, col: &str) -> Result<f64> {
+            Ok(self.try_get(col)?)
+        }
+        fn opt_real(&self, col: &str) -> Result<Option<f64>> {
+            Ok(self.try_get(col)?)
+        }
+        fn flag(&self, col: &str) -> Result<bool> {
+            Ok(self.try_get(col)?)
+        }
+    };
+}
+
 impl Columns for PgRow {
-    fn text(&self, col: &str) -> Result<String> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        Ok(self.try_get(col)?)
-    }
-    fn int32(&self, col: &str) -> Result<i32> {
-        Ok(self.try_get(col)?)
-    }
-    fn int64(&self, col: &str) -> Result<i64> {
-        Ok(self.try_get(col)?)
-    }
-    fn real(&self, col: &str) -> Result<f64> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_real(&self, col: &str) -> Result<Option<f64>> {
-        Ok(self.try_get(col)?)
-    }
-    fn flag(&self, col: &str) -> Result<bool> {
-        Ok(self.try_get(col)?)
-    }
+    same_on_both_backends!();
     fn uuid(&self, col: &str) -> Result<Uuid> {
         Ok(self.try_get(col)?)
     }
@@ -79,27 +86,7 @@ impl Columns for PgRow {
 }
 
 impl Columns for SqliteRow {
-    fn text(&self, col: &str) -> Result<String> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_text(&self, col: &str) -> Result<Option<String>> {
-        Ok(self.try_get(col)?)
-    }
-    fn int32(&self, col: &str) -> Result<i32> {
-        Ok(self.try_get(col)?)
-    }
-    fn int64(&self, col: &str) -> Result<i64> {
-        Ok(self.try_get(col)?)
-    }
-    fn real(&self, col: &str) -> Result<f64> {
-        Ok(self.try_get(col)?)
-    }
-    fn opt_real(&self, col: &str) -> Result<Option<f64>> {
-        Ok(self.try_get(col)?)
-    }
-    fn flag(&self, col: &str) -> Result<bool> {
-        Ok(self.try_get(col)?)
-    }
+    same_on_both_backends!();
     fn uuid(&self, col: &str) -> Result<Uuid> {
         parse_uuid(self.try_get(col)?)
     }

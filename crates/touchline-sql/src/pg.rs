@@ -145,7 +145,7 @@ pub(crate) const PARTIAL_UPDATE: [&str; 11] = [
     "reported_clicks",
     "epoch",
 ];
-/// Columns of campaign_performance_metrics that a publish sets (in PUBLISH_SELECT's order).
+/// Columns of campaign_performance_metrics that a publish sets, in the order `upsert_published` binds them.
 pub(crate) const PUBLISHED_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, \
      engagements, sessions, conversions, revenue, cost, ctr, cpc, cpm, cpa, roas";
 pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
