@@ -459,7 +459,7 @@ impl Record {
 
     /// Reads a record back from its bus JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Record, String> {
-        let r: Record = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let r = crate::envelope::record_from_slice(bytes).map_err(|e| e.to_string())?;
         if r.v != ENVELOPE_VERSION {
             return Err(format!("unsupported envelope version {}", r.v));
         }

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod decode;
 pub mod entity;
+mod envelope;
 pub mod error;
 pub mod ids;
 pub mod limits;
