@@ -3,12 +3,14 @@
 //! | trait | role | implementations |
 //! | --- | --- | --- |
 //! | [`CatalogStore`] | accounts, keys, campaigns, ads, links | SQLite, Postgres |
-//! | [`ResultSink`] | what the aggregator writes: attributions, partials and the published sums, raw rows | SQLite, Postgres |
+//! | [`ResultSink`] | result rows: attributions, partials and the sums they publish, raw rows | SQLite, Postgres, ClickHouse |
 //! | [`ResultReader`] | what the reports API reads | SQLite, Postgres, ClickHouse |
 //! | [`CheckpointTable`] | checkpoints shared by a consumer group, fenced by epoch | SQLite, Postgres |
+//! | [`sink::Sink`] | what the aggregator hands over at each flush | SQL stores, ClickHouse, the Parquet warehouse |
 //!
-//! All return [`StoreError`], whose [`StoreError::is_refusal`] tells a caller whether a retry
-//! can succeed. The result rows and their ratios live in `touchline_model::results`.
+//! The store traits return [`StoreError`], whose [`StoreError::is_refusal`] tells a caller
+//! whether a retry can succeed. The result rows and their ratios live in
+//! `touchline_model::results`. The `testsuite` feature holds one conformance suite per trait.
 
 pub mod cache;
 pub mod catalog;
