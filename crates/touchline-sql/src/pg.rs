@@ -463,7 +463,10 @@ impl ResultSink for PgStore {
             let mut tx = self.as_account(account).await?;
             for chunk in rows.chunks(ARRAY_CHUNK) {
                 // Stored versions of these conversions: stale incoming rows are dropped.
-                let conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
+                // Each conversion once: a chunk holds every touch of every model of a conversion.
+                let mut conv: Vec<&str> = chunk.iter().map(|r| r.conversion_id.as_str()).collect();
+                conv.sort_unstable();
+                conv.dedup();
                 let stored_rows: Vec<(String, String, i64)> = sqlx::query_as(
                     "SELECT conversion_id, attribution_model, max(version) FROM campaign_attributions \
                      WHERE account_id = $1 AND conversion_id = ANY($2) GROUP BY conversion_id, attribution_model",
