@@ -104,10 +104,6 @@ pub(crate) fn dedup_partials<'a>(rows: &[&'a PartialRow]) -> Vec<&'a PartialRow>
     last_per_key(rows, |r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition))
 }
 
-const METRIC_COLS: &str =
-    "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
-     conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
-
 /// Columns updated from EXCLUDED on conflict (absolute values, never increments).
 pub(crate) const METRIC_UPDATE: [&str; 18] = [
     "impressions",
@@ -145,9 +141,7 @@ pub(crate) const PARTIAL_UPDATE: [&str; 11] = [
     "reported_clicks",
     "epoch",
 ];
-/// Columns of campaign_performance_metrics that a publish sets, in the order `upsert_published` binds them.
-pub(crate) const PUBLISHED_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, \
-     engagements, sessions, conversions, revenue, cost, ctr, cpc, cpm, cpa, roas";
+/// Columns a publish sets: the sums and their ratios, never a campaign's currency or UTMs.
 pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
     "impressions",
     "clicks",
@@ -164,10 +158,6 @@ pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
     "cpa",
     "roas",
 ];
-
-const ATTR_COLS: &str =
-    "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
-     touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
 pub(crate) const ATTR_UPDATE: [&str; 12] = [
     "version",
@@ -212,11 +202,12 @@ async fn partials_of_cells(
     qb.build().fetch_all(&mut **tx).await?.iter().map(partial_from_row).collect()
 }
 
-/// Writes published rows of `campaign_performance_metrics`, leaving rows that would not
-/// change untouched (no new row version, `updated_at` kept).
-async fn upsert_published(tx: &mut Transaction<'static, Postgres>, rows: &[DailyMetricRow]) -> Result<()> {
+/// Upserts daily metric rows of one account (absolute values), setting `update` on a
+/// conflict and leaving rows that would not change untouched (no new row version, `updated_at`
+/// kept). Publishing updates only the sums and ratios; a direct write updates every column.
+async fn upsert_metric_rows(tx: &mut Transaction<'static, Postgres>, rows: &[&DailyMetricRow], update: &[&str]) -> Result<()> {
     for chunk in rows.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) "));
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(r.account_id)
                 .push_bind(&r.campaign_id)
@@ -231,16 +222,20 @@ async fn upsert_published(tx: &mut Transaction<'static, Postgres>, rows: &[Daily
                 .push_bind(r.conversions)
                 .push_bind(r.revenue)
                 .push_bind(r.cost)
+                .push_bind(&r.currency)
                 .push_bind(r.ctr)
                 .push_bind(r.cpc)
                 .push_bind(r.cpm)
                 .push_bind(r.cpa)
-                .push_bind(r.roas);
+                .push_bind(r.roas)
+                .push_bind(&r.utm_source)
+                .push_bind(&r.utm_medium)
+                .push_bind(&r.utm_campaign);
         });
         qb.push(format!(
             " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
-            set_excluded(&PUBLISHED_UPDATE),
-            changed("campaign_performance_metrics", &PUBLISHED_UPDATE)
+            set_excluded(update),
+            changed("campaign_performance_metrics", update)
         ));
         qb.build().execute(&mut **tx).await?;
     }
@@ -263,42 +258,9 @@ impl Store for PgStore {
         for (account, rows) in by_account(rows, |r| r.account_id) {
             let rows = dedup_metrics(&rows);
             let mut tx = self.as_account(account).await?;
-            for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Postgres> =
-                    QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.account_id)
-                        .push_bind(&r.campaign_id)
-                        .push_bind(&r.advertisement_id)
-                        .push_bind(r.metric_date)
-                        .push_bind(r.impressions)
-                        .push_bind(r.clicks)
-                        .push_bind(r.reach)
-                        .push_bind(r.frequency)
-                        .push_bind(r.engagements)
-                        .push_bind(r.sessions)
-                        .push_bind(r.conversions)
-                        .push_bind(r.revenue)
-                        .push_bind(r.cost)
-                        .push_bind(&r.currency)
-                        .push_bind(r.ctr)
-                        .push_bind(r.cpc)
-                        .push_bind(r.cpm)
-                        .push_bind(r.cpa)
-                        .push_bind(r.roas)
-                        .push_bind(&r.utm_source)
-                        .push_bind(&r.utm_medium)
-                        .push_bind(&r.utm_campaign);
-                });
-                qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = now() WHERE {}",
-                    set_excluded(&METRIC_UPDATE),
-                    changed("campaign_performance_metrics", &METRIC_UPDATE)
-                ));
-                qb.build().execute(&mut *tx).await?;
-                n += chunk.len() as u64;
-            }
+            upsert_metric_rows(&mut tx, &rows, &METRIC_UPDATE).await?;
             tx.commit().await?;
+            n += rows.len() as u64;
         }
         Ok(n)
     }
@@ -543,7 +505,7 @@ impl ResultSink for PgStore {
                 cells.dedup();
                 let partials = partials_of_cells(&mut tx, account, &cells).await?;
                 let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
-                upsert_published(&mut tx, &published).await?;
+                upsert_metric_rows(&mut tx, &published.iter().collect::<Vec<_>>(), &PUBLISHED_UPDATE).await?;
                 n += chunk.len() as u64;
             }
             tx.commit().await?;

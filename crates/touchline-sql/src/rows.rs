@@ -1,8 +1,18 @@
-//! The SQL both stores share: the catalog's SELECTs and the mapping of every row type from
+//! The SQL both stores share: the result tables' column lists, the catalog's SELECTs and the mapping of every row type from
 //! either backend's rows ([`Columns`]).
 
 use crate::columns::Columns;
 use crate::{Account, Advertisement, ApiKey, AttributionRow, Campaign, DailyMetricRow, KeyKind, Link, PartialRow, Result};
+
+/// Columns of `campaign_performance_metrics` a row is written with, in bind order.
+pub(crate) const METRIC_COLS: &str =
+    "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
+     conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
+
+/// Columns of `campaign_attributions` a row is written with, in bind order.
+pub(crate) const ATTR_COLS: &str =
+    "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
+     touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
 pub(crate) const CATALOG_VERSION_SQL: &str = "SELECT version FROM catalog_version WHERE id = 1";
 

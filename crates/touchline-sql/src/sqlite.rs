@@ -14,8 +14,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use crate::pg::{
-    dedup_attr, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_COLS,
-    PUBLISHED_UPDATE,
+    dedup_attr, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_UPDATE,
 };
 use crate::rows::*;
 use crate::*;
@@ -87,13 +86,6 @@ impl SqliteStore {
         Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
     }
 }
-
-const METRIC_COLS: &str =
-    "account_id, campaign_id, advertisement_id, metric_date, impressions, clicks, reach, frequency, engagements, sessions, \
-     conversions, revenue, cost, currency, ctr, cpc, cpm, cpa, roas, utm_source, utm_medium, utm_campaign";
-const ATTR_COLS: &str =
-    "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
-     touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
 
@@ -242,7 +234,7 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
             cells.dedup();
             let partials = partials_of_cells(tx, account, &cells).await?;
             let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
-            upsert_published(tx, &published).await?;
+            upsert_metric_rows(tx, &published.iter().collect::<Vec<_>>(), &PUBLISHED_UPDATE).await?;
             n += chunk.len() as u64;
         }
     }
@@ -266,14 +258,13 @@ async fn partials_of_cells(
     qb.build().fetch_all(&mut **tx).await?.iter().map(partial_from_row).collect()
 }
 
-/// Writes published rows of `campaign_performance_metrics`, leaving rows that would not
-/// change untouched (`updated_at` kept).
-async fn upsert_published(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[DailyMetricRow]) -> Result<()> {
-    let unchanged =
-        PUBLISHED_UPDATE.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
-    let now = sqlite_now();
+/// Upserts daily metric rows (absolute values), setting `update` on a conflict and leaving
+/// rows that would not change untouched (`updated_at` kept). Publishing updates only the sums
+/// and ratios; a direct write updates every column.
+async fn upsert_metric_rows(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[&DailyMetricRow], update: &[&str]) -> Result<()> {
+    let unchanged = update.iter().map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}")).collect::<Vec<_>>().join(" AND ");
     for chunk in rows.chunks(CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({PUBLISHED_COLS}) "));
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(r.account_id.to_string())
                 .push_bind(r.campaign_id.as_str())
@@ -288,18 +279,20 @@ async fn upsert_published(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[D
                 .push_bind(money_text(r.conversions))
                 .push_bind(money_text(r.revenue))
                 .push_bind(money_text(r.cost))
+                .push_bind(r.currency.as_deref())
                 .push_bind(r.ctr)
                 .push_bind(r.cpc.map(money_text))
                 .push_bind(r.cpm.map(money_text))
                 .push_bind(r.cpa.map(money_text))
-                .push_bind(r.roas);
+                .push_bind(r.roas)
+                .push_bind(r.utm_source.as_deref())
+                .push_bind(r.utm_medium.as_deref())
+                .push_bind(r.utm_campaign.as_deref());
         });
         qb.push(format!(
-            " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = ",
-            set_excluded(&PUBLISHED_UPDATE).replace("EXCLUDED.", "excluded.")
+            " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
+            set_excluded(update).replace("EXCLUDED.", "excluded.")
         ));
-        qb.push_bind(now.as_str());
-        qb.push(format!(" WHERE NOT ({unchanged})"));
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
@@ -322,44 +315,8 @@ impl Store for SqliteStore {
         for (_, rows) in by_account(rows, |r| r.account_id) {
             // The last row for a key wins within a batch, as in Postgres.
             let rows = dedup_metrics(&rows);
-            for chunk in rows.chunks(CHUNK) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO campaign_performance_metrics ({METRIC_COLS}) "));
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.account_id.to_string())
-                        .push_bind(r.campaign_id.clone())
-                        .push_bind(r.advertisement_id.clone())
-                        .push_bind(r.metric_date.to_string())
-                        .push_bind(r.impressions)
-                        .push_bind(r.clicks)
-                        .push_bind(r.reach)
-                        .push_bind(r.frequency)
-                        .push_bind(r.engagements)
-                        .push_bind(r.sessions)
-                        .push_bind(money_text(r.conversions))
-                        .push_bind(money_text(r.revenue))
-                        .push_bind(money_text(r.cost))
-                        .push_bind(r.currency.clone())
-                        .push_bind(r.ctr)
-                        .push_bind(r.cpc.map(money_text))
-                        .push_bind(r.cpm.map(money_text))
-                        .push_bind(r.cpa.map(money_text))
-                        .push_bind(r.roas)
-                        .push_bind(r.utm_source.clone())
-                        .push_bind(r.utm_medium.clone())
-                        .push_bind(r.utm_campaign.clone());
-                });
-                let unchanged = METRIC_UPDATE
-                    .iter()
-                    .map(|c| format!("campaign_performance_metrics.{c} IS excluded.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                qb.push(format!(
-                    " ON CONFLICT (account_id, campaign_id, advertisement_id, metric_date) DO UPDATE SET {}, updated_at = {NOW} WHERE NOT ({unchanged})",
-                    set_excluded(&METRIC_UPDATE).replace("EXCLUDED.", "excluded."),
-                ));
-                qb.build().execute(&mut *tx).await?;
-                n += chunk.len() as u64;
-            }
+            upsert_metric_rows(&mut tx, &rows, &METRIC_UPDATE).await?;
+            n += rows.len() as u64;
         }
         tx.commit().await?;
         Ok(n)
