@@ -33,8 +33,7 @@ async fn daily_metrics_idempotent() {
 
 async fn results() -> (tempfile::TempDir, touchline_store::testsuite::ResultStores) {
     let (guard, s) = fresh().await;
-    let stores = touchline_store::testsuite::ResultStores { sink: s.clone(), reader: s.clone(), catalog: Some(s) };
-    (guard, stores)
+    (guard, touchline_store::testsuite::ResultStores::all_in(s))
 }
 
 touchline_store::catalog_store_suite!(fresh);

@@ -32,6 +32,11 @@ pub struct ResultStores {
 }
 
 impl ResultStores {
+    /// One store that plays every part (the SQL stores).
+    pub fn all_in<S: ResultSink + ResultReader + CatalogStore>(store: Arc<S>) -> ResultStores {
+        ResultStores { sink: store.clone(), reader: store.clone(), catalog: Some(store) }
+    }
+
     /// Accounts `a` and `b`, known to the catalog when there is one.
     pub async fn two_accounts(&self) -> (Uuid, Uuid) {
         let a = Uuid::from_u128(0xa);
