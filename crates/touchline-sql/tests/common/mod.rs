@@ -2,20 +2,10 @@
 //! rest of their conformance is `touchline_store::testsuite`, generated in each test crate.
 #![allow(dead_code)]
 
-use uuid::Uuid;
-
 use touchline_sql::prelude::*;
-use touchline_sql::{Account, DailyMetricRow};
+use touchline_sql::DailyMetricRow;
 pub use touchline_store::testsuite::metric;
-use touchline_store::testsuite::{d, date};
-
-async fn two_accounts(store: &dyn Store) -> (Uuid, Uuid) {
-    let a = Uuid::from_u128(0xa);
-    let b = Uuid::from_u128(0xb);
-    store.upsert_account(&Account::new(a, "alpha")).await.expect("account a");
-    store.upsert_account(&Account::new(b, "beta")).await.expect("account b");
-    (a, b)
-}
+use touchline_store::testsuite::{d, date, two_accounts};
 
 /// Migrations apply from empty and re-run cleanly.
 pub async fn migrations_rerun(store: &dyn Store) {

@@ -3,18 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
-use super::date;
+use super::{date, two_accounts};
 use crate::{Account, Advertisement, ApiKey, Campaign, CatalogCache, CatalogStore, KeyKind, Link};
-
-async fn two_accounts(store: &dyn CatalogStore) -> (Uuid, Uuid) {
-    let a = Uuid::from_u128(0xa);
-    let b = Uuid::from_u128(0xb);
-    store.upsert_account(&Account::new(a, "alpha")).await.expect("account a");
-    store.upsert_account(&Account::new(b, "beta")).await.expect("account b");
-    (a, b)
-}
 
 /// What is written to the catalog comes back from `load_catalog`.
 pub async fn catalog_round_trip(store: &dyn CatalogStore) {

@@ -39,14 +39,22 @@ impl ResultStores {
 
     /// Accounts `a` and `b`, known to the catalog when there is one.
     pub async fn two_accounts(&self) -> (Uuid, Uuid) {
-        let a = Uuid::from_u128(0xa);
-        let b = Uuid::from_u128(0xb);
-        if let Some(c) = &self.catalog {
-            c.upsert_account(&Account::new(a, "alpha")).await.expect("account a");
-            c.upsert_account(&Account::new(b, "beta")).await.expect("account b");
+        match &self.catalog {
+            Some(c) => two_accounts(c.as_ref()).await,
+            None => (ACCOUNT_A, ACCOUNT_B),
         }
-        (a, b)
     }
+}
+
+/// The two accounts every check writes for.
+pub const ACCOUNT_A: Uuid = Uuid::from_u128(0xa);
+pub const ACCOUNT_B: Uuid = Uuid::from_u128(0xb);
+
+/// Accounts [`ACCOUNT_A`] (`alpha`) and [`ACCOUNT_B`] (`beta`), created in `catalog`.
+pub async fn two_accounts(catalog: &dyn CatalogStore) -> (Uuid, Uuid) {
+    catalog.upsert_account(&Account::new(ACCOUNT_A, "alpha")).await.expect("account a");
+    catalog.upsert_account(&Account::new(ACCOUNT_B, "beta")).await.expect("account b");
+    (ACCOUNT_A, ACCOUNT_B)
 }
 
 /// Generates one `#[tokio::test]` per [`CatalogStore`] check. `$fresh` is an async function
