@@ -29,9 +29,8 @@ impl ResultReader for SqlResults {
 
     async fn link_click_counts(&self, account_id: Uuid) -> touchline_sql::Result<Option<HashMap<String, (i64, i64)>>> {
         let Some(w) = self.warehouse.clone() else { return self.store.link_click_counts(account_id).await };
-        let counted = tokio::task::spawn_blocking(move || w.link_click_counts(account_id))
-            .await
-            .map_err(|e| StoreError::Backend(format!("counting link clicks in the warehouse: {e}")))?;
-        counted.map(Some).map_err(|e| StoreError::Backend(format!("counting link clicks in the warehouse: {e}")))
+        let failed = |e: &dyn std::fmt::Display| StoreError::Backend(format!("counting link clicks in the warehouse: {e}"));
+        let counted = tokio::task::spawn_blocking(move || w.link_click_counts(account_id)).await.map_err(|e| failed(&e))?;
+        counted.map(Some).map_err(|e| failed(&e))
     }
 }
