@@ -11,7 +11,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use touchline_model::results::CellSums;
 use touchline_model::{Body, DailyTotals, Id, Record};
-use touchline_store::{AttributionRow, DailyMetricRow, PartialRow};
+use touchline_store::{AttributionRow, DailyMetricRow, LinkClickPartialRow, PartialRow};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -560,6 +560,35 @@ pub struct MetricRow<'a> {
     pub reported_impressions: u64,
     pub reported_clicks: u64,
     pub written_at: u32,
+}
+
+/// A row of `link_click_partials`.
+#[derive(clickhouse::Row, Serialize)]
+pub struct LinkClickPartialChRow<'a> {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub account_id: Uuid,
+    pub short_code: &'a str,
+    pub click_date: u16,
+    pub partition: u32,
+    pub version: i64,
+    pub human_clicks: u64,
+    pub bot_clicks: u64,
+    pub written_at: u32,
+}
+
+pub fn link_click_partial_row(p: &LinkClickPartialRow, version: i64, written_at: u32) -> LinkClickPartialChRow<'_> {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    LinkClickPartialChRow {
+        account_id: p.account_id,
+        short_code: &p.short_code,
+        click_date: date_days(p.click_date),
+        // `link_click_row` casts the engine's u32 partition `as i32`; this is the inverse.
+        partition: p.partition as u32,
+        version,
+        human_clicks: u(p.human_clicks),
+        bot_clicks: u(p.bot_clicks),
+        written_at,
+    }
 }
 
 pub fn metric_row(p: &PartialRow, version: i64, written_at: u32) -> MetricRow<'_> {

@@ -1,5 +1,6 @@
 //! The ClickHouse sink: raw records into the raw tables, attribution rows into
-//! `attributions`, per-partition daily partials into `campaign_daily_metrics`.
+//! `attributions`, per-partition daily partials into `campaign_daily_metrics`, per-partition
+//! link click counts into `link_click_partials`.
 //!
 //! # Idempotence
 //!
@@ -11,9 +12,9 @@
 //!   ids of the block, so a repeated block is dropped at insert);
 //! * attribution rows carry `epoch << 32 | engine version`; readers take the highest version
 //!   per (conversion, model);
-//! * partials are absolute values per (cell, partition) with version `epoch << 32 | n`, where
-//!   `n` counts this process's partials writes; readers take each partition's highest version
-//!   and sum partitions.
+//! * partials (daily metrics and link clicks) are absolute values per (cell, partition) with
+//!   version `epoch << 32 | n`, where `n` counts this process's partials writes; readers take
+//!   each partition's highest version and sum partitions.
 //!
 //! # Backpressure and bounds
 //!
@@ -31,10 +32,15 @@ use async_trait::async_trait;
 use clickhouse::RowWrite;
 use sha2::{Digest, Sha256};
 use touchline_model::Record;
-use touchline_store::sink::{attribution_rows, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
-use touchline_store::{AttributionRow, PartialRow, ResultSink, StoreError};
+use touchline_store::sink::{
+    attribution_rows, link_click_row, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
+};
+use touchline_store::{AttributionRow, LinkClickPartialRow, PartialRow, ResultSink, StoreError};
 
-use crate::rows::{self, AttrRow, ConversionRow, EventRow, IdentityRow, LinkClickRow, MetricRow, SessionRow, SpendRow, TouchpointRow};
+use crate::rows::{
+    self, AttrRow, ConversionRow, EventRow, IdentityRow, LinkClickPartialChRow, LinkClickRow, MetricRow, SessionRow, SpendRow,
+    TouchpointRow,
+};
 use crate::{ClickHouse, Error, Result};
 
 pub struct ClickHouseSink {
@@ -118,6 +124,17 @@ impl ClickHouseSink {
         Ok(n)
     }
 
+    /// Writes link click partials with `version`.
+    pub async fn write_link_clicks(&self, rows: &[LinkClickPartialRow], version: i64) -> Result<u64> {
+        let now = rows::secs(chrono::Utc::now());
+        let mut n = 0;
+        for chunk in rows.chunks(self.ch.config().max_insert_rows) {
+            let it = chunk.iter().map(|p| rows::link_click_partial_row(p, version, now));
+            n += self.insert::<LinkClickPartialChRow<'static>>("link_click_partials", None, it).await?;
+        }
+        Ok(n)
+    }
+
     /// One INSERT of `rows` into `table`, bounded by the insert timeout.
     async fn insert<'a, T>(&self, table: &str, token: Option<String>, rows: impl Iterator<Item = T::Value<'a>> + Send) -> Result<u64>
     where
@@ -184,6 +201,14 @@ impl Sink for ClickHouseSink {
                 .map_err(tagged)?;
             out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));
         }
+        let clicks: Vec<LinkClickPartialRow> = batch.flush.link_clicks.iter().map(|p| link_click_row(p, batch.epoch)).collect();
+        if !clicks.is_empty() {
+            let version = self.next_partial_version(batch.epoch);
+            let links = write_isolating(&clicks, |c| async move { self.write_link_clicks(c, version).await.map(drop) }, refused)
+                .await
+                .map_err(tagged)?;
+            out.extend(links.into_iter().map(|(p, why)| RefusedRow::link_clicks(name, p, why)));
+        }
         Ok(out)
     }
 }
@@ -198,13 +223,18 @@ impl ResultSink for ClickHouseSink {
 
     /// Each epoch's rows are written under one new version of that epoch.
     async fn publish_partials(&self, rows: &[PartialRow]) -> touchline_store::Result<u64> {
-        let mut epochs: Vec<u32> = rows.iter().map(|r| r.epoch).collect();
-        epochs.sort_unstable();
-        epochs.dedup();
         let mut n = 0;
-        for epoch in epochs {
-            let of_epoch: Vec<PartialRow> = rows.iter().filter(|r| r.epoch == epoch).cloned().collect();
+        for (epoch, of_epoch) in by_epoch(rows, |r| r.epoch) {
             n += self.write_partials(&of_epoch, self.next_partial_version(epoch)).await.map_err(store_error)?;
+        }
+        Ok(n)
+    }
+
+    /// Each epoch's rows are written under one new version of that epoch.
+    async fn publish_link_clicks(&self, rows: &[LinkClickPartialRow]) -> touchline_store::Result<u64> {
+        let mut n = 0;
+        for (epoch, of_epoch) in by_epoch(rows, |r| r.epoch) {
+            n += self.write_link_clicks(&of_epoch, self.next_partial_version(epoch)).await.map_err(store_error)?;
         }
         Ok(n)
     }
@@ -217,6 +247,15 @@ impl ResultSink for ClickHouseSink {
     async fn insert_raw(&self, records: &[Record]) -> touchline_store::Result<u64> {
         self.write_raw(records).await.map_err(store_error)
     }
+}
+
+/// `rows` grouped by epoch, epochs ascending.
+fn by_epoch<T: Clone>(rows: &[T], epoch_of: impl Fn(&T) -> u32) -> Vec<(u32, Vec<T>)> {
+    let mut groups: std::collections::BTreeMap<u32, Vec<T>> = std::collections::BTreeMap::new();
+    for r in rows {
+        groups.entry(epoch_of(r)).or_default().push(r.clone());
+    }
+    groups.into_iter().collect()
 }
 
 fn store_error(e: Error) -> StoreError {

@@ -41,7 +41,7 @@ impl ClickHouseStore {
     /// tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
     /// would otherwise outrank the rebuilt ones.
     pub async fn clear_results(&self) -> Result<()> {
-        for t in ["attributions", "campaign_daily_metrics"] {
+        for t in ["attributions", "campaign_daily_metrics", "link_click_partials"] {
             self.ch.execute(&format!("TRUNCATE TABLE {}", self.ch.table(t)), &format!("TRUNCATE {t}")).await?;
         }
         Ok(())
@@ -88,12 +88,15 @@ impl ClickHouseStore {
         rows.into_iter().map(AttrRead::into_row).collect()
     }
 
-    /// Clicks per short code of an account, `(human, bot)`, from the raw `link_clicks` table.
+    /// Clicks per short code of an account, `(human, bot)`: per (code, day, partition) the row
+    /// of the highest version, summed.
     async fn read_link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>> {
         let sql = format!(
-            "SELECT short_code, countIf(bot = 0) AS human_clicks, countIf(bot != 0) AS bot_clicks FROM {} FINAL \
-             WHERE account_id = toUUID('{account_id}') AND short_code != '' GROUP BY short_code",
-            self.ch.table("link_clicks")
+            "SELECT short_code, sum(h) AS human_clicks, sum(b) AS bot_clicks \
+             FROM (SELECT short_code, click_date, partition, argMax(human_clicks, version) AS h, argMax(bot_clicks, version) AS b \
+             FROM {} WHERE account_id = toUUID('{account_id}') GROUP BY short_code, click_date, partition) \
+             GROUP BY short_code",
+            self.ch.table("link_click_partials")
         );
         let rows: Vec<ClickCount> =
             self.ch.bounded("counting link clicks", self.ch.client().query_raw(&sql).fetch_all::<ClickCount>()).await?;
@@ -116,7 +119,7 @@ impl ResultReader for ClickHouseStore {
         self.read_attributions(account_id, model).await.map_err(read_error)
     }
 
-    async fn link_click_counts(&self, account_id: Uuid) -> touchline_store::Result<Option<HashMap<String, (i64, i64)>>> {
-        self.read_link_click_counts(account_id).await.map(Some).map_err(read_error)
+    async fn link_click_counts(&self, account_id: Uuid) -> touchline_store::Result<HashMap<String, (i64, i64)>> {
+        self.read_link_click_counts(account_id).await.map_err(read_error)
     }
 }

@@ -17,6 +17,7 @@ use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::held::{elapsed_ms, nanos, Held, Parts};
 use crate::idents::Idents;
+use crate::linkclicks::{LinkClickPartial, LinkClicks};
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
 use crate::text::{Interner, Text};
@@ -138,11 +139,17 @@ pub struct Flush {
     pub sessions: Vec<SessionChange>,
     pub metrics: Vec<DailyPartial>,
     pub transfers: Vec<IdentityTransfer>,
+    #[serde(default)]
+    pub link_clicks: Vec<LinkClickPartial>,
 }
 
 impl Flush {
     pub fn is_empty(&self) -> bool {
-        self.attributions.is_empty() && self.sessions.is_empty() && self.metrics.is_empty() && self.transfers.is_empty()
+        self.attributions.is_empty()
+            && self.sessions.is_empty()
+            && self.metrics.is_empty()
+            && self.transfers.is_empty()
+            && self.link_clicks.is_empty()
     }
 }
 
@@ -327,6 +334,7 @@ struct State {
     dirty_cells: Vec<CellKey>,
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
+    link_clicks: LinkClicks,
 }
 
 fn state_from_msgpack(bytes: &[u8]) -> Result<StateRepr, EngineError> {
@@ -375,6 +383,9 @@ struct StateRepr {
     dirty_cells: Vec<CellKey>,
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
+    /// Clicks per short link and day; absent from snapshots of builds before them.
+    #[serde(default)]
+    link_clicks: LinkClicks,
 }
 
 /// `value` serialised through `f` (a `serialize_with` function of the state's fields).
@@ -394,7 +405,7 @@ impl Serialize for State {
     /// The fields of [`StateRepr`], in its order, each as its serde attribute writes it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StateRepr", 17)?;
+        let mut st = s.serialize_struct("StateRepr", 18)?;
         st.serialize_field("watermark", &self.watermark)?;
         st.serialize_field("counters", &self.counters)?;
         st.serialize_field("touches", &self.ids.ser_touches())?;
@@ -412,6 +423,7 @@ impl Serialize for State {
         st.serialize_field("dirty_explicit", &ser_with!(&self.dirty_explicit, FastSet<String>, ordered::set))?;
         st.serialize_field("dirty_cells", &self.dirty_cells)?;
         st.serialize_field("pending", &self.pending)?;
+        st.serialize_field("link_clicks", &self.link_clicks)?;
         st.end()
     }
 }
@@ -782,6 +794,7 @@ impl Engine {
             dirty_explicit: r.dirty_explicit,
             dirty_cells: r.dirty_cells,
             pending: r.pending,
+            link_clicks: r.link_clicks,
         };
         // Share the strings again and restore the list order (snapshots of any list order load).
         let mut int = Interner::default();
@@ -982,10 +995,19 @@ impl Engine {
     }
 
     fn on_link_click(&mut self, r: &Record, c: &LinkClick, identity: &str, ident: &str) -> Ingest {
-        if c.bot || c.campaign_id.is_none() {
-            return Ingest::Ignored;
-        }
         let m = &r.meta;
+        let counted = match &c.short_code {
+            Some(code) => {
+                if !self.st.link_clicks.count(m.account_id, code.as_str(), m.record_id.as_str(), m.timestamp, c.bot) {
+                    return Ingest::Duplicate;
+                }
+                true
+            }
+            None => false,
+        };
+        if c.bot || c.campaign_id.is_none() {
+            return if counted { Ingest::Applied } else { Ingest::Ignored };
+        }
         let int = &mut self.int;
         let touch = Held::build(Parts {
             id: Text::from(&m.record_id),
@@ -1600,6 +1622,7 @@ impl Engine {
         }
         // Keep the list's capacity for the next flush.
         self.st.dirty_cells = keys;
+        out.link_clicks = self.st.link_clicks.flush(self.cfg.partition);
         out
     }
 
@@ -2076,8 +2099,9 @@ impl Engine {
     /// - touches older than that minus the longest lookback; conversions older than the cutoff;
     /// - derived-session chains that ended more than the inactivity timeout before the cutoff,
     ///   client sessions idle for more than the maximum session length before it;
-    /// - metric cells and spend reports dated two days before the cutoff (time-zone margin);
-    /// - event dedup entries older than the cutoff.
+    /// - metric cells, spend reports and link click days dated two days before the cutoff
+    ///   (time-zone margin);
+    /// - event and link click dedup entries older than the cutoff.
     ///
     /// Identity links are kept (one small entry per stitched identity).
     pub fn advance_watermark(&mut self, w: DateTime<Utc>) {
@@ -2144,6 +2168,7 @@ impl Engine {
             m.retain(|_, t| *t >= cutoff);
             !m.is_empty()
         });
+        self.st.link_clicks.evict(cutoff, self.min_cell_date());
         if let Some(min_date) = self.min_cell_date() {
             self.st.cells.retain(|k, c| k.date >= min_date || c.dirty);
             self.st.spend.retain(|k, _| k.date >= min_date);

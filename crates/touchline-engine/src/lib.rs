@@ -49,6 +49,7 @@ pub mod datadriven;
 mod engine;
 mod held;
 mod idents;
+pub mod linkclicks;
 pub mod metrics;
 pub mod session;
 pub mod text;
@@ -63,6 +64,7 @@ pub use datadriven::{
     ShapleyResult,
 };
 pub use engine::{Counters, Engine, EngineError, Flush, IdentityTransfer, Ingest, StateStats, SNAPSHOT_VERSION};
+pub use linkclicks::LinkClickPartial;
 pub use metrics::{combine_partials, CellKey, DailyPartial, DailyReportRow};
 pub use session::{SessionChange, SessionRow};
 pub use text::Text;

@@ -435,7 +435,7 @@ fn link_clicks_count_unless_bots_or_without_campaign() {
     let lc = |bot: bool, campaign: Option<&str>| {
         Body::LinkClick(LinkClick {
             link_id: None,
-            short_code: Some(id("abc")),
+            short_code: None,
             target_url: None,
             referer: None,
             user_agent: None,
@@ -455,6 +455,53 @@ fn link_clicks_count_unless_bots_or_without_campaign() {
     let f = e.flush();
     assert_eq!(set(&f, Model::LastTouch)[0].row(0).unwrap().channel, "short_link");
     assert_eq!(f.metrics.iter().find(|m| m.campaign_id == "c").unwrap().clicks, 1);
+    assert!(f.link_clicks.is_empty(), "clicks without a short code count for no link");
+}
+
+#[test]
+fn every_click_of_a_short_link_counts_once_per_utc_day() {
+    use touchline_model::{Body, LinkClick};
+    let lc = |code: &str, bot: bool, campaign: Option<&str>| {
+        Body::LinkClick(LinkClick {
+            link_id: None,
+            short_code: Some(id(code)),
+            target_url: None,
+            referer: None,
+            user_agent: None,
+            ip: None,
+            device_id: None,
+            campaign_id: campaign.map(id),
+            advertisement_id: None,
+            bot,
+            unique: None,
+        })
+    };
+    let mut e = Engine::new(EngineConfig::single());
+    // Humans and bots, with a campaign or without, all count for their link.
+    assert_eq!(e.ingest(&rec("l1", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc("abc", false, Some("c")))), Ingest::Applied);
+    assert_eq!(e.ingest(&rec("l2", ts("2026-11-20T23:59:59Z"), Some("b"), None, lc("abc", true, Some("c")))), Ingest::Applied);
+    assert_eq!(e.ingest(&rec("l3", ts("2026-11-21T00:00:00Z"), Some("a"), None, lc("abc", false, None))), Ingest::Applied);
+    assert_eq!(e.ingest(&rec("l4", ts("2026-11-20T09:00:00Z"), Some("c"), None, lc("xyz", false, None))), Ingest::Applied);
+    // A retried record (same id) is not counted again, bot or not.
+    assert_eq!(e.ingest(&rec("l2", ts("2026-11-20T23:59:59Z"), Some("b"), None, lc("abc", true, Some("c")))), Ingest::Duplicate);
+    assert_eq!(e.ingest(&rec("l1", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc("abc", false, Some("c")))), Ingest::Duplicate);
+    let counts = |f: &touchline_engine::Flush| -> Vec<(String, String, u64, u64)> {
+        f.link_clicks.iter().map(|p| (p.short_code.clone(), p.date.to_string(), p.human_clicks, p.bot_clicks)).collect()
+    };
+    let f = e.flush();
+    assert_eq!(
+        counts(&f),
+        vec![
+            ("abc".into(), "2026-11-20".into(), 1, 1),
+            ("abc".into(), "2026-11-21".into(), 1, 0),
+            ("xyz".into(), "2026-11-20".into(), 1, 0)
+        ]
+    );
+    // Counts survive a snapshot, and a flush carries the day's new absolute count.
+    let mut e = Engine::restore(EngineConfig::single(), &e.snapshot()).unwrap();
+    assert_eq!(e.ingest(&rec("l1", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc("abc", false, Some("c")))), Ingest::Duplicate);
+    e.ingest(&rec("l5", ts("2026-11-20T10:00:00Z"), Some("d"), None, lc("abc", false, None)));
+    assert_eq!(counts(&e.flush()), vec![("abc".into(), "2026-11-20".into(), 2, 1)]);
 }
 
 #[test]

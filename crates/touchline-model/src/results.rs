@@ -92,6 +92,20 @@ pub struct PartialRow {
     pub epoch: u32,
 }
 
+/// One partition's absolute clicks of one short link on one UTC day (`link_click_partials`).
+/// A link's clicks are the sum over partitions and days.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkClickPartialRow {
+    pub account_id: Uuid,
+    pub short_code: String,
+    pub click_date: NaiveDate,
+    pub partition: i32,
+    pub human_clicks: i64,
+    pub bot_clicks: i64,
+    /// As [`PartialRow::epoch`]: a write of an older epoch than the stored row's is ignored.
+    pub epoch: u32,
+}
+
 /// The additive totals of one cell, from which the ratios derive. Ratios are not additive:
 /// sum the totals first, then derive.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

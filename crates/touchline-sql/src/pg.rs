@@ -2,6 +2,7 @@
 //! set per transaction (`SET LOCAL ROLE`, `set_config(..., true)`), so row-level security holds
 //! even though the pool connects as the schema owner.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -102,6 +103,10 @@ pub(crate) fn dedup_attr(rows: Vec<&AttributionRow>) -> Vec<&AttributionRow> {
 
 pub(crate) fn dedup_partials<'a>(rows: &[&'a PartialRow]) -> Vec<&'a PartialRow> {
     last_per_key(rows, |r| (r.campaign_id.as_str(), r.advertisement_id.as_str(), r.metric_date, r.partition))
+}
+
+pub(crate) fn dedup_link_clicks<'a>(rows: &[&'a LinkClickPartialRow]) -> Vec<&'a LinkClickPartialRow> {
+    last_per_key(rows, |r| (r.short_code.as_str(), r.click_date, r.partition))
 }
 
 /// Columns updated from EXCLUDED on conflict (absolute values, never increments).
@@ -513,11 +518,40 @@ impl ResultSink for PgStore {
         Ok(n)
     }
 
+    async fn publish_link_clicks(&self, rows: &[LinkClickPartialRow]) -> Result<u64> {
+        let mut n = 0;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let mut tx = self.as_account(account).await?;
+            for chunk in dedup_link_clicks(&rows).chunks(CHUNK) {
+                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO link_click_partials ({LINK_CLICK_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id)
+                        .push_bind(&r.short_code)
+                        .push_bind(r.click_date)
+                        .push_bind(r.partition)
+                        .push_bind(r.human_clicks)
+                        .push_bind(r.bot_clicks)
+                        .push_bind(i64::from(r.epoch));
+                });
+                // A write of an earlier epoch (a previous owner of the partition) is ignored.
+                qb.push(
+                    " ON CONFLICT (account_id, short_code, click_date, partition) DO UPDATE SET human_clicks = EXCLUDED.human_clicks, \
+                     bot_clicks = EXCLUDED.bot_clicks, epoch = EXCLUDED.epoch, updated_at = now() \
+                     WHERE link_click_partials.epoch <= EXCLUDED.epoch",
+                );
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let mut tx = self.pool.begin().await?;
         let mut n = 0;
-        for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
+        for t in RESULT_TABLES {
             n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
@@ -556,6 +590,13 @@ impl ResultReader for PgStore {
         .await?;
         tx.commit().await?;
         rows.iter().map(attribution_from_row).collect()
+    }
+
+    async fn link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(&link_click_sums_sql("$1")).bind(account_id).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(|(code, human, bot)| (code, (human, bot))).collect())
     }
 }
 

@@ -14,6 +14,22 @@ pub(crate) const ATTR_COLS: &str =
     "account_id, conversion_id, touchpoint_id, attribution_model, version, campaign_id, advertisement_id, customer_id, \
      touchpoint_type, touchpoint_timestamp, channel_id, conversion_time, conversion_value, currency, weight, attributed_revenue";
 
+/// Columns of `link_click_partials` a row is written with, in bind order.
+pub(crate) const LINK_CLICK_COLS: &str = "account_id, short_code, click_date, partition, human_clicks, bot_clicks, epoch";
+
+/// Clicks per short code of the account bound as `param` (`$1` or `?`), summed over
+/// partitions and days.
+pub(crate) fn link_click_sums_sql(param: &str) -> String {
+    format!(
+        "SELECT short_code, CAST(sum(human_clicks) AS BIGINT), CAST(sum(bot_clicks) AS BIGINT) FROM link_click_partials \
+         WHERE account_id = {param} GROUP BY short_code"
+    )
+}
+
+/// Every table of derived results: what a replay clears before rebuilding them.
+pub(crate) const RESULT_TABLES: [&str; 4] =
+    ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions", "link_click_partials"];
+
 pub(crate) const CATALOG_VERSION_SQL: &str = "SELECT version FROM catalog_version WHERE id = 1";
 
 pub(crate) const ACCOUNTS_SQL: &str = "SELECT id, name, timezone, default_attribution_model, click_lookback_days, \

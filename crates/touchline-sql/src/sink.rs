@@ -1,12 +1,13 @@
 //! The SQL stores as a sink of the aggregator: raw rows (SQLite, when asked), attribution
-//! rows, and partial metrics published as sums, each refused row isolated and reported.
+//! rows, partial metrics published as sums and link click partials, each refused row
+//! isolated and reported.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use touchline_store::sink::{attribution_rows, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
+use touchline_store::sink::{attribution_rows, link_click_row, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
 
-use crate::{AttributionRow, PartialRow, Store, StoreError};
+use crate::{AttributionRow, LinkClickPartialRow, PartialRow, Store, StoreError};
 
 /// Postgres or SQLite: raw tables (SQLite, when `raw_rows`), attribution rows, partial
 /// metrics published as sums.
@@ -35,6 +36,9 @@ impl Sink for SqlSink {
         let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
         let cells = write_isolating(&partials, |c| async move { self.store.publish_partials(c).await.map(drop) }, refused).await?;
         out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));
+        let clicks: Vec<LinkClickPartialRow> = batch.flush.link_clicks.iter().map(|p| link_click_row(p, batch.epoch)).collect();
+        let links = write_isolating(&clicks, |c| async move { self.store.publish_link_clicks(c).await.map(drop) }, refused).await?;
+        out.extend(links.into_iter().map(|(p, why)| RefusedRow::link_clicks(name, p, why)));
         Ok(out)
     }
 }

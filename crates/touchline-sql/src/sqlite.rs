@@ -14,7 +14,8 @@ use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use crate::pg::{
-    dedup_attr, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE, PUBLISHED_UPDATE,
+    dedup_attr, dedup_link_clicks, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE,
+    PUBLISHED_UPDATE,
 };
 use crate::rows::*;
 use crate::*;
@@ -235,6 +236,33 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
             let partials = partials_of_cells(tx, account, &cells).await?;
             let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
             upsert_metric_rows(tx, &published.iter().collect::<Vec<_>>(), &PUBLISHED_UPDATE).await?;
+            n += chunk.len() as u64;
+        }
+    }
+    Ok(n)
+}
+
+/// Upserts link click partials; a row of an earlier epoch than the stored one is ignored.
+async fn write_link_clicks(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[LinkClickPartialRow]) -> Result<u64> {
+    let mut n = 0;
+    for (_, rows) in by_account(rows, |r| r.account_id) {
+        for chunk in dedup_link_clicks(&rows).chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO link_click_partials ({LINK_CLICK_COLS}) "));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.account_id.to_string())
+                    .push_bind(r.short_code.clone())
+                    .push_bind(r.click_date.to_string())
+                    .push_bind(r.partition)
+                    .push_bind(r.human_clicks)
+                    .push_bind(r.bot_clicks)
+                    .push_bind(i64::from(r.epoch));
+            });
+            qb.push(format!(
+                " ON CONFLICT (account_id, short_code, click_date, partition) DO UPDATE SET human_clicks = excluded.human_clicks, \
+                 bot_clicks = excluded.bot_clicks, epoch = excluded.epoch, updated_at = {NOW} \
+                 WHERE link_click_partials.epoch <= excluded.epoch"
+            ));
+            qb.build().execute(&mut **tx).await?;
             n += chunk.len() as u64;
         }
     }
@@ -480,11 +508,15 @@ impl ResultSink for SqliteStore {
         self.write_grouped(ResultWrite::Partials(rows.to_vec())).await
     }
 
+    async fn publish_link_clicks(&self, rows: &[LinkClickPartialRow]) -> Result<u64> {
+        self.write_grouped(ResultWrite::LinkClicks(rows.to_vec())).await
+    }
+
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let (_turn, mut tx) = self.write_tx().await?;
         let mut n = 0;
-        for t in ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions"] {
+        for t in RESULT_TABLES {
             n += sqlx::query(&format!("DELETE FROM {t}")).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
@@ -665,15 +697,10 @@ impl ResultReader for SqliteStore {
         rows.iter().map(attribution_from_row).collect()
     }
 
-    async fn link_click_counts(&self, account_id: Uuid) -> Result<Option<std::collections::HashMap<String, (i64, i64)>>> {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT short_code, sum(CASE WHEN bot THEN 0 ELSE 1 END), sum(CASE WHEN bot THEN 1 ELSE 0 END) \
-             FROM link_clicks WHERE account_id = ? AND short_code IS NOT NULL GROUP BY short_code",
-        )
-        .bind(account_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(rows.into_iter().map(|(c, h, b)| (c, (h, b))).collect()))
+    async fn link_click_counts(&self, account_id: Uuid) -> Result<std::collections::HashMap<String, (i64, i64)>> {
+        let rows: Vec<(String, i64, i64)> =
+            sqlx::query_as(&link_click_sums_sql("?")).bind(account_id.to_string()).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(code, human, bot)| (code, (human, bot))).collect())
     }
 }
 

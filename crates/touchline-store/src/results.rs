@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::Result;
-use touchline_model::results::{AttributionRow, DailyMetricRow, PartialRow};
+use touchline_model::results::{AttributionRow, DailyMetricRow, LinkClickPartialRow, PartialRow};
 
 /// A store the aggregator writes results to. Every write is idempotent: the runtime repeats
 /// a write after a crash or a failed attempt, and the rows come out the same. Daily metrics
@@ -25,7 +25,11 @@ pub trait ResultSink: Send + Sync + 'static {
     /// metrics as the sum over all partitions, atomically. Idempotent.
     async fn publish_partials(&self, rows: &[PartialRow]) -> Result<u64>;
 
-    /// Deletes every derived result (partials, published metrics, attributions) of every
+    /// Writes one aggregator partition's clicks per short link and day (absolute values; a
+    /// row of an older epoch than the stored one is ignored). Idempotent.
+    async fn publish_link_clicks(&self, rows: &[LinkClickPartialRow]) -> Result<u64>;
+
+    /// Deletes every derived result (partials, published metrics, attributions, link clicks) of every
     /// account, before a replay rebuilds them. Catalog and raw rows are kept.
     async fn clear_results(&self) -> Result<u64>;
 
@@ -44,9 +48,7 @@ pub trait ResultReader: Send + Sync + 'static {
     /// The newest attribution rows of an account, optionally of one model.
     async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>>;
 
-    /// Clicks per short code of an account, `(human, bot)`; `None` where this store keeps no
-    /// clicks.
-    async fn link_click_counts(&self, _account_id: Uuid) -> Result<Option<HashMap<String, (i64, i64)>>> {
-        Ok(None)
-    }
+    /// Clicks per short code of an account over every day, `(human, bot)`: the sum of the
+    /// link click partials. Codes without clicks are absent.
+    async fn link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>>;
 }

@@ -4,8 +4,8 @@
 //! store refuses ([`write_isolating`]).
 
 use async_trait::async_trait;
-use touchline_engine::{AttributionSet, DailyPartial, Flush};
-use touchline_model::results::{AttributionRow, PartialRow};
+use touchline_engine::{AttributionSet, DailyPartial, Flush, LinkClickPartial};
+use touchline_model::results::{AttributionRow, LinkClickPartialRow, PartialRow};
 use touchline_model::Record;
 
 /// One flush of one partition.
@@ -31,7 +31,7 @@ pub struct SinkError(pub String);
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefusedRow {
     pub sink: String,
-    /// `raw`, `attribution` or `partial`.
+    /// `raw`, `attribution`, `partial` or `link_clicks`.
     pub kind: &'static str,
     /// The row's identity (record id, conversion/touch/model, or cell), also the DLQ key.
     pub key: String,
@@ -122,6 +122,16 @@ impl RefusedRow {
             reason,
         }
     }
+
+    pub fn link_clicks(sink: &str, p: &LinkClickPartialRow, reason: String) -> RefusedRow {
+        RefusedRow {
+            sink: sink.to_owned(),
+            kind: "link_clicks",
+            key: format!("{}:{}:{}:{}", p.account_id, p.short_code, p.click_date, p.partition),
+            row: serde_json::to_value(p).unwrap_or(serde_json::Value::Null),
+            reason,
+        }
+    }
 }
 
 /// The sink version of an engine attribution version: later epochs supersede earlier ones.
@@ -171,6 +181,20 @@ pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
         cost: p.cost,
         reported_impressions: i(p.reported_impressions),
         reported_clicks: i(p.reported_clicks),
+        epoch,
+    }
+}
+
+/// The row of a link click partial written under `epoch`.
+pub fn link_click_row(p: &LinkClickPartial, epoch: u32) -> LinkClickPartialRow {
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    LinkClickPartialRow {
+        account_id: p.account_id,
+        short_code: p.short_code.clone(),
+        click_date: p.date,
+        partition: p.partition as i32,
+        human_clicks: i(p.human_clicks),
+        bot_clicks: i(p.bot_clicks),
         epoch,
     }
 }

@@ -13,21 +13,11 @@ use touchline_warehouse::{compact, files, Entity, Warehouse};
 use uuid::Uuid;
 
 const ACCOUNT: Uuid = Uuid::from_u128(1);
-const OTHER: Uuid = Uuid::from_u128(2);
 
 fn event(n: u64, day: u32) -> Record {
     let json = format!(
         r#"{{"v":1,"type":"event","record_id":"e{n}","account_id":"{ACCOUNT}","timestamp":"2026-03-{day:02}T10:00:00Z",
             "received_at":"2026-03-{day:02}T10:00:01Z","anonymous_id":"v{n}","event_name":"page_view"}}"#
-    );
-    Record::from_json(json.as_bytes()).unwrap()
-}
-
-fn click(n: u64, account: Uuid, code: Option<&str>, bot: bool) -> Record {
-    let code = code.map(|c| format!(r#","short_code":"{c}""#)).unwrap_or_default();
-    let json = format!(
-        r#"{{"v":1,"type":"link_click","record_id":"k{n}","account_id":"{account}","timestamp":"2026-03-01T10:00:00Z",
-            "received_at":"2026-03-01T10:00:00Z","bot":{bot}{code}}}"#
     );
     Record::from_json(json.as_bytes()).unwrap()
 }
@@ -148,28 +138,6 @@ fn merges_keep_every_row_once_even_when_interrupted() {
     let levels: Vec<u8> = files::list(dir.path()).unwrap().files.iter().map(|f| f.level).collect();
     assert!(levels.contains(&2), "{levels:?}");
     assert!(levels.len() <= 3 * (compact::FANOUT - 1) + 1, "{} files: {levels:?}", levels.len());
-}
-
-#[test]
-fn link_clicks_are_counted_per_short_code_humans_and_bots_apart() {
-    let dir = tempfile::tempdir().unwrap();
-    let w = Warehouse::new(dir.path());
-    let records = [
-        click(1, ACCOUNT, Some("spring"), false),
-        click(2, ACCOUNT, Some("spring"), false),
-        click(3, ACCOUNT, Some("spring"), true),
-        click(4, ACCOUNT, Some("summer"), false),
-        click(5, ACCOUNT, None, false),
-        click(6, OTHER, Some("spring"), false),
-    ];
-    w.write(0, &records[..3], &[0, 1, 2]).unwrap();
-    w.write(1, &records[3..], &[0, 1, 2]).unwrap();
-    let counts = w.link_click_counts(ACCOUNT).unwrap();
-    // By hand: spring 2 human + 1 bot, summer 1 human; the click without a code and the other
-    // account's click are not counted.
-    let expected = std::collections::HashMap::from([("spring".to_owned(), (2, 1)), ("summer".to_owned(), (1, 0))]);
-    assert_eq!(counts, expected);
-    assert_eq!(w.link_click_counts(OTHER).unwrap().get("spring"), Some(&(1, 0)));
 }
 
 fn python() -> std::path::PathBuf {

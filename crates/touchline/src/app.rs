@@ -22,7 +22,6 @@ use touchline_sql::{ResultReader, SqlSink};
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::config::{Config, ReportsSource};
-use crate::results::SqlResults;
 use crate::{links, reports};
 
 /// What a process runs; decides what [`App::build`] opens.
@@ -68,9 +67,7 @@ impl App {
         let results: Arc<dyn ResultReader> = match (config.reports_source, &clickhouse) {
             (ReportsSource::Clickhouse, Some(ch)) => Arc::new(touchline_clickhouse::ClickHouseStore::new(ch.clone())),
             (ReportsSource::Clickhouse, None) => bail!("reports_source = clickhouse needs clickhouse_url"),
-            (ReportsSource::Sql, _) => {
-                Arc::new(SqlResults { store: store.clone(), warehouse: config.warehouse_dir().map(touchline_warehouse::Warehouse::new) })
-            }
+            (ReportsSource::Sql, _) => store.clone(),
         };
         let (bus, spill) = open_bus(&config, role).await?;
         let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());

@@ -12,5 +12,4 @@ pub mod generate;
 pub mod links;
 pub mod loadgen;
 pub mod reports;
-pub mod results;
 pub mod tail;

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::dataset::{dataset, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
+use common::dataset::{dataset, expected_link_clicks, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
 use touchline_bus::Bus;
 use touchline_sql::ResultReader;
 
@@ -404,6 +404,7 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         assert_eq!(g, e, "daily metrics differ after {kills} SIGKILLs");
     }
     assert_eq!(got.1, expected.1, "attributions differ after {kills} SIGKILLs");
+    assert_eq!(link_clicks_of(store.as_ref()).await, expected_link_clicks(), "link clicks after {kills} SIGKILLs");
 
     // ClickHouse holds the same rows as Postgres.
     let ch_cfg = touchline_clickhouse::ClickHouseConfig::from_url(common::clickhouse_url()).with_database(&ch_db);
@@ -419,6 +420,7 @@ async fn collector_and_two_aggregators_on_kafka_survive_sigkills() {
         common::sorted_attributions(store.attributions(ACCOUNT, None).await.unwrap()),
         "ClickHouse attributions equal Postgres"
     );
+    assert_eq!(link_clicks_of(&ch).await, expected_link_clicks(), "ClickHouse link clicks");
     eprintln!("{n} records via HTTP → Kafka; {kills} SIGKILLs of 2 aggregators; {} metric rows and {} attribution rows identical (Postgres, ClickHouse, reference)", got.0.len(), got.1.len());
 
     drop(collector);

@@ -24,13 +24,14 @@
 
 use tokio::sync::oneshot;
 
-use super::{write_attributions, write_partials, SqliteStore};
-use crate::{AttributionRow, PartialRow, Result, StoreError};
+use super::{write_attributions, write_link_clicks, write_partials, SqliteStore};
+use crate::{AttributionRow, LinkClickPartialRow, PartialRow, Result, StoreError};
 
 /// A result write that can join a group.
 pub(super) enum ResultWrite {
     Attributions(Vec<AttributionRow>),
     Partials(Vec<PartialRow>),
+    LinkClicks(Vec<LinkClickPartialRow>),
 }
 
 struct Queued {
@@ -103,6 +104,7 @@ impl SqliteStore {
             counts.push(match write {
                 ResultWrite::Attributions(rows) => write_attributions(&mut tx, rows).await?,
                 ResultWrite::Partials(rows) => write_partials(&mut tx, rows).await?,
+                ResultWrite::LinkClicks(rows) => write_link_clicks(&mut tx, rows).await?,
             });
         }
         tx.commit().await?;

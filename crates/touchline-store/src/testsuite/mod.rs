@@ -110,6 +110,12 @@ macro_rules! result_store_suite {
             }
 
             #[tokio::test]
+            async fn link_clicks_sum_partitions_and_days() {
+                let (_guard, stores) = super::$fresh().await;
+                $crate::testsuite::results::link_clicks_sum_partitions_and_days(&stores).await;
+            }
+
+            #[tokio::test]
             async fn clear_results_forgets_every_result() {
                 let (_guard, stores) = super::$fresh().await;
                 $crate::testsuite::results::clear_results_forgets_every_result(&stores).await;

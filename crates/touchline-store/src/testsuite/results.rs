@@ -2,7 +2,7 @@
 //! what a sink writes, read back.
 
 use super::{attribution, d, date, partial, ResultStores};
-use crate::{AttributionRow, PartialRow};
+use crate::{AttributionRow, LinkClickPartialRow, PartialRow};
 
 /// Newer versions of a conversion's attribution replace older rows; stale ones are ignored.
 pub async fn attribution_versions(stores: &ResultStores) {
@@ -178,18 +178,61 @@ pub async fn concurrent_result_writes(stores: &ResultStores) {
     assert_eq!(rows.iter().find(|r| r.campaign_id == "shared").map(|r| r.impressions), Some(3600));
 }
 
-/// Clearing results (before a replay) removes every account's attributions and daily
-/// metrics, and results written afterwards read back alone.
+fn clicks(account: uuid::Uuid, code: &str, day: u32, partition: i32, human: i64, bot: i64, epoch: u32) -> LinkClickPartialRow {
+    LinkClickPartialRow {
+        account_id: account,
+        short_code: code.to_owned(),
+        click_date: date(day),
+        partition,
+        human_clicks: human,
+        bot_clicks: bot,
+        epoch,
+    }
+}
+
+/// A link's clicks are the sum of every partition's count on every day; a partition's newer
+/// count replaces its older one (absolute values), a repeated write changes nothing, a write
+/// of an older epoch is ignored, and accounts see only their own links.
+pub async fn link_clicks_sum_partitions_and_days(stores: &ResultStores) {
+    let (a, b) = stores.two_accounts().await;
+    let first = [clicks(a, "spring", 20, 0, 3, 1, 1), clicks(a, "spring", 21, 0, 2, 0, 1), clicks(a, "autumn", 21, 0, 1, 0, 1)];
+    stores.sink.publish_link_clicks(&first).await.expect("partition 0");
+    stores
+        .sink
+        .publish_link_clicks(&[clicks(a, "spring", 21, 1, 4, 2, 1), clicks(b, "spring", 21, 1, 50, 5, 1)])
+        .await
+        .expect("partition 1");
+    let counts = stores.reader.link_click_counts(a).await.expect("read");
+    // spring: 3 + 2 + 4 human, 1 + 0 + 2 bot; autumn: 1 human.
+    assert_eq!(counts.get("spring"), Some(&(9, 3)));
+    assert_eq!(counts.get("autumn"), Some(&(1, 0)));
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert_eq!(stores.reader.link_click_counts(b).await.expect("read b").get("spring"), Some(&(50, 5)));
+    // Partition 1 counted two more clicks on the 21st: its share becomes 6, not 4 + 6.
+    stores.sink.publish_link_clicks(&[clicks(a, "spring", 21, 1, 6, 2, 1)]).await.expect("recount");
+    stores.sink.publish_link_clicks(&[clicks(a, "spring", 21, 1, 6, 2, 1)]).await.expect("same write again");
+    assert_eq!(stores.reader.link_click_counts(a).await.expect("read").get("spring"), Some(&(11, 3)));
+    // A previous owner of partition 1 writing late is ignored; the next owner replaces it.
+    stores.sink.publish_link_clicks(&[clicks(a, "spring", 21, 1, 99, 99, 0)]).await.expect("stale owner");
+    assert_eq!(stores.reader.link_click_counts(a).await.expect("read").get("spring"), Some(&(11, 3)), "a stale epoch must not overwrite");
+    stores.sink.publish_link_clicks(&[clicks(a, "spring", 21, 1, 7, 2, 2)]).await.expect("next owner");
+    assert_eq!(stores.reader.link_click_counts(a).await.expect("read").get("spring"), Some(&(12, 3)));
+}
+
+/// Clearing results (before a replay) removes every account's attributions, daily metrics
+/// and link clicks, and results written afterwards read back alone.
 pub async fn clear_results_forgets_every_result(stores: &ResultStores) {
     let (a, b) = stores.two_accounts().await;
     for account in [a, b] {
         stores.sink.upsert_attributions(&[attribution(account, "conv-1", "t1", "linear", 7, 1.0)]).await.expect("attribution");
         stores.sink.publish_partials(&[partial(account, "c1", 0, 100, 10, "20", "1", "50")]).await.expect("partial");
+        stores.sink.publish_link_clicks(&[clicks(account, "spring", 21, 0, 5, 1, 3)]).await.expect("link clicks");
     }
     stores.sink.clear_results().await.expect("clear");
     for account in [a, b] {
         assert!(stores.reader.attributions(account, None).await.expect("read").is_empty(), "attributions of {account} cleared");
         assert!(stores.reader.daily_metrics(account, date(1), date(30)).await.expect("read").is_empty(), "metrics of {account} cleared");
+        assert!(stores.reader.link_click_counts(account).await.expect("read").is_empty(), "link clicks of {account} cleared");
     }
     // A replay starts over at lower versions; they are not hidden by the cleared rows.
     let again = attribution(a, "conv-1", "t2", "linear", 1, 1.0);

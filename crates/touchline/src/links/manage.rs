@@ -140,6 +140,18 @@ fn link_json(state: &LinkState, l: &Link, clicks: Option<(i64, i64)>) -> Value {
     })
 }
 
+/// The account's clicks per code; `None` (shown as `null`) when the results cannot be read,
+/// so the links still list.
+async fn click_counts(state: &LinkState, account: Uuid) -> Option<std::collections::HashMap<String, (i64, i64)>> {
+    match state.results.link_click_counts(account).await {
+        Ok(counts) => Some(counts),
+        Err(e) => {
+            tracing::warn!(error = %e, %account, "reading link click counts failed");
+            None
+        }
+    }
+}
+
 fn parse_input(body: &[u8]) -> Result<LinkInput, Response> {
     serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", format!("invalid link JSON: {e}")))
 }
@@ -245,7 +257,7 @@ pub(super) async fn list(State(state): State<Arc<LinkState>>, ConnectInfo(peer):
         Ok(a) => a,
         Err(r) => return r,
     };
-    let counts = state.results.link_click_counts(account).await.ok().flatten();
+    let counts = click_counts(&state, account).await;
     let snap = state.catalog.snapshot();
     let mut links: Vec<&Link> = snap.links.values().filter(|l| l.account_id == account).collect();
     links.sort_by(|a, b| a.short_code.cmp(&b.short_code));
@@ -262,7 +274,7 @@ pub(super) async fn show(
 ) -> Response {
     match secret_own_link(&state, &headers, peer, &code).await {
         Ok((account, l)) => {
-            let counts = state.results.link_click_counts(account).await.ok().flatten();
+            let counts = click_counts(&state, account).await;
             Json(link_json(&state, &l, counts.map(|c| c.get(&code).copied().unwrap_or((0, 0))))).into_response()
         }
         Err(r) => r,

@@ -66,12 +66,66 @@ pub fn dataset() -> Vec<Value> {
             }
         }
     }
+    items.extend(link_clicks());
     // Shuffle deterministically: arrival order across topics is not event order.
     for i in (1..items.len()).rev() {
         let j = g.next(i as u64 + 1) as usize;
         items.swap(i, j);
     }
     items
+}
+
+/// Clicks of three short links by devices and visitors over five days, a quarter of them bots,
+/// some sent twice (a retry with the same message id).
+fn link_clicks() -> Vec<Value> {
+    let mut g = Lcg(43);
+    let base = DateTime::parse_from_rfc3339("2026-11-15T00:00:00Z").unwrap().with_timezone(&Utc);
+    let mut items = Vec::new();
+    for i in 0..400 {
+        let at = base + chrono::Duration::minutes(g.next(5 * 24 * 60) as i64);
+        let code = ["spring", "summer", "autumn"][g.next(3) as usize];
+        let who = if g.next(2) == 0 {
+            json!({"device_id": format!("dev-{}", g.next(150))})
+        } else {
+            json!({"anonymous_id": format!("anon-{}", g.next(1000))})
+        };
+        let mut click = json!({"type": "link_click", "short_code": code, "bot": g.next(4) == 0, "timestamp": at.to_rfc3339(), "message_id": format!("lc-{i}")});
+        if let (Some(c), Some(w)) = (click.as_object_mut(), who.as_object()) {
+            c.extend(w.clone());
+        }
+        if g.next(10) == 0 {
+            items.push(click.clone());
+        }
+        items.push(click);
+    }
+    items
+}
+
+/// Human and bot clicks per short code in the dataset, counted from its items: each message
+/// id once.
+pub fn expected_link_clicks() -> Vec<(String, i64, i64)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut counts: std::collections::BTreeMap<String, (i64, i64)> = std::collections::BTreeMap::new();
+    for item in dataset().iter().filter(|i| i["type"] == "link_click") {
+        if !seen.insert(item["message_id"].as_str().unwrap().to_owned()) {
+            continue;
+        }
+        let c = counts.entry(item["short_code"].as_str().unwrap().to_owned()).or_default();
+        if item["bot"] == true {
+            c.1 += 1;
+        } else {
+            c.0 += 1;
+        }
+    }
+    counts.into_iter().map(|(code, (human, bot))| (code, human, bot)).collect()
+}
+
+/// The stored clicks per short code of the account, sorted by code.
+pub async fn link_clicks_of(s: &dyn touchline_sql::ResultReader) -> Vec<(String, i64, i64)> {
+    let mut counts: Vec<(String, i64, i64)> =
+        s.link_click_counts(ACCOUNT).await.unwrap().into_iter().map(|(code, (human, bot))| (code, human, bot)).collect();
+    counts.sort();
+    counts
 }
 
 /// Writes the dataset into an embedded log under `data_dir/log`, as the collector would.
