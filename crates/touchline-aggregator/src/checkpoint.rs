@@ -3,8 +3,9 @@
 //!
 //! Two stores behind [`CheckpointStore`]: [`FileCheckpoints`] (one process owns every partition:
 //! the embedded log) and [`SqlCheckpoints`] (the SQL store shared by all aggregator instances of
-//! a consumer group: Kafka, where partitions move between instances; a save under a superseded
-//! epoch is refused, which fences an instance that lost its partition).
+//! a consumer group: Kafka, where partitions move between instances; a save, a base snapshot or
+//! a base removal under a superseded epoch is refused, which fences an instance that lost its
+//! partition). Both keep base snapshots apart.
 //!
 //! A checkpoint also carries the *outbox*: the output of the flush that produced its state,
 //! which the runtime delivers to the sinks (and the re-key records to the bus) only after the
@@ -37,7 +38,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use touchline_engine::Flush;
-use touchline_store::CheckpointTable;
+use touchline_store::{CheckpointTable, CheckpointWrite};
 
 #[derive(Debug)]
 pub struct Checkpoint {
@@ -243,15 +244,17 @@ pub trait CheckpointStore: Send + Sync + 'static {
     fn keeps_bases(&self) -> bool {
         false
     }
-    /// Stores a base snapshot durably under `name`.
-    async fn save_base(&self, partition: u32, name: &str, _snapshot: &[u8]) -> Result<(), String> {
+    /// Stores a base snapshot durably under `name`, written under `epoch`; an error when a
+    /// newer owner took the partition.
+    async fn save_base(&self, partition: u32, _epoch: u32, name: &str, _snapshot: &[u8]) -> Result<(), String> {
         Err(format!("this checkpoint store keeps no base snapshots (partition {partition}, {name})"))
     }
     async fn load_base(&self, partition: u32, name: &str) -> Result<Vec<u8>, String> {
         Err(format!("this checkpoint store keeps no base snapshots (partition {partition}, {name})"))
     }
-    /// Removes every base snapshot of `partition` but `keep`.
-    async fn remove_bases_except(&self, _partition: u32, _keep: &str) -> Result<(), String> {
+    /// Removes every base snapshot of `partition` but `keep`, under `epoch`; an error (and
+    /// nothing removed) when a newer owner took the partition.
+    async fn remove_bases_except(&self, _partition: u32, _epoch: u32, _keep: &str) -> Result<(), String> {
         Ok(())
     }
 }
@@ -281,13 +284,14 @@ impl CheckpointStore for FileCheckpoints {
     fn keeps_bases(&self) -> bool {
         true
     }
-    async fn save_base(&self, partition: u32, name: &str, snapshot: &[u8]) -> Result<(), String> {
+    /// One process owns every partition of the embedded log: epochs fence nothing here.
+    async fn save_base(&self, partition: u32, _epoch: u32, name: &str, snapshot: &[u8]) -> Result<(), String> {
         save_base(&self.part(partition), name, snapshot)
     }
     async fn load_base(&self, partition: u32, name: &str) -> Result<Vec<u8>, String> {
         load_base(&self.part(partition), name)
     }
-    async fn remove_bases_except(&self, partition: u32, keep: &str) -> Result<(), String> {
+    async fn remove_bases_except(&self, partition: u32, _epoch: u32, keep: &str) -> Result<(), String> {
         remove_bases(&self.part(partition), Some(keep))
     }
     async fn clear(&self) -> Result<(), String> {
@@ -327,22 +331,55 @@ impl CheckpointStore for SqlCheckpoints {
         let offsets =
             serde_json::from_str(&c.offsets_json).map_err(|e| format!("checkpoint of partition {partition}: bad offsets: {e}"))?;
         let (snapshot, outbox) = Checkpoint::split_payload(c.snapshot).map_err(|e| format!("checkpoint of partition {partition}: {e}"))?;
-        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot, replay: None, outbox }))
+        let replay = c
+            .replay_json
+            .map(|j| serde_json::from_str(&j))
+            .transpose()
+            .map_err(|e| format!("checkpoint of partition {partition}: bad replay: {e}"))?;
+        Ok(Some(Checkpoint { epoch: c.epoch, offsets, snapshot, replay, outbox }))
     }
     async fn save(&self, partition: u32, c: &Checkpoint) -> Result<(), String> {
-        if c.replay.is_some() {
-            return Err(format!("partition {partition}: SQL checkpoints hold whole snapshots, not replays"));
-        }
         let offsets = serde_json::to_string(&c.offsets).map_err(|e| e.to_string())?;
-        if self.store.checkpoint_save(&self.group, partition, c.epoch, &offsets, &c.payload()).await.map_err(|e| e.to_string())? {
+        let replay = c.replay.as_ref().map(serde_json::to_string).transpose().map_err(|e| e.to_string())?;
+        let payload = c.payload();
+        let write = CheckpointWrite { epoch: c.epoch, offsets_json: &offsets, snapshot: &payload, replay_json: replay.as_deref() };
+        if self.store.checkpoint_save(&self.group, partition, write).await.map_err(|e| e.to_string())? {
             Ok(())
         } else {
-            Err(format!("partition {partition} was taken over by another aggregator (epoch {} superseded); not saving", c.epoch))
+            Err(superseded(partition, c.epoch, "saving the checkpoint"))
         }
     }
     async fn clear(&self) -> Result<(), String> {
         self.store.checkpoint_clear(&self.group).await.map(|_| ()).map_err(|e| e.to_string())
     }
+    fn keeps_bases(&self) -> bool {
+        true
+    }
+    async fn save_base(&self, partition: u32, epoch: u32, name: &str, snapshot: &[u8]) -> Result<(), String> {
+        if self.store.checkpoint_save_base(&self.group, partition, epoch, name, snapshot).await.map_err(|e| e.to_string())? {
+            Ok(())
+        } else {
+            Err(superseded(partition, epoch, "saving a base snapshot"))
+        }
+    }
+    async fn load_base(&self, partition: u32, name: &str) -> Result<Vec<u8>, String> {
+        self.store
+            .checkpoint_load_base(&self.group, partition, name)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("partition {partition}: the base snapshot {name} its checkpoint names is not stored"))
+    }
+    async fn remove_bases_except(&self, partition: u32, epoch: u32, keep: &str) -> Result<(), String> {
+        if self.store.checkpoint_remove_bases_except(&self.group, partition, epoch, keep).await.map_err(|e| e.to_string())? {
+            Ok(())
+        } else {
+            Err(superseded(partition, epoch, "removing old base snapshots"))
+        }
+    }
+}
+
+fn superseded(partition: u32, epoch: u32, what: &str) -> String {
+    format!("partition {partition} was taken over by another aggregator (epoch {epoch} superseded); not {what}")
 }
 
 #[cfg(test)]

@@ -628,7 +628,7 @@ impl Aggregator {
         self.checkpoints.save(p, &cp).await.map_err(AggError::Checkpoint)?;
         self.stats.stages.add(Stage::Checkpoint, saving.elapsed());
         if let (Some(base), Some(replay)) = (&state.new_base, &cp.replay) {
-            self.settle_base(p, base, &replay.from).await?;
+            self.settle_base(p, epoch, base, &replay.from).await?;
         }
         Ok(cp.outbox.or(kept))
     }

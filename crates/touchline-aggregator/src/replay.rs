@@ -121,7 +121,7 @@ impl Aggregator {
         }
         let snapshot = self.snapshot(p, engine);
         let name = format!("e{epoch}-{}", offsets.values().sum::<u64>());
-        self.checkpoints.save_base(p, &name, &snapshot).await.map_err(AggError::Checkpoint)?;
+        self.checkpoints.save_base(p, epoch, &name, &snapshot).await.map_err(AggError::Checkpoint)?;
         let replay = Replay {
             base: name.clone(),
             base_len: snapshot.len(),
@@ -145,8 +145,8 @@ impl Aggregator {
 
     /// After the checkpoint naming `base` is saved: older bases go, and the bus keeps what a
     /// restore from it could feed again.
-    pub(crate) async fn settle_base(&self, p: u32, base: &str, from: &BTreeMap<String, u64>) -> Result<(), AggError> {
-        self.checkpoints.remove_bases_except(p, base).await.map_err(AggError::Checkpoint)?;
+    pub(crate) async fn settle_base(&self, p: u32, epoch: u32, base: &str, from: &BTreeMap<String, u64>) -> Result<(), AggError> {
+        self.checkpoints.remove_bases_except(p, epoch, base).await.map_err(AggError::Checkpoint)?;
         let group = self.base_group();
         for (t, o) in from {
             self.bus.commit(&group, t, p, *o).await?;

@@ -326,14 +326,14 @@ impl touchline_aggregator::CheckpointStore for FlakyCheckpoints {
     fn keeps_bases(&self) -> bool {
         self.inner.keeps_bases()
     }
-    async fn save_base(&self, partition: u32, name: &str, snapshot: &[u8]) -> Result<(), String> {
-        self.inner.save_base(partition, name, snapshot).await
+    async fn save_base(&self, partition: u32, epoch: u32, name: &str, snapshot: &[u8]) -> Result<(), String> {
+        self.inner.save_base(partition, epoch, name, snapshot).await
     }
     async fn load_base(&self, partition: u32, name: &str) -> Result<Vec<u8>, String> {
         self.inner.load_base(partition, name).await
     }
-    async fn remove_bases_except(&self, partition: u32, keep: &str) -> Result<(), String> {
-        self.inner.remove_bases_except(partition, keep).await
+    async fn remove_bases_except(&self, partition: u32, epoch: u32, keep: &str) -> Result<(), String> {
+        self.inner.remove_bases_except(partition, epoch, keep).await
     }
 }
 

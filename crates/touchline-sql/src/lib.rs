@@ -23,8 +23,8 @@ pub use sqlite::SqliteStore;
 pub use touchline_model::results::publish_cells;
 pub use touchline_store::{cache, CatalogCache};
 pub use touchline_store::{
-    Account, Advertisement, ApiKey, AttributionRow, Campaign, Catalog, CatalogStore, CheckpointTable, DailyMetricRow, KeyKind, Link,
-    LinkClickPartialRow, PartialRow, Result, ResultReader, ResultSink, StoreError, StoredCheckpoint, MODELS,
+    Account, Advertisement, ApiKey, AttributionRow, Campaign, Catalog, CatalogStore, CheckpointTable, CheckpointWrite, DailyMetricRow,
+    KeyKind, Link, LinkClickPartialRow, PartialRow, Result, ResultReader, ResultSink, StoreError, StoredCheckpoint, MODELS,
 };
 
 /// The store traits, for callers of their methods: `use touchline_sql::prelude::*;`.
@@ -47,9 +47,12 @@ pub trait Store: CatalogStore + ResultSink + ResultReader + CheckpointTable {
     async fn upsert_daily_metrics(&self, rows: &[DailyMetricRow]) -> Result<u64>;
 }
 
-pub(crate) fn checkpoint_from_row(row: Option<(i64, String, Option<Vec<u8>>)>) -> Option<StoredCheckpoint> {
-    row.and_then(|(epoch, offsets_json, snapshot)| {
-        snapshot.map(|snapshot| StoredCheckpoint { epoch: u32::try_from(epoch).unwrap_or(u32::MAX), offsets_json, snapshot })
+/// A checkpoint row as selected: epoch, offsets, snapshot (NULL once cleared) and replay.
+pub(crate) type CheckpointRow = (i64, String, Option<Vec<u8>>, Option<String>);
+
+pub(crate) fn checkpoint_from_row(row: Option<CheckpointRow>) -> Option<StoredCheckpoint> {
+    row.and_then(|(epoch, offsets_json, snapshot, replay_json)| {
+        snapshot.map(|snapshot| StoredCheckpoint { epoch: u32::try_from(epoch).unwrap_or(u32::MAX), offsets_json, snapshot, replay_json })
     })
 }
 

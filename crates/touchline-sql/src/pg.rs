@@ -18,6 +18,7 @@ use crate::rows::*;
 use crate::*;
 use stats::GrowthAnalyzer;
 
+mod checkpoints;
 mod stats;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -597,56 +598,6 @@ impl ResultReader for PgStore {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(&link_click_sums_sql("$1")).bind(account_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(rows.into_iter().map(|(code, human, bot)| (code, (human, bot))).collect())
-    }
-}
-
-#[async_trait]
-impl CheckpointTable for PgStore {
-    async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
-        let epoch: i64 = sqlx::query_scalar(
-            "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES ($1, $2, 1) \
-             ON CONFLICT (group_id, partition) DO UPDATE SET epoch = aggregator_checkpoints.epoch + 1, updated_at = now() \
-             RETURNING epoch",
-        )
-        .bind(group)
-        .bind(partition as i32)
-        .fetch_one(&self.pool)
-        .await?;
-        u32::try_from(epoch).map_err(|_| StoreError::Invalid(format!("checkpoint epoch {epoch} out of range")))
-    }
-
-    async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>> {
-        let row: Option<(i64, String, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT epoch, offsets, snapshot FROM aggregator_checkpoints WHERE group_id = $1 AND partition = $2")
-                .bind(group)
-                .bind(partition as i32)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(checkpoint_from_row(row))
-    }
-
-    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE aggregator_checkpoints SET offsets = $1, snapshot = $2, updated_at = now() \
-             WHERE group_id = $3 AND partition = $4 AND epoch = $5",
-        )
-        .bind(offsets_json)
-        .bind(snapshot)
-        .bind(group)
-        .bind(partition as i32)
-        .bind(i64::from(epoch))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn checkpoint_clear(&self, group: &str) -> Result<u64> {
-        Ok(sqlx::query("UPDATE aggregator_checkpoints SET snapshot = NULL, offsets = '{}' WHERE group_id = $1")
-            .bind(group)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
     }
 }
 

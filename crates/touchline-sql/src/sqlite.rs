@@ -20,6 +20,7 @@ use crate::pg::{
 use crate::rows::*;
 use crate::*;
 
+mod checkpoints;
 mod group;
 
 use group::{ResultWrite, WriteQueue};
@@ -701,58 +702,5 @@ impl ResultReader for SqliteStore {
         let rows: Vec<(String, i64, i64)> =
             sqlx::query_as(&link_click_sums_sql("?")).bind(account_id.to_string()).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(code, human, bot)| (code, (human, bot))).collect())
-    }
-}
-
-#[async_trait]
-impl CheckpointTable for SqliteStore {
-    async fn checkpoint_acquire(&self, group: &str, partition: u32) -> Result<u32> {
-        let _turn = self.write_turn.lock().await;
-        let epoch: i64 = sqlx::query_scalar(
-            "INSERT INTO aggregator_checkpoints (group_id, partition, epoch) VALUES (?, ?, 1) \
-             ON CONFLICT (group_id, partition) DO UPDATE SET epoch = aggregator_checkpoints.epoch + 1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             RETURNING epoch",
-        )
-        .bind(group)
-        .bind(partition as i32)
-        .fetch_one(&self.pool)
-        .await?;
-        u32::try_from(epoch).map_err(|_| StoreError::Invalid(format!("checkpoint epoch {epoch} out of range")))
-    }
-
-    async fn checkpoint_load(&self, group: &str, partition: u32) -> Result<Option<StoredCheckpoint>> {
-        let row: Option<(i64, String, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT epoch, offsets, snapshot FROM aggregator_checkpoints WHERE group_id = ? AND partition = ?")
-                .bind(group)
-                .bind(partition as i32)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(checkpoint_from_row(row))
-    }
-
-    async fn checkpoint_save(&self, group: &str, partition: u32, epoch: u32, offsets_json: &str, snapshot: &[u8]) -> Result<bool> {
-        let _turn = self.write_turn.lock().await;
-        let n = sqlx::query(
-            "UPDATE aggregator_checkpoints SET offsets = ?, snapshot = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE group_id = ? AND partition = ? AND epoch = ?",
-        )
-        .bind(offsets_json)
-        .bind(snapshot)
-        .bind(group)
-        .bind(partition as i32)
-        .bind(i64::from(epoch))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    async fn checkpoint_clear(&self, group: &str) -> Result<u64> {
-        let _turn = self.write_turn.lock().await;
-        Ok(sqlx::query("UPDATE aggregator_checkpoints SET snapshot = NULL, offsets = '{}' WHERE group_id = ?")
-            .bind(group)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
     }
 }

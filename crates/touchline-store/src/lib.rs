@@ -23,7 +23,7 @@ pub mod testsuite;
 
 pub use cache::CatalogCache;
 pub use catalog::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, KeyKind, Link, MODELS};
-pub use checkpoints::{CheckpointTable, StoredCheckpoint};
+pub use checkpoints::{CheckpointTable, CheckpointWrite, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use results::{ResultReader, ResultSink};
 pub use touchline_model::results::{AttributionRow, DailyMetricRow, LinkClickPartialRow, PartialRow};

@@ -135,6 +135,12 @@ macro_rules! checkpoint_table_suite {
                 let (_guard, store) = super::$fresh().await;
                 $crate::testsuite::checkpoints::checkpoints_fence_old_owners(store.as_ref()).await;
             }
+
+            #[tokio::test]
+            async fn base_snapshots_are_fenced_by_epoch() {
+                let (_guard, store) = super::$fresh().await;
+                $crate::testsuite::checkpoints::base_snapshots_are_fenced_by_epoch(store.as_ref()).await;
+            }
         }
     };
 }
