@@ -88,6 +88,11 @@ pub struct AggregatorConfig {
     pub flush_records: usize,
     /// Records read per topic per poll.
     pub read_batch: usize,
+    /// Bus bytes of consumed records a partition holds for the raw sinks before it writes
+    /// them, flush or not: bounds the memory of a flush cycle by bytes rather than by
+    /// `flush_records`. Raw rows are idempotent and written before the checkpoint that covers
+    /// them either way.
+    pub raw_buffer_bytes: usize,
     /// Records older than the watermark (newest server time seen) minus this are too late:
     /// kept in the DLQ, counted, not applied.
     pub allowed_lateness_secs: i64,
@@ -97,8 +102,9 @@ pub struct AggregatorConfig {
     /// Where checkpoints live on the embedded log (default `{data_dir}/aggregator`; on Kafka
     /// they are rows of the SQL store, shared by the instances).
     pub state_dir: Option<std::path::PathBuf>,
-    /// Records a partition consumes between two snapshots of its whole state, where the
-    /// checkpoint store keeps them apart (the embedded log); the checkpoints in between hold
+    /// Records a partition consumes between two snapshots of its whole state, which the
+    /// checkpoint store keeps apart (as files on the embedded log, as rows of the SQL store
+    /// on Kafka); the checkpoints in between hold
     /// only their offsets, and a restart feeds up to this many records again. 0: a snapshot at
     /// every flush.
     pub snapshot_records: u64,
@@ -114,6 +120,7 @@ impl Default for AggregatorConfig {
             flush_interval_ms: 5_000,
             flush_records: 50_000,
             read_batch: 5_000,
+            raw_buffer_bytes: 4 << 20,
             allowed_lateness_secs: 7 * 86_400,
             partitions: Vec::new(),
             state_dir: None,
@@ -475,6 +482,9 @@ impl Aggregator {
                             self.apply(&mut engine, t, r, d, &mut raw, &mut dlq, &mut max_received);
                         }
                     });
+                    if raw.bus_bytes >= self.config.raw_buffer_bytes {
+                        self.write_raw(p, epoch, &mut raw, &shutdown).await?;
+                    }
                 }
                 if *shutdown.borrow() || pending >= self.config.flush_records || started.elapsed() >= flush_every {
                     break;
@@ -498,7 +508,7 @@ impl Aggregator {
                 engine.set_catalog(cfg.catalog);
             }
             if pending > 0 {
-                let consumed = Consumption { offsets: &offsets, raw: &raw, records: pending as u64, max_received };
+                let consumed = Consumption { offsets: &offsets, raw: &mut raw, records: pending as u64, max_received };
                 self.flush_cycle(p, epoch, &mut engine, &mut chain, consumed, dlq, &shutdown).await?;
             } else if self.base_stale(chain.as_ref()) {
                 self.checkpoint(p, epoch, &engine, &mut chain, &offsets, 0, None).await?;
@@ -534,7 +544,7 @@ impl Aggregator {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         let (outcome, record) = feed(engine, topic, r, decoded, max_received);
         if let Some(record) = record {
-            raw.push(record, r.offset);
+            raw.push(record, r.offset, r.value.len());
         }
         let reason = match outcome {
             Ok(Ingest::TooLate) => {
@@ -582,10 +592,7 @@ impl Aggregator {
         let out = self.stats.stages.time(Stage::Engine, || engine.flush());
         self.stats.attribution_sets.fetch_add(out.attributions.len() as u64, Ordering::Relaxed);
         self.stats.attribution_rows.fetch_add(out.attributions.iter().map(|s| s.credits.len() as u64).sum(), Ordering::Relaxed);
-        if !raw.records.is_empty() {
-            let batch = SinkBatch { partition: p, epoch, raw: &raw.records, raw_offsets: &raw.offsets, flush: &Flush::default() };
-            self.write_sinks(&batch, shutdown).await?;
-        }
+        self.write_raw(p, epoch, raw, shutdown).await?;
         if !dlq.is_empty() {
             self.append_retrying(dlq, shutdown).await?;
         }
@@ -658,6 +665,16 @@ impl Aggregator {
         for sink in &self.sinks {
             sink.resume(p, offsets).await.map_err(|e| AggError::Sink(format!("{} could not resume partition {p}: {e}", sink.name())))?;
         }
+        Ok(())
+    }
+
+    /// Writes the consumed records held for the raw sinks, and forgets them.
+    async fn write_raw(&self, p: u32, epoch: u32, raw: &mut Consumed, shutdown: &watch::Receiver<bool>) -> Result<(), AggError> {
+        if !raw.records.is_empty() {
+            let batch = SinkBatch { partition: p, epoch, raw: &raw.records, raw_offsets: &raw.offsets, flush: &Flush::default() };
+            self.write_sinks(&batch, shutdown).await?;
+        }
+        raw.clear();
         Ok(())
     }
 
@@ -742,26 +759,36 @@ impl Aggregator {
     }
 }
 
-/// What a flush covers: the offsets it reached, the records it consumed (raw, for the sinks
-/// that keep them; and how many, DLQ'd ones included), the newest server time among them.
+/// What a flush covers: the offsets it reached, the records it consumed that the raw sinks
+/// have not been given yet, how many it consumed (DLQ'd ones included), and the newest server
+/// time among them.
 struct Consumption<'a> {
     offsets: &'a BTreeMap<String, u64>,
-    raw: &'a Consumed,
+    raw: &'a mut Consumed,
     records: u64,
     max_received: Option<DateTime<Utc>>,
 }
 
-/// The records a flush consumed, each with its offset in its topic (the partition's).
+/// Records consumed and not yet written to the raw sinks, each with its offset in its topic
+/// (the partition's), and the bus bytes they were read from.
 #[derive(Default)]
 struct Consumed {
     records: Vec<Record>,
     offsets: Vec<u64>,
+    bus_bytes: usize,
 }
 
 impl Consumed {
-    fn push(&mut self, record: Record, offset: u64) {
+    fn push(&mut self, record: Record, offset: u64, bus_bytes: usize) {
         self.records.push(record);
         self.offsets.push(offset);
+        self.bus_bytes += bus_bytes;
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.offsets.clear();
+        self.bus_bytes = 0;
     }
 }
 

@@ -54,6 +54,9 @@ fn touchline(data_dir: &Path, db: &str, args: &[&str]) -> Command {
         .env("TOUCHLINE_LOG__RETENTION_CHECK_SECS", "0")
         .env("TOUCHLINE_AGGREGATOR__FLUSH_RECORDS", "150")
         .env("TOUCHLINE_AGGREGATOR__READ_BATCH", "50")
+        // Raw rows go out after every read (about 17 KB), several times per flush, so kills
+        // also land between a flush's raw writes.
+        .env("TOUCHLINE_AGGREGATOR__RAW_BUFFER_BYTES", "8000")
         .env("TOUCHLINE_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
