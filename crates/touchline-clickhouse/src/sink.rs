@@ -33,7 +33,8 @@ use clickhouse::RowWrite;
 use sha2::{Digest, Sha256};
 use touchline_model::Record;
 use touchline_store::sink::{
-    attribution_rows, link_click_row, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
+    attribution_chunks, link_click_row, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
+    ATTRIBUTION_ROWS_PER_WRITE,
 };
 use touchline_store::{AttributionRow, LinkClickPartialRow, PartialRow, ResultSink, StoreError};
 
@@ -189,10 +190,11 @@ impl Sink for ClickHouseSink {
         let mut out = Vec::new();
         let raw = write_isolating(batch.raw, |c| async move { self.write_raw(c).await.map(drop) }, refused).await.map_err(tagged)?;
         out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
-        let attributions: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
-        let attrs =
-            write_isolating(&attributions, |c| async move { self.write_attributions(c).await.map(drop) }, refused).await.map_err(tagged)?;
-        out.extend(attrs.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
+        for rows in attribution_chunks(&batch.flush.attributions, batch.epoch, ATTRIBUTION_ROWS_PER_WRITE) {
+            let attrs =
+                write_isolating(&rows, |c| async move { self.write_attributions(c).await.map(drop) }, refused).await.map_err(tagged)?;
+            out.extend(attrs.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
+        }
         let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
         if !partials.is_empty() {
             let version = self.next_partial_version(batch.epoch);

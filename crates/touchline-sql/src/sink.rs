@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use touchline_store::sink::{attribution_rows, link_click_row, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError};
+use touchline_store::sink::{
+    attribution_chunks, link_click_row, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError, ATTRIBUTION_ROWS_PER_WRITE,
+};
 
-use crate::{AttributionRow, LinkClickPartialRow, PartialRow, Store, StoreError};
+use crate::{LinkClickPartialRow, PartialRow, Store, StoreError};
 
 /// Postgres or SQLite: raw tables (SQLite, when `raw_rows`), attribution rows, partial
 /// metrics published as sums.
@@ -30,9 +32,11 @@ impl Sink for SqlSink {
         let raw_rows = if self.raw_rows { batch.raw } else { &[] };
         let raw = write_isolating(raw_rows, |c| async move { self.store.insert_raw(c).await.map(drop) }, refused).await?;
         out.extend(raw.into_iter().map(|(r, why)| RefusedRow::raw(name, r, why)));
-        let rows: Vec<AttributionRow> = batch.flush.attributions.iter().flat_map(|s| attribution_rows(s, batch.epoch)).collect();
-        let attributions = write_isolating(&rows, |c| async move { self.store.upsert_attributions(c).await.map(drop) }, refused).await?;
-        out.extend(attributions.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
+        for rows in attribution_chunks(&batch.flush.attributions, batch.epoch, ATTRIBUTION_ROWS_PER_WRITE) {
+            let attributions =
+                write_isolating(&rows, |c| async move { self.store.upsert_attributions(c).await.map(drop) }, refused).await?;
+            out.extend(attributions.into_iter().map(|(a, why)| RefusedRow::attribution(name, a, why)));
+        }
         let partials: Vec<PartialRow> = batch.flush.metrics.iter().map(|m| partial_row(m, batch.epoch)).collect();
         let cells = write_isolating(&partials, |c| async move { self.store.publish_partials(c).await.map(drop) }, refused).await?;
         out.extend(cells.into_iter().map(|(p, why)| RefusedRow::partial(name, p, why)));

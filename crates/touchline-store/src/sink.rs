@@ -162,6 +162,39 @@ pub fn attribution_rows(set: &AttributionSet, epoch: u32) -> Vec<AttributionRow>
         .collect()
 }
 
+/// Attribution rows a sink builds and writes at a time: a flush of a replay holds hundreds of
+/// thousands, each with a dozen strings, and building them all at once made them the largest
+/// allocation of a flush.
+pub const ATTRIBUTION_ROWS_PER_WRITE: usize = 10_000;
+
+/// The rows of `sets`, a chunk at a time: whole sets (a set is the replacement unit of its
+/// conversion and model), at most `max_rows` rows per chunk unless one set alone has more.
+pub fn attribution_chunks(sets: &[AttributionSet], epoch: u32, max_rows: usize) -> impl Iterator<Item = Vec<AttributionRow>> + '_ {
+    chunks_by_weight(sets, |s| s.credits.len(), max_rows).map(move |chunk| chunk.iter().flat_map(|s| attribution_rows(s, epoch)).collect())
+}
+
+/// Consecutive runs of `items` whose weights sum to at most `max`; an item heavier than `max`
+/// makes a run alone.
+fn chunks_by_weight<T>(items: &[T], weight: impl Fn(&T) -> usize, max: usize) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut sum = 0usize;
+        let take = rest
+            .iter()
+            .position(|item| {
+                sum = sum.saturating_add(weight(item));
+                sum > max
+            })
+            .map_or(rest.len(), |i| i.max(1));
+        let (run, tail) = rest.split_at(take);
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// The row of a partial written under `epoch` (see [`PartialRow::epoch`]).
 pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -204,6 +237,14 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use super::*;
+
+    #[test]
+    fn runs_keep_items_whole_and_under_the_weight() {
+        let runs: Vec<&[usize]> = chunks_by_weight(&[3, 4, 2, 9, 1, 1, 12, 5], |w| *w, 9).collect();
+        // By hand: 3+4+2 = 9; 9; 1+1 (12 would make 14); 12 alone (heavier than 9); 5.
+        assert_eq!(runs, vec![&[3, 4, 2][..], &[9], &[1, 1], &[12], &[5]]);
+        assert_eq!(chunks_by_weight(&[] as &[usize], |w| *w, 9).count(), 0);
+    }
 
     #[derive(Debug)]
     enum Fail {
