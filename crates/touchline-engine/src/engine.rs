@@ -15,6 +15,7 @@ use crate::attribution::{
 };
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
+use crate::emitted::EmittedSession;
 use crate::held::{elapsed_ms, nanos, Held, Parts};
 use crate::idents::Idents;
 use crate::linkclicks::{LinkClickPartial, LinkClicks};
@@ -239,14 +240,37 @@ struct ConvState {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DerivedIdentRepr")]
 struct DerivedIdent {
     account: Uuid,
     identity: String,
     points: Vec<EventPoint>,
-    emitted: BTreeMap<String, SessionRow>,
+    /// session id → what was emitted of it.
+    sessions: BTreeMap<String, EmittedSession>,
     /// Not serialised (restore starts from a full scan, dirty flags from the dirty set).
     #[serde(skip)]
     scan: ScanCache,
+}
+
+/// A [`DerivedIdent`] as snapshots hold it: builds before [`EmittedSession`] kept the emitted
+/// rows whole (`emitted`), which restore as their fingerprints.
+#[derive(Deserialize)]
+struct DerivedIdentRepr {
+    account: Uuid,
+    identity: String,
+    points: Vec<EventPoint>,
+    #[serde(default)]
+    sessions: BTreeMap<String, EmittedSession>,
+    #[serde(default)]
+    emitted: BTreeMap<String, SessionRow>,
+}
+
+impl From<DerivedIdentRepr> for DerivedIdent {
+    fn from(r: DerivedIdentRepr) -> DerivedIdent {
+        let mut sessions = r.sessions;
+        sessions.extend(r.emitted.iter().map(|(id, row)| (id.clone(), EmittedSession::of(row))));
+        DerivedIdent { account: r.account, identity: r.identity, points: r.points, sessions, scan: ScanCache::default() }
+    }
 }
 
 /// What the last flush of a [`DerivedIdent`] computed, to resume from instead of rescanning: the
@@ -1566,6 +1590,12 @@ impl Engine {
         self.with_cell(&row.account_id, c, row.advertisement_id.as_deref(), row.started_at, |cell| add_u(&mut cell.sessions, sign));
     }
 
+    /// [`Engine::session_metrics`] of a derived session as the state remembers it.
+    fn emitted_metrics(&mut self, account: &Uuid, s: &EmittedSession, sign: i8) {
+        let Some(c) = s.campaign.as_deref() else { return };
+        self.with_cell(account, c, s.advertisement_id.as_deref(), s.started_at, |cell| add_u(&mut cell.sessions, sign));
+    }
+
     // ----------------------------------------------------------------------------------------
     // Flush
 
@@ -1632,7 +1662,7 @@ impl Engine {
         let account = d.account;
         let identity = std::mem::take(&mut d.identity);
         let points = std::mem::take(&mut d.points);
-        let mut emitted = std::mem::take(&mut d.emitted);
+        let mut emitted = std::mem::take(&mut d.sessions);
         let scan = std::mem::take(&mut d.scan);
         let mut bounds = scan.bounds;
         let settings = self.cfg.settings(&account);
@@ -1673,18 +1703,18 @@ impl Engine {
                 sid.push_str("derived:");
                 sid.push_str(first.id.as_str());
                 match emitted.get_mut(sid.as_str()) {
-                    Some(o) if crate::session::derived_row_matches(o, account, &identity, seg) => {}
+                    Some(o) if o.matches(account, &identity, seg) => {}
                     Some(o) => {
-                        // Updated in place (its unchanged strings kept), then copied out.
-                        self.session_metrics(o, -1);
-                        crate::session::update_derived_row(o, account, &identity, seg);
-                        self.session_metrics(o, 1);
-                        out.push(SessionChange::Upsert(o.clone()));
+                        let Some(row) = crate::session::derived_row(account, &identity, seg) else { continue };
+                        let old = std::mem::replace(o, EmittedSession::of(&row));
+                        self.emitted_metrics(&account, &old, -1);
+                        self.session_metrics(&row, 1);
+                        out.push(SessionChange::Upsert(row));
                     }
                     None => {
                         let Some(row) = crate::session::derived_row(account, &identity, seg) else { continue };
                         self.session_metrics(&row, 1);
-                        emitted.insert(row.session_id.clone(), row.clone());
+                        emitted.insert(row.session_id.clone(), EmittedSession::of(&row));
                         out.push(SessionChange::Upsert(row));
                     }
                 }
@@ -1698,8 +1728,8 @@ impl Engine {
                 .collect();
             for k in gone {
                 if let Some(o) = emitted.remove(&k) {
-                    self.session_metrics(&o, -1);
-                    out.push(SessionChange::Delete { account_id: o.account_id, identity: o.identity.clone(), session_id: k });
+                    self.emitted_metrics(&account, &o, -1);
+                    out.push(SessionChange::Delete { account_id: account, identity: identity.clone(), session_id: k });
                 }
             }
         } else {
@@ -1711,22 +1741,23 @@ impl Engine {
                 .collect();
             let old = std::mem::take(&mut emitted);
             for row in rows {
+                let now = EmittedSession::of(&row);
                 match old.get(&row.session_id) {
-                    Some(o) if *o == row => {}
+                    Some(o) if o.fingerprint == now.fingerprint => {}
                     o => {
                         if let Some(o) = o {
-                            self.session_metrics(o, -1);
+                            self.emitted_metrics(&account, o, -1);
                         }
                         self.session_metrics(&row, 1);
                         out.push(SessionChange::Upsert(row.clone()));
                     }
                 }
-                emitted.insert(row.session_id.clone(), row);
+                emitted.insert(row.session_id, now);
             }
             for (sid, o) in &old {
                 if !emitted.contains_key(sid) {
-                    self.session_metrics(o, -1);
-                    out.push(SessionChange::Delete { account_id: o.account_id, identity: o.identity.clone(), session_id: sid.clone() });
+                    self.emitted_metrics(&account, o, -1);
+                    out.push(SessionChange::Delete { account_id: account, identity: identity.clone(), session_id: sid.clone() });
                 }
             }
         }
@@ -1735,7 +1766,7 @@ impl Engine {
             d.scan = ScanCache { clean: points.len(), bounds, dirty: false };
             d.identity = identity;
             d.points = points;
-            d.emitted = emitted;
+            d.sessions = emitted;
         }
     }
 
@@ -2156,10 +2187,10 @@ impl Engine {
                 d.points.drain(..cut);
                 d.scan = ScanCache::default();
                 if let Some(last) = last {
-                    d.emitted.retain(|_, r| r.started_at > last);
+                    d.sessions.retain(|_, r| r.started_at > last);
                 }
             }
-            !d.points.is_empty() || !d.emitted.is_empty()
+            !d.points.is_empty() || !d.sessions.is_empty()
         });
         let max_session = secs(cfg.max_session_secs());
         let dirty_explicit = &self.st.dirty_explicit;

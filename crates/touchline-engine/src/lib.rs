@@ -46,6 +46,7 @@
 pub mod attribution;
 pub mod config;
 pub mod datadriven;
+mod emitted;
 mod engine;
 mod held;
 mod idents;

@@ -238,69 +238,6 @@ pub(crate) fn session_bounds_from(points: &[EventPoint], s: &AccountSettings, st
     out.push((start, points.len()));
 }
 
-/// Whether `row` is exactly what [`sessionize`] builds for the session `seg` (without building it).
-pub(crate) fn derived_row_matches(row: &SessionRow, account: Uuid, identity: &str, seg: &[EventPoint]) -> bool {
-    let (Some(first), Some(last)) = (seg.first(), seg.last()) else { return false };
-    let utm = first.utm.as_deref();
-    let u = |f: fn(&Utm) -> &Option<String>| utm.and_then(|u| f(u).as_deref());
-    row.account_id == account
-        && row.session_id.strip_prefix("derived:") == Some(first.id.as_str())
-        && row.identity == identity
-        && row.derived
-        && row.started_at == first.at
-        && row.ended_at == last.at
-        && row.duration_secs == (last.at - first.at).num_seconds()
-        && row.event_count == seg.len() as u64
-        && row.utm_source.as_deref() == u(|u| &u.source)
-        && row.utm_medium.as_deref() == u(|u| &u.medium)
-        && row.utm_campaign.as_deref() == u(|u| &u.campaign)
-        && row.utm_term.as_deref() == u(|u| &u.term)
-        && row.utm_content.as_deref() == u(|u| &u.content)
-        && row.landing_page.as_deref() == first.page.as_deref()
-        && row.referrer == first.referrer
-        && row.campaign_id == first.campaign_id
-        && row.advertisement_id == first.advertisement_id
-        && row.page_count == seg.iter().filter(|p| p.is_page).count() as u64
-}
-
-/// Makes `row` what [`derived_row`] builds for `seg`, keeping the allocations of the fields that
-/// do not change (a session that grew keeps its strings).
-pub(crate) fn update_derived_row(row: &mut SessionRow, account: Uuid, identity: &str, seg: &[EventPoint]) {
-    let (Some(first), Some(last)) = (seg.first(), seg.last()) else { return };
-    fn set(slot: &mut Option<String>, v: Option<&str>) {
-        if slot.as_deref() != v {
-            *slot = v.map(str::to_owned);
-        }
-    }
-    let utm = first.utm.as_deref();
-    row.account_id = account;
-    if row.session_id.strip_prefix("derived:") != Some(first.id.as_str()) {
-        row.session_id = format!("derived:{}", first.id);
-    }
-    if row.identity != identity {
-        identity.clone_into(&mut row.identity);
-    }
-    row.derived = true;
-    row.started_at = first.at;
-    row.ended_at = last.at;
-    row.duration_secs = (last.at - first.at).num_seconds();
-    row.page_count = seg.iter().filter(|p| p.is_page).count() as u64;
-    row.event_count = seg.len() as u64;
-    set(&mut row.utm_source, utm.and_then(|u| u.source.as_deref()));
-    set(&mut row.utm_medium, utm.and_then(|u| u.medium.as_deref()));
-    set(&mut row.utm_campaign, utm.and_then(|u| u.campaign.as_deref()));
-    set(&mut row.utm_term, utm.and_then(|u| u.term.as_deref()));
-    set(&mut row.utm_content, utm.and_then(|u| u.content.as_deref()));
-    set(&mut row.landing_page, first.page.as_deref());
-    set(&mut row.referrer, first.referrer.as_deref());
-    if row.campaign_id != first.campaign_id {
-        row.campaign_id.clone_from(&first.campaign_id);
-    }
-    if row.advertisement_id != first.advertisement_id {
-        row.advertisement_id.clone_from(&first.advertisement_id);
-    }
-}
-
 pub(crate) fn derived_row(account: Uuid, identity: &str, seg: &[EventPoint]) -> Option<SessionRow> {
     let first = seg.first()?;
     let last = seg.last()?;
