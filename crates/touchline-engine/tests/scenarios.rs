@@ -429,24 +429,26 @@ fn paths_feed_markov_and_shapley() {
     assert!(s.channels.iter().all(|c| (c.conversions - 0.5).abs() < 1e-9), "{s:?}");
 }
 
+/// A link click of `code`, by a bot or not, of `campaign`.
+fn link_click(code: Option<&str>, bot: bool, campaign: Option<&str>) -> touchline_model::Body {
+    touchline_model::Body::LinkClick(touchline_model::LinkClick {
+        link_id: None,
+        short_code: code.map(id),
+        target_url: None,
+        referer: None,
+        user_agent: None,
+        ip: None,
+        device_id: None,
+        campaign_id: campaign.map(id),
+        advertisement_id: None,
+        bot,
+        unique: None,
+    })
+}
+
 #[test]
 fn link_clicks_count_unless_bots_or_without_campaign() {
-    use touchline_model::{Body, LinkClick};
-    let lc = |bot: bool, campaign: Option<&str>| {
-        Body::LinkClick(LinkClick {
-            link_id: None,
-            short_code: None,
-            target_url: None,
-            referer: None,
-            user_agent: None,
-            ip: None,
-            device_id: None,
-            campaign_id: campaign.map(id),
-            advertisement_id: None,
-            bot,
-            unique: None,
-        })
-    };
+    let lc = |bot: bool, campaign: Option<&str>| link_click(None, bot, campaign);
     let mut e = Engine::new(EngineConfig::single());
     assert_eq!(e.ingest(&rec("l1", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc(false, Some("c")))), Ingest::Applied);
     assert_eq!(e.ingest(&rec("l2", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc(true, Some("c")))), Ingest::Ignored);
@@ -460,22 +462,7 @@ fn link_clicks_count_unless_bots_or_without_campaign() {
 
 #[test]
 fn every_click_of_a_short_link_counts_once_per_utc_day() {
-    use touchline_model::{Body, LinkClick};
-    let lc = |code: &str, bot: bool, campaign: Option<&str>| {
-        Body::LinkClick(LinkClick {
-            link_id: None,
-            short_code: Some(id(code)),
-            target_url: None,
-            referer: None,
-            user_agent: None,
-            ip: None,
-            device_id: None,
-            campaign_id: campaign.map(id),
-            advertisement_id: None,
-            bot,
-            unique: None,
-        })
-    };
+    let lc = |code: &str, bot: bool, campaign: Option<&str>| link_click(Some(code), bot, campaign);
     let mut e = Engine::new(EngineConfig::single());
     // Humans and bots, with a campaign or without, all count for their link.
     assert_eq!(e.ingest(&rec("l1", ts("2026-11-20T08:00:00Z"), Some("a"), None, lc("abc", false, Some("c")))), Ingest::Applied);

@@ -104,33 +104,23 @@ impl RefusedRow {
     }
 
     pub fn attribution(sink: &str, a: &AttributionRow, reason: String) -> RefusedRow {
-        RefusedRow {
-            sink: sink.to_owned(),
-            kind: "attribution",
-            key: format!("{}:{}:{}:{}", a.account_id, a.conversion_id, a.touchpoint_id, a.attribution_model),
-            row: serde_json::to_value(a).unwrap_or(serde_json::Value::Null),
-            reason,
-        }
+        let key = format!("{}:{}:{}:{}", a.account_id, a.conversion_id, a.touchpoint_id, a.attribution_model);
+        RefusedRow::result(sink, "attribution", key, a, reason)
     }
 
     pub fn partial(sink: &str, p: &PartialRow, reason: String) -> RefusedRow {
-        RefusedRow {
-            sink: sink.to_owned(),
-            kind: "partial",
-            key: format!("{}:{}:{}:{}:{}", p.account_id, p.campaign_id, p.advertisement_id, p.metric_date, p.partition),
-            row: serde_json::to_value(p).unwrap_or(serde_json::Value::Null),
-            reason,
-        }
+        let key = format!("{}:{}:{}:{}:{}", p.account_id, p.campaign_id, p.advertisement_id, p.metric_date, p.partition);
+        RefusedRow::result(sink, "partial", key, p, reason)
     }
 
     pub fn link_clicks(sink: &str, p: &LinkClickPartialRow, reason: String) -> RefusedRow {
-        RefusedRow {
-            sink: sink.to_owned(),
-            kind: "link_clicks",
-            key: format!("{}:{}:{}:{}", p.account_id, p.short_code, p.click_date, p.partition),
-            row: serde_json::to_value(p).unwrap_or(serde_json::Value::Null),
-            reason,
-        }
+        let key = format!("{}:{}:{}:{}", p.account_id, p.short_code, p.click_date, p.partition);
+        RefusedRow::result(sink, "link_clicks", key, p, reason)
+    }
+
+    /// A refused result row, carried as its JSON.
+    fn result(sink: &str, kind: &'static str, key: String, row: &impl serde::Serialize, reason: String) -> RefusedRow {
+        RefusedRow { sink: sink.to_owned(), kind, key, row: serde_json::to_value(row).unwrap_or(serde_json::Value::Null), reason }
     }
 }
 
