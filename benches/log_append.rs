@@ -11,7 +11,7 @@
 //! * `naive_fsync_per_record`: `write` + `fdatasync` per record under one mutex, the writer that
 //!   cannot share fsyncs, for reference (the earlier baseline).
 //! * `embedded_log_group_commit`: [`EmbeddedLog::append`] (8 partitions, each with its own
-//!   file, writer task and group commit).
+//!   segment file, and one committer whose journal fsync covers them all).
 
 use std::fs::File;
 use std::io::Write;

@@ -6,13 +6,17 @@
 //! meta.json                             {"format":1,"partitions":8}
 //! topics/{topic}/{partition}/{base:020}.log   segments, named by their first offset
 //! groups/{group}.json                   committed offsets of a consumer group
+//! journal/{seq:020}.wal                 the commit journal (see `journal.rs`)
 //! ```
-//! Each partition has one writer task. Appends queue to it; it writes everything queued as one
-//! `write` and one `fdatasync` (group commit) and only then acknowledges. Readers see only
-//! fsynced bytes. On open the newest segment of each partition is scanned and a torn tail (a
-//! partial or checksum-failing frame left by a crash) is cut off.
+//! Appends queue to one committer (see `commit.rs`): it writes everything queued to the
+//! segments and to the journal, fsyncs the journal once (group commit across partitions) and only
+//! then acknowledges. Readers see only committed bytes. On open the newest segment of each
+//! partition is scanned, a torn tail (a partial or checksum-failing frame left by a crash) is cut
+//! off, and what the journal holds past it is written again.
 
+mod commit;
 pub mod frame;
+mod journal;
 pub mod reader;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +28,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::{partition_for_key, validate_topic, Bus, BusError, OutRecord, Position, StoredRecord};
 
@@ -46,11 +50,14 @@ pub struct LogConfig {
     pub retention_check_secs: u64,
     /// Largest single record (key + value).
     pub max_record_bytes: usize,
-    /// Appends waiting per partition before `append` itself waits (backpressure).
+    /// Appends waiting for the committer before `append` itself waits (backpressure).
     pub queue_depth: usize,
     /// Bytes of records waiting per partition before `append` itself waits: appends differ in
     /// size by orders of magnitude, so a count alone would not bound memory.
     pub queue_bytes: usize,
+    /// The commit journal is retired (every segment it covers fsynced, the file replaced) once
+    /// it holds this many bytes: what a crash may make the next open write again.
+    pub journal_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -65,6 +72,7 @@ impl Default for LogConfig {
             max_record_bytes: 8 * 1024 * 1024,
             queue_depth: 4096,
             queue_bytes: 64 * 1024 * 1024,
+            journal_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -78,8 +86,6 @@ struct MetaFile {
 const FORMAT: u32 = 1;
 /// One sparse index entry per this many bytes of a segment.
 const INDEX_EVERY: u64 = 4096;
-/// Most bytes one group commit writes.
-const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 1024 * 1024;
 
@@ -95,13 +101,13 @@ pub struct EmbeddedLog {
     /// Serialises opening topics: two concurrent first appends must not both open (and
     /// recover) the same partition files.
     topic_open: tokio::sync::Mutex<()>,
+    /// The committer's queue (see `commit.rs`).
+    commits: mpsc::Sender<commit::CommitReq>,
     _lock: File,
 }
 
 struct Topic {
-    /// Each partition with the queue of its writer task. Dropping the topic closes the queues,
-    /// and the writers finish what is queued and exit.
-    partitions: Vec<(Arc<Partition>, mpsc::Sender<AppendReq>)>,
+    partitions: Vec<Arc<Partition>>,
 }
 
 struct Partition {
@@ -110,7 +116,7 @@ struct Partition {
     dir: PathBuf,
     segment_bytes: u64,
     state: Mutex<PartState>,
-    /// One past the last fsynced offset.
+    /// One past the last committed offset.
     durable: watch::Sender<u64>,
     /// The byte budget of queued appends (`queue_bytes`); each append holds its bytes until
     /// written.
@@ -128,7 +134,7 @@ struct PartState {
 struct Segment {
     base: u64,
     path: PathBuf,
-    /// Valid (fsynced) bytes.
+    /// Valid (committed) bytes.
     len: u64,
     /// One past the last offset in the segment.
     next: u64,
@@ -138,12 +144,53 @@ struct Segment {
     index: Option<Vec<(u64, u64)>>,
 }
 
-struct AppendReq {
-    records: Vec<(String, Vec<u8>, i64)>,
-    bytes: usize,
-    reply: oneshot::Sender<Result<Vec<u64>, BusError>>,
-    /// This append's share of the partition's queue budget, given back when it is dropped.
-    _room: OwnedSemaphorePermit,
+/// Frames encoded for one partition by one commit: written to the segment, then published
+/// once the journal has made them durable.
+struct Pending {
+    buf: Vec<u8>,
+    /// The end of each frame in `buf`.
+    ends: Vec<usize>,
+    /// The active segment's length before these frames.
+    seg_len: u64,
+    /// The offset after the last frame.
+    next: u64,
+    max_ts: i64,
+    index: Vec<(u64, u64)>,
+    last_indexed: Option<u64>,
+}
+
+impl Pending {
+    /// Encodes one record at the next offset and returns that offset.
+    fn push(&mut self, topic: &str, partition: u32, key: &[u8], value: &[u8], ts: i64) -> Result<u64, BusError> {
+        let offset = self.next;
+        // Offsets end one short of u64::MAX (see `scan_segment`); nothing is written yet.
+        let Some(after) = offset.checked_add(1) else {
+            return Err(BusError::Unavailable(format!("partition {topic}/{partition} has no offsets left (next would be {offset})")));
+        };
+        self.index_at(offset);
+        frame::encode(&mut self.buf, offset, ts, key, value);
+        self.ends.push(self.buf.len());
+        self.max_ts = self.max_ts.max(ts);
+        self.next = after;
+        Ok(offset)
+    }
+
+    /// Adds a frame already encoded (from the journal) at the next offset.
+    fn push_frame(&mut self, frame: &[u8], offset: u64, ts: i64) {
+        self.index_at(offset);
+        self.buf.extend_from_slice(frame);
+        self.ends.push(self.buf.len());
+        self.max_ts = self.max_ts.max(ts);
+        self.next = offset.saturating_add(1);
+    }
+
+    fn index_at(&mut self, offset: u64) {
+        let pos = self.seg_len + self.buf.len() as u64;
+        if self.last_indexed.is_none_or(|l| pos - l >= INDEX_EVERY) {
+            self.index.push((offset, pos));
+            self.last_indexed = Some(pos);
+        }
+    }
 }
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
@@ -226,13 +273,7 @@ fn scan_segment(path: &Path, expect_first: u64) -> Result<Scan, BusError> {
 }
 
 impl Partition {
-    #[allow(clippy::type_complexity)]
-    fn open(
-        topic: &str,
-        id: u32,
-        dir: PathBuf,
-        config: &LogConfig,
-    ) -> Result<(Arc<Partition>, mpsc::Sender<AppendReq>, mpsc::Receiver<AppendReq>), BusError> {
+    fn open(topic: &str, id: u32, dir: PathBuf, config: &LogConfig) -> Result<Arc<Partition>, BusError> {
         fs::create_dir_all(&dir).map_err(|e| BusError::io(&dir, e))?;
         let mut bases: Vec<u64> = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| BusError::io(&dir, e))? {
@@ -292,7 +333,6 @@ impl Partition {
         let last = segments.last().ok_or(BusError::Closed)?;
         let next_offset = last.next;
         let active = OpenOptions::new().append(true).open(&last.path).map_err(|e| BusError::io(&last.path, e))?;
-        let (tx, rx) = mpsc::channel(config.queue_depth.max(1));
         let (durable, _) = watch::channel(next_offset);
         let part = Arc::new(Partition {
             topic: topic.to_owned(),
@@ -304,7 +344,7 @@ impl Partition {
             room: Arc::new(Semaphore::new(config.queue_bytes.clamp(1, u32::MAX as usize))),
             room_bytes: u32::try_from(config.queue_bytes.max(1)).unwrap_or(u32::MAX),
         });
-        Ok((part, tx, rx))
+        Ok(part)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PartState> {
@@ -313,66 +353,97 @@ impl Partition {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes one group of appends and fsyncs it. Runs on a blocking thread.
-    fn write_group(&self, reqs: &[AppendReq]) -> Result<Vec<Vec<u64>>, BusError> {
-        let mut st = self.lock();
-        if let Some(why) = &st.failed {
-            return Err(BusError::Unavailable(format!("partition {}/{} failed earlier: {why}", self.topic, self.id)));
+    /// Starts encoding frames that follow everything this partition holds.
+    fn pending(&self, st: &PartState) -> Pending {
+        let seg = st.segments.last();
+        Pending {
+            buf: Vec::new(),
+            ends: Vec::new(),
+            seg_len: seg.map_or(0, |s| s.len),
+            next: st.next_offset,
+            max_ts: i64::MIN,
+            index: Vec::new(),
+            last_indexed: seg.and_then(|s| s.index.as_ref()).and_then(|i| i.last()).map(|e| e.1),
         }
-        let needs_roll = st.segments.last().is_some_and(|s| s.len >= self.segment_bytes);
-        if needs_roll {
-            self.roll(&mut st)?;
+    }
+
+    /// Rolls to a new segment when the active one is full. Only the committer calls it.
+    fn roll_if_full(&self, st: &mut PartState) -> Result<(), BusError> {
+        if st.segments.last().is_some_and(|s| s.len >= self.segment_bytes) {
+            self.roll(st)?;
         }
-        let total: usize = reqs.iter().map(|r| r.bytes).sum();
-        let mut buf = Vec::with_capacity(total);
-        let mut offsets = Vec::with_capacity(reqs.len());
-        let mut next = st.next_offset;
-        let seg_len = st.segments.last().map_or(0, |s| s.len);
-        let mut new_index = Vec::new();
-        let mut last_indexed = st.segments.last().and_then(|s| s.index.as_ref()).and_then(|i| i.last()).map(|e| e.1);
-        let mut max_ts = i64::MIN;
-        for r in reqs {
-            let mut offs = Vec::with_capacity(r.records.len());
-            for (key, value, ts) in &r.records {
-                // Offsets end one short of u64::MAX (see `scan_segment`); nothing is written yet.
-                let Some(after) = next.checked_add(1) else {
-                    let why = format!("partition {}/{} has no offsets left (next would be {next})", self.topic, self.id);
-                    return Err(BusError::Unavailable(why));
-                };
-                let pos = seg_len + buf.len() as u64;
-                if last_indexed.is_none_or(|l| pos - l >= INDEX_EVERY) {
-                    new_index.push((next, pos));
-                    last_indexed = Some(pos);
-                }
-                frame::encode(&mut buf, next, *ts, key.as_bytes(), value);
-                max_ts = max_ts.max(*ts);
-                offs.push(next);
-                next = after;
-            }
-            offsets.push(offs);
-        }
+        Ok(())
+    }
+
+    /// Writes encoded frames to the active segment, without fsync (the journal makes them
+    /// durable). On failure the file is cut back to what it held; if even that fails, the
+    /// partition refuses appends until the log is reopened.
+    fn write(&self, st: &mut PartState, p: &Pending) -> Result<(), BusError> {
         let path = st.segments.last().map(|s| s.path.clone()).unwrap_or_default();
-        let write = st.active.write_all(&buf).and_then(|()| st.active.sync_data());
-        if let Err(e) = write {
-            // Undo a partial write so the file holds only acknowledged frames.
-            if st.active.set_len(seg_len).and_then(|()| st.active.sync_data()).is_err() {
-                st.failed = Some(format!("write failed and could not be undone: {e}"));
-            }
+        if let Err(e) = st.active.write_all(&p.buf) {
+            self.undo(st, p, &e.to_string());
             return Err(BusError::io(&path, e));
         }
-        st.next_offset = next;
+        Ok(())
+    }
+
+    /// Cuts the active segment back to before `p` (its commit failed).
+    fn undo(&self, st: &mut PartState, p: &Pending, why: &str) {
+        if st.active.set_len(p.seg_len).is_err() {
+            st.failed = Some(format!("write failed and could not be undone: {why}"));
+        }
+    }
+
+    /// Makes frames written by a durable commit readable.
+    fn publish(&self, st: &mut PartState, p: Pending) {
+        st.next_offset = p.next;
         if let Some(seg) = st.segments.last_mut() {
-            seg.len = seg_len + buf.len() as u64;
-            seg.next = next;
-            seg.max_ts = seg.max_ts.max(max_ts);
+            seg.len = p.seg_len + p.buf.len() as u64;
+            seg.next = p.next;
+            seg.max_ts = seg.max_ts.max(p.max_ts);
             if let Some(ix) = seg.index.as_mut() {
-                ix.extend(new_index);
+                ix.extend(p.index);
             }
         }
-        Ok(offsets)
+        self.durable.send_replace(p.next);
+    }
+
+    /// Writes again the frames of a journal entry that this partition lost in a crash: those
+    /// from its recovered end on. Runs while the log opens, before anyone appends.
+    fn restore(&self, frames: &[u8]) -> Result<u64, BusError> {
+        let mut st = self.lock();
+        self.roll_if_full(&mut st)?;
+        let mut p = self.pending(&st);
+        let mut pos = 0;
+        while let frame::Decoded::Frame(f) = frame::decode(&frames[pos..]) {
+            if f.offset > p.next {
+                tracing::error!(topic = %self.topic, partition = self.id, expected = p.next, found = f.offset, "journal entry skips offsets; the rest of it is not restored");
+                break;
+            }
+            if f.offset == p.next {
+                p.push_frame(&frames[pos..pos + f.size], f.offset, f.timestamp_ms);
+            }
+            pos += f.size;
+        }
+        let restored = p.ends.len() as u64;
+        if restored > 0 {
+            self.write(&mut st, &p)?;
+            self.publish(&mut st, p);
+        }
+        Ok(restored)
+    }
+
+    /// fsyncs the active segment, so the journal entries covering it may be deleted.
+    fn sync(&self) -> Result<(), BusError> {
+        let st = self.lock();
+        let path = st.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        st.active.sync_data().map_err(|e| BusError::io(&path, e))
     }
 
     fn roll(&self, st: &mut PartState) -> Result<(), BusError> {
+        // Only the active segment may hold bytes that only the journal has made durable.
+        let old = st.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        st.active.sync_data().map_err(|e| BusError::io(&old, e))?;
         let base = st.next_offset;
         let path = segment_path(&self.dir, base);
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| BusError::io(&path, e))?;
@@ -386,7 +457,7 @@ impl Partition {
         self.lock().segments.first().map_or(0, |s| s.base)
     }
 
-    /// Reads records from `from` (only fsynced ones). Runs on a blocking thread.
+    /// Reads records from `from` (only committed ones). Runs on a blocking thread.
     fn read_blocking(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, BusError> {
         let durable_end = *self.durable.borrow();
         // Plan under the lock: which segments, from which byte, up to which byte.
@@ -502,58 +573,13 @@ impl Partition {
     }
 }
 
-async fn writer(part: Arc<Partition>, mut rx: mpsc::Receiver<AppendReq>) {
-    while let Some(first) = rx.recv().await {
-        let mut bytes = first.bytes;
-        let mut reqs = vec![first];
-        while bytes < MAX_GROUP_BYTES {
-            match rx.try_recv() {
-                Ok(r) => {
-                    bytes += r.bytes;
-                    reqs.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        let p = part.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let res = p.write_group(&reqs);
-            (reqs, res)
-        })
-        .await;
-        let (reqs, res) = match joined {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(topic = %part.topic, partition = part.id, error = %e, "log writer task failed");
-                continue;
-            }
-        };
-        match res {
-            Ok(offsets) => {
-                let end = part.lock().next_offset;
-                part.durable.send_replace(end);
-                for (r, offs) in reqs.into_iter().zip(offsets) {
-                    let _ = r.reply.send(Ok(offs));
-                }
-            }
-            Err(e) => {
-                tracing::error!(topic = %part.topic, partition = part.id, error = %e, "log append failed");
-                let msg = e.to_string();
-                for r in reqs {
-                    let _ = r.reply.send(Err(BusError::Unavailable(msg.clone())));
-                }
-            }
-        }
-    }
-}
-
 impl EmbeddedLog {
     /// Opens (or creates) the log under `dir`, recovering every partition, and starts its
-    /// writer and retention tasks. Must be called inside a tokio runtime.
+    /// committer and retention tasks. Must be called inside a tokio runtime.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Arc<EmbeddedLog>, BusError> {
         let dir = dir.as_ref().to_path_buf();
         let cfg = config.clone();
-        let log = tokio::task::spawn_blocking(move || EmbeddedLog::open_blocking(dir, cfg))
+        let (log, commits) = tokio::task::spawn_blocking(move || EmbeddedLog::open_blocking(dir, cfg))
             .await
             .map_err(|e| BusError::Unavailable(format!("opening the log failed: {e}")))??;
         let log = Arc::new(log);
@@ -567,6 +593,8 @@ impl EmbeddedLog {
                 log.topic(&t).await?;
             }
         }
+        let committer = log.recover_journal().await?;
+        tokio::spawn(commit::run(committer, commits));
         if config.retention_check_secs > 0 {
             let weak = Arc::downgrade(&log);
             tokio::spawn(retention_loop(weak, Duration::from_secs(config.retention_check_secs)));
@@ -574,7 +602,49 @@ impl EmbeddedLog {
         Ok(log)
     }
 
-    fn open_blocking(dir: PathBuf, config: LogConfig) -> Result<EmbeddedLog, BusError> {
+    /// Writes again what the journal holds past each partition's recovered end, fsyncs those
+    /// partitions, and starts a new journal in place of the old.
+    async fn recover_journal(&self) -> Result<commit::Committer, BusError> {
+        let dir = self.dir.join("journal");
+        let read_dir = dir.clone();
+        let rotate_at = self.config.journal_bytes.max(1);
+        let entries = tokio::task::spawn_blocking(move || journal::read_all(&read_dir))
+            .await
+            .map_err(|e| BusError::Unavailable(format!("reading the log journal failed: {e}")))??;
+        let mut targets = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match self.topic(&entry.topic).await?.partitions.get(entry.partition as usize) {
+                Some(part) => targets.push((part.clone(), entry.frames)),
+                None => {
+                    tracing::error!(topic = %entry.topic, partition = entry.partition, "journal entry for a partition the log does not have; skipped")
+                }
+            }
+        }
+        let joined = tokio::task::spawn_blocking(move || -> Result<commit::Committer, BusError> {
+            let mut touched: Vec<Arc<Partition>> = Vec::new();
+            let mut restored = 0;
+            for (part, frames) in targets {
+                restored += part.restore(&frames)?;
+                if !touched.iter().any(|t| Arc::ptr_eq(t, &part)) {
+                    touched.push(part);
+                }
+            }
+            for part in &touched {
+                part.sync()?;
+            }
+            if restored > 0 {
+                tracing::warn!(records = restored, "restored acknowledged records from the log journal after a crash");
+            }
+            let seq = journal::existing(&dir)?.last().map_or(0, |s| s + 1);
+            let fresh = journal::Journal::create(&dir, seq)?;
+            journal::remove_before(&dir, seq)?;
+            Ok(commit::Committer::new(fresh, dir, rotate_at))
+        })
+        .await;
+        joined.map_err(|e| BusError::Unavailable(format!("recovering the log journal failed: {e}")))?
+    }
+
+    fn open_blocking(dir: PathBuf, config: LogConfig) -> Result<(EmbeddedLog, mpsc::Receiver<commit::CommitReq>), BusError> {
         if config.partitions == 0 {
             return Err(BusError::Config("log partitions must be at least 1".into()));
         }
@@ -623,15 +693,18 @@ impl EmbeddedLog {
                 groups.insert(decode_group(group), offsets);
             }
         }
-        Ok(EmbeddedLog {
+        let (commits, queue) = mpsc::channel(config.queue_depth.max(1));
+        let log = EmbeddedLog {
             dir,
             config,
             topics: RwLock::new(HashMap::new()),
             groups: Mutex::new(groups),
             group_write: tokio::sync::Mutex::new(()),
             topic_open: tokio::sync::Mutex::new(()),
+            commits,
             _lock: lock,
-        })
+        };
+        Ok((log, queue))
     }
 
     pub fn dir(&self) -> &Path {
@@ -667,21 +740,12 @@ impl EmbeddedLog {
         .await
         .map_err(|e| BusError::Unavailable(format!("opening topic failed: {e}")))??;
         let mut topics = self.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut partitions = Vec::with_capacity(opened.len());
-        for (part, tx, rx) in opened {
-            tokio::spawn(writer(part.clone(), rx));
-            partitions.push((part, tx));
-        }
-        let t = Arc::new(Topic { partitions });
+        let t = Arc::new(Topic { partitions: opened });
         topics.insert(name.to_owned(), t.clone());
         Ok(t)
     }
 
     async fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>, BusError> {
-        Ok(self.handle(topic, partition).await?.0)
-    }
-
-    async fn handle(&self, topic: &str, partition: u32) -> Result<(Arc<Partition>, mpsc::Sender<AppendReq>), BusError> {
         let t = self.topic(topic).await?;
         t.partitions.get(partition as usize).cloned().ok_or_else(|| BusError::NoSuchPartition {
             topic: topic.to_owned(),
@@ -696,7 +760,7 @@ impl EmbeddedLog {
             self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let mut removed = 0;
         for (name, t) in topics {
-            for (p, _) in &t.partitions {
+            for p in &t.partitions {
                 let keep_from = if self.config.retention_keeps_uncommitted { self.min_committed(&name, p.id) } else { None };
                 let p = p.clone();
                 let cfg = self.config.clone();
@@ -797,20 +861,29 @@ impl Bus for EmbeddedLog {
             g.2 += frame::frame_len(r.key.as_bytes(), &r.value);
             g.1.push((r.key, r.value, r.timestamp_ms));
         }
-        let mut waits = Vec::with_capacity(groups.len());
-        for ((topic, p), (idx, recs, bytes)) in groups {
-            let (part, tx) = self.handle(&topic, p).await?;
-            // An append larger than the whole budget takes all of it (and waits for it).
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut chunks = Vec::with_capacity(groups.len());
+        let mut places = Vec::with_capacity(groups.len());
+        let mut total = 0;
+        for ((topic, p), (idx, records, bytes)) in groups {
+            let part = self.partition(&topic, p).await?;
+            // An append larger than the whole budget takes all of it (and waits for it). Rooms
+            // are taken in (topic, partition) order and given back by the committer alone, so
+            // two appends never wait on each other.
             let weight = u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, part.room_bytes);
             let room = part.room.clone().acquire_many_owned(weight).await.map_err(|_| BusError::Closed)?;
-            let (reply, rx) = oneshot::channel();
-            tx.send(AppendReq { records: recs, bytes, reply, _room: room }).await.map_err(|_| BusError::Closed)?;
-            waits.push((p, idx, rx));
+            chunks.push(commit::Chunk { part, records, _room: room });
+            places.push((p, idx));
+            total += bytes;
         }
+        let (reply, rx) = oneshot::channel();
+        self.commits.send(commit::CommitReq { chunks, bytes: total, reply }).await.map_err(|_| BusError::Closed)?;
+        let offsets = rx.await.map_err(|_| BusError::Closed)??;
         let mut out = vec![Position { partition: 0, offset: 0 }; n];
-        for (p, idx, rx) in waits {
-            let offsets = rx.await.map_err(|_| BusError::Closed)??;
-            for (i, off) in idx.into_iter().zip(offsets) {
+        for ((p, idx), offs) in places.into_iter().zip(offsets) {
+            for (i, off) in idx.into_iter().zip(offs) {
                 out[i] = Position { partition: p, offset: off };
             }
         }
@@ -865,13 +938,13 @@ impl Bus for EmbeddedLog {
 
     async fn ready(&self) -> Result<(), BusError> {
         let topics: Vec<Arc<Topic>> = self.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        if self.commits.is_closed() {
+            return Err(BusError::Closed);
+        }
         for t in topics {
-            for (p, tx) in &t.partitions {
+            for p in &t.partitions {
                 if let Some(why) = &p.lock().failed {
                     return Err(BusError::Unavailable(format!("{}/{}: {why}", p.topic, p.id)));
-                }
-                if tx.is_closed() {
-                    return Err(BusError::Closed);
                 }
             }
         }
