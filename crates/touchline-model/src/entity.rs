@@ -93,11 +93,13 @@ pub struct Meta {
     /// Tenant, from the write key; never from the body.
     pub account_id: Uuid,
     /// Client event time, corrected for clock skew with `sent_at`.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub timestamp: DateTime<Utc>,
     /// Server time at the collector.
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     pub received_at: DateTime<Utc>,
     /// The client's clock when it sent the request, if it said.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "crate::rfc3339::option::serialize")]
     pub sent_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anonymous_id: Option<Id>,
@@ -437,18 +439,26 @@ impl Record {
     pub fn identity(&self) -> String {
         let m = &self.meta;
         match &self.body {
-            Body::Identify(_) => m.anonymous_id.as_ref().or(m.customer_id.as_ref()).map(|i| i.to_string()),
-            Body::Alias(a) => Some(a.previous_id.to_string()),
+            Body::Identify(_) => m.anonymous_id.as_ref().or(m.customer_id.as_ref()).map(|i| i.as_str().to_owned()),
+            Body::Alias(a) => Some(a.previous_id.as_str().to_owned()),
             Body::Spend(s) => Some(format!("campaign:{}", s.campaign_id)),
-            Body::LinkClick(c) => m.customer_id.as_ref().or(m.anonymous_id.as_ref()).or(c.device_id.as_ref()).map(|i| i.to_string()),
-            _ => m.customer_id.as_ref().or(m.anonymous_id.as_ref()).map(|i| i.to_string()),
+            Body::LinkClick(c) => {
+                m.customer_id.as_ref().or(m.anonymous_id.as_ref()).or(c.device_id.as_ref()).map(|i| i.as_str().to_owned())
+            }
+            _ => m.customer_id.as_ref().or(m.anonymous_id.as_ref()).map(|i| i.as_str().to_owned()),
         }
         .unwrap_or_else(|| format!("record:{}", m.record_id))
     }
 
     /// The bus key: `{account_id}:{identity}`. Never empty.
     pub fn partition_key(&self) -> String {
-        format!("{}:{}", self.meta.account_id, self.identity())
+        // Built without `fmt`: it is computed for every record the collector takes.
+        let identity = self.identity();
+        let mut key = String::with_capacity(uuid::fmt::Hyphenated::LENGTH + 1 + identity.len());
+        key.push_str(self.meta.account_id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+        key.push(':');
+        key.push_str(&identity);
+        key
     }
 
     /// The versioned JSON written to the bus.

@@ -12,6 +12,7 @@ pub mod ids;
 pub mod limits;
 pub mod partition;
 pub mod results;
+pub mod rfc3339;
 
 pub use check::{check_stored, round_money, time_in_window};
 pub use decode::{
