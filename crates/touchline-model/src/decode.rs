@@ -17,6 +17,7 @@ use crate::check::{
 };
 use crate::entity::*;
 use crate::error::{BodyError, RecordError};
+use crate::fields::{ItemFields, RawFields};
 use crate::ids::{json_type, parse_timestamp, Currency, Id, Kind};
 use crate::limits::*;
 
@@ -284,13 +285,50 @@ fn decode_sized(
     if len > opts.max_record_bytes {
         return Err(RecordError::too_large(index, len, opts.max_record_bytes));
     }
-    let map: Map<String, Value> = match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::Object(m)) => m,
-        Ok(other) => return Err(RecordError::invalid(index, None, format!("expected a JSON object, found {}", json_type(&other)))),
-        Err(e) => return Err(RecordError::invalid(index, None, format!("malformed JSON: {e}"))),
-    };
+    let Ok(fields) = RawFields::parse(raw.get()) else { return Err(not_an_object(index, raw)) };
     let d = ItemDecoder { index, ctx, opts, batch_sent_at, raw_len: len, from_request };
-    d.dispatch(map, expect)
+    match native_kind(&fields, expect) {
+        Some(kind) => d.native(kind, fields, Copied::default()),
+        None => {
+            let map = fields.into_map().map_err(|e| RecordError::invalid(index, None, format!("malformed JSON: {e}")))?;
+            d.dispatch(map, expect)
+        }
+    }
+}
+
+/// Why an item that is not a JSON object was refused.
+fn not_an_object(index: usize, raw: &RawValue) -> RecordError {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Object(_)) => RecordError::invalid(index, None, "malformed JSON object"),
+        Ok(other) => RecordError::invalid(index, None, format!("expected a JSON object, found {}", json_type(&other))),
+        Err(e) => RecordError::invalid(index, None, format!("malformed JSON: {e}")),
+    }
+}
+
+/// Fields whose presence marks a Segment-style `identify` or `alias` in a mixed batch.
+const SEGMENT_KEYS: [&str; 6] = ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"];
+
+/// The entity of a native record, decided as [`ItemDecoder::dispatch`] decides it, from the
+/// raw fields; `None` for anything else (Segment messages, a bad `type`), which `dispatch`
+/// handles from a parsed map.
+fn native_kind(fields: &RawFields<'_>, expect: Expect) -> Option<EntityKind> {
+    let ty = if fields.has("type") { Some(fields.str_of("type")?) } else { None };
+    match expect {
+        Expect::Entity(kind) => match ty {
+            None => Some(kind),
+            Some(t) if t == kind.as_str() => Some(kind),
+            Some(_) => None,
+        },
+        Expect::Segment(_) => None,
+        Expect::Any => {
+            let t = ty?;
+            let segment_style = SEGMENT_KEYS.iter().any(|k| fields.has(k));
+            match (EntityKind::parse(&t), SegmentType::parse(&t)) {
+                (_, Some(SegmentType::Identify | SegmentType::Alias)) if segment_style => None,
+                (kind, _) => kind,
+            }
+        }
+    }
 }
 
 /// Decodes one record already parsed into a JSON object. Its size is not known here: the
@@ -429,9 +467,7 @@ impl ItemDecoder<'_> {
                 let Some(t) = ty else {
                     return Err(RecordError::invalid(index, Some("type"), format!("required; one of {TYPE_LIST}")));
                 };
-                let segment_style = ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"]
-                    .iter()
-                    .any(|k| map.contains_key(*k));
+                let segment_style = SEGMENT_KEYS.iter().any(|k| map.contains_key(*k));
                 match (EntityKind::parse(t), SegmentType::parse(t)) {
                     (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style => self.segment(st, map),
                     (Some(kind), _) => self.native(kind, map, Copied::default()),
@@ -444,16 +480,16 @@ impl ItemDecoder<'_> {
         }
     }
 
-    fn take_id(&self, map: &mut Map<String, Value>, field: &str) -> Result<Option<Id>, RecordError> {
-        match map.remove(field) {
+    fn take_id(&self, fields: &mut impl ItemFields, field: &str) -> Result<Option<Id>, RecordError> {
+        match fields.take(field).map_err(|m| self.err(field, m))? {
             None | Some(Value::Null) => Ok(None),
             Some(v) => Id::deserialize(v).map(Some).map_err(|e| self.err(field, e.to_string())),
         }
     }
 
     /// A timestamp of the envelope, which must lie in the window.
-    fn take_ts(&self, map: &mut Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>, RecordError> {
-        match map.remove(field) {
+    fn take_ts(&self, fields: &mut impl ItemFields, field: &str) -> Result<Option<DateTime<Utc>>, RecordError> {
+        match fields.take(field).map_err(|m| self.err(field, m))? {
             None | Some(Value::Null) => Ok(None),
             Some(v) => {
                 let t = parse_timestamp(&v).map_err(|m| self.err(field, m))?;
@@ -474,10 +510,10 @@ impl ItemDecoder<'_> {
     }
 
     /// First of several alias fields that is present; more than one is an error.
-    fn take_id_alias(&self, map: &mut Map<String, Value>, fields: &[&str]) -> Result<Option<Id>, RecordError> {
+    fn take_id_alias(&self, fields: &mut impl ItemFields, names: &[&str]) -> Result<Option<Id>, RecordError> {
         let mut found: Option<(&str, Id)> = None;
-        for f in fields {
-            if let Some(id) = self.take_id(map, f)? {
+        for f in names {
+            if let Some(id) = self.take_id(fields, f)? {
                 if let Some((prev, prev_id)) = &found {
                     if *prev_id != id {
                         return Err(self.err(f, format!("conflicts with `{prev}`; send one record id")));
@@ -490,12 +526,8 @@ impl ItemDecoder<'_> {
         Ok(found.map(|(_, id)| id))
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, map: Map<String, Value>) -> Result<T, RecordError> {
-        serde_path_to_error::deserialize(Value::Object(map)).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." || path.is_empty() { None } else { Some(path) };
-            RecordError::invalid(self.index, field.as_deref(), e.inner().to_string())
-        })
+    fn deserialize<T: DeserializeOwned>(&self, fields: impl ItemFields) -> Result<T, RecordError> {
+        fields.decode().map_err(|e| RecordError::invalid(self.index, e.path.as_deref(), e.message))
     }
 
     /// Applies Segment's clock-skew correction and the future guard; generates the record id.
@@ -540,12 +572,11 @@ impl ItemDecoder<'_> {
         })
     }
 
-    fn native(&self, kind: EntityKind, mut map: Map<String, Value>, mut copied: Copied) -> Result<(Vec<Record>, usize), RecordError> {
-        map.remove("type");
+    fn native(&self, kind: EntityKind, mut map: impl ItemFields, mut copied: Copied) -> Result<(Vec<Record>, usize), RecordError> {
         // Never trusted from the body: the tenant comes from the key.
-        map.remove("account_id");
-        map.remove("write_key");
-        map.remove("writeKey");
+        for field in ["type", "account_id", "write_key", "writeKey"] {
+            map.discard(field);
+        }
         let raw = RawMeta {
             record_id: self.take_id_alias(&mut map, &["message_id", "event_id", "record_id"])?,
             timestamp: self.take_ts(&mut map, "timestamp")?,

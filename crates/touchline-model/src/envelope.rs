@@ -94,7 +94,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
 
 /// A string borrowed from the input when it has no escapes (serde's own `Cow<str>` always
 /// copies).
-struct CowStr<'de>(Cow<'de, str>);
+pub(crate) struct CowStr<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

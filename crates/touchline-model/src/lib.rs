@@ -8,6 +8,7 @@ pub mod decode;
 pub mod entity;
 mod envelope;
 pub mod error;
+mod fields;
 pub mod ids;
 pub mod limits;
 pub mod partition;

@@ -247,8 +247,42 @@ fn assert_storable(records: &[Record]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Records with their ids set aside: an item without one gets a fresh random id on each decode.
+fn without_ids(records: Vec<Record>) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            r.meta.record_id = serde_json::from_value(json!("id")).unwrap();
+            r
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// The collector decodes an item from its own bytes (fields borrowed, values decoded once);
+    /// pixels and `decode_map` decode a parsed map. Both must accept the same items as the same
+    /// records and refuse the rest with the same field and message.
+    #[test]
+    fn items_decode_alike_from_bytes_and_from_a_parsed_map(
+        item in item(),
+        expect in expect(),
+        received_ms in MIN_TIME_MS..END_TIME_MS,
+    ) {
+        let c = ctx(received_ms, None, None);
+        let opts = DecodeOptions::default();
+        let text = serde_json::to_string(&item).unwrap();
+        let raw = serde_json::value::RawValue::from_string(text).unwrap();
+        let from_bytes = decode_item(3, &raw, &c, expect, None, &opts).map(without_ids);
+        let Value::Object(map) = item else { unreachable!("items are objects") };
+        let from_map = touchline_model::decode::decode_map(3, map, &c, expect, None, &opts).map(without_ids);
+        match (from_bytes, from_map) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!((a.field, a.message), (b.field, b.message)),
+            (a, b) => prop_assert!(false, "from bytes {:?}, from a map {:?}", a, b),
+        }
+    }
 
     #[test]
     fn timestamp_pairs_never_panic(
