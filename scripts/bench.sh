@@ -6,11 +6,15 @@
 #   scripts/bench.sh --quick         # short phases and a small curve (a smoke run, ~3 minutes)
 #   scripts/bench.sh --write-docs    # also replace the latest run in docs/benchmarks.md and README.md
 #
-# 1. The HTTP edge: `touchline loadgen` against `touchline serve` (embedded log, SQLite) and
-#    against the bare axum server `touchline-bare`, which answers the same shapes with nothing
-#    behind them (204 after reading a POST body, the 43-byte GIF, a 302). For each shape: the
-#    maximum rate, p99 at that maximum, and p99 paced at half of it (coordinated omission
-#    corrected). The ratio is touchline's rate over the bare server's.
+# 1. The HTTP edge: `touchline loadgen` against `touchline serve` (embedded log, SQLite, the
+#    aggregator working beside the collector on the same cores), against `touchline collector`
+#    alone on the embedded log (the edge itself: decode, validate, durable append), and against
+#    the bare axum server `touchline-bare`, which answers the same shapes with nothing behind
+#    them (204 after reading a POST body, the 43-byte GIF, a 302). For each shape: the maximum
+#    rate, p99 at that maximum, and p99 paced at half of it (coordinated omission corrected).
+#    The ratios are touchline's rates over the bare server's. With --kafka the collector also
+#    runs against a Kafka broker (tansu, scripts/tansu.sh), reported as a ratio to the
+#    collector on the embedded log.
 # 2. The pipeline at scale: `touchline generate` writes the demo dataset at three sizes straight
 #    into a fresh embedded log, then `touchline replay` rebuilds every result from it (log →
 #    engine → checkpoints → SQLite), timed, with peak RSS. The ratio is each size's rate over
@@ -22,6 +26,7 @@
 #   --visitors "A B C"  dataset sizes in visitors, ~9 records each (default "5500 55000 550000",
 #                       about 50 k, 500 k and 5 M records; --quick "1100 5500")
 #   --replay-limit S    stop a replay after S seconds and report the rate it reached (default 600)
+#   --kafka             also measure the collector on Kafka (tansu on 127.0.0.1:$TANSU_PORT, default 9092)
 #   --skip-edge / --skip-scale
 #   CARGO_TARGET_DIR    (default ~/.cache/touchline/target)
 set -euo pipefail
@@ -35,6 +40,7 @@ REPLAY_LIMIT=600
 WRITE_DOCS=0
 SKIP_EDGE=0
 SKIP_SCALE=0
+KAFKA=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) DURATION=2; VISITORS="1100 5500"; REPLAY_LIMIT=120 ;;
@@ -45,6 +51,7 @@ while [ $# -gt 0 ]; do
     --write-docs) WRITE_DOCS=1 ;;
     --skip-edge) SKIP_EDGE=1 ;;
     --skip-scale) SKIP_SCALE=1 ;;
+    --kafka) KAFKA=1 ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -114,10 +121,17 @@ print(f'{r[-1]["requests_per_sec"]:.0f}' if r else "0")
 PY
 }
 
-# Starts `touchline serve` on a fresh data directory; sets SERVER_URL.
+# start_touchline SERVER DIR: starts `touchline serve` (SERVER touchline), `touchline collector`
+# on the embedded log (collector) or on Kafka (kafka) on a fresh data directory; sets SERVER_URL.
 start_touchline() {
-  TOUCHLINE_DATA_DIR="$1" TOUCHLINE_HTTP_ADDR=127.0.0.1:0 TOUCHLINE_WRITE_KEY="$WRITE_KEY" \
-    TOUCHLINE_SECRET_KEY="$SECRET_KEY" TOUCHLINE_LOG_LEVEL=warn start_server serve "$BIN" serve
+  local server="$1" dir="$2" role=serve
+  local env=(TOUCHLINE_DATA_DIR="$dir" TOUCHLINE_HTTP_ADDR=127.0.0.1:0 TOUCHLINE_WRITE_KEY="$WRITE_KEY"
+    TOUCHLINE_SECRET_KEY="$SECRET_KEY" TOUCHLINE_LOG_LEVEL=warn)
+  case "$server" in
+    collector) role=collector ;;
+    kafka) role=collector; env+=(TOUCHLINE_KAFKA_BROKERS="127.0.0.1:${TANSU_PORT:-9092}") ;;
+  esac
+  start_server "$server" env "${env[@]}" "$BIN" "$role"
 }
 
 stop_last_server() {
@@ -127,28 +141,32 @@ stop_last_server() {
   unset 'PIDS[-1]'
 }
 
-# Each shape against the bare server, then against a touchline started fresh for that shape
+# Each shape against the bare server, then against each touchline started fresh for that shape
 # (so one shape's aggregation backlog does not weigh on the next).
 edge() {
-  local bare_url tl_url shape server url max
+  local bare_url shape server url max servers="bare collector touchline"
+  if [ "$KAFKA" = 1 ]; then
+    scripts/tansu.sh start >&2
+    servers="$servers kafka"
+  fi
   start_server bare "$BARE" 127.0.0.1:0
   bare_url="$SERVER_URL"
   echo "== HTTP edge: bare baseline at $bare_url, $DURATION s per phase" >&2
   for shape in batch single segment pixel redirect; do
-    for server in bare touchline; do
+    for server in $servers; do
       if [ "$server" = bare ]; then
         url="$bare_url"
       else
-        start_touchline "$WORK/serve-$shape"
+        start_touchline "$server" "$WORK/$server-$shape"
         url="$SERVER_URL"
       fi
       echo "   $shape → $server: max, then half of max" >&2
       loadgen "$url" "$server" "$shape" max
       max="$(max_rate_of "$server" "$shape")"
       loadgen "$url" "$server" "$shape" half "$(python3 -c "print(max(1.0, $max / 2))")"
-      if [ "$server" = touchline ]; then
+      if [ "$server" != bare ]; then
         stop_last_server
-        rm -rf "$WORK/serve-$shape"
+        rm -rf "${WORK:?}/$server-$shape"
       fi
     done
   done
@@ -206,20 +224,39 @@ def ms(us): return f"{us / 1000:.2f} ms"
 labels = {"batch": "`POST /v1/batch`, 100 records", "single": "`POST /v1/events`, 1 record",
           "segment": "Segment `track`/`page`/`identify`, 1 message", "pixel": "`GET /p.gif` impression pixel",
           "redirect": "`GET /l/{code}` redirect"}
+def rate(r, shape):
+    rec = f" = {r['records_per_sec']:,.0f} records/s" if shape == "batch" else ""
+    return f"{r['requests_per_sec']:,.0f} req/s{rec}"
+def ratio(a, b):
+    return f"{a['requests_per_sec'] / b['requests_per_sec']:.2f}" if a and b and b["requests_per_sec"] else "–"
+def p99(*rs):
+    return " / ".join(ms(r["latency_us"]["p99"]) if r else "–" for r in rs)
+def errors(*rs):
+    return sum(r["errors"] for r in rs if r)
 if edge:
-    print("| path | touchline | bare axum | ratio | p99 at max (touchline / bare) | p99 at half of max (touchline / bare) | errors |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("`serve` is the whole default (the aggregator shares the cores with the collector); `collector` is the edge alone on the")
+    print("embedded log (decode, validate, durable append). Ratios are to the bare axum server.")
+    print()
+    print("| path | `serve` | `collector` | bare axum | ratio serve / collector | p99 at max (serve / collector / bare) | p99 at half of max (serve / collector / bare) | errors |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for shape, label in labels.items():
-        t, b, th, bh = get("touchline", shape, "max"), get("bare", shape, "max"), get("touchline", shape, "half"), get("bare", shape, "half")
+        t, c, b = get("touchline", shape, "max"), get("collector", shape, "max"), get("bare", shape, "max")
+        th, ch, bh = get("touchline", shape, "half"), get("collector", shape, "half"), get("bare", shape, "half")
         if not (t and b):
             continue
-        rec = f" = {t['records_per_sec']:,.0f} records/s" if shape == "batch" else ""
-        ratio = t["requests_per_sec"] / b["requests_per_sec"] if b["requests_per_sec"] else 0
-        half = f"{ms(th['latency_us']['p99'])} / {ms(bh['latency_us']['p99'])}" if th and bh else "–"
-        errs = t["errors"] + (th["errors"] if th else 0)
-        print(f"| {label} | {t['requests_per_sec']:,.0f} req/s{rec} | {b['requests_per_sec']:,.0f} req/s | {ratio:.2f} | "
-              f"{ms(t['latency_us']['p99'])} / {ms(b['latency_us']['p99'])} | {half} | {errs} |")
+        print(f"| {label} | {rate(t, shape)} | {rate(c, shape) if c else '–'} | {rate(b, shape)} | {ratio(t, b)} / {ratio(c, b)} | "
+              f"{p99(t, c, b)} | {p99(th, ch, bh)} | {errors(t, th, c, ch)} |")
     print()
+    if any(r["server"] == "kafka" for r in edge):
+        print("The collector on Kafka (tansu 0.6 on SQLite storage, loopback) against the collector on the embedded log:")
+        print()
+        print("| path | collector on Kafka | ratio to the embedded log | p99 at max (Kafka / embedded) | p99 at half of max (Kafka / embedded) | errors |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for shape, label in labels.items():
+            k, c, kh, ch = get("kafka", shape, "max"), get("collector", shape, "max"), get("kafka", shape, "half"), get("collector", shape, "half")
+            if k and c:
+                print(f"| {label} | {rate(k, shape)} | {ratio(k, c)} | {p99(k, c)} | {p99(kh, ch)} | {errors(k, kh)} |")
+        print()
 scale = [r for r in rows if r["kind"] == "scale"]
 if scale:
     base = scale[0]["replayed"] / scale[0]["seconds"] if scale[0]["seconds"] else 0
