@@ -6,6 +6,7 @@ mod auth;
 mod body;
 pub mod client_ip;
 pub mod error;
+pub mod extract;
 pub mod keys;
 pub mod server;
 
@@ -20,7 +21,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,6 +32,7 @@ pub use body::decode_content;
 use body::read_body;
 pub use client_ip::{anonymize_ip, client_ip, IpRange};
 pub use error::ApiError;
+pub use extract::{authorization_key, query_key, SecretKey, WriteKey};
 pub use keys::{generate_key, hash_key, KeyInfo, KeyKind, KeyStore, MemoryKeys};
 pub use server::{serve_with, ConnStats, ServeOptions};
 
@@ -233,12 +234,20 @@ impl AppState {
 /// The collector's routes. The binary may merge more (reports, links) into it.
 pub fn router(state: Arc<AppState>) -> Router {
     let entity = |k: EntityKind| {
-        post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Entity(k)))
+        post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, key: Result<WriteKey, ApiError>, r: Request| {
+            ingest(s, c, key, r, Expect::Entity(k))
+        })
     };
     let segment = |t: SegmentType| {
-        post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Segment(t)))
+        post(move |s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, key: Result<WriteKey, ApiError>, r: Request| {
+            ingest(s, c, key, r, Expect::Segment(t))
+        })
     };
-    let batch = || post(|s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, q: RawQuery, r: Request| ingest(s, c, q, r, Expect::Any));
+    let batch = || {
+        post(|s: State<Arc<AppState>>, c: ConnectInfo<SocketAddr>, key: Result<WriteKey, ApiError>, r: Request| {
+            ingest(s, c, key, r, Expect::Any)
+        })
+    };
     // Ingestion takes the public write key in a header, the query or the body, never a cookie:
     // any origin may send, and no credentials are needed. Preflights for `Authorization` and
     // `Content-Type` pass with `*` as long as the page does not ask for credentials; sendBeacon
@@ -298,30 +307,6 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "bus": e.to_string(), "bus_details": details})))
             .into_response(),
     }
-}
-
-/// The key from the `Authorization` header: `Bearer KEY` or Segment's Basic `KEY:`.
-fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
-    let v = v.to_str().map_err(|_| ApiError::BadKey)?.trim();
-    let (scheme, rest) = v.split_once(' ').unwrap_or((v, ""));
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
-        return Ok(Some(rest.to_owned()));
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).map_err(|_| ApiError::BadKey)?;
-        let text = String::from_utf8(decoded).map_err(|_| ApiError::BadKey)?;
-        let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
-        if !user.is_empty() {
-            return Ok(Some(user.to_owned()));
-        }
-    }
-    Err(ApiError::BadKey)
-}
-
-fn query_key(query: Option<&str>) -> Option<String> {
-    form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == "k" || k == "writeKey" || k == "write_key").map(|(_, v)| v.into_owned())
 }
 
 /// Takes `n` records from the account's budget, or says how long to wait.
@@ -422,7 +407,7 @@ async fn append(state: &AppState, records: &[Record]) -> Result<(), ApiError> {
 async fn handle_json(
     state: &AppState,
     peer: SocketAddr,
-    query: Option<String>,
+    key: Result<WriteKey, ApiError>,
     req: Request,
     expect: Expect,
 ) -> Result<serde_json::Value, ApiError> {
@@ -433,15 +418,7 @@ async fn handle_json(
     let ip = client_ip(&state.config, &headers, peer);
     // A key in the header or the query string is checked before the body is read: with a bad
     // one, nothing is read, inflated or parsed.
-    let early_key = match header_key(&headers) {
-        Ok(Some(k)) => Some(k),
-        Ok(None) => query_key(query.as_deref()),
-        Err(e) => {
-            state.check_auth_throttle(ip)?;
-            state.auth_failed(ip);
-            return Err(e);
-        }
-    };
+    let WriteKey(early_key) = key?;
     let bytes;
     let (info, parsed) = match early_key {
         Some(k) => {
@@ -482,21 +459,21 @@ async fn handle_json(
 async fn ingest(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
+    key: Result<WriteKey, ApiError>,
     req: Request,
     expect: Expect,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    handle_json(&state, peer, query, req, expect).await.map(Json)
+    handle_json(&state, peer, key, req, expect).await.map(Json)
 }
 
 /// `navigator.sendBeacon`: text/plain JSON, key in the body (or `?k=`); answers 204.
 async fn beacon(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    RawQuery(query): RawQuery,
+    key: Result<WriteKey, ApiError>,
     req: Request,
 ) -> Result<StatusCode, ApiError> {
-    handle_json(&state, peer, query, req, Expect::Any).await.map(|_| StatusCode::NO_CONTENT)
+    handle_json(&state, peer, key, req, Expect::Any).await.map(|_| StatusCode::NO_CONTENT)
 }
 
 /// A transparent 1×1 GIF (43 bytes).

@@ -111,7 +111,7 @@ impl App {
     /// The public routes; `/metrics` among them unless it has an address of its own.
     pub fn router(&self) -> Router {
         let router = touchline_collector::router(self.state.clone())
-            .merge(reports::router(Arc::new(reports::ReportState { results: self.results.clone(), collector: self.state.clone() })))
+            .merge(reports::router(reports::ReportState { results: self.results.clone(), collector: self.state.clone() }))
             .merge(links::router(self.links.clone(), self.config.short_domain));
         if self.config.metrics_addr.is_some() {
             router

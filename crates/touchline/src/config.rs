@@ -235,6 +235,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its `Error`, which is large; that is figment's signature.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

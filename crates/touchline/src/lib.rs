@@ -1,8 +1,5 @@
 //! The touchline binary's pieces: configuration, accounts, and the roles it runs.
 
-// Handlers return `Result<_, Response>`: the error is the finished HTTP response, built once.
-#![allow(clippy::result_large_err)]
-
 pub mod accounts;
 pub mod app;
 pub mod config;

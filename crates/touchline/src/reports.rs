@@ -4,67 +4,25 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-use touchline_sql::ResultReader;
-
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{FromRef, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::Engine as _;
 use chrono::{Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use touchline_collector::{AppState, KeyKind};
-use uuid::Uuid;
+use touchline_collector::{ApiError, AppState, SecretKey};
+use touchline_sql::ResultReader;
 
+/// What the report handlers share; the collector's state authenticates their secret keys.
+#[derive(Clone, FromRef)]
 pub struct ReportState {
     pub results: Arc<dyn ResultReader>,
     pub collector: Arc<AppState>,
 }
 
-pub fn router(state: Arc<ReportState>) -> Router {
+pub fn router(state: ReportState) -> Router {
     Router::new().route("/v1/reports/campaigns", get(campaigns)).route("/v1/reports/attribution", get(attribution)).with_state(state)
-}
-
-pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"success": false, "code": code, "error": message.into()}))).into_response()
-}
-
-/// The account of a secret key (Bearer or Basic `key:`); `what` names the API in messages.
-/// The key goes through the collector's checks: failed keys count against the client's
-/// address (429 past the limit) and unknown keys are remembered, so guessing costs no lookups.
-pub(crate) async fn secret_account(collector: &AppState, headers: &HeaderMap, peer: SocketAddr, what: &str) -> Result<Uuid, Response> {
-    let ip = touchline_collector::client_ip(&collector.config, headers, peer);
-    let raw = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (scheme, rest) = raw.split_once(' ').unwrap_or((raw, ""));
-    let key = if scheme.eq_ignore_ascii_case("bearer") {
-        rest.trim().to_owned()
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        base64::engine::general_purpose::STANDARD
-            .decode(rest.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(|s| s.split(':').next().unwrap_or("").to_owned())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    if key.is_empty() {
-        collector.auth_failed(ip);
-        return Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing_key",
-            format!("{what} need the account's secret key: `Authorization: Bearer <secret key>`"),
-        ));
-    }
-    match collector.authenticate(ip, &key).await {
-        Ok(info) if info.kind == KeyKind::Secret => Ok(info.account_id),
-        Ok(_) => Err(error(StatusCode::FORBIDDEN, "needs_secret_key", format!("{what} need the account's secret key, not a write key"))),
-        Err(e) => Err(e.into_response()),
-    }
 }
 
 #[derive(Deserialize)]
@@ -88,9 +46,9 @@ const LAST_REPORT_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2100, 12, 31) {
 const MAX_REPORT_DAYS: i64 = 3_660;
 const DEFAULT_REPORT_DAYS: i64 = 30;
 
-fn parse_range(q: &Range) -> Result<(NaiveDate, NaiveDate), Response> {
-    let bad = |m: String| error(StatusCode::BAD_REQUEST, "bad_request", m);
-    let parse = |name: &str, v: &Option<String>| -> Result<Option<NaiveDate>, Response> {
+fn parse_range(q: &Range) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    let bad = ApiError::BadRequest;
+    let parse = |name: &str, v: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
         let Some(s) = v else { return Ok(None) };
         let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
             .map_err(|_| bad(format!("query parameter `{name}`: {s:?} is not a date (YYYY-MM-DD)")))?;
@@ -116,50 +74,42 @@ fn num(d: Decimal) -> Value {
     d.normalize().to_f64().map_or(Value::Null, Value::from)
 }
 
+fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::StoreUnavailable(e.to_string())
+}
+
 async fn campaigns(
-    State(state): State<Arc<ReportState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(results): State<Arc<dyn ResultReader>>,
+    SecretKey(account): SecretKey,
     Query(q): Query<Range>,
-) -> Response {
-    let account = match secret_account(&state.collector, &headers, peer, "reports").await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let (from, to) = match parse_range(&q) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    match state.results.daily_metrics(account, from, to).await {
-        Ok(rows) => {
-            let rows: Vec<Value> = rows
-                .into_iter()
-                .map(|r| {
-                    json!({
-                        "campaign_id": r.campaign_id,
-                        "advertisement_id": if r.advertisement_id.is_empty() { Value::Null } else { Value::from(r.advertisement_id) },
-                        "date": r.metric_date.to_string(),
-                        "impressions": r.impressions,
-                        "clicks": r.clicks,
-                        "reach": r.reach,
-                        "frequency": r.frequency,
-                        "engagements": r.engagements,
-                        "sessions": r.sessions,
-                        "conversions": num(r.conversions),
-                        "revenue": num(r.revenue),
-                        "cost": num(r.cost),
-                        "ctr": r.ctr,
-                        "cpc": r.cpc.map(num),
-                        "cpm": r.cpm.map(num),
-                        "cpa": r.cpa.map(num),
-                        "roas": r.roas,
-                    })
-                })
-                .collect();
-            Json(json!({"from": from.to_string(), "to": to.to_string(), "rows": rows})).into_response()
-        }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = parse_range(&q)?;
+    let rows = results.daily_metrics(account, from, to).await.map_err(store_unavailable)?;
+    let rows: Vec<Value> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "campaign_id": r.campaign_id,
+                "advertisement_id": if r.advertisement_id.is_empty() { Value::Null } else { Value::from(r.advertisement_id) },
+                "date": r.metric_date.to_string(),
+                "impressions": r.impressions,
+                "clicks": r.clicks,
+                "reach": r.reach,
+                "frequency": r.frequency,
+                "engagements": r.engagements,
+                "sessions": r.sessions,
+                "conversions": num(r.conversions),
+                "revenue": num(r.revenue),
+                "cost": num(r.cost),
+                "ctr": r.ctr,
+                "cpc": r.cpc.map(num),
+                "cpm": r.cpm.map(num),
+                "cpa": r.cpa.map(num),
+                "roas": r.roas,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"from": from.to_string(), "to": to.to_string(), "rows": rows})))
 }
 
 /// Report rows, highest `revenue` first.
@@ -175,12 +125,15 @@ const DATA_DRIVEN_MODELS: [&str; 2] = ["markov", "shapley"];
 /// the period, on demand. The paths are rebuilt from the stored `linear` rows (every touch of
 /// every conversion's window, in time order); journeys that did not convert are not stored, so
 /// the Markov chain is the one of the converting paths.
-async fn data_driven(state: &ReportState, account: uuid::Uuid, model: &str, from: NaiveDate, to: NaiveDate) -> Response {
+async fn data_driven(
+    results: &dyn ResultReader,
+    account: uuid::Uuid,
+    model: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Json<Value>, ApiError> {
     use touchline_engine::{markov, shapley, PathCount, ShapleyOptions};
-    let rows = match state.results.attributions(account, Some("linear")).await {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
-    };
+    let rows = results.attributions(account, Some("linear")).await.map_err(store_unavailable)?;
     // conversion → (value, touches as (time, touchpoint id, channel))
     type Touches = Vec<(Option<chrono::DateTime<Utc>>, String, String)>;
     let mut conversions: BTreeMap<String, (f64, Touches)> = BTreeMap::new();
@@ -222,43 +175,31 @@ async fn data_driven(state: &ReportState, account: uuid::Uuid, model: &str, from
         })
         .collect();
     by_revenue_desc(&mut rows);
-    Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "paths": n, "details": extra,
-                "scope": "channels, over the converting paths of the period", "rows": rows}))
-    .into_response()
+    Ok(Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "paths": n, "details": extra,
+                "scope": "channels, over the converting paths of the period", "rows": rows})))
 }
 
 /// Models whose per-conversion rows the aggregator stores.
 const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];
 
 async fn attribution(
-    State(state): State<Arc<ReportState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    State(results): State<Arc<dyn ResultReader>>,
+    SecretKey(account): SecretKey,
     Query(q): Query<Range>,
-) -> Response {
-    let account = match secret_account(&state.collector, &headers, peer, "reports").await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let (from, to) = match parse_range(&q) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = parse_range(&q)?;
     let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
     if DATA_DRIVEN_MODELS.contains(&model.as_str()) {
-        return data_driven(state.as_ref(), account, &model, from, to).await;
+        return data_driven(results.as_ref(), account, &model, from, to).await;
     }
     if !STORED_MODELS.contains(&model.as_str()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("query parameter `model`: {model:?} is not one of {}, {}", STORED_MODELS.join(", "), DATA_DRIVEN_MODELS.join(", ")),
-        );
+        return Err(ApiError::BadRequest(format!(
+            "query parameter `model`: {model:?} is not one of {}, {}",
+            STORED_MODELS.join(", "),
+            DATA_DRIVEN_MODELS.join(", ")
+        )));
     }
-    let rows = match state.results.attributions(account, Some(&model)).await {
-        Ok(r) => r,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")),
-    };
+    let rows = results.attributions(account, Some(&model)).await.map_err(store_unavailable)?;
     // (campaign, advertisement, channel) → (credited conversions, revenue)
     type Key = (Option<String>, Option<String>, Option<String>);
     let mut groups: BTreeMap<Key, (f64, Decimal)> = BTreeMap::new();
@@ -278,5 +219,5 @@ async fn attribution(
         })
         .collect();
     by_revenue_desc(&mut out);
-    Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "rows": out})).into_response()
+    Ok(Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "rows": out})))
 }

@@ -3,19 +3,16 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use touchline_collector::{ApiError, SecretKey};
 use touchline_sql::Link;
 use uuid::Uuid;
 
 use super::LinkState;
-use crate::reports::error;
 
 /// Paths a custom code may not take.
 const RESERVED: [&str; 16] = [
@@ -36,10 +33,6 @@ const RESERVED: [&str; 16] = [
     "qr",
     "links",
 ];
-
-pub(super) async fn secret_account(state: &LinkState, headers: &HeaderMap, peer: SocketAddr) -> Result<Uuid, Response> {
-    crate::reports::secret_account(&state.collector, headers, peer, "link management calls").await
-}
 
 fn validate_target(u: &str) -> Result<(), String> {
     let url = url::Url::parse(u).map_err(|e| format!("field `target_url`: {u:?} is not a URL ({e})"))?;
@@ -89,14 +82,13 @@ fn validate_fields(input: &LinkInput) -> Result<(), String> {
 }
 
 /// Refuses a new link past the account's quota (deleted links count: they keep their code).
-fn check_quota(state: &LinkState, account: Uuid) -> Result<(), Response> {
+fn check_quota(state: &LinkState, account: Uuid) -> Result<(), ApiError> {
     let held = state.catalog.snapshot().links.values().filter(|l| l.account_id == account).count();
     if held >= state.config.max_per_account {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "quota_exceeded",
-            format!("this account holds {held} links, the limit (links.max_per_account) is {}", state.config.max_per_account),
-        ));
+        return Err(ApiError::QuotaExceeded(format!(
+            "this account holds {held} links, the limit (links.max_per_account) is {}",
+            state.config.max_per_account
+        )));
     }
     Ok(())
 }
@@ -152,63 +144,48 @@ async fn click_counts(state: &LinkState, account: Uuid) -> Option<std::collectio
     }
 }
 
-fn parse_input(body: &[u8]) -> Result<LinkInput, Response> {
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", format!("invalid link JSON: {e}")))
+fn parse_input(body: &[u8]) -> Result<LinkInput, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid link JSON: {e}")))
 }
 
-async fn save(state: &LinkState, link: &Link) -> Result<(), Response> {
-    state
-        .store
-        .upsert_link(link)
-        .await
-        .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the store is unavailable: {e}")))?;
+async fn save(state: &LinkState, link: &Link) -> Result<(), ApiError> {
+    state.store.upsert_link(link).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
     // This instance serves the change at once; others follow the catalog notification.
     let _ = state.catalog.refresh().await;
     Ok(())
 }
 
+fn taken(code: &str) -> ApiError {
+    ApiError::Conflict(format!("field `code`: {code:?} is taken"))
+}
+
+/// The code of a new link: the one asked for, if valid and free, else a random free one.
+fn new_code(state: &LinkState, asked: Option<&str>) -> Result<String, ApiError> {
+    let snap = state.catalog.snapshot();
+    if let Some(c) = asked {
+        validate_code(c).map_err(ApiError::BadRequest)?;
+        if snap.links.contains_key(c) {
+            return Err(taken(c));
+        }
+        return Ok(c.to_owned());
+    }
+    let mut c = random_code();
+    while snap.links.contains_key(&c) {
+        c = random_code();
+    }
+    Ok(c)
+}
+
 pub(super) async fn create(
     State(state): State<Arc<LinkState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    SecretKey(account): SecretKey,
     body: axum::body::Bytes,
-) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
-    let input = match parse_input(&body) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let Some(target) = input.target_url.clone() else {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "field `target_url`: required");
-    };
-    if let Err(m) = validate_fields(&input) {
-        return error(StatusCode::BAD_REQUEST, "bad_request", m);
-    }
-    if let Err(r) = check_quota(&state, account) {
-        return r;
-    }
-    let code = match &input.code {
-        Some(c) => {
-            if let Err(m) = validate_code(c) {
-                return error(StatusCode::BAD_REQUEST, "bad_request", m);
-            }
-            if state.catalog.snapshot().links.contains_key(c) {
-                return error(StatusCode::CONFLICT, "conflict", format!("field `code`: {c:?} is taken"));
-            }
-            c.clone()
-        }
-        None => {
-            let snap = state.catalog.snapshot();
-            let mut c = random_code();
-            while snap.links.contains_key(&c) {
-                c = random_code();
-            }
-            c
-        }
-    };
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let input = parse_input(&body)?;
+    let target = input.target_url.clone().ok_or_else(|| ApiError::BadRequest("field `target_url`: required".into()))?;
+    validate_fields(&input).map_err(ApiError::BadRequest)?;
+    check_quota(&state, account)?;
+    let code = new_code(&state, input.code.as_deref())?;
     let link = Link {
         account_id: account,
         short_code: code,
@@ -222,86 +199,54 @@ pub(super) async fn create(
         advertisement_id: input.advertisement_id,
         deleted: false,
     };
-    if let Err(r) = save(&state, &link).await {
-        return r;
-    }
+    save(&state, &link).await?;
     // The upsert never takes over another account's code: check who owns it now.
     match state.catalog.snapshot().links.get(&link.short_code) {
-        Some(l) if l.account_id == account => (StatusCode::CREATED, Json(link_json(&state, l, Some((0, 0))))).into_response(),
-        _ => error(StatusCode::CONFLICT, "conflict", format!("field `code`: {:?} is taken", link.short_code)),
+        Some(l) if l.account_id == account => Ok((StatusCode::CREATED, Json(link_json(&state, l, Some((0, 0)))))),
+        _ => Err(taken(&link.short_code)),
     }
 }
 
-/// The first step of every per-link route: the caller's account (secret key) and its own link
-/// `code`.
-pub(super) async fn secret_own_link(
-    state: &LinkState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-    code: &str,
-) -> Result<(Uuid, Link), Response> {
-    let account = secret_account(state, headers, peer).await?;
-    Ok((account, own_link(state, account, code)?))
-}
-
-/// Another account's code answers 404, as if it did not exist.
-fn own_link(state: &LinkState, account: Uuid, code: &str) -> Result<Link, Response> {
+/// The caller's own link `code`; another account's code answers 404, as if it did not exist.
+pub(super) fn own_link(state: &LinkState, account: Uuid, code: &str) -> Result<Link, ApiError> {
     match state.catalog.snapshot().links.get(code) {
         Some(l) if l.account_id == account => Ok(l.clone()),
-        _ => Err(error(StatusCode::NOT_FOUND, "not_found", format!("no link {code:?} in this account"))),
+        _ => Err(ApiError::NotFound(format!("no link {code:?} in this account"))),
     }
 }
 
-pub(super) async fn list(State(state): State<Arc<LinkState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap) -> Response {
-    let account = match secret_account(&state, &headers, peer).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+pub(super) async fn list(State(state): State<Arc<LinkState>>, SecretKey(account): SecretKey) -> Json<Value> {
     let counts = click_counts(&state, account).await;
     let snap = state.catalog.snapshot();
     let mut links: Vec<&Link> = snap.links.values().filter(|l| l.account_id == account).collect();
     links.sort_by(|a, b| a.short_code.cmp(&b.short_code));
     let rows: Vec<Value> =
         links.into_iter().map(|l| link_json(&state, l, counts.as_ref().map(|c| c.get(&l.short_code).copied().unwrap_or((0, 0))))).collect();
-    Json(json!({ "links": rows })).into_response()
+    Json(json!({ "links": rows }))
 }
 
 pub(super) async fn show(
     State(state): State<Arc<LinkState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SecretKey(account): SecretKey,
     Path(code): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match secret_own_link(&state, &headers, peer, &code).await {
-        Ok((account, l)) => {
-            let counts = click_counts(&state, account).await;
-            Json(link_json(&state, &l, counts.map(|c| c.get(&code).copied().unwrap_or((0, 0))))).into_response()
-        }
-        Err(r) => r,
-    }
+) -> Result<Json<Value>, ApiError> {
+    let link = own_link(&state, account, &code)?;
+    let counts = click_counts(&state, account).await;
+    Ok(Json(link_json(&state, &link, counts.map(|c| c.get(&code).copied().unwrap_or((0, 0))))))
 }
 
 pub(super) async fn update(
     State(state): State<Arc<LinkState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SecretKey(account): SecretKey,
     Path(code): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let mut link = match secret_own_link(&state, &headers, peer, &code).await {
-        Ok((_, l)) => l,
-        Err(r) => return r,
-    };
-    let input = match parse_input(&body) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+) -> Result<Json<Value>, ApiError> {
+    let mut link = own_link(&state, account, &code)?;
+    let input = parse_input(&body)?;
     if input.code.as_deref().is_some_and(|c| c != code) {
-        return error(StatusCode::BAD_REQUEST, "bad_request", "field `code`: a link's code cannot change");
+        return Err(ApiError::BadRequest("field `code`: a link's code cannot change".into()));
     }
-    if let Err(m) = validate_fields(&input) {
-        return error(StatusCode::BAD_REQUEST, "bad_request", m);
-    }
+    validate_fields(&input).map_err(ApiError::BadRequest)?;
     if let Some(t) = input.target_url {
         link.target_url = t;
     }
@@ -318,26 +263,18 @@ pub(super) async fn update(
             *slot = v;
         }
     }
-    match save(&state, &link).await {
-        Ok(()) => Json(link_json(&state, &link, None)).into_response(),
-        Err(r) => r,
-    }
+    save(&state, &link).await?;
+    Ok(Json(link_json(&state, &link, None)))
 }
 
 pub(super) async fn remove(
     State(state): State<Arc<LinkState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SecretKey(account): SecretKey,
     Path(code): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let link = match secret_own_link(&state, &headers, peer, &code).await {
-        Ok((_, l)) => l,
-        Err(r) => return r,
-    };
-    match save(&state, &Link { deleted: true, ..link }).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(r) => r,
-    }
+) -> Result<StatusCode, ApiError> {
+    let link = own_link(&state, account, &code)?;
+    save(&state, &Link { deleted: true, ..link }).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[cfg(test)]

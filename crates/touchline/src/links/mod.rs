@@ -10,6 +10,7 @@ mod redirect;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use axum::http::HeaderValue;
 use axum::routing::get;
 use axum::Router;
@@ -115,6 +116,14 @@ impl LinkState {
     }
 }
 
+/// The state of the link routes: the links, and the collector's state that authenticates the
+/// management calls' secret keys.
+#[derive(Clone, FromRef)]
+struct LinkRoutes {
+    links: Arc<LinkState>,
+    collector: Arc<AppState>,
+}
+
 pub fn router(state: Arc<LinkState>, short_domain: bool) -> Router {
     use manage::{create, list, remove, show, update};
     use qr::{qr_png, qr_svg};
@@ -129,5 +138,6 @@ pub fn router(state: Arc<LinkState>, short_domain: bool) -> Router {
         r = r.route("/{code}", get(redirect).head(redirect));
     }
     // Link JSON is a few hundred bytes; nothing legitimate comes near this.
-    r.layer(axum::extract::DefaultBodyLimit::max(MAX_LINK_BODY_BYTES)).with_state(state)
+    let collector = state.collector.clone();
+    r.layer(axum::extract::DefaultBodyLimit::max(MAX_LINK_BODY_BYTES)).with_state(LinkRoutes { links: state, collector })
 }

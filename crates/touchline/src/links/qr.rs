@@ -2,49 +2,37 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use touchline_collector::{ApiError, SecretKey};
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-
-use super::manage::secret_own_link;
+use super::manage::own_link;
 use super::LinkState;
-use crate::reports::error;
 
-/// The QR code of one of the caller's own links (secret key; another account's code answers
-/// 404, as if it did not exist).
-async fn qr(state: &LinkState, headers: &HeaderMap, peer: SocketAddr, code: &str) -> Result<qrcode::QrCode, Response> {
-    secret_own_link(state, headers, peer, code).await?;
+/// The QR code of one of the caller's own links (another account's code answers 404, as if it
+/// did not exist).
+fn qr(state: &LinkState, account: uuid::Uuid, code: &str) -> Result<qrcode::QrCode, ApiError> {
+    own_link(state, account, code)?;
     qrcode::QrCode::new(format!("{}/l/{code}", state.base_url()).as_bytes())
-        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, "qr", format!("could not encode the QR code: {e}")))
+        .map_err(|e| ApiError::Internal(format!("could not encode the QR code: {e}")))
 }
 
 pub(super) async fn qr_svg(
     State(state): State<Arc<LinkState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SecretKey(account): SecretKey,
     Path(code): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    match qr(&state, &headers, peer, &code).await {
-        Ok(q) => {
-            let svg = q.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).build();
-            ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response()
-        }
-        Err(r) => r,
-    }
+) -> Result<impl IntoResponse, ApiError> {
+    let svg = qr(&state, account, &code)?.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).build();
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg))
 }
 
 pub(super) async fn qr_png(
     State(state): State<Arc<LinkState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    SecretKey(account): SecretKey,
     Path(code): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let q = match qr(&state, &headers, peer, &code).await {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+) -> Result<impl IntoResponse, ApiError> {
+    let q = qr(&state, account, &code)?;
     // 8 pixels per module and a 4-module quiet zone, as a greyscale PNG.
     let (scale, quiet) = (8usize, 4usize);
     let n = q.width();
@@ -68,9 +56,7 @@ pub(super) async fn qr_png(
         enc.set_color(png::ColorType::Grayscale);
         enc.set_depth(png::BitDepth::Eight);
         let written = enc.write_header().and_then(|mut w| w.write_image_data(&pixels));
-        if let Err(e) = written {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "qr", format!("could not encode the PNG: {e}"));
-        }
+        written.map_err(|e| ApiError::Internal(format!("could not encode the PNG: {e}")))?;
     }
-    ([(header::CONTENT_TYPE, "image/png")], buf).into_response()
+    Ok(([(header::CONTENT_TYPE, "image/png")], buf))
 }
