@@ -22,7 +22,7 @@ use touchline_sql::{ResultReader, SqlSink};
 
 use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::config::{Config, ReportsSource};
-use crate::{links, reports};
+use crate::reports;
 
 /// What a process runs; decides what [`App::build`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct App {
     pub catalog: Arc<touchline_sql::CatalogCache>,
     pub state: Arc<AppState>,
     pub keys: Arc<dyn KeyStore>,
-    pub links: Arc<links::LinkState>,
+    pub links: Arc<touchline_links::LinkState>,
     pub agg_stats: Arc<AggStats>,
     pub new_keys: NewKeys,
 }
@@ -71,14 +71,14 @@ impl App {
         };
         let (bus, spill) = open_bus(&config, role).await?;
         let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());
-        let link_deps = links::LinkDeps {
+        let link_deps = touchline_links::LinkDeps {
             catalog: catalog.clone(),
             store: store.clone(),
             results: results.clone(),
             collector: state.clone(),
             bus: bus.clone(),
         };
-        let links = links::LinkState::new(link_deps, config.links.clone(), config.base_url());
+        let links = touchline_links::LinkState::new(link_deps, config.links.clone(), config.base_url());
         Ok(App {
             config,
             role,
@@ -112,7 +112,7 @@ impl App {
     pub fn router(&self) -> Router {
         let router = touchline_collector::router(self.state.clone())
             .merge(reports::router(reports::ReportState { results: self.results.clone(), collector: self.state.clone() }))
-            .merge(links::router(self.links.clone(), self.config.short_domain));
+            .merge(touchline_links::router(self.links.clone(), self.config.short_domain));
         if self.config.metrics_addr.is_some() {
             router
         } else {
@@ -479,8 +479,8 @@ pub fn redacted_config(config: &Config) -> Config {
 pub struct MetricsState {
     pub collector: Arc<AppState>,
     pub aggregator: Arc<AggStats>,
-    pub clicks: Arc<links::ClickStats>,
-    pub links: Arc<links::LinkState>,
+    pub clicks: Arc<touchline_links::ClickStats>,
+    pub links: Arc<touchline_links::LinkState>,
     /// The collector's Kafka spill, when the bus is Kafka.
     pub spill: Option<Arc<SpillingBus>>,
 }

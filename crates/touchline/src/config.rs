@@ -62,7 +62,7 @@ pub struct Config {
     /// Aggregator flushes, lateness, owned partitions (`TOUCHLINE_AGGREGATOR__FLUSH_INTERVAL_MS`, …).
     pub aggregator: touchline_aggregator::AggregatorConfig,
     /// Short-link limits: links per account, the click queue, the unique-click window.
-    pub links: crate::links::LinksConfig,
+    pub links: touchline_links::LinksConfig,
     /// Serve `/metrics` (and `/healthz`) on this address instead of the public HTTP address
     /// (`TOUCHLINE_METRICS_ADDR`, e.g. `127.0.0.1:9464`), so counters need not be public.
     /// `touchline aggregator` serves them only when this is set.
@@ -105,7 +105,7 @@ impl Default for Config {
             log: LogConfig::default(),
             collector: CollectorConfig::default(),
             aggregator: touchline_aggregator::AggregatorConfig::default(),
-            links: crate::links::LinksConfig::default(),
+            links: touchline_links::LinksConfig::default(),
             metrics_addr: None,
             warehouse: WarehouseConfig::default(),
         }

@@ -6,7 +6,6 @@ pub mod config;
 pub mod dataset;
 pub mod demo;
 pub mod generate;
-pub mod links;
 pub mod loadgen;
 pub mod reports;
 pub mod tail;

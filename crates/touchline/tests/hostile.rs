@@ -24,7 +24,7 @@ const OTHER: Uuid = Uuid::from_u128(0x07e4);
 struct Running {
     base: String,
     http: reqwest::Client,
-    links: Arc<touchline::links::LinkState>,
+    links: Arc<touchline_links::LinkState>,
     bus: Arc<dyn touchline_bus::Bus>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,

@@ -24,7 +24,7 @@ struct Running {
     base: String,
     http: reqwest::Client,
     store: Arc<dyn Store>,
-    links: Arc<touchline::links::LinkState>,
+    links: Arc<touchline_links::LinkState>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -90,14 +90,14 @@ const BOTS: [&str; 10] = [
 #[test]
 fn user_agent_table() {
     for ua in BOTS {
-        assert!(touchline::links::is_bot(Some(ua)), "{ua:?} is a bot or preview fetcher");
+        assert!(touchline_links::is_bot(Some(ua)), "{ua:?} is a bot or preview fetcher");
     }
     for ua in [
         HUMAN_IPHONE,
         HUMAN_CHROME,
         "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36",
     ] {
-        assert!(!touchline::links::is_bot(Some(ua)), "{ua:?} is a person");
+        assert!(!touchline_links::is_bot(Some(ua)), "{ua:?} is a person");
     }
 }
 

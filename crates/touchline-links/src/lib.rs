@@ -1,6 +1,7 @@
 //! Short links: the redirect (`GET /l/{code}`, and `/{code}` on a dedicated short-link domain)
 //! that logs every click without waiting on the bus, and link management with the secret key
-//! (create, list with click counts, update, soft delete, QR codes).
+//! (create, list with click counts, update, soft delete, QR codes). The binary merges
+//! [`router`] into the collector's routes; errors are the collector's [`touchline_collector::ApiError`].
 
 mod clicks;
 mod manage;
