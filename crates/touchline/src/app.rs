@@ -9,9 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use touchline_aggregator::{AggStats, Aggregator, CheckpointStore, FileCheckpoints, Sink, SqlCheckpoints};
@@ -23,6 +20,7 @@ use touchline_sql::{ResultReader, SqlSink};
 use crate::accounts::{self, CatalogKeys, NewKeys};
 use crate::config::{Config, ReportsSource};
 use crate::reports;
+use crate::telemetry::{self, MetricSources, Telemetry};
 
 /// What a process runs; decides what [`App::build`] opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +51,8 @@ pub struct App {
     pub keys: Arc<dyn KeyStore>,
     pub links: Arc<touchline_links::LinkState>,
     pub agg_stats: Arc<AggStats>,
+    /// What `/metrics` exports, and the request latencies.
+    pub telemetry: Arc<Telemetry>,
     pub new_keys: NewKeys,
 }
 
@@ -79,45 +79,29 @@ impl App {
             bus: bus.clone(),
         };
         let links = touchline_links::LinkState::new(link_deps, config.links.clone(), config.base_url());
-        Ok(App {
-            config,
-            role,
-            bus,
-            spill,
-            store,
-            clickhouse,
-            results,
-            catalog,
-            state,
-            keys,
-            links,
-            agg_stats: Arc::new(AggStats::default()),
-            new_keys,
-        })
+        let agg_stats = Arc::new(AggStats::default());
+        let telemetry = Telemetry::start(MetricSources {
+            collector: state.clone(),
+            aggregator: agg_stats.clone(),
+            links: links.clone(),
+            spill: spill.clone(),
+        });
+        Ok(App { config, role, bus, spill, store, clickhouse, results, catalog, state, keys, links, agg_stats, telemetry, new_keys })
     }
 
     /// `/metrics` over this app's counters.
     fn metrics_router(&self) -> Router {
-        let state = MetricsState {
-            collector: self.state.clone(),
-            aggregator: self.agg_stats.clone(),
-            clicks: self.links.stats.clone(),
-            links: self.links.clone(),
-            spill: self.spill.clone(),
-        };
-        Router::new().route("/metrics", get(metrics)).with_state(Arc::new(state))
+        Router::new().route("/metrics", get(telemetry::metrics_page)).with_state(self.telemetry.clone())
     }
 
-    /// The public routes; `/metrics` among them unless it has an address of its own.
+    /// The public routes, each timed by its matched route; `/metrics` among them unless it has
+    /// an address of its own.
     pub fn router(&self) -> Router {
         let router = touchline_collector::router(self.state.clone())
             .merge(reports::router(reports::ReportState { results: self.results.clone(), collector: self.state.clone() }))
             .merge(touchline_links::router(self.links.clone(), self.config.short_domain));
-        if self.config.metrics_addr.is_some() {
-            router
-        } else {
-            router.merge(self.metrics_router())
-        }
+        let router = if self.config.metrics_addr.is_some() { router } else { router.merge(self.metrics_router()) };
+        router.layer(axum::middleware::from_fn_with_state(self.telemetry.clone(), telemetry::track_latency))
     }
 
     /// Serves `/healthz` and `/metrics` on `metrics_addr`, when set, until `stop` turns true.
@@ -474,173 +458,4 @@ pub fn redacted_config(config: &Config) -> Config {
         }
     }
     c
-}
-
-pub struct MetricsState {
-    pub collector: Arc<AppState>,
-    pub aggregator: Arc<AggStats>,
-    pub clicks: Arc<touchline_links::ClickStats>,
-    pub links: Arc<touchline_links::LinkState>,
-    /// The collector's Kafka spill, when the bus is Kafka.
-    pub spill: Option<Arc<SpillingBus>>,
-}
-
-/// Every metric, declared once: name, type, help.
-const METRICS: [(&str, &str, &str); 40] = [
-    ("touchline_link_redirects_total", "counter", "Short-link redirects answered (302)."),
-    ("touchline_link_clicks_logged_total", "counter", "Link clicks appended to the bus."),
-    (
-        "touchline_link_clicks_waited_total",
-        "counter",
-        "Redirects that found the click queue's byte budget used up and waited for room (links.click_queue_bytes).",
-    ),
-    (
-        "touchline_link_clicks_lost_total",
-        "counter",
-        "Link clicks dropped because the click queue stayed full for links.click_queue_wait_ms (the bus is down or far behind).",
-    ),
-    ("touchline_link_click_queue_bytes", "gauge", "Bytes of link clicks queued for the bus."),
-    ("touchline_http_requests_total", "counter", "Ingestion requests received (JSON routes, beacon and pixel)."),
-    ("touchline_records_accepted_total", "counter", "Records durably appended to the bus."),
-    ("touchline_records_rejected_total", "counter", "Records refused by validation (listed in the response)."),
-    ("touchline_bus_failures_total", "counter", "Appends the bus refused; the client got 503."),
-    ("touchline_pixels_dropped_total", "counter", "Pixel hits not stored (bad key, bad parameters, bus down); the GIF was still served."),
-    ("touchline_rate_limited_total", "counter", "Requests refused with 429 because the account was over its rate."),
-    ("touchline_auth_failures_total", "counter", "Requests with a missing, malformed or unknown key (counted per client address)."),
-    ("touchline_auth_throttled_total", "counter", "Requests refused with 429 because their address failed authentication too often."),
-    ("touchline_negative_key_hits_total", "counter", "Unknown keys answered from the negative cache, without a store lookup."),
-    ("touchline_body_timeouts_total", "counter", "Request bodies that did not arrive within collector.body_read_timeout_ms (408)."),
-    ("touchline_http_connections_open", "gauge", "HTTP connections open now."),
-    ("touchline_http_connections_accepted_total", "counter", "HTTP connections accepted."),
-    ("touchline_http_connections_refused_total", "counter", "HTTP connections closed at once because collector.max_connections were open."),
-    (
-        "touchline_http_header_timeouts_total",
-        "counter",
-        "Connections closed for not sending a request head within collector.header_read_timeout_ms.",
-    ),
-    ("touchline_http_idle_closed_total", "counter", "Connections closed after collector.idle_timeout_ms without a byte read or written."),
-    ("touchline_http_accept_errors_total", "counter", "Failed accepts (file descriptors exhausted, …)."),
-    ("touchline_aggregator_records_total", "counter", "Records the aggregator consumed."),
-    ("touchline_aggregator_flushes_total", "counter", "Flushes (checkpoint, then the results delivered to the sinks)."),
-    ("touchline_aggregator_sink_errors_total", "counter", "Failed sink writes (retried; consumption pauses meanwhile)."),
-    ("touchline_aggregator_sink_refused_rows_total", "counter", "Rows a sink refused as invalid, kept in touchline.dlq with the reason."),
-    ("touchline_aggregator_too_late_total", "counter", "Records older than the allowed lateness, kept in touchline.dlq."),
-    (
-        "touchline_aggregator_bad_records_total",
-        "counter",
-        "Unreadable records and records no store could hold (written past the decoder), kept in touchline.dlq.",
-    ),
-    ("touchline_aggregator_duplicates_total", "counter", "Records that repeated an earlier record id (counted once)."),
-    ("touchline_aggregator_transfers_total", "counter", "Identity re-key records sent to touchline.identities."),
-    (
-        "touchline_aggregator_partition_failures_total",
-        "counter",
-        "Partition tasks that failed (broker, sink or checkpoint error, fenced save) and restarted from their checkpoint.",
-    ),
-    ("touchline_aggregator_lag_records", "gauge", "Records on the bus not yet checkpointed by this aggregator."),
-    (
-        "touchline_aggregator_state_bytes",
-        "gauge",
-        "Bytes of the engine state (compressed snapshot) at the last snapshot, over the partitions this aggregator owns.",
-    ),
-    (
-        "touchline_aggregator_snapshots_total",
-        "counter",
-        "Snapshots of a whole partition state written (checkpoints in between hold only their offsets).",
-    ),
-    (
-        "touchline_aggregator_records_fed_again_total",
-        "counter",
-        "Records fed to an engine again on restore, to rebuild a state between two snapshots.",
-    ),
-    (
-        "touchline_aggregator_attribution_sets_total",
-        "counter",
-        "Attribution sets (one conversion, one model) the flushes produced; each replaces the conversion's earlier set for that model.",
-    ),
-    ("touchline_aggregator_attribution_rows_total", "counter", "Attribution rows (credited touches) in those sets."),
-    ("touchline_spill_backlog_records", "gauge", "Acknowledged records in the collector's spill, not yet produced to Kafka."),
-    ("touchline_spill_backlog_bytes", "gauge", "Bytes (keys and values) in the collector's spill, not yet produced to Kafka."),
-    ("touchline_spill_records_total", "counter", "Records acknowledged from the spill because Kafka was unreachable."),
-    ("touchline_spill_drained_total", "counter", "Spilled records produced to Kafka once it answered."),
-];
-
-impl MetricsState {
-    fn click_queue_bytes(&self) -> u64 {
-        self.links.clicks.queued_bytes() as u64
-    }
-}
-
-/// The aggregator's time per stage and per sink, as labelled counters.
-fn write_stage_seconds(out: &mut String, stages: &touchline_aggregator::StageTimes) {
-    let stage = "touchline_aggregator_stage_seconds_total";
-    out.push_str(&format!(
-        "# HELP {stage} Seconds the aggregator spent per stage (read, decode, engine, snapshot, checkpoint, sinks, append), summed over partitions.\n# TYPE {stage} counter\n"
-    ));
-    for (name, secs) in stages.seconds() {
-        out.push_str(&format!("{stage}{{stage=\"{name}\"}} {secs:.6}\n"));
-    }
-    let sink = "touchline_aggregator_sink_seconds_total";
-    out.push_str(&format!(
-        "# HELP {sink} Seconds the aggregator spent writing to each sink, raw rows and results apart (retries included), summed over partitions.\n# TYPE {sink} counter\n"
-    ));
-    for (name, rows, secs) in stages.sink_seconds() {
-        out.push_str(&format!("{sink}{{sink=\"{name}\",rows=\"{}\"}} {secs:.6}\n", rows.name()));
-    }
-}
-
-async fn metrics(State(state): State<Arc<MetricsState>>) -> impl IntoResponse {
-    let s = &state.collector.stats;
-    let a = &state.aggregator;
-    let c = &state.clicks;
-    let spill = state.spill.as_ref().map(|s| s.status());
-    let sp = |f: fn(&touchline_kafka::SpillStatus) -> u64| spill.as_ref().map_or(0, f);
-    let values = [
-        c.redirects.load(Ordering::Relaxed),
-        c.logged.load(Ordering::Relaxed),
-        c.waited.load(Ordering::Relaxed),
-        c.lost.load(Ordering::Relaxed),
-        state.click_queue_bytes(),
-        s.requests.load(Ordering::Relaxed),
-        s.records_accepted.load(Ordering::Relaxed),
-        s.records_rejected.load(Ordering::Relaxed),
-        s.bus_failures.load(Ordering::Relaxed),
-        s.pixels_dropped.load(Ordering::Relaxed),
-        s.rate_limited.load(Ordering::Relaxed),
-        s.auth_failures.load(Ordering::Relaxed),
-        s.auth_throttled.load(Ordering::Relaxed),
-        s.negative_key_hits.load(Ordering::Relaxed),
-        s.body_timeouts.load(Ordering::Relaxed),
-        s.connections.open.load(Ordering::Relaxed),
-        s.connections.accepted.load(Ordering::Relaxed),
-        s.connections.refused.load(Ordering::Relaxed),
-        s.connections.header_timeouts.load(Ordering::Relaxed),
-        s.connections.idle_closed.load(Ordering::Relaxed),
-        s.connections.accept_errors.load(Ordering::Relaxed),
-        a.records.load(Ordering::Relaxed),
-        a.flushes.load(Ordering::Relaxed),
-        a.sink_errors.load(Ordering::Relaxed),
-        a.sink_refused_rows.load(Ordering::Relaxed),
-        a.too_late.load(Ordering::Relaxed),
-        a.bad_records.load(Ordering::Relaxed),
-        a.duplicates.load(Ordering::Relaxed),
-        a.transfers_out.load(Ordering::Relaxed),
-        a.partition_failures.load(Ordering::Relaxed),
-        a.lag(),
-        a.state_bytes(),
-        a.snapshots.load(Ordering::Relaxed),
-        a.records_fed_again.load(Ordering::Relaxed),
-        a.attribution_sets.load(Ordering::Relaxed),
-        a.attribution_rows.load(Ordering::Relaxed),
-        sp(|s| s.backlog_records),
-        sp(|s| s.backlog_bytes),
-        sp(|s| s.spilled_total),
-        sp(|s| s.drained_total),
-    ];
-    let mut out = String::new();
-    for ((name, kind, help), v) in METRICS.iter().zip(values) {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
-    }
-    write_stage_seconds(&mut out, &a.stages);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -9,3 +9,4 @@ pub mod generate;
 pub mod loadgen;
 pub mod reports;
 pub mod tail;
+pub mod telemetry;
