@@ -1,5 +1,6 @@
 //! The collector's errors and their HTTP status codes, in one place.
 
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -90,6 +91,31 @@ impl From<BodyError> for ApiError {
         match e {
             BodyError::TooManyRecords { .. } => ApiError::TooLarge(e.to_string()),
             other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Path values that do not parse.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        ApiError::BadRequest(format!("the path: {}", e.body_text()))
+    }
+}
+
+/// Query strings that do not parse.
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::BadRequest(format!("the query string: {}", e.body_text()))
+    }
+}
+
+/// Bodies over the route's limit, or that could not be read.
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("the body is over this route's limit ({})", e.body_text()))
+        } else {
+            ApiError::BadRequest(format!("the body could not be read: {}", e.body_text()))
         }
     }
 }

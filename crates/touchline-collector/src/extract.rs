@@ -13,7 +13,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
@@ -120,6 +121,29 @@ where
             return Err(ApiError::NeedsSecret);
         }
         Ok(SecretKey(info.account_id))
+    }
+}
+
+/// axum's `Path`, refusing with an [`ApiError`] (400 `bad_request`) rather than plain text.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// axum's `Query`, refusing with an [`ApiError`] (400 `bad_request`) rather than plain text.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The whole body, within the route's `DefaultBodyLimit`; over it, 413 `too_large` as an
+/// [`ApiError`] rather than plain text.
+#[derive(Debug)]
+pub struct ApiBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(ApiBody(Bytes::from_request(req, state).await?))
     }
 }
 

@@ -32,7 +32,7 @@ pub use body::decode_content;
 use body::read_body;
 pub use client_ip::{anonymize_ip, client_ip, IpRange};
 pub use error::ApiError;
-pub use extract::{authorization_key, query_key, SecretKey, WriteKey};
+pub use extract::{authorization_key, query_key, ApiBody, ApiPath, ApiQuery, SecretKey, WriteKey};
 pub use keys::{generate_key, hash_key, KeyInfo, KeyKind, KeyStore, MemoryKeys};
 pub use server::{serve_with, ConnStats, ServeOptions};
 

@@ -1,5 +1,6 @@
-//! The `WriteKey` and `SecretKey` extractors on a router of their own: which header names a key,
-//! what each refusal answers, and that refusals count against the client address.
+//! The extractors on routers of their own: which header names a key, what each refusal answers,
+//! that refusals count against the client address, and that bad paths, queries and bodies are
+//! refused as the API's JSON errors.
 
 // Helpers of a test crate may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -16,7 +17,7 @@ use axum::Router;
 use base64::Engine as _;
 use serde_json::Value;
 use touchline_bus::{EmbeddedLog, LogConfig};
-use touchline_collector::{AppState, CollectorConfig, KeyInfo, KeyKind, MemoryKeys, SecretKey, WriteKey};
+use touchline_collector::{ApiBody, ApiPath, ApiQuery, AppState, CollectorConfig, KeyInfo, KeyKind, MemoryKeys, SecretKey, WriteKey};
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
@@ -137,4 +138,34 @@ async fn an_authorization_header_that_names_no_write_key_is_refused() {
         assert_eq!((s, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("bad_key")), "{auth}: {body}");
     }
     assert_eq!(h.state.stats.auth_failures.load(Ordering::Relaxed), 5);
+}
+
+#[tokio::test]
+async fn bad_paths_queries_and_bodies_are_refused_as_api_errors() {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        n: u32,
+    }
+    let router = Router::new()
+        .route("/p/{n}", get(|ApiPath(n): ApiPath<u32>| async move { n.to_string() }))
+        .route("/q", get(|ApiQuery(page): ApiQuery<Page>| async move { page.n.to_string() }))
+        .route("/b", axum::routing::post(|ApiBody(b): ApiBody| async move { b.len().to_string() }))
+        .layer(axum::extract::DefaultBodyLimit::max(16));
+    let answer = |req: Request<Body>| {
+        let router = router.clone();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body: Value = serde_json::from_slice(&axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap()).unwrap_or_default();
+            (status, body["code"].as_str().unwrap_or("(not an error)").to_owned())
+        }
+    };
+    let get_req = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let post_req = |n: usize| Request::builder().method("POST").uri("/b").body(Body::from(vec![b'x'; n])).unwrap();
+    assert_eq!(answer(get_req("/p/7")).await.0, StatusCode::OK);
+    assert_eq!(answer(get_req("/p/seven")).await, (StatusCode::BAD_REQUEST, "bad_request".into()));
+    assert_eq!(answer(get_req("/q?n=7")).await.0, StatusCode::OK);
+    assert_eq!(answer(get_req("/q?n=seven")).await, (StatusCode::BAD_REQUEST, "bad_request".into()));
+    assert_eq!(answer(post_req(16)).await.0, StatusCode::OK);
+    assert_eq!(answer(post_req(17)).await, (StatusCode::PAYLOAD_TOO_LARGE, "too_large".into()));
 }

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use touchline_collector::{ApiError, SecretKey};
+use touchline_collector::{ApiBody, ApiError, ApiPath, SecretKey};
 use touchline_sql::Link;
 use uuid::Uuid;
 
@@ -179,7 +179,7 @@ fn new_code(state: &LinkState, asked: Option<&str>) -> Result<String, ApiError> 
 pub(super) async fn create(
     State(state): State<Arc<LinkState>>,
     SecretKey(account): SecretKey,
-    body: axum::body::Bytes,
+    ApiBody(body): ApiBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let input = parse_input(&body)?;
     let target = input.target_url.clone().ok_or_else(|| ApiError::BadRequest("field `target_url`: required".into()))?;
@@ -228,7 +228,7 @@ pub(super) async fn list(State(state): State<Arc<LinkState>>, SecretKey(account)
 pub(super) async fn show(
     State(state): State<Arc<LinkState>>,
     SecretKey(account): SecretKey,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let link = own_link(&state, account, &code)?;
     let counts = click_counts(&state, account).await;
@@ -238,8 +238,8 @@ pub(super) async fn show(
 pub(super) async fn update(
     State(state): State<Arc<LinkState>>,
     SecretKey(account): SecretKey,
-    Path(code): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(code): ApiPath<String>,
+    ApiBody(body): ApiBody,
 ) -> Result<Json<Value>, ApiError> {
     let mut link = own_link(&state, account, &code)?;
     let input = parse_input(&body)?;
@@ -270,7 +270,7 @@ pub(super) async fn update(
 pub(super) async fn remove(
     State(state): State<Arc<LinkState>>,
     SecretKey(account): SecretKey,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let link = own_link(&state, account, &code)?;
     save(&state, &Link { deleted: true, ..link }).await?;

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use touchline_collector::{ApiError, SecretKey};
+use touchline_collector::{ApiError, ApiPath, SecretKey};
 
 use super::manage::own_link;
 use super::LinkState;
@@ -21,7 +21,7 @@ fn qr(state: &LinkState, account: uuid::Uuid, code: &str) -> Result<qrcode::QrCo
 pub(super) async fn qr_svg(
     State(state): State<Arc<LinkState>>,
     SecretKey(account): SecretKey,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let svg = qr(&state, account, &code)?.render::<qrcode::render::svg::Color<'_>>().min_dimensions(256, 256).build();
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg))
@@ -30,7 +30,7 @@ pub(super) async fn qr_svg(
 pub(super) async fn qr_png(
     State(state): State<Arc<LinkState>>,
     SecretKey(account): SecretKey,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let q = qr(&state, account, &code)?;
     // 8 pixels per module and a 4-module quiet zone, as a greyscale PNG.

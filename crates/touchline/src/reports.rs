@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{FromRef, Query, State};
+use axum::extract::{FromRef, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use touchline_collector::{ApiError, AppState, SecretKey};
+use touchline_collector::{ApiError, ApiQuery, AppState, SecretKey};
 use touchline_sql::ResultReader;
 
 /// What the report handlers share; the collector's state authenticates their secret keys.
@@ -81,7 +81,7 @@ fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
 async fn campaigns(
     State(results): State<Arc<dyn ResultReader>>,
     SecretKey(account): SecretKey,
-    Query(q): Query<Range>,
+    ApiQuery(q): ApiQuery<Range>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(&q)?;
     let rows = results.daily_metrics(account, from, to).await.map_err(store_unavailable)?;
@@ -185,7 +185,7 @@ const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct"
 async fn attribution(
     State(results): State<Arc<dyn ResultReader>>,
     SecretKey(account): SecretKey,
-    Query(q): Query<Range>,
+    ApiQuery(q): ApiQuery<Range>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(&q)?;
     let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
