@@ -8,7 +8,7 @@
 //!
 //! Every failed authentication goes through the collector's checks: it counts against the client
 //! address, and an address over its failure limit is answered 429 without a lookup (see
-//! [`crate::auth`]).
+//! [`AppState::authenticate`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

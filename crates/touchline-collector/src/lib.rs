@@ -1,6 +1,9 @@
 //! The collector: a stateless axum service that authenticates the tenant, decodes (JSON, gzip,
 //! Segment, pixel query strings, beacon text/plain), validates, stamps server time and appends to
 //! the bus. It answers 2xx only after the bus has durably accepted the records.
+//!
+//! Its error type ([`ApiError`]) and key extractors ([`WriteKey`], [`SecretKey`]) serve every
+//! JSON route of the binary too (reports, short links), so all of them answer alike.
 
 mod auth;
 mod body;
