@@ -1,8 +1,6 @@
 //! Decode + validate + envelope per record, against a baseline that only parses the same bytes
 //! into `serde_json::Value` (the least any JSON collector must do); and the aggregator's read of
-//! each envelope back from the bus, against the same baseline. The envelope is measured twice:
-//! spliced from the items' bytes as the collector writes it (`decode_validate_spliced_envelope`),
-//! and serialised from every record (`decode_validate_envelope`).
+//! each envelope back from the bus, against the same baseline.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use touchline_benches::mixed_batch;
@@ -27,21 +25,6 @@ fn ingest(c: &mut Criterion) {
             let parsed = parse_body(std::hint::black_box(&body), &opts).map_err(|e| e.to_string());
             parsed.map(|p| decode_items(&p, &ctx, Expect::Any, &opts).records.len()).unwrap_or(0)
         })
-    });
-    g.bench_function("decode_validate_spliced_envelope", |b| {
-        b.iter_batched(
-            || (),
-            |()| {
-                let parsed = parse_body(std::hint::black_box(&body), &opts).map_err(|e| e.to_string());
-                parsed
-                    .map(|p| {
-                        let mut d = decode_items(&p, &ctx, Expect::Any, &opts);
-                        (0..d.records.len()).map(|i| d.take_bus_value(i).len() + d.records[i].partition_key().len()).sum::<usize>()
-                    })
-                    .unwrap_or(0)
-            },
-            BatchSize::SmallInput,
-        )
     });
     g.bench_function("decode_validate_envelope", |b| {
         b.iter_batched(

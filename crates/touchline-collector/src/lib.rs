@@ -28,7 +28,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use touchline_bus::{Bus, OutRecord};
-use touchline_model::{DecodeOptions, Decoded, EntityKind, Expect, Record, RequestCtx, SegmentType};
+use touchline_model::{DecodeOptions, EntityKind, Expect, Record, RequestCtx, SegmentType};
 use tower_http::cors::{Any, CorsLayer};
 
 pub use body::decode_content;
@@ -340,31 +340,20 @@ fn request_ctx(headers: &HeaderMap, ip: IpAddr, info: KeyInfo) -> RequestCtx {
     }
 }
 
-/// Applies the account's `anonymize_ip` to the address a record carries from the body, before
-/// it reaches the bus (the request's own address is anonymized in [`request_ctx`]). True when
-/// the record changed.
-fn anonymize_record(info: KeyInfo, r: &mut Record) -> bool {
+/// Applies the account's `anonymize_ip` to the addresses records carry from the body, before
+/// they reach the bus (the request's own address is anonymized in [`request_ctx`]).
+fn anonymize_records(info: KeyInfo, records: &mut [Record]) {
     if !info.anonymize_ip {
-        return false;
+        return;
     }
-    let slot = match &mut r.body {
-        touchline_model::Body::Event(e) => &mut e.context.ip,
-        touchline_model::Body::Session(s) => &mut s.ip,
-        touchline_model::Body::LinkClick(c) => &mut c.ip,
-        _ => return false,
-    };
-    let anonymized = slot.as_deref().and_then(client_ip::anonymize_ip_text);
-    let changed = anonymized != *slot;
-    *slot = anonymized;
-    changed
-}
-
-/// [`anonymize_record`] on every decoded record; a changed one loses its spliced bus value.
-fn anonymize_decoded(info: KeyInfo, decoded: &mut Decoded) {
-    for i in 0..decoded.records.len() {
-        if anonymize_record(info, &mut decoded.records[i]) {
-            decoded.changed(i);
-        }
+    for r in records {
+        let slot = match &mut r.body {
+            touchline_model::Body::Event(e) => &mut e.context.ip,
+            touchline_model::Body::Session(s) => &mut s.ip,
+            touchline_model::Body::LinkClick(c) => &mut c.ip,
+            _ => continue,
+        };
+        *slot = slot.as_deref().and_then(client_ip::anonymize_ip_text);
     }
 }
 
@@ -399,32 +388,19 @@ pub fn to_out(records: &[Record]) -> Vec<OutRecord> {
         .collect()
 }
 
-/// The bus records of a request's decoded records, each value spliced from the item's own
-/// bytes where the decoder could (see `touchline_model::Decoded::spliced`).
-pub fn decoded_to_out(decoded: &mut Decoded) -> Vec<OutRecord> {
-    (0..decoded.records.len())
-        .map(|i| {
-            let value = decoded.take_bus_value(i);
-            let r = &decoded.records[i];
-            OutRecord { topic: r.topic().to_owned(), key: r.partition_key(), value, timestamp_ms: r.meta.received_at.timestamp_millis() }
-        })
-        .collect()
-}
-
-/// Appends bus records; answers only after the bus has them durably.
-async fn append(state: &AppState, out: Vec<OutRecord>) -> Result<(), ApiError> {
-    let n = out.len();
-    if n == 0 {
+/// Appends decoded records; answers only after the bus has them durably.
+async fn append(state: &AppState, records: &[Record]) -> Result<(), ApiError> {
+    if records.is_empty() {
         return Ok(());
     }
-    match state.bus.append(out).await {
+    match state.bus.append(to_out(records)).await {
         Ok(_) => {
-            state.stats.records_accepted.fetch_add(n as u64, Ordering::Relaxed);
+            state.stats.records_accepted.fetch_add(records.len() as u64, Ordering::Relaxed);
             Ok(())
         }
         Err(e) => {
             state.stats.bus_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, records = n, "bus append failed");
+            tracing::error!(error = %e, records = records.len(), "bus append failed");
             Err(ApiError::Unavailable(e.to_string()))
         }
     }
@@ -467,14 +443,14 @@ async fn handle_json(
     };
     let ctx = request_ctx(&headers, ip, info);
     let mut decoded = touchline_model::decode_items(&parsed, &ctx, expect, &state.decode);
-    anonymize_decoded(info, &mut decoded);
+    anonymize_records(info, &mut decoded.records);
     state.stats.records_rejected.fetch_add(decoded.rejected.len() as u64, Ordering::Relaxed);
     if decoded.accepted_items == 0 && !decoded.rejected.is_empty() {
         let too_large = decoded.rejected.iter().all(|r| r.code == "too_large");
         return Err(ApiError::AllRejected { rejected: decoded.rejected, too_large });
     }
     check_rate(state, info.account_id, decoded.records.len())?;
-    append(state, decoded_to_out(&mut decoded)).await?;
+    append(state, &decoded.records).await?;
     Ok(json!({
         "success": true,
         "accepted": decoded.accepted_items,
@@ -558,10 +534,8 @@ async fn pixel_inner(state: &AppState, peer: SocketAddr, query: &str, headers: &
     let (_, result) = touchline_model::decode_pixel(query, referer, &ctx, &state.decode);
     match result {
         Ok(mut records) => {
-            for r in &mut records {
-                anonymize_record(info, r);
-            }
-            match append(state, to_out(&records)).await {
+            anonymize_records(info, &mut records);
+            match append(state, &records).await {
                 Ok(()) => "stored",
                 Err(_) => "unavailable",
             }

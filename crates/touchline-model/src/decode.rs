@@ -20,7 +20,6 @@ use crate::error::{BodyError, RecordError};
 use crate::fields::{ItemFields, RawFields};
 use crate::ids::{json_type, parse_timestamp, Currency, Id, Kind};
 use crate::limits::*;
-use crate::splice;
 
 /// Limits and mappings applied while decoding. Defaults are the brief's.
 #[derive(Clone, Debug)]
@@ -207,45 +206,10 @@ fn peek_key(top: &BTreeMap<Cow<'_, str>, &RawValue>) -> Option<String> {
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub records: Vec<Record>,
-    /// For each record, its bus value when it was written from the item's own bytes (see
-    /// `splice.rs`); `None` where it is serialised from the record.
-    pub spliced: Vec<Option<Vec<u8>>>,
     pub rejected: Vec<RecordError>,
     /// Items accepted (one item may give more than one record, e.g. a Segment
     /// `Order Completed` gives an event and a conversion).
     pub accepted_items: usize,
-}
-
-impl Decoded {
-    /// The bus value of record `i`: the spliced one (taken, so call this once per record) or
-    /// the record serialised.
-    pub fn take_bus_value(&mut self, i: usize) -> Vec<u8> {
-        match self.spliced.get_mut(i).and_then(Option::take) {
-            Some(value) => value,
-            None => self.records.get(i).map(Record::to_json).unwrap_or_default(),
-        }
-    }
-
-    /// Record `i` was changed after decoding: its bus value is serialised from it.
-    pub fn changed(&mut self, i: usize) {
-        if let Some(s) = self.spliced.get_mut(i) {
-            *s = None;
-        }
-    }
-}
-
-/// What one item decodes to: its records, the bus value of the first when it was written from
-/// the item's own bytes, and the bytes the item costs (its JSON plus what the request added).
-struct Item {
-    records: Vec<Record>,
-    spliced: Option<Vec<u8>>,
-    cost: usize,
-}
-
-impl Item {
-    fn serialised(records: Vec<Record>, cost: usize) -> Item {
-        Item { records, spliced: None, cost }
-    }
 }
 
 /// Decodes every item; invalid ones are listed in `rejected` with their index.
@@ -253,8 +217,7 @@ impl Item {
 /// Items past [`DecodeOptions::max_request_bytes`] are rejected as `too_large` without being
 /// decoded, so the records of one request stay a bounded multiple of its body.
 pub fn decode_items(parsed: &ParsedBody<'_>, ctx: &RequestCtx, expect: Expect, opts: &DecodeOptions) -> Decoded {
-    let mut out =
-        Decoded { records: Vec::with_capacity(parsed.items.len()), spliced: Vec::with_capacity(parsed.items.len()), ..Decoded::default() };
+    let mut out = Decoded { records: Vec::with_capacity(parsed.items.len()), ..Decoded::default() };
     let from_request = FromRequest::new(ctx);
     let mut used = 0usize;
     let mut budget_hit_at = None;
@@ -271,8 +234,8 @@ pub fn decode_items(parsed: &ParsedBody<'_>, ctx: &RequestCtx, expect: Expect, o
             continue;
         }
         match decode_sized(i, raw, ctx, from_request, expect, parsed.sent_at, opts) {
-            Ok(item) => {
-                let total = used.saturating_add(item.cost);
+            Ok((mut recs, cost)) => {
+                let total = used.saturating_add(cost);
                 if total > opts.max_request_bytes {
                     budget_hit_at = Some(i);
                     out.rejected.push(RecordError::too_large_because(
@@ -287,10 +250,7 @@ pub fn decode_items(parsed: &ParsedBody<'_>, ctx: &RequestCtx, expect: Expect, o
                 }
                 used = total;
                 out.accepted_items += 1;
-                let n = item.records.len();
-                out.spliced.push(item.spliced);
-                out.spliced.extend(std::iter::repeat_n(None, n.saturating_sub(1)));
-                out.records.extend(item.records);
+                out.records.append(&mut recs);
             }
             Err(e) => out.rejected.push(e),
         }
@@ -307,7 +267,7 @@ pub fn decode_item(
     batch_sent_at: Option<DateTime<Utc>>,
     opts: &DecodeOptions,
 ) -> Result<Vec<Record>, RecordError> {
-    decode_sized(index, raw, ctx, FromRequest::new(ctx), expect, batch_sent_at, opts).map(|item| item.records)
+    decode_sized(index, raw, ctx, FromRequest::new(ctx), expect, batch_sent_at, opts).map(|(r, _)| r)
 }
 
 /// [`decode_item`], also returning the bytes the item costs: its JSON plus the values copied
@@ -320,7 +280,7 @@ fn decode_sized(
     expect: Expect,
     batch_sent_at: Option<DateTime<Utc>>,
     opts: &DecodeOptions,
-) -> Result<Item, RecordError> {
+) -> Result<(Vec<Record>, usize), RecordError> {
     let len = raw.get().len();
     if len > opts.max_record_bytes {
         return Err(RecordError::too_large(index, len, opts.max_record_bytes));
@@ -383,7 +343,7 @@ pub fn decode_map(
     opts: &DecodeOptions,
 ) -> Result<Vec<Record>, RecordError> {
     let d = ItemDecoder { index, ctx, opts, batch_sent_at, raw_len: 0, from_request: FromRequest::new(ctx) };
-    d.dispatch(map, expect).map(|item| item.records)
+    d.dispatch(map, expect).map(|(r, _)| r)
 }
 
 /// A value taken from the request rather than the body, cut to its limit once per request.
@@ -479,7 +439,7 @@ impl ItemDecoder<'_> {
         RecordError::invalid(self.index, Some(field), msg)
     }
 
-    fn dispatch(&self, map: Map<String, Value>, expect: Expect) -> Result<Item, RecordError> {
+    fn dispatch(&self, map: Map<String, Value>, expect: Expect) -> Result<(Vec<Record>, usize), RecordError> {
         let index = self.index;
         let ty = match map.get("type") {
             None | Some(Value::Null) => None,
@@ -566,7 +526,7 @@ impl ItemDecoder<'_> {
         Ok(found.map(|(_, id)| id))
     }
 
-    fn deserialize<T: DeserializeOwned>(&self, fields: &mut impl ItemFields) -> Result<T, RecordError> {
+    fn deserialize<T: DeserializeOwned>(&self, fields: impl ItemFields) -> Result<T, RecordError> {
         fields.decode().map_err(|e| RecordError::invalid(self.index, e.path.as_deref(), e.message))
     }
 
@@ -612,7 +572,7 @@ impl ItemDecoder<'_> {
         })
     }
 
-    fn native(&self, kind: EntityKind, mut map: impl ItemFields, mut copied: Copied) -> Result<Item, RecordError> {
+    fn native(&self, kind: EntityKind, mut map: impl ItemFields, mut copied: Copied) -> Result<(Vec<Record>, usize), RecordError> {
         // Never trusted from the body: the tenant comes from the key.
         for field in ["type", "account_id", "write_key", "writeKey"] {
             map.discard(field);
@@ -626,40 +586,33 @@ impl ItemDecoder<'_> {
             anonymous_id: self.take_id(&mut map, "anonymous_id")?,
             customer_id: self.take_id(&mut map, "customer_id")?,
         };
-        // A context the decoder filled is serialised in a spliced bus value, not copied.
-        let mut context_changed = false;
         let body = match kind {
             EntityKind::Event => {
-                let mut e: Event = self.deserialize(&mut map)?;
-                let present = e.context.present_fields();
+                let mut e: Event = self.deserialize(map)?;
                 self.fill_context(&mut e.context, &mut copied);
-                context_changed = e.context.present_fields() != present;
                 Body::Event(e)
             }
-            EntityKind::Session => Body::Session(self.deserialize(&mut map)?),
-            EntityKind::Touchpoint => Body::Touchpoint(self.deserialize(&mut map)?),
-            EntityKind::LinkClick => Body::LinkClick(self.deserialize(&mut map)?),
+            EntityKind::Session => Body::Session(self.deserialize(map)?),
+            EntityKind::Touchpoint => Body::Touchpoint(self.deserialize(map)?),
+            EntityKind::LinkClick => Body::LinkClick(self.deserialize(map)?),
             EntityKind::Conversion => {
-                let mut c: Conversion = self.deserialize(&mut map)?;
+                let mut c: Conversion = self.deserialize(map)?;
                 c.value = c.value.map(round_money);
                 Body::Conversion(c)
             }
             EntityKind::Spend => {
-                let mut s: Spend = self.deserialize(&mut map)?;
+                let mut s: Spend = self.deserialize(map)?;
                 s.cost = round_money(s.cost);
                 Body::Spend(s)
             }
-            EntityKind::Identify => Body::Identify(self.deserialize(&mut map)?),
-            EntityKind::Alias => Body::Alias(self.deserialize(&mut map)?),
+            EntityKind::Identify => Body::Identify(self.deserialize(map)?),
+            EntityKind::Alias => Body::Alias(self.deserialize(map)?),
         };
         let meta = self.finish_meta(raw, self.batch_sent_at)?;
         let mut record = Record { v: ENVELOPE_VERSION, meta, body };
         let cost = self.finish_copied(&mut record.body, &copied)?;
         self.check(&record)?;
-        // A flag of truncated request values lands in the free JSON: serialise it all then.
-        let flagged = copied.iter().any(|v| v.truncated);
-        let spliced = map.raw().filter(|_| !flagged).map(|fields| splice::bus_value(&mut record, fields, context_changed));
-        Ok(Item { records: vec![record], spliced, cost })
+        Ok((vec![record], cost))
     }
 
     /// The rules every accepted record keeps, so that it passes [`crate::check_stored`].
@@ -717,7 +670,7 @@ impl ItemDecoder<'_> {
         Ok(total)
     }
 
-    fn segment(&self, st: SegmentType, mut map: Map<String, Value>) -> Result<Item, RecordError> {
+    fn segment(&self, st: SegmentType, mut map: Map<String, Value>) -> Result<(Vec<Record>, usize), RecordError> {
         let (timestamp, timestamp_field) = match self.take_ts(&mut map, "timestamp")? {
             Some(t) => (Some(t), "timestamp"),
             None => (self.take_ts(&mut map, "originalTimestamp")?, "originalTimestamp"),
@@ -814,7 +767,7 @@ impl ItemDecoder<'_> {
         let cost = self.finish_copied(&mut record.body, &copied)?;
         self.check(&record)?;
         out.insert(0, record);
-        Ok(Item::serialised(out, cost))
+        Ok((out, cost))
     }
 
     /// Maps Segment's `context` onto ours: page, campaign (UTM), ip, userAgent, locale; the rest
@@ -1107,5 +1060,5 @@ pub fn decode_pixel(
         }
     }
     let d = ItemDecoder { index: 0, ctx, opts, batch_sent_at: None, raw_len: query.len(), from_request: FromRequest::new(ctx) };
-    (key, d.native(kind, map, copied).map(|item| item.records))
+    (key, d.native(kind, map, copied).map(|(records, _)| records))
 }

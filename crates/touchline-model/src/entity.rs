@@ -230,27 +230,6 @@ impl Context {
         })
     }
 
-    /// How many of the named fields hold a value (filling one changes the count).
-    pub fn present_fields(&self) -> usize {
-        [
-            &self.page_url,
-            &self.page_path,
-            &self.page_title,
-            &self.referrer,
-            &self.user_agent,
-            &self.ip,
-            &self.locale,
-            &self.utm_source,
-            &self.utm_medium,
-            &self.utm_campaign,
-            &self.utm_term,
-            &self.utm_content,
-        ]
-        .iter()
-        .filter(|f| f.is_some())
-        .count()
-    }
-
     pub fn has_utm(&self) -> bool {
         self.utm_source.is_some() || self.utm_medium.is_some() || self.utm_campaign.is_some()
     }

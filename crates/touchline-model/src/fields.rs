@@ -29,11 +29,8 @@ pub trait ItemFields: Sized {
     fn discard(&mut self, field: &str);
     /// True when `field` is present.
     fn has(&self, field: &str) -> bool;
-    /// The remaining fields decoded as `T`. A map gives them up; raw fields stay, so that the
-    /// record's bus value can be written from them (see `splice.rs`).
-    fn decode<T: DeserializeOwned>(&mut self) -> Result<T, FieldError>;
-    /// The item's own bytes, when the fields are borrowed from them.
-    fn raw(&self) -> Option<&RawFields<'_>>;
+    /// The remaining fields decoded as `T`.
+    fn decode<T: DeserializeOwned>(self) -> Result<T, FieldError>;
 }
 
 fn field_error<E: fmt::Display>(path: String, message: E) -> FieldError {
@@ -54,12 +51,8 @@ impl ItemFields for Map<String, Value> {
         self.contains_key(field)
     }
 
-    fn decode<T: DeserializeOwned>(&mut self) -> Result<T, FieldError> {
-        serde_path_to_error::deserialize(Value::Object(std::mem::take(self))).map_err(|e| field_error(e.path().to_string(), e.inner()))
-    }
-
-    fn raw(&self) -> Option<&RawFields<'_>> {
-        None
+    fn decode<T: DeserializeOwned>(self) -> Result<T, FieldError> {
+        serde_path_to_error::deserialize(Value::Object(self)).map_err(|e| field_error(e.path().to_string(), e.inner()))
     }
 }
 
@@ -95,11 +88,6 @@ impl<'a> RawFields<'a> {
     pub fn str_of(&self, field: &str) -> Option<Cow<'a, str>> {
         let raw: &'a RawValue = self.fields[self.position(field).ok()?].1;
         serde_json::from_str::<crate::envelope::CowStr<'a>>(raw.get()).ok().map(|s| s.0)
-    }
-
-    /// The raw JSON of `field`.
-    pub fn get(&self, field: &str) -> Option<&'a RawValue> {
-        self.position(field).ok().map(|i| self.fields[i].1)
     }
 
     /// Every field parsed into a map (the path of Segment messages).
@@ -140,13 +128,9 @@ impl ItemFields for RawFields<'_> {
         self.position(field).is_ok()
     }
 
-    fn decode<T: DeserializeOwned>(&mut self) -> Result<T, FieldError> {
-        let de = MapDeserializer::<_, serde_json::Error>::new(self.fields.iter().map(|(k, v)| (k.clone(), *v)));
+    fn decode<T: DeserializeOwned>(self) -> Result<T, FieldError> {
+        let de = MapDeserializer::<_, serde_json::Error>::new(self.fields.into_iter());
         serde_path_to_error::deserialize(de).map_err(|e| field_error(e.path().to_string(), without_position(e.inner())))
-    }
-
-    fn raw(&self) -> Option<&RawFields<'_>> {
-        Some(self)
     }
 }
 
@@ -204,9 +188,6 @@ mod tests {
             (r#"{}"#, None, "missing field `name`"),
         ] {
             let from_raw = RawFields::parse(json).unwrap().decode::<Entity>().unwrap_err();
-            let mut raw = RawFields::parse(json).unwrap();
-            let _ = raw.decode::<Entity>();
-            assert_eq!(raw.get("name").is_some(), json.contains("\"name\""), "raw fields stay for the bus value");
             let from_map = serde_json::from_str::<Map<String, Value>>(json).unwrap().decode::<Entity>().unwrap_err();
             assert_eq!((from_raw.path.as_deref(), from_raw.message.as_str()), (path, message), "{json}");
             assert_eq!((from_map.path.as_deref(), from_map.message.as_str()), (path, message), "{json}");

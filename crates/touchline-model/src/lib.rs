@@ -14,7 +14,6 @@ pub mod limits;
 pub mod partition;
 pub mod results;
 pub mod rfc3339;
-mod splice;
 
 pub use check::{check_stored, round_money, time_in_window};
 pub use decode::{

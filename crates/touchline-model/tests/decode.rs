@@ -268,36 +268,3 @@ fn wire_envelope_round_trips_and_is_versioned() {
     v2["v"] = json!(2);
     assert!(Record::from_json(&serde_json::to_vec(&v2).unwrap()).unwrap_err().contains("version 2"));
 }
-
-/// A native item's bus value is spliced from its own bytes: the fields the server leaves alone
-/// go to the bus as the client wrote them (spacing and order included), the fields it fills or
-/// rounds are written from the record, and the value reads back as the record.
-#[test]
-fn native_bus_values_keep_the_clients_bytes_and_the_servers_changes() {
-    let body = br#"{"batch": [
-        {"type": "touchpoint", "kind": "click", "anonymous_id": "a1", "detail": {"z": 1,   "a": [true, null]}},
-        {"type": "event", "event_name": "view", "anonymous_id": "a1", "context": {"page_url": "https://s.example/?utm_source=zalo"}},
-        {"type": "conversion", "kind": "purchase", "customer_id": "c1", "value": "10.1234565", "currency": "VND"},
-        {"type": "track", "event": "Viewed", "userId": "u1"}
-    ]}"#;
-    let opts = DecodeOptions::default();
-    let parsed = parse_body(body, &opts).unwrap();
-    let mut d = decode_items(&parsed, &ctx(), Expect::Any, &opts);
-    assert_eq!(d.records.len(), 4, "{:?}", d.rejected);
-    assert_eq!(d.spliced.iter().map(Option::is_some).collect::<Vec<_>>(), [true, true, true, false], "Segment messages are serialised");
-    let values: Vec<Vec<u8>> = (0..4).map(|i| d.take_bus_value(i)).collect();
-    for (value, record) in values.iter().zip(&d.records) {
-        assert_eq!(&Record::from_json(value).unwrap(), record, "{}", String::from_utf8_lossy(value));
-    }
-    let text = |i: usize| String::from_utf8(values[i].clone()).unwrap();
-    assert!(text(0).contains(r#""detail":{"z": 1,   "a": [true, null]}"#), "the client's bytes: {}", text(0));
-    let event: serde_json::Value = serde_json::from_slice(&values[1]).unwrap();
-    assert_eq!(event["context"]["ip"], "203.0.113.9", "filled from the request");
-    assert_eq!(event["context"]["user_agent"], "curl/8");
-    assert_eq!(event["context"]["utm_source"], "zalo", "filled from the page URL");
-    let conversion: serde_json::Value = serde_json::from_slice(&values[2]).unwrap();
-    // Six decimal places, half to even (limits::MONEY_LIMIT): 10.1234565 → 10.123456.
-    assert_eq!(conversion["value"], "10.123456");
-    assert_eq!(conversion["v"], 1);
-    assert_eq!(conversion["account_id"], "00000000-0000-0000-0000-000000000007", "from the key, never the body");
-}

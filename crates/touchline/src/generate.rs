@@ -161,20 +161,13 @@ impl Chunker<'_> {
         }
         let body = serde_json::to_vec(&Value::Array(std::mem::take(&mut self.json)))?;
         let parsed = touchline_model::parse_body(&body, &self.decode).map_err(|e| anyhow::anyhow!("a generated batch was refused: {e}"))?;
-        let mut decoded = touchline_model::decode_items(&parsed, ctx, Expect::Any, &self.decode);
+        let decoded = touchline_model::decode_items(&parsed, ctx, Expect::Any, &self.decode);
         anyhow::ensure!(decoded.rejected.is_empty(), "generated records were refused: {:?}", decoded.rejected);
-        // The bus values the collector would append for this body, spliced where it splices.
-        let out = touchline_collector::decoded_to_out(&mut decoded);
-        self.out.extend(out);
-        self.flush_if_full()
+        self.records(&decoded.records)
     }
 
     fn records(&mut self, records: &[Record]) -> anyhow::Result<()> {
         self.out.extend(touchline_collector::to_out(records));
-        self.flush_if_full()
-    }
-
-    fn flush_if_full(&mut self) -> anyhow::Result<()> {
         if self.out.len() >= APPEND_RECORDS {
             self.flush_out()?;
         }
