@@ -322,9 +322,8 @@ fn native_kind(fields: &RawFields<'_>, expect: Expect) -> Option<EntityKind> {
         Expect::Segment(_) => None,
         Expect::Any => {
             let t = ty?;
-            let segment_style = SEGMENT_KEYS.iter().any(|k| fields.has(k));
             match (EntityKind::parse(&t), SegmentType::parse(&t)) {
-                (_, Some(SegmentType::Identify | SegmentType::Alias)) if segment_style => None,
+                (_, Some(SegmentType::Identify | SegmentType::Alias)) if SEGMENT_KEYS.iter().any(|k| fields.has(k)) => None,
                 (kind, _) => kind,
             }
         }
