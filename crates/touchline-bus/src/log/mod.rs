@@ -56,7 +56,8 @@ pub struct LogConfig {
     /// size by orders of magnitude, so a count alone would not bound memory.
     pub queue_bytes: usize,
     /// The commit journal is retired (every segment it covers fsynced, the file replaced) once
-    /// it holds this many bytes: what a crash may make the next open write again.
+    /// it holds this many bytes. Retiring stalls commits while the segments' dirty pages are
+    /// written, so a smaller journal means shorter, more frequent stalls.
     pub journal_bytes: u64,
 }
 
@@ -72,7 +73,7 @@ impl Default for LogConfig {
             max_record_bytes: 8 * 1024 * 1024,
             queue_depth: 4096,
             queue_bytes: 64 * 1024 * 1024,
-            journal_bytes: 64 * 1024 * 1024,
+            journal_bytes: 8 * 1024 * 1024,
         }
     }
 }
