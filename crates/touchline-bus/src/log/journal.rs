@@ -16,7 +16,8 @@
 //! grew past `LogConfig::journal_bytes` is retired once every segment it covers is fsynced.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::frame;
@@ -147,7 +148,9 @@ impl Journal {
             }
         }
         let path = journal_path(&self.dir, self.seq);
-        if let Err(e) = self.file.write_all(&buf).and_then(|()| self.file.sync_data()) {
+        // Written at the journal's known end, not at the file cursor: after a failed write is cut
+        // back, the next commit must follow the last good one with no gap.
+        if let Err(e) = self.file.write_all_at(&buf, self.len).and_then(|()| self.file.sync_data()) {
             self.file.set_len(self.len).map_err(|undo| {
                 BusError::Unavailable(format!("journal {} write failed ({e}) and could not be cut back: {undo}", path.display()))
             })?;
@@ -197,6 +200,26 @@ mod tests {
         let boundaries = [10, 10 + 2 * ENTRY_BYTES, 3 * ENTRY_BYTES];
         let lens: Vec<usize> = pieces(&frames, &boundaries).map(<[u8]>::len).collect();
         assert_eq!(lens, vec![10, 2 * ENTRY_BYTES, ENTRY_BYTES - 10]);
+    }
+
+    /// A failed write is cut back with `set_len`; the next commit must land right after the
+    /// last good one, whatever the failed write did to the file cursor.
+    #[test]
+    fn a_commit_after_a_cut_back_write_follows_the_last_good_one() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::create(dir.path(), 0).unwrap();
+        let mut a = Vec::new();
+        frame::encode(&mut a, 1, 1, b"k", b"a");
+        let ends = [a.len()];
+        j.commit([("t", 0, &a[..], &ends[..])].into_iter()).unwrap();
+        // What a write that failed half way leaves behind (the cursor past it), then the cut back.
+        j.file.seek(SeekFrom::End(0)).unwrap();
+        j.file.write_all(b"half a frame").unwrap();
+        j.file.set_len(j.len).unwrap();
+        j.commit([("t", 1, &a[..], &ends[..])].into_iter()).unwrap();
+        let got: Vec<u32> = read_all(dir.path()).unwrap().iter().map(|e| e.partition).collect();
+        assert_eq!(got, vec![0, 1]);
     }
 
     #[test]
