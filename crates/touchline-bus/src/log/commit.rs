@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
+use super::frame;
 use super::journal::{self, Journal};
 use super::{Partition, Pending};
 use crate::BusError;
@@ -131,6 +132,10 @@ fn write_partition(
     }
     part.roll_if_full(&mut st)?;
     let mut pending = part.pending(&st);
+    // Sized once, like the journal's buffer: growing it frame by frame copied it over and over.
+    let records = members.iter().map(|&(r, c)| &reqs[r].chunks[c].records);
+    pending.buf.reserve(records.clone().flat_map(|rs| rs.iter()).map(|(k, v, _)| frame::frame_len(k.as_bytes(), v)).sum());
+    pending.ends.reserve(records.map(Vec::len).sum());
     for &(r, c) in members {
         for (key, value, ts) in &reqs[r].chunks[c].records {
             let offset = pending.push(&part.topic, part.id, key.as_bytes(), value, *ts)?;

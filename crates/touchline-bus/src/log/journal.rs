@@ -140,9 +140,13 @@ impl Journal {
     /// what it held before, so a later commit does not follow a torn entry.
     pub fn commit<'a>(&mut self, parts: impl Iterator<Item = (&'a str, u32, &'a [u8], &'a [usize])>) -> Result<(), BusError> {
         let commit = self.next_commit;
-        let mut buf = Vec::new();
-        for (topic, partition, frames, boundaries) in parts {
-            let key = format!("{topic}/{partition}");
+        let parts: Vec<(String, &[u8], &[usize])> = parts.map(|(t, p, frames, ends)| (format!("{t}/{p}"), frames, ends)).collect();
+        // Sized once: a commit carries up to 8 MiB, and growing the buffer frame by frame
+        // copied it several times over.
+        let headers: usize =
+            parts.iter().map(|(key, frames, _)| (frames.len() / ENTRY_BYTES + 1) * frame::frame_len(key.as_bytes(), &[])).sum();
+        let mut buf = Vec::with_capacity(parts.iter().map(|(_, frames, _)| frames.len()).sum::<usize>() + headers);
+        for (key, frames, boundaries) in &parts {
             for piece in pieces(frames, boundaries) {
                 frame::encode(&mut buf, commit, 0, key.as_bytes(), piece);
             }
