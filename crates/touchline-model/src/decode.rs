@@ -287,13 +287,7 @@ fn decode_sized(
     }
     let Ok(fields) = RawFields::parse(raw.get()) else { return Err(not_an_object(index, raw)) };
     let d = ItemDecoder { index, ctx, opts, batch_sent_at, raw_len: len, from_request };
-    match native_kind(&fields, expect) {
-        Some(kind) => d.native(kind, fields, Copied::default()),
-        None => {
-            let map = fields.into_map().map_err(|e| RecordError::invalid(index, None, format!("malformed JSON: {e}")))?;
-            d.dispatch(map, expect)
-        }
-    }
+    d.dispatch(fields, expect)
 }
 
 /// Why an item that is not a JSON object was refused.
@@ -308,23 +302,33 @@ fn not_an_object(index: usize, raw: &RawValue) -> RecordError {
 /// Fields whose presence marks a Segment-style `identify` or `alias` in a mixed batch.
 const SEGMENT_KEYS: [&str; 6] = ["userId", "anonymousId", "previousId", "messageId", "originalTimestamp", "sentAt"];
 
-/// The entity of a native record, decided as [`ItemDecoder::dispatch`] decides it, from the
-/// raw fields; `None` for anything else (Segment messages, a bad `type`), which `dispatch`
-/// handles from a parsed map.
-fn native_kind(fields: &RawFields<'_>, expect: Expect) -> Option<EntityKind> {
-    let ty = if fields.has("type") { Some(fields.str_of("type")?) } else { None };
+/// Where an item goes: a native entity or a Segment message.
+enum Route {
+    Native(EntityKind),
+    Segment(SegmentType),
+}
+
+/// Where an item of `type` `ty` goes at an endpoint expecting `expect`; `segment_style` says
+/// whether it carries Segment's own field names (asked only for `identify` and `alias`, which
+/// both specs have).
+fn route(index: usize, ty: Option<&str>, expect: Expect, segment_style: impl Fn() -> bool) -> Result<Route, RecordError> {
+    let wrong_type = |msg: String| Err(RecordError::invalid(index, Some("type"), msg));
     match expect {
         Expect::Entity(kind) => match ty {
-            None => Some(kind),
-            Some(t) if t == kind.as_str() => Some(kind),
-            Some(_) => None,
+            Some(t) if t != kind.as_str() => wrong_type(format!("this endpoint takes `{}` records, not `{t}`", kind.as_str())),
+            _ => Ok(Route::Native(kind)),
         },
-        Expect::Segment(_) => None,
+        Expect::Segment(st) => match ty {
+            Some(t) if t != st.as_str() => wrong_type(format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str())),
+            _ => Ok(Route::Segment(st)),
+        },
         Expect::Any => {
-            let t = ty?;
-            match (EntityKind::parse(&t), SegmentType::parse(&t)) {
-                (_, Some(SegmentType::Identify | SegmentType::Alias)) if SEGMENT_KEYS.iter().any(|k| fields.has(k)) => None,
-                (kind, _) => kind,
+            let Some(t) = ty else { return wrong_type(format!("required; one of {TYPE_LIST}")) };
+            match (EntityKind::parse(t), SegmentType::parse(t)) {
+                (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style() => Ok(Route::Segment(st)),
+                (Some(kind), _) => Ok(Route::Native(kind)),
+                (None, Some(st)) => Ok(Route::Segment(st)),
+                (None, None) => wrong_type(format!("unknown type `{t}`; expected one of {TYPE_LIST}")),
             }
         }
     }
@@ -438,43 +442,20 @@ impl ItemDecoder<'_> {
         RecordError::invalid(self.index, Some(field), msg)
     }
 
-    fn dispatch(&self, map: Map<String, Value>, expect: Expect) -> Result<(Vec<Record>, usize), RecordError> {
+    fn dispatch(&self, fields: impl ItemFields, expect: Expect) -> Result<(Vec<Record>, usize), RecordError> {
         let index = self.index;
-        let ty = match map.get("type") {
+        let ty = match fields.peek("type") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(other) => return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(other)))),
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                return Err(RecordError::invalid(index, Some("type"), format!("expected a string, found {}", json_type(&other))))
+            }
         };
-        match expect {
-            Expect::Entity(kind) => match ty {
-                None => self.native(kind, map, Copied::default()),
-                Some(t) if t == kind.as_str() => self.native(kind, map, Copied::default()),
-                Some(t) => {
-                    Err(RecordError::invalid(index, Some("type"), format!("this endpoint takes `{}` records, not `{t}`", kind.as_str())))
-                }
-            },
-            Expect::Segment(st) => match ty {
-                None => self.segment(st, map),
-                Some(t) if t == st.as_str() => self.segment(st, map),
-                Some(t) => Err(RecordError::invalid(
-                    index,
-                    Some("type"),
-                    format!("this endpoint takes Segment `{}` messages, not `{t}`", st.as_str()),
-                )),
-            },
-            Expect::Any => {
-                let Some(t) = ty else {
-                    return Err(RecordError::invalid(index, Some("type"), format!("required; one of {TYPE_LIST}")));
-                };
-                let segment_style = SEGMENT_KEYS.iter().any(|k| map.contains_key(*k));
-                match (EntityKind::parse(t), SegmentType::parse(t)) {
-                    (_, Some(st @ (SegmentType::Identify | SegmentType::Alias))) if segment_style => self.segment(st, map),
-                    (Some(kind), _) => self.native(kind, map, Copied::default()),
-                    (None, Some(st)) => self.segment(st, map),
-                    (None, None) => {
-                        Err(RecordError::invalid(index, Some("type"), format!("unknown type `{t}`; expected one of {TYPE_LIST}")))
-                    }
-                }
+        match route(index, ty.as_deref(), expect, || SEGMENT_KEYS.iter().any(|k| fields.has(k)))? {
+            Route::Native(kind) => self.native(kind, fields, Copied::default()),
+            Route::Segment(st) => {
+                let map = fields.into_map().map_err(|e| RecordError::invalid(index, None, format!("malformed JSON: {e}")))?;
+                self.segment(st, map)
             }
         }
     }

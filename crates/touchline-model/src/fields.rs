@@ -29,8 +29,12 @@ pub trait ItemFields: Sized {
     fn discard(&mut self, field: &str);
     /// True when `field` is present.
     fn has(&self, field: &str) -> bool;
+    /// The value of `field`, left in place.
+    fn peek(&self, field: &str) -> Option<Value>;
     /// The remaining fields decoded as `T`.
     fn decode<T: DeserializeOwned>(self) -> Result<T, FieldError>;
+    /// The remaining fields as a parsed map (the path of Segment messages).
+    fn into_map(self) -> Result<Map<String, Value>, String>;
 }
 
 fn field_error<E: fmt::Display>(path: String, message: E) -> FieldError {
@@ -51,8 +55,16 @@ impl ItemFields for Map<String, Value> {
         self.contains_key(field)
     }
 
+    fn peek(&self, field: &str) -> Option<Value> {
+        self.get(field).cloned()
+    }
+
     fn decode<T: DeserializeOwned>(self) -> Result<T, FieldError> {
         serde_path_to_error::deserialize(Value::Object(self)).map_err(|e| field_error(e.path().to_string(), e.inner()))
+    }
+
+    fn into_map(self) -> Result<Map<String, Value>, String> {
+        Ok(self)
     }
 }
 
@@ -83,21 +95,6 @@ impl<'a> RawFields<'a> {
     fn position(&self, field: &str) -> Result<usize, usize> {
         self.fields.binary_search_by(|(k, _)| k.as_ref().cmp(field))
     }
-
-    /// The raw text of `field` when it is a JSON string (its value, unescaped), without removing it.
-    pub fn str_of(&self, field: &str) -> Option<Cow<'a, str>> {
-        let raw: &'a RawValue = self.fields[self.position(field).ok()?].1;
-        serde_json::from_str::<crate::envelope::CowStr<'a>>(raw.get()).ok().map(|s| s.0)
-    }
-
-    /// Every field parsed into a map (the path of Segment messages).
-    pub fn into_map(self) -> Result<Map<String, Value>, serde_json::Error> {
-        let mut map = Map::new();
-        for (k, raw) in self.fields {
-            map.insert(k.into_owned(), serde_json::from_str(raw.get())?);
-        }
-        Ok(map)
-    }
 }
 
 /// serde_json appends the position to every message; inside one item's field it says nothing
@@ -126,6 +123,19 @@ impl ItemFields for RawFields<'_> {
 
     fn has(&self, field: &str) -> bool {
         self.position(field).is_ok()
+    }
+
+    fn peek(&self, field: &str) -> Option<Value> {
+        let raw = self.fields[self.position(field).ok()?].1;
+        serde_json::from_str(raw.get()).ok()
+    }
+
+    fn into_map(self) -> Result<Map<String, Value>, String> {
+        let mut map = Map::new();
+        for (k, raw) in self.fields {
+            map.insert(k.into_owned(), serde_json::from_str(raw.get()).map_err(|e| without_position(&e))?);
+        }
+        Ok(map)
     }
 
     fn decode<T: DeserializeOwned>(self) -> Result<T, FieldError> {
