@@ -80,12 +80,7 @@ async fn start(setup: Setup) -> Running {
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let store = app.store.clone();
     let clickhouse = app.clickhouse.clone().map(touchline_clickhouse::ClickHouseStore::new);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (base, tx) = common::serve_on_loopback(app).await;
     Running { base, store, clickhouse, kafka, _dir: dir, _stop: tx }
 }
 

@@ -5,6 +5,8 @@
 // Helpers of a test crate may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use reqwest::redirect::Policy;
@@ -46,12 +48,7 @@ async fn start(tune: impl FnOnce(&mut Config)) -> Running {
         .unwrap();
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let (links, bus) = (app.links.clone(), app.bus.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (base, tx) = common::serve_on_loopback(app).await;
     let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
     Running { base, http, links, bus, _dir: dir, _stop: tx }
 }

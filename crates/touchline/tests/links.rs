@@ -4,6 +4,8 @@
 // Helpers of a test crate may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,12 +41,7 @@ async fn start() -> Running {
     store.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let (store, links) = (app.store.clone(), app.links.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (base, tx) = common::serve_on_loopback(app).await;
     let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
     Running { base, http, store, links, _dir: dir, _stop: tx }
 }

@@ -5,6 +5,8 @@
 // Helpers of a test crate may unwrap: a panic there is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -73,12 +75,7 @@ async fn start() -> Running {
         Config { data_dir: dir.path().join("data"), write_key: Some(WRITE.into()), secret_key: Some(SECRET.into()), ..Config::default() };
     config.aggregator.flush_interval_ms = 100;
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (base, tx) = common::serve_on_loopback(app).await;
     let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
     Running { base, http, _dir: dir, _stop: tx }
 }

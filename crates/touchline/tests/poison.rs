@@ -58,11 +58,7 @@ async fn start(backend: Backend) -> Running {
     store.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
     let app = App::build(config, touchline::app::Role::Serve).await.unwrap();
     let (app_bus, store, stats) = (app.bus.clone(), app.store.clone(), app.agg_stats.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let (_base, tx) = common::serve_on_loopback(app).await;
     Running { app_bus, store, stats, backend, _dir: dir, _stop: tx }
 }
 

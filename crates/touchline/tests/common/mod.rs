@@ -1,5 +1,6 @@
 //! Real servers for the integration tests: a Kafka-protocol broker (tansu) of the test's own,
-//! a ClickHouse database and a Postgres database of the test's own.
+//! a ClickHouse database and a Postgres database of the test's own, and the app itself served
+//! on loopback.
 #![allow(dead_code)]
 
 pub mod dataset;
@@ -99,4 +100,16 @@ pub fn sorted_attributions(mut v: Vec<touchline_sql::AttributionRow>) -> Vec<tou
         (&a.conversion_id, &a.attribution_model, &a.touchpoint_id).cmp(&(&b.conversion_id, &b.attribution_model, &b.touchpoint_id))
     });
     v
+}
+
+/// Serves `app` on a free loopback port until the returned sender is dropped; returns its base
+/// URL (`http://127.0.0.1:PORT`).
+pub async fn serve_on_loopback(app: touchline::app::App) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.serve(listener, async move {
+        let _ = rx.await;
+    }));
+    (base, tx)
 }
