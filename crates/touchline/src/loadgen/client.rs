@@ -4,6 +4,7 @@
 //! wrk2 corrects it).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,6 +22,9 @@ pub struct ConnectionTally {
     pub histogram: Histogram<u64>,
     pub ok: u64,
     pub records: u64,
+    /// Answers with the expected status over the whole run, warm-up included: what the
+    /// server acknowledged, to compare with what it stored.
+    pub acknowledged: u64,
     pub errors: u64,
     /// Answers with an unexpected status, by status code.
     pub statuses: std::collections::BTreeMap<u16, u64>,
@@ -29,7 +33,15 @@ pub struct ConnectionTally {
 
 impl ConnectionTally {
     fn new() -> Self {
-        ConnectionTally { histogram: new_histogram(), ok: 0, records: 0, errors: 0, statuses: Default::default(), transport_errors: 0 }
+        ConnectionTally {
+            histogram: new_histogram(),
+            ok: 0,
+            records: 0,
+            acknowledged: 0,
+            errors: 0,
+            statuses: Default::default(),
+            transport_errors: 0,
+        }
     }
 }
 
@@ -55,6 +67,23 @@ pub struct Window {
     pub end: Instant,
 }
 
+/// How many requests the whole run may send, shared by its connections.
+pub struct Quota {
+    limit: Option<u64>,
+    taken: AtomicU64,
+}
+
+impl Quota {
+    pub fn new(limit: Option<u64>) -> Quota {
+        Quota { limit, taken: AtomicU64::new(0) }
+    }
+
+    /// Takes one request; false once the run has sent its limit.
+    fn take(&self) -> bool {
+        self.limit.is_none_or(|limit| self.taken.fetch_add(1, Ordering::Relaxed) < limit)
+    }
+}
+
 async fn connect(addr: SocketAddr) -> std::io::Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
@@ -70,6 +99,7 @@ pub async fn run_connection(
     addr: SocketAddr,
     pacing: Pacing,
     window: Window,
+    quota: &Quota,
     mut next_request: impl FnMut() -> Prepared,
 ) -> ConnectionTally {
     let mut tally = ConnectionTally::new();
@@ -87,7 +117,7 @@ pub async fn run_connection(
             tokio::time::sleep_until(intended.into()).await;
         }
         let sent_at = Instant::now();
-        if sent_at >= window.end {
+        if sent_at >= window.end || !quota.take() {
             break;
         }
         let started = match pacing {
@@ -99,6 +129,9 @@ pub async fn run_connection(
         let done = Instant::now();
         if let Pacing::Fixed { interval, .. } = pacing {
             intended += interval;
+        }
+        if matches!(outcome, Ok(status) if prepared.expects(status)) {
+            tally.acknowledged += 1;
         }
         if started < window.measure_from {
             continue;

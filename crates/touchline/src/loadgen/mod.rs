@@ -19,7 +19,7 @@ pub use population::Population;
 pub use report::{Latency, Report};
 pub use shape::{Mix, Shape};
 
-use client::{run_connection, Pacing, Window};
+use client::{run_connection, Pacing, Quota, Window};
 use report::ReportHead;
 use shape::{MakerSettings, RequestMaker};
 
@@ -54,6 +54,10 @@ pub struct LoadgenArgs {
     /// Seconds measured.
     #[arg(long, short = 'd', default_value_t = 10.0)]
     pub duration: f64,
+    /// Stop after this many requests over all connections, warm-up included (the duration
+    /// still bounds the run).
+    #[arg(long)]
+    pub requests: Option<u64>,
     /// Seconds sent first and not measured (connections opened, caches warm).
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
@@ -105,17 +109,21 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
     let start = now + Duration::from_millis(50);
     let measure_from = start + Duration::from_secs_f64(args.warmup);
     let window = Window { start, measure_from, end: measure_from + Duration::from_secs_f64(args.duration) };
+    let quota = std::sync::Arc::new(Quota::new(args.requests));
     let mut tasks = Vec::with_capacity(args.connections);
     for c in 0..args.connections {
         let rng = SmallRng::seed_from_u64(args.seed.wrapping_mul(1_000_003).wrapping_add(c as u64 + 1));
         let mut maker = RequestMaker::new(&settings, c as u64, rng);
         let pacing = pacing_of(&args, c);
-        tasks.push(tokio::spawn(async move { run_connection(addr, pacing, window, move || maker.next()).await }));
+        let quota = quota.clone();
+        tasks.push(tokio::spawn(async move { run_connection(addr, pacing, window, &quota, move || maker.next()).await }));
     }
     let mut tallies = Vec::with_capacity(tasks.len());
     for t in tasks {
         tallies.push(t.await.context("a load connection task failed")?);
     }
+    // A request limit can end the run before its duration.
+    let measured = Instant::now().min(window.end).saturating_duration_since(window.measure_from).as_secs_f64();
     let head = ReportHead {
         target: args.url.clone(),
         mix: args.mix.describe(),
@@ -123,7 +131,7 @@ pub async fn run(args: LoadgenArgs) -> anyhow::Result<Report> {
         threads: args.threads,
         rate: (args.rate > 0.0).then_some(args.rate),
     };
-    Ok(report::merge(tallies, args.duration, head))
+    Ok(report::merge(tallies, measured, head))
 }
 
 fn validate(args: &LoadgenArgs) -> anyhow::Result<()> {
@@ -131,6 +139,7 @@ fn validate(args: &LoadgenArgs) -> anyhow::Result<()> {
     anyhow::ensure!((1..=100_000).contains(&args.batch), "--batch must be 1 to 100000 records");
     anyhow::ensure!(args.duration > 0.0 && args.duration.is_finite(), "--duration must be a positive number of seconds");
     anyhow::ensure!(args.warmup >= 0.0 && args.warmup.is_finite(), "--warmup must be zero or more seconds");
+    anyhow::ensure!(args.requests != Some(0), "--requests must be at least 1");
     anyhow::ensure!(args.rate >= 0.0 && args.rate.is_finite(), "--rate must be zero (as fast as possible) or a positive rate");
     let needs_key = [Shape::Batch, Shape::Single, Shape::Segment, Shape::Pixel].iter().any(|s| args.mix.has(*s));
     anyhow::ensure!(

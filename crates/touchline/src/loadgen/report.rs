@@ -46,6 +46,8 @@ pub struct Report {
     pub seconds: f64,
     pub requests: u64,
     pub records: u64,
+    /// Requests answered as expected over the whole run, warm-up included.
+    pub acknowledged: u64,
     pub errors: u64,
     pub transport_errors: u64,
     /// Unexpected answers by status (0: a pixel the server did not store).
@@ -60,12 +62,13 @@ pub struct Report {
 /// Merges the tallies of every connection of a run measured over `seconds`.
 pub fn merge(tallies: Vec<ConnectionTally>, seconds: f64, head: ReportHead) -> Report {
     let mut histogram = new_histogram();
-    let (mut requests, mut records, mut errors, mut transport_errors) = (0, 0, 0, 0);
+    let (mut requests, mut records, mut acknowledged, mut errors, mut transport_errors) = (0, 0, 0, 0, 0);
     let mut statuses = BTreeMap::new();
     for t in tallies {
         let _ = histogram.add(&t.histogram);
         requests += t.ok;
         records += t.records;
+        acknowledged += t.acknowledged;
         errors += t.errors;
         transport_errors += t.transport_errors;
         for (s, n) in t.statuses {
@@ -82,6 +85,7 @@ pub fn merge(tallies: Vec<ConnectionTally>, seconds: f64, head: ReportHead) -> R
         seconds,
         requests,
         records,
+        acknowledged,
         errors,
         transport_errors,
         statuses,
@@ -110,8 +114,8 @@ impl Report {
             self.target, self.mix, self.connections, self.threads, self.seconds
         );
         s.push_str(&format!(
-            "  {:>12.0} requests/s  {:>12.0} records/s  ({} requests, {} records, {} errors)\n",
-            self.requests_per_sec, self.records_per_sec, self.requests, self.records, self.errors
+            "  {:>12.0} requests/s  {:>12.0} records/s  ({} requests, {} records, {} errors; {} acknowledged with the warm-up)\n",
+            self.requests_per_sec, self.records_per_sec, self.requests, self.records, self.errors, self.acknowledged
         ));
         s.push_str(&format!(
             "  latency µs  p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  mean {:.0}\n",
@@ -139,6 +143,7 @@ mod tests {
             histogram,
             ok: latencies.len() as u64,
             records: latencies.len() as u64 * 10,
+            acknowledged: latencies.len() as u64 + 5,
             errors,
             statuses: [(503, errors)].into_iter().filter(|(_, n)| *n > 0).collect(),
             transport_errors: 0,
@@ -155,6 +160,7 @@ mod tests {
         let r = merge(vec![tally(&a, 3), tally(&b, 0)], 2.0, head);
         assert_eq!(r.requests, 100);
         assert_eq!(r.records, 1_000);
+        assert_eq!(r.acknowledged, 110, "warm-up answers (5 per connection) count as acknowledged");
         assert_eq!(r.errors, 3);
         assert_eq!(r.statuses.get(&503), Some(&3));
         assert_eq!(r.requests_per_sec, 50.0);
