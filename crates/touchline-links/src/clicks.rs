@@ -75,6 +75,15 @@ impl ClickQueue {
         }
     }
 
+    /// Waits until every click queued so far is on the bus, for at most `within`; false when
+    /// some were still queued at the deadline. Called once the redirects have stopped, so a
+    /// clean shutdown keeps every click it answered.
+    pub async fn flush(&self, within: Duration) -> bool {
+        // The room of a queued click comes back only after its append: all of it back means
+        // nothing is left in the queue or in flight.
+        tokio::time::timeout(within, self.room.acquire_many(self.budget)).await.is_ok_and(|r| r.is_ok())
+    }
+
     /// Bytes of clicks queued and not yet on the bus.
     pub fn queued_bytes(&self) -> usize {
         self.budget as usize - self.room.available_permits()
@@ -161,6 +170,59 @@ impl UniqueClicks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use touchline_model::{Body, Id, LinkClick, Meta, ENVELOPE_VERSION};
+
+    fn click(n: usize) -> Record {
+        let now = chrono::Utc::now();
+        Record {
+            v: ENVELOPE_VERSION,
+            meta: Meta {
+                record_id: Id::from_uuid(uuid::Uuid::now_v7()),
+                account_id: uuid::Uuid::nil(),
+                timestamp: now,
+                received_at: now,
+                sent_at: None,
+                anonymous_id: Id::new(format!("device-{n}")).ok(),
+                customer_id: None,
+            },
+            body: Body::LinkClick(LinkClick {
+                link_id: None,
+                short_code: Id::new("tet").ok(),
+                target_url: Some("https://shop.example/".into()),
+                referer: None,
+                user_agent: None,
+                ip: None,
+                device_id: Id::new(format!("device-{n}")).ok(),
+                campaign_id: None,
+                advertisement_id: None,
+                bot: false,
+                unique: Some(true),
+            }),
+        }
+    }
+
+    async fn clicks_in_log(bus: &dyn Bus) -> u64 {
+        let mut n = 0;
+        for p in 0..bus.partitions() {
+            n += bus.end_offset("touchline.link_clicks", p).await.expect("end offset");
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn flush_returns_once_every_queued_click_is_in_the_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = touchline_bus::EmbeddedLog::open(dir.path(), touchline_bus::LogConfig::default()).await.expect("log");
+        let queue = ClickQueue::start(bus.clone(), Arc::new(ClickStats::default()), 4 << 20, Duration::from_secs(2));
+        // On this single-threaded runtime the drainer has not run yet: the clicks are queued only.
+        for n in 0..2_500 {
+            queue.push(&click(n)).await;
+        }
+        assert_eq!(clicks_in_log(bus.as_ref()).await, 0, "the drainer ran before the flush");
+        assert!(queue.flush(Duration::from_secs(30)).await, "the queue did not empty");
+        assert_eq!(clicks_in_log(bus.as_ref()).await, 2_500);
+        assert_eq!(queue.queued_bytes(), 0);
+    }
 
     #[test]
     fn a_repeat_within_the_window_is_not_unique_and_after_it_is() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use axum::routing::get;
@@ -170,12 +171,32 @@ impl App {
             self.state.serve_options(),
         );
         let http_result = http.await.context("HTTP server failed");
+        self.flush_clicks().await;
         match agg_task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "aggregator stopped with an error"),
             Err(e) => tracing::error!(error = %e, "aggregator task failed"),
         }
         http_result
+    }
+}
+
+/// How long a shutdown waits for answered redirects' clicks to reach the bus.
+const CLICK_FLUSH_BOUND: Duration = Duration::from_secs(30);
+
+impl App {
+    /// Puts every click a redirect has answered on the bus before the process exits: the
+    /// redirects have stopped by now, so the queue only shrinks.
+    async fn flush_clicks(&self) {
+        let queued = self.links.clicks.queued_bytes();
+        if !self.links.clicks.flush(CLICK_FLUSH_BOUND).await {
+            tracing::error!(
+                queued_bytes = self.links.clicks.queued_bytes(),
+                "link clicks still queued after {CLICK_FLUSH_BOUND:?}: the bus did not take them; they are lost"
+            );
+        } else if queued > 0 {
+            tracing::info!(queued_bytes = queued, "queued link clicks appended before shutdown");
+        }
     }
 }
 
