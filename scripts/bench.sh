@@ -15,7 +15,10 @@
 #    The ratios are touchline's rates over the bare server's. With --kafka the collector also
 #    runs against a Kafka broker (tansu, scripts/tansu.sh), reported as a ratio to the
 #    collector on the embedded log.
-# 2. The pipeline at scale: `touchline generate` writes the demo dataset at three sizes straight
+# 2. Clicks kept: `--clicks N` redirects (default 1 000 000) against `touchline collector`, as fast
+#    as it answers; after a clean stop (SIGTERM) the clicks in the log are counted and compared
+#    with the 302s the load generator received. Every answered redirect must have its click.
+# 3. The pipeline at scale: `touchline generate` writes the demo dataset at three sizes straight
 #    into a fresh embedded log, then `touchline replay` rebuilds every result from it (log →
 #    engine → checkpoints → SQLite), timed, with peak RSS. The ratio is each size's rate over
 #    the smallest size's, so a flat curve reads 1.00.
@@ -26,8 +29,9 @@
 #   --visitors "A B C"  dataset sizes in visitors, ~9 records each (default "5500 55000 550000",
 #                       about 50 k, 500 k and 5 M records; --quick "1100 5500")
 #   --replay-limit S    stop a replay after S seconds and report the rate it reached (default 600)
+#   --clicks N          redirects of the click-count run (default 1000000; --quick 50000)
 #   --kafka             also measure the collector on Kafka (tansu on 127.0.0.1:$TANSU_PORT, default 9092)
-#   --skip-edge / --skip-scale
+#   --skip-edge / --skip-clicks / --skip-scale
 #   CARGO_TARGET_DIR    (default ~/.cache/touchline/target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,10 +44,14 @@ REPLAY_LIMIT=600
 WRITE_DOCS=0
 SKIP_EDGE=0
 SKIP_SCALE=0
+SKIP_CLICKS=0
+CLICKS=1000000
 KAFKA=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) DURATION=2; VISITORS="1100 5500"; REPLAY_LIMIT=120 ;;
+    --quick) DURATION=2; VISITORS="1100 5500"; REPLAY_LIMIT=120; CLICKS=50000 ;;
+    --clicks) CLICKS="$2"; shift ;;
+    --skip-clicks) SKIP_CLICKS=1 ;;
     --duration) DURATION="$2"; shift ;;
     --connections) CONNECTIONS="$2"; shift ;;
     --visitors) VISITORS="$2"; shift ;;
@@ -52,7 +60,7 @@ while [ $# -gt 0 ]; do
     --skip-edge) SKIP_EDGE=1 ;;
     --skip-scale) SKIP_SCALE=1 ;;
     --kafka) KAFKA=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -172,6 +180,26 @@ edge() {
   done
 }
 
+# CLICKS redirects against a fresh collector, stopped cleanly, then its log's clicks counted.
+clicks() {
+  local dir="$WORK/clicks" report lost in_log
+  echo "== clicks: $CLICKS redirects, then the clicks in the log counted" >&2
+  start_touchline collector "$dir"
+  report="$("$BIN" loadgen --url "$SERVER_URL" --secret-key "$SECRET_KEY" --mix redirect --requests "$CLICKS" \
+    --connections "$CONNECTIONS" --threads 1 --duration 600 --warmup 0 --identities 1000000 --json)"
+  lost="$(curl -sf "$SERVER_URL/metrics" | awk '$1 == "touchline_link_clicks_lost_total" {print $2}')"
+  stop_last_server
+  in_log="$(TOUCHLINE_DATA_DIR="$dir" TOUCHLINE_LOG_LEVEL=warn "$BIN" tail --topic touchline.link_clicks | wc -l)"
+  python3 - "$report" "$in_log" "${lost:-unknown}" "$CLICKS" >>"$RESULTS" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(json.dumps({"kind": "clicks", "requested": int(sys.argv[4]), "acknowledged": r["acknowledged"], "in_log": int(sys.argv[2]),
+                  "lost_metric": sys.argv[3], "errors": r["errors"], "seconds": r["seconds"], "requests_per_sec": r["requests_per_sec"]}))
+PY
+  echo "   $(tail -1 "$RESULTS")" >&2
+  rm -rf "$dir"
+}
+
 # The replay of one dataset size: generate into a fresh directory, then replay it timed.
 scale_point() {
   local visitors="$1" dir="$WORK/scale-$1"
@@ -201,6 +229,7 @@ PY
 }
 
 [ "$SKIP_EDGE" = 1 ] || edge
+[ "$SKIP_CLICKS" = 1 ] || clicks
 for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
 PIDS=()
 if [ "$SKIP_SCALE" = 0 ]; then
@@ -257,6 +286,12 @@ if edge:
             if k and c:
                 print(f"| {label} | {rate(k, shape)} | {ratio(k, c)} | {p99(k, c)} | {p99(kh, ch)} | {errors(k, kh)} |")
         print()
+for c in (r for r in rows if r["kind"] == "clicks"):
+    kept = "every click kept" if c["in_log"] == c["acknowledged"] else f"{c['acknowledged'] - c['in_log']:,} clicks missing"
+    print(f"Clicks kept: {c['acknowledged']:,} redirects answered 302 by `touchline collector` ({c['requests_per_sec']:,.0f} req/s, "
+          f"{c['errors']} errors); after a clean stop its log holds {c['in_log']:,} clicks ({kept}; "
+          f"`touchline_link_clicks_lost_total` {c['lost_metric']}).")
+    print()
 scale = [r for r in rows if r["kind"] == "scale"]
 if scale:
     base = scale[0]["replayed"] / scale[0]["seconds"] if scale[0]["seconds"] else 0
