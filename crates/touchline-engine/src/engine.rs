@@ -18,6 +18,7 @@ use crate::datadriven::{aggregate_paths, PathCount};
 use crate::emitted::EmittedSession;
 use crate::held::{elapsed_ms, nanos, Held, Parts};
 use crate::idents::Idents;
+use crate::journeys::{JourneyPartial, Journeys, Leaving, PathKey};
 use crate::linkclicks::{LinkClickPartial, LinkClicks};
 use crate::metrics::{add_d, add_u, Cell, CellKey, CellKeyRef, CellKeyView, DailyPartial};
 use crate::session::{insert_point, EventPoint, ExplicitSession, SessionChange, SessionRow, Utm};
@@ -142,6 +143,8 @@ pub struct Flush {
     pub transfers: Vec<IdentityTransfer>,
     #[serde(default)]
     pub link_clicks: Vec<LinkClickPartial>,
+    #[serde(default)]
+    pub journeys: Vec<JourneyPartial>,
 }
 
 impl Flush {
@@ -151,6 +154,7 @@ impl Flush {
             && self.metrics.is_empty()
             && self.transfers.is_empty()
             && self.link_clicks.is_empty()
+            && self.journeys.is_empty()
     }
 }
 
@@ -237,6 +241,11 @@ struct ConvState {
     /// Contributions of the default model currently added to the daily cells.
     #[serde(default)]
     applied: Vec<(CellKey, Decimal, Decimal)>,
+    /// The journey path this conversion is counted under, with the revenue it added (absent
+    /// from snapshots of builds before journeys: such a conversion is counted when its
+    /// attribution next changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journey: Option<(PathKey, Decimal)>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -359,6 +368,7 @@ struct State {
     /// `{from key}\u{1f}{to key}` → touches to send.
     pending: BTreeMap<String, Pending>,
     link_clicks: LinkClicks,
+    journeys: Journeys,
 }
 
 fn state_from_msgpack(bytes: &[u8]) -> Result<StateRepr, EngineError> {
@@ -410,6 +420,9 @@ struct StateRepr {
     /// Clicks per short link and day; absent from snapshots of builds before them.
     #[serde(default)]
     link_clicks: LinkClicks,
+    /// Journeys per account, day and path; absent from snapshots of builds before them.
+    #[serde(default)]
+    journeys: Journeys,
 }
 
 /// `value` serialised through `f` (a `serialize_with` function of the state's fields).
@@ -429,7 +442,7 @@ impl Serialize for State {
     /// The fields of [`StateRepr`], in its order, each as its serde attribute writes it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StateRepr", 18)?;
+        let mut st = s.serialize_struct("StateRepr", 19)?;
         st.serialize_field("watermark", &self.watermark)?;
         st.serialize_field("counters", &self.counters)?;
         st.serialize_field("touches", &self.ids.ser_touches())?;
@@ -448,6 +461,7 @@ impl Serialize for State {
         st.serialize_field("dirty_cells", &self.dirty_cells)?;
         st.serialize_field("pending", &self.pending)?;
         st.serialize_field("link_clicks", &self.link_clicks)?;
+        st.serialize_field("journeys", &self.journeys)?;
         st.end()
     }
 }
@@ -565,6 +579,19 @@ fn insert_sorted(list: &mut Vec<Held>, t: Held) {
     }
     let i = list.partition_point(|x| x.order() <= t.order());
     list.insert(i, t);
+}
+
+/// Where a conversion at `at` over `touches` counts among the journeys: its UTC day and the
+/// channels and campaigns of its touches.
+fn journey_key(account: &Uuid, at: DateTime<Utc>, touches: &[&Held]) -> PathKey {
+    PathKey {
+        account_id: *account,
+        date: at.date_naive(),
+        channels: Text::from(crate::journeys::path_of(touches.iter().map(|t| t.channel().as_str())).as_str()),
+        campaigns: Text::from(
+            crate::journeys::path_of(touches.iter().map(|t| t.metric_campaign().unwrap_or(crate::journeys::NO_CAMPAIGN))).as_str(),
+        ),
+    }
 }
 
 /// The day of `at` in `tz` (UTC, the default zone, without the zone machinery).
@@ -819,6 +846,7 @@ impl Engine {
             dirty_cells: r.dirty_cells,
             pending: r.pending,
             link_clicks: r.link_clicks,
+            journeys: r.journeys,
         };
         // Share the strings again and restore the list order (snapshots of any list order load).
         let mut int = Interner::default();
@@ -839,6 +867,13 @@ impl Engine {
                 }
             }
             c.kind_text = Some(int.get(c.kind.as_str()));
+        }
+        // A snapshot taken before journeys holds no conversion times: the held conversions'
+        // are the ones its touches can still be credited by.
+        if !st.journeys.knows_conversions() {
+            for (key, c) in &st.convs {
+                st.journeys.note_conversion(&c.ident, key, c.at);
+            }
         }
         for cell in st.cells.values_mut() {
             let reach = std::mem::take(&mut cell.reach);
@@ -1257,6 +1292,7 @@ impl Engine {
             },
             None => self.int.get_at(0, identity),
         };
+        let conv_ident = ident_key.clone();
         let new = ConvState {
             account: acct,
             key: Text::new(key.get(PREFIX..).unwrap_or_default()),
@@ -1278,6 +1314,7 @@ impl Engine {
             fp: Vec::new(),
             fq: Vec::new(),
             applied: Vec::new(),
+            journey: None,
         };
         // One probe of the map for both cases.
         match self.st.convs.entry(key.clone()) {
@@ -1304,6 +1341,7 @@ impl Engine {
                     self.st.dirty_convs.push(key.clone());
                 }
                 if old_ident.as_str() != ident.as_str() {
+                    self.st.journeys.forget_conversion(&old_ident, &key);
                     if let Some(id) = self.st.ids.id(&old_ident) {
                         if let Some(s) = self.st.ids.slot_mut(id) {
                             s.convs.remove(&key);
@@ -1317,6 +1355,7 @@ impl Engine {
                 self.st.dirty_convs.push(key.clone());
             }
         }
+        self.st.journeys.note_conversion(&conv_ident, &key, m.timestamp);
         if let Some(s) = self.st.ids.slot_mut(id) {
             s.convs.insert(key);
         }
@@ -1653,6 +1692,7 @@ impl Engine {
         // Keep the list's capacity for the next flush.
         self.st.dirty_cells = keys;
         out.link_clicks = self.st.link_clicks.flush(self.cfg.partition);
+        out.journeys = self.st.journeys.flush(self.cfg.partition);
         out
     }
 
@@ -2022,6 +2062,9 @@ impl Engine {
             changed.push((model, rows));
         }
         contrib.sort_by(|a, b| a.0.cmp(&b.0));
+        // The rows change whenever the touches do, so the journey needs a look only then (or
+        // when the conversion has never been counted).
+        let journey = (!changed.is_empty() || c.journey.is_none()).then(|| journey_key(&c.account, c.at, &touches));
         // The path as the rows name it, shared by the sets of this conversion (built only when
         // some model's rows changed).
         let table: Option<Box<[Arc<CreditedTouch>]>> = if changed.is_empty() {
@@ -2057,6 +2100,13 @@ impl Engine {
         };
         let Some((_, c)) = self.st.convs.get_index_mut(ix) else { return };
         c.dirty = false;
+        if let Some(counted) = journey.map(|k| (k, c.value)).filter(|j| c.journey.as_ref() != Some(j)) {
+            if let Some((old, revenue)) = c.journey.take() {
+                self.st.journeys.remove_conversion(&old, revenue);
+            }
+            self.st.journeys.add_conversion(&counted.0, counted.1);
+            c.journey = Some(counted);
+        }
         if let Some(touches) = table {
             c.version += 1;
             // The previous fingerprint list becomes the next call's buffer.
@@ -2132,7 +2182,9 @@ impl Engine {
     ///   client sessions idle for more than the maximum session length before it;
     /// - metric cells, spend reports and link click days dated two days before the cutoff
     ///   (time-zone margin);
-    /// - event and link click dedup entries older than the cutoff.
+    /// - event and link click dedup entries older than the cutoff;
+    /// - journey counts of days no conversion or touch held can change (the touches leaving
+    ///   are first judged for the non-converting journeys, see [`crate::journeys`]).
     ///
     /// Identity links are kept (one small entry per stitched identity).
     pub fn advance_watermark(&mut self, w: DateTime<Utc>) {
@@ -2142,6 +2194,7 @@ impl Engine {
         self.st.watermark = Some(w);
         let cutoff = sub(w, self.cfg.lateness());
         if let Some(tc) = self.touch_cutoff() {
+            self.judge_leaving_touches(tc);
             let mut evicted = 0u64;
             for list in self.st.ids.live_mut().map(|s| &mut s.touches) {
                 let before = list.len();
@@ -2200,6 +2253,7 @@ impl Engine {
             !m.is_empty()
         });
         self.st.link_clicks.evict(cutoff, self.min_cell_date());
+        self.st.journeys.evict(self.min_cell_date(), self.touch_cutoff());
         if let Some(min_date) = self.min_cell_date() {
             self.st.cells.retain(|k, c| k.date >= min_date || c.dirty);
             self.st.spend.retain(|k, _| k.date >= min_date);
@@ -2208,6 +2262,53 @@ impl Engine {
             self.int.gc();
             self.gc_at = GC_MIN.max(2 * self.int.len());
         }
+    }
+
+    /// Judges every touch about to leave the state (older than `touch_cutoff`) for the
+    /// non-converting journeys (see [`crate::journeys`]), root by root in time order, then
+    /// counts the journeys no touch can join any more. Touches of identities stitched to a
+    /// root on another partition are left to that partition.
+    fn judge_leaving_touches(&mut self, touch_cutoff: DateTime<Utc>) {
+        let mut leaving: Vec<(Text, Leaving)> = Vec::new();
+        for slot in self.st.ids.live() {
+            if slot.touches.first().is_none_or(|t| t.at >= touch_cutoff) {
+                continue;
+            }
+            let root = self.resolve_ref(slot.key.as_str());
+            if self.cfg.partitions > 1 && self.partition_of(root) != self.cfg.partition {
+                continue;
+            }
+            let Some(account) = slot.key.as_str().get(..36).and_then(|a| Uuid::parse_str(a).ok()) else { continue };
+            let s = self.cfg.settings(&account);
+            let root = if root == slot.key.as_str() { slot.key.clone() } else { Text::from(root) };
+            for t in slot.touches.iter().take_while(|t| t.at < touch_cutoff) {
+                let lookback = if t.view { s.view_lookback_secs } else { s.click_lookback_secs };
+                leaving.push((
+                    root.clone(),
+                    Leaving {
+                        account_id: account,
+                        at: t.at,
+                        channel: t.channel().clone(),
+                        campaign: Text::from(t.metric_campaign().unwrap_or(crate::journeys::NO_CAMPAIGN)),
+                        lookback: secs(lookback),
+                        gap: secs(s.click_lookback_secs),
+                    },
+                ));
+            }
+        }
+        leaving.sort_by(|a, b| (&a.0, a.1.at).cmp(&(&b.0, b.1.at)));
+        let mut group: (Option<Text>, Vec<String>) = (None, Vec::new());
+        for (root, touch) in leaving {
+            if group.0.as_ref() != Some(&root) {
+                let members =
+                    if self.st.members.contains_key(root.as_str()) { self.group(root.as_str()) } else { vec![root.as_str().to_owned()] };
+                group = (Some(root.clone()), members);
+            }
+            let idents: Vec<&str> = group.1.iter().map(String::as_str).collect();
+            self.st.journeys.judge(&root, &idents, touch);
+        }
+        let cfg = &self.cfg;
+        self.st.journeys.close_quiet(touch_cutoff, |account| secs(cfg.settings(account).click_lookback_secs));
     }
 
     // ----------------------------------------------------------------------------------------

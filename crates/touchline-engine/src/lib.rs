@@ -41,7 +41,8 @@
 //! [`AttributionSet`]s are emitted. Sinks keep per `(account, conversion_key, model)` the set with
 //! the highest version.
 //!
-//! See [`metrics`] for the per-partition partial rows and [`Engine::snapshot`] for checkpoints.
+//! See [`metrics`] for the per-partition partial rows, [`journeys`] for the converting and
+//! non-converting journeys the data-driven models read, and [`Engine::snapshot`] for checkpoints.
 
 pub mod attribution;
 pub mod config;
@@ -50,6 +51,7 @@ mod emitted;
 mod engine;
 mod held;
 mod idents;
+pub mod journeys;
 pub mod linkclicks;
 pub mod metrics;
 pub mod session;
@@ -65,6 +67,7 @@ pub use datadriven::{
     ShapleyResult,
 };
 pub use engine::{Counters, Engine, EngineError, Flush, IdentityTransfer, Ingest, StateStats, SNAPSHOT_VERSION};
+pub use journeys::JourneyPartial;
 pub use linkclicks::LinkClickPartial;
 pub use metrics::{combine_partials, CellKey, DailyPartial, DailyReportRow};
 pub use session::{SessionChange, SessionRow};

@@ -122,6 +122,7 @@ struct Final {
     attributions: BTreeMap<(String, Model), AttributionSet>,
     metrics: BTreeMap<(u32, CellKey), DailyPartial>,
     sessions: BTreeMap<(String, String), Option<SessionRow>>,
+    journeys: BTreeMap<(chrono::NaiveDate, String, String), touchline_engine::JourneyPartial>,
 }
 
 impl Final {
@@ -141,6 +142,9 @@ impl Final {
                 date: m.date,
             };
             self.metrics.insert((m.partition, k), m.clone());
+        }
+        for j in &f.journeys {
+            self.journeys.insert((j.date, j.channels.clone(), j.campaigns.clone()), j.clone());
         }
         for c in &f.sessions {
             match c {
@@ -186,6 +190,20 @@ fn run(records: &[Record]) -> Final {
     fin
 }
 
+/// [`run`], then a watermark far past every record: every touch leaves the state and every
+/// journey is decided. Returns the journeys that count (zeroed paths left out).
+fn run_to_the_end(records: &[Record]) -> Vec<touchline_engine::JourneyPartial> {
+    let mut e = Engine::new(EngineConfig::single());
+    let mut fin = Final::default();
+    for r in records {
+        e.ingest(r);
+        fin.absorb(&e.flush());
+    }
+    e.advance_watermark(base() + Duration::days(400));
+    fin.absorb(&e.flush());
+    fin.journeys.into_values().filter(|j| j.conversions > 0 || j.non_conversions > 0).collect()
+}
+
 proptest! {
     // 96 cases by default; PROPTEST_CASES=N overrides.
     #![proptest_config(ProptestConfig {
@@ -220,6 +238,26 @@ proptest! {
         prop_assert_eq!(a.0, b.0, "attributions differ");
         prop_assert_eq!(a.1, b.1, "daily metrics differ");
         prop_assert_eq!(a.2, b.2, "sessions differ");
+    }
+
+    #[test]
+    fn journeys_are_the_same_in_any_arrival_order_and_count_each_conversion_once(
+        (records, shuffled) in arb_records().prop_flat_map(|r| (Just(r.clone()), Just(r).prop_shuffle()))
+    ) {
+        let a = run_to_the_end(&records);
+        let b = run_to_the_end(&shuffled);
+        prop_assert_eq!(&a, &b, "journeys differ");
+        let conversions: u64 = a.iter().map(|j| j.conversions).sum();
+        let attributed: std::collections::BTreeSet<String> = run(&records).attributions.keys().map(|(k, _)| k.clone()).collect();
+        prop_assert_eq!(conversions, attributed.len() as u64);
+        let revenue: Decimal = a.iter().map(|j| j.revenue).sum();
+        let values: Decimal = run(&records)
+            .attributions
+            .values()
+            .filter(|s| s.model == Model::LastTouch)
+            .map(|s| s.value)
+            .sum();
+        prop_assert_eq!(revenue, values);
     }
 
     #[test]

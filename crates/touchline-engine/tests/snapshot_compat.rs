@@ -62,7 +62,11 @@ fn restores_without_reemitting(fixture: &str) {
     let mut back = Engine::restore(EngineConfig::single(), &bytes).unwrap();
     let got = feed(&mut back, &second());
     assert!(!want.attributions.is_empty());
-    assert_eq!(got, want);
+    // Snapshots of builds before journeys do not say which path their conversions were counted
+    // under, so journeys are counted from the first change after the restore (documented with
+    // `journey_partials`); everything else must be identical.
+    let without_journeys = |f: Flush| Flush { journeys: Vec::new(), ..f };
+    assert_eq!(without_journeys(got), without_journeys(want));
 }
 
 #[test]

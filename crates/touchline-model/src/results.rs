@@ -106,6 +106,69 @@ pub struct LinkClickPartialRow {
     pub epoch: u32,
 }
 
+/// What joins the channels (and the campaigns) of a journey's touches in its path text, as
+/// ChannelAttribution writes paths. A `>` inside a name is written as `›`, so the text splits
+/// back into the same names.
+pub const PATH_SEPARATOR: &str = " > ";
+
+/// One partition's journeys of one account on one UTC day that followed one path
+/// (`journey_partials`): a converting journey counts on its conversion's day, a journey that
+/// ended without converting on the day of its last touch. Absolute counts; an account's paths
+/// over a range are the sums over partitions and days ([`JourneyPathRow`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneyPartialRow {
+    pub account_id: Uuid,
+    pub journey_date: NaiveDate,
+    /// The channels of the journey's touches in order, joined by [`PATH_SEPARATOR`].
+    pub channels: String,
+    /// The campaign ids of the same touches, joined the same way (`(none)` for a touch
+    /// without a campaign).
+    pub campaigns: String,
+    pub partition: i32,
+    pub conversions: i64,
+    pub non_conversions: i64,
+    /// Revenue of the converting journeys, at 6 decimal places.
+    pub revenue: Decimal,
+    /// As [`PartialRow::epoch`]: a write of an older epoch than the stored row's is ignored.
+    pub epoch: u32,
+}
+
+/// An account's journeys over a range of days that followed one path: the sums of the
+/// [`JourneyPartialRow`]s of every partition and day, the input of the data-driven models.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JourneyPathRow {
+    pub channels: String,
+    pub campaigns: String,
+    pub conversions: i64,
+    pub non_conversions: i64,
+    pub revenue: Decimal,
+}
+
+/// The names of a path text, in order (the inverse of [`path_text`]).
+pub fn path_names(path: &str) -> Vec<&str> {
+    if path.is_empty() {
+        Vec::new()
+    } else {
+        path.split(PATH_SEPARATOR).collect()
+    }
+}
+
+/// The path text of `names`: each name with `>` written as `›`, joined by [`PATH_SEPARATOR`].
+pub fn path_text<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(PATH_SEPARATOR);
+        }
+        if name.contains('>') {
+            out.push_str(&name.replace('>', "›"));
+        } else {
+            out.push_str(name);
+        }
+    }
+    out
+}
+
 /// The additive totals of one cell, from which the ratios derive. Ratios are not additive:
 /// sum the totals first, then derive.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -261,6 +324,16 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn path_text_splits_back_into_its_names() {
+        let names = ["google/cpc", "email", "a>b"];
+        let text = path_text(names);
+        assert_eq!(text, "google/cpc > email > a›b");
+        assert_eq!(path_names(&text), vec!["google/cpc", "email", "a›b"]);
+        assert_eq!(path_text([]), "");
+        assert!(path_names("").is_empty());
     }
 
     fn totals(impressions: i64, clicks: i64, reach: i64, conversions: &str, revenue: &str, cost: &str) -> DailyTotals {
