@@ -64,9 +64,9 @@ scripts/clickhouse.sh
 export TOUCHLINE_TEST_CLICKHOUSE="${TOUCHLINE_TEST_CLICKHOUSE:-http://127.0.0.1:8123}"
 
 # Python (a third-party Kafka client for the interop test, chdb for the current ClickHouse
-# dialect), in a venv cached outside the clone.
+# dialect, ChannelAttribution as the reference Markov model), in a venv cached outside the clone.
 VENV="${TOUCHLINE_VENV:-$HOME/.cache/touchline/venv}"
-if ! "$VENV/bin/python" -c "import confluent_kafka, chdb, duckdb" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import confluent_kafka, chdb, duckdb, ChannelAttribution" >/dev/null 2>&1; then
   echo "== installing Python test packages into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet -r scripts/requirements-test.txt
