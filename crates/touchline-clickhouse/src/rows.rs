@@ -11,7 +11,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use touchline_model::results::CellSums;
 use touchline_model::{Body, DailyTotals, Id, Record};
-use touchline_store::{AttributionRow, DailyMetricRow, LinkClickPartialRow, PartialRow};
+use touchline_store::{AttributionRow, DailyMetricRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -588,6 +588,63 @@ pub fn link_click_partial_row(p: &LinkClickPartialRow, version: i64, written_at:
         human_clicks: u(p.human_clicks),
         bot_clicks: u(p.bot_clicks),
         written_at,
+    }
+}
+
+/// A row of `journey_partials`.
+#[derive(clickhouse::Row, Serialize)]
+pub struct JourneyPartialChRow<'a> {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub account_id: Uuid,
+    pub journey_date: u16,
+    pub channels: &'a str,
+    pub campaigns: &'a str,
+    pub partition: u32,
+    pub version: i64,
+    pub conversions: u64,
+    pub non_conversions: u64,
+    pub revenue: i128,
+    pub written_at: u32,
+}
+
+pub fn journey_partial_row(p: &JourneyPartialRow, version: i64, written_at: u32) -> JourneyPartialChRow<'_> {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    JourneyPartialChRow {
+        account_id: p.account_id,
+        journey_date: date_days(p.journey_date),
+        channels: &p.channels,
+        campaigns: &p.campaigns,
+        // `journey_row` casts the engine's u32 partition `as i32`; this is the inverse.
+        partition: p.partition as u32,
+        version,
+        conversions: u(p.conversions),
+        non_conversions: u(p.non_conversions),
+        revenue: dec6(p.revenue),
+        written_at,
+    }
+}
+
+/// One path of an account over a range of days: the sums over partitions and days, as read
+/// back.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+pub struct JourneyPathSum {
+    pub channels: String,
+    pub campaigns: String,
+    pub conversions: u64,
+    pub non_conversions: u64,
+    pub revenue: i128,
+}
+
+impl JourneyPathSum {
+    pub fn into_row(self) -> Result<JourneyPathRow> {
+        let i = |v: u64| i64::try_from(v).map_err(|_| Error::Decode(format!("count {v} exceeds i64")));
+        Ok(JourneyPathRow {
+            conversions: i(self.conversions)?,
+            non_conversions: i(self.non_conversions)?,
+            revenue: from_dec6(self.revenue)?.normalize(),
+            channels: self.channels,
+            campaigns: self.campaigns,
+        })
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ClickHouse sink: raw records into the raw tables, attribution rows into
 //! `attributions`, per-partition daily partials into `campaign_daily_metrics`, per-partition
-//! link click counts into `link_click_partials`.
+//! link click counts into `link_click_partials`, per-partition journey counts into
+//! `journey_partials`.
 //!
 //! # Idempotence
 //!
@@ -12,7 +13,7 @@
 //!   ids of the block, so a repeated block is dropped at insert);
 //! * attribution rows carry `epoch << 32 | engine version`; readers take the highest version
 //!   per (conversion, model);
-//! * partials (daily metrics and link clicks) are absolute values per (cell, partition) with
+//! * partials (daily metrics, link clicks, journeys) are absolute values per (cell, partition) with
 //!   version `epoch << 32 | n`, where `n` counts this process's partials writes; readers take
 //!   each partition's highest version and sum partitions.
 //!
@@ -36,11 +37,11 @@ use touchline_store::sink::{
     attribution_chunks, link_click_row, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
     ATTRIBUTION_ROWS_PER_WRITE,
 };
-use touchline_store::{AttributionRow, LinkClickPartialRow, PartialRow, ResultSink, StoreError};
+use touchline_store::{AttributionRow, JourneyPartialRow, LinkClickPartialRow, PartialRow, ResultSink, StoreError};
 
 use crate::rows::{
-    self, AttrRow, ConversionRow, EventRow, IdentityRow, LinkClickPartialChRow, LinkClickRow, MetricRow, SessionRow, SpendRow,
-    TouchpointRow,
+    self, AttrRow, ConversionRow, EventRow, IdentityRow, JourneyPartialChRow, LinkClickPartialChRow, LinkClickRow, MetricRow, SessionRow,
+    SpendRow, TouchpointRow,
 };
 use crate::{ClickHouse, Error, Result};
 
@@ -132,6 +133,17 @@ impl ClickHouseSink {
         for chunk in rows.chunks(self.ch.config().max_insert_rows) {
             let it = chunk.iter().map(|p| rows::link_click_partial_row(p, version, now));
             n += self.insert::<LinkClickPartialChRow<'static>>("link_click_partials", None, it).await?;
+        }
+        Ok(n)
+    }
+
+    /// Writes journey partials with `version`.
+    pub async fn write_journeys(&self, rows: &[JourneyPartialRow], version: i64) -> Result<u64> {
+        let now = rows::secs(chrono::Utc::now());
+        let mut n = 0;
+        for chunk in rows.chunks(self.ch.config().max_insert_rows) {
+            let it = chunk.iter().map(|p| rows::journey_partial_row(p, version, now));
+            n += self.insert::<JourneyPartialChRow<'static>>("journey_partials", None, it).await?;
         }
         Ok(n)
     }
@@ -237,6 +249,15 @@ impl ResultSink for ClickHouseSink {
         let mut n = 0;
         for (epoch, of_epoch) in by_epoch(rows, |r| r.epoch) {
             n += self.write_link_clicks(&of_epoch, self.next_partial_version(epoch)).await.map_err(store_error)?;
+        }
+        Ok(n)
+    }
+
+    /// Each epoch's rows are written under one new version of that epoch.
+    async fn publish_journeys(&self, rows: &[JourneyPartialRow]) -> touchline_store::Result<u64> {
+        let mut n = 0;
+        for (epoch, of_epoch) in by_epoch(rows, |r| r.epoch) {
+            n += self.write_journeys(&of_epoch, self.next_partial_version(epoch)).await.map_err(store_error)?;
         }
         Ok(n)
     }

@@ -2,18 +2,19 @@
 //! the same order, with derived metrics computed the same way, so the reports API can serve
 //! either store and tests can compare them row by row.
 //!
-//! Reads never rely on background merges: daily metrics take each partition's highest-version
-//! partial (argMax) and sum partitions; attributions keep, per (conversion, model), the rows of
-//! the highest version, read with FINAL so copies from a repeated flush count once.
+//! Reads never rely on background merges: daily metrics, link clicks and journeys take each
+//! partition's highest-version partial (argMax) and sum partitions; attributions keep, per
+//! (conversion, model), the rows of the highest version, read with FINAL so copies from a
+//! repeated flush count once.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use touchline_store::{AttributionRow, DailyMetricRow, ResultReader, StoreError};
+use touchline_store::{AttributionRow, DailyMetricRow, JourneyPathRow, ResultReader, StoreError};
 use uuid::Uuid;
 
-use crate::rows::{AttrRead, MetricSum, ATTR_READ_COLS};
+use crate::rows::{AttrRead, JourneyPathSum, MetricSum, ATTR_READ_COLS};
 use crate::{ClickHouse, Result};
 
 #[derive(Clone, Debug)]
@@ -37,11 +38,11 @@ impl ClickHouseStore {
         &self.ch
     }
 
-    /// Deletes every result (attributions, daily metrics) before a replay rebuilds them. Raw
-    /// tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
+    /// Deletes every result (attributions, daily metrics, link clicks, journeys) before a replay
+    /// rebuilds them. Raw tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
     /// would otherwise outrank the rebuilt ones.
     pub async fn clear_results(&self) -> Result<()> {
-        for t in ["attributions", "campaign_daily_metrics", "link_click_partials"] {
+        for t in ["attributions", "campaign_daily_metrics", "link_click_partials", "journey_partials"] {
             self.ch.execute(&format!("TRUNCATE TABLE {}", self.ch.table(t)), &format!("TRUNCATE {t}")).await?;
         }
         Ok(())
@@ -103,6 +104,25 @@ impl ClickHouseStore {
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         Ok(rows.into_iter().map(|r| (r.short_code, (i(r.human_clicks), i(r.bot_clicks)))).collect())
     }
+
+    /// An account's journeys between two days (inclusive) per path: per (day, path, partition)
+    /// the row of the highest version, summed; paths whose sums are all zero left out, ordered
+    /// by channels and campaigns (byte order), as the SQL stores return them.
+    async fn read_journey_paths(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<JourneyPathRow>> {
+        let sql = format!(
+            "SELECT channels, campaigns, sum(c) AS conversions, sum(n) AS non_conversions, sum(r) AS revenue \
+             FROM (SELECT journey_date, channels, campaigns, partition, argMax(conversions, version) AS c, \
+             argMax(non_conversions, version) AS n, argMax(revenue, version) AS r FROM {} \
+             WHERE account_id = toUUID('{account_id}') AND journey_date >= toDate('{from}') AND journey_date <= toDate('{to}') \
+             GROUP BY journey_date, channels, campaigns, partition) \
+             GROUP BY channels, campaigns HAVING conversions != 0 OR non_conversions != 0 OR revenue != 0 \
+             ORDER BY channels, campaigns",
+            self.ch.table("journey_partials")
+        );
+        let sums: Vec<JourneyPathSum> =
+            self.ch.bounded("reading journeys", self.ch.client().query_raw(&sql).fetch_all::<JourneyPathSum>()).await?;
+        sums.into_iter().map(JourneyPathSum::into_row).collect()
+    }
 }
 
 fn read_error(e: crate::Error) -> StoreError {
@@ -121,5 +141,9 @@ impl ResultReader for ClickHouseStore {
 
     async fn link_click_counts(&self, account_id: Uuid) -> touchline_store::Result<HashMap<String, (i64, i64)>> {
         self.read_link_click_counts(account_id).await.map_err(read_error)
+    }
+
+    async fn journey_paths(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> touchline_store::Result<Vec<JourneyPathRow>> {
+        self.read_journey_paths(account_id, from, to).await.map_err(read_error)
     }
 }

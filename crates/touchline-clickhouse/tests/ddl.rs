@@ -7,7 +7,7 @@ mod common;
 use common::TestDb;
 use touchline_clickhouse::{migrate, plan, Error, PlanStep, ServerVersion};
 
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 15] = [
     "attribution_model_comparison",
     "attributions",
     "attributions_current",
@@ -16,6 +16,8 @@ const TABLES: [&str; 13] = [
     "conversions",
     "events",
     "identities",
+    "journey_partials",
+    "link_click_partials",
     "link_clicks",
     "schema_migrations",
     "sessions",

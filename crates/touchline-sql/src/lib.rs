@@ -24,7 +24,8 @@ pub use touchline_model::results::publish_cells;
 pub use touchline_store::{cache, CatalogCache};
 pub use touchline_store::{
     Account, Advertisement, ApiKey, AttributionRow, Campaign, Catalog, CatalogStore, CheckpointTable, CheckpointWrite, DailyMetricRow,
-    KeyKind, Link, LinkClickPartialRow, PartialRow, Result, ResultReader, ResultSink, StoreError, StoredCheckpoint, MODELS,
+    JourneyPartialRow, JourneyPathRow, KeyKind, Link, LinkClickPartialRow, PartialRow, Result, ResultReader, ResultSink, StoreError,
+    StoredCheckpoint, MODELS,
 };
 
 /// The store traits, for callers of their methods: `use touchline_sql::prelude::*;`.

@@ -110,6 +110,10 @@ pub(crate) fn dedup_link_clicks<'a>(rows: &[&'a LinkClickPartialRow]) -> Vec<&'a
     last_per_key(rows, |r| (r.short_code.as_str(), r.click_date, r.partition))
 }
 
+pub(crate) fn dedup_journeys<'a>(rows: &[&'a JourneyPartialRow]) -> Vec<&'a JourneyPartialRow> {
+    last_per_key(rows, |r| (r.journey_date, r.channels.as_str(), r.campaigns.as_str(), r.partition))
+}
+
 /// Columns updated from EXCLUDED on conflict (absolute values, never increments).
 pub(crate) const METRIC_UPDATE: [&str; 18] = [
     "impressions",
@@ -548,6 +552,32 @@ impl ResultSink for PgStore {
         Ok(n)
     }
 
+    async fn publish_journeys(&self, rows: &[JourneyPartialRow]) -> Result<u64> {
+        let mut n = 0;
+        for (account, rows) in by_account(rows, |r| r.account_id) {
+            let mut tx = self.as_account(account).await?;
+            for chunk in dedup_journeys(&rows).chunks(CHUNK) {
+                let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!("INSERT INTO journey_partials ({JOURNEY_COLS}) "));
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.account_id)
+                        .push_bind(r.journey_date)
+                        .push_bind(&r.channels)
+                        .push_bind(&r.campaigns)
+                        .push_bind(r.partition)
+                        .push_bind(r.conversions)
+                        .push_bind(r.non_conversions)
+                        .push_bind(r.revenue)
+                        .push_bind(i64::from(r.epoch));
+                });
+                qb.push(journey_upsert_sql("EXCLUDED", "now()"));
+                qb.build().execute(&mut *tx).await?;
+                n += chunk.len() as u64;
+            }
+            tx.commit().await?;
+        }
+        Ok(n)
+    }
+
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let mut tx = self.pool.begin().await?;
@@ -598,6 +628,24 @@ impl ResultReader for PgStore {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(&link_click_sums_sql("$1")).bind(account_id).fetch_all(&mut *tx).await?;
         tx.commit().await?;
         Ok(rows.into_iter().map(|(code, human, bot)| (code, (human, bot))).collect())
+    }
+
+    async fn journey_paths(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<JourneyPathRow>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows = sqlx::query(
+            "SELECT channels, campaigns, CAST(sum(conversions) AS BIGINT) AS conversions, \
+             CAST(sum(non_conversions) AS BIGINT) AS non_conversions, sum(revenue) AS revenue FROM journey_partials \
+             WHERE account_id = $1 AND journey_date BETWEEN $2 AND $3 GROUP BY channels, campaigns \
+             HAVING sum(conversions) <> 0 OR sum(non_conversions) <> 0 OR sum(revenue) <> 0",
+        )
+        .bind(account_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // Sorted in Rust: byte order, whatever the database's collation.
+        Ok(sum_journey_paths(rows.iter().map(journey_path_from_row).collect::<Result<Vec<_>>>()?))
     }
 }
 

@@ -2,7 +2,7 @@
 //! either backend's rows ([`Columns`]).
 
 use crate::columns::Columns;
-use crate::{Account, Advertisement, ApiKey, AttributionRow, Campaign, DailyMetricRow, KeyKind, Link, PartialRow, Result};
+use crate::{Account, Advertisement, ApiKey, AttributionRow, Campaign, DailyMetricRow, JourneyPathRow, KeyKind, Link, PartialRow, Result};
 
 /// Columns of `campaign_performance_metrics` a row is written with, in bind order.
 pub(crate) const METRIC_COLS: &str =
@@ -26,9 +26,59 @@ pub(crate) fn link_click_sums_sql(param: &str) -> String {
     )
 }
 
+/// Columns of `journey_partials` a row is written with, in bind order.
+pub(crate) const JOURNEY_COLS: &str =
+    "account_id, journey_date, channels, campaigns, partition, conversions, non_conversions, revenue, epoch";
+
+/// The upsert of `journey_partials` rows: absolute values, and a write of an earlier epoch (a
+/// previous owner of the partition) is ignored. `excluded` is how the backend names the
+/// proposed row.
+pub(crate) fn journey_upsert_sql(excluded: &str, now: &str) -> String {
+    format!(
+        " ON CONFLICT (account_id, journey_date, channels, campaigns, partition) DO UPDATE SET \
+         conversions = {excluded}.conversions, non_conversions = {excluded}.non_conversions, revenue = {excluded}.revenue, \
+         epoch = {excluded}.epoch, updated_at = {now} WHERE journey_partials.epoch <= {excluded}.epoch"
+    )
+}
+
+/// An account's journeys per path: `rows` (any number per path) summed, paths whose sums are
+/// all zero left out, sorted by channels then campaigns in byte order, as every store returns
+/// them (a database's collation may sort text otherwise).
+pub(crate) fn sum_journey_paths(rows: impl IntoIterator<Item = JourneyPathRow>) -> Vec<JourneyPathRow> {
+    let mut paths: std::collections::BTreeMap<(String, String), JourneyPathRow> = std::collections::BTreeMap::new();
+    for r in rows {
+        match paths.entry((r.channels.clone(), r.campaigns.clone())) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(r);
+            }
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let p = o.get_mut();
+                p.conversions = p.conversions.saturating_add(r.conversions);
+                p.non_conversions = p.non_conversions.saturating_add(r.non_conversions);
+                p.revenue += r.revenue;
+            }
+        }
+    }
+    paths
+        .into_values()
+        .filter(|p| p.conversions != 0 || p.non_conversions != 0 || !p.revenue.is_zero())
+        .map(|p| JourneyPathRow { revenue: p.revenue.normalize(), ..p })
+        .collect()
+}
+
+pub(crate) fn journey_path_from_row(r: &impl Columns) -> Result<JourneyPathRow> {
+    Ok(JourneyPathRow {
+        channels: r.text("channels")?,
+        campaigns: r.text("campaigns")?,
+        conversions: r.int64("conversions")?,
+        non_conversions: r.int64("non_conversions")?,
+        revenue: r.money("revenue")?,
+    })
+}
+
 /// Every table of derived results: what a replay clears before rebuilding them.
-pub(crate) const RESULT_TABLES: [&str; 4] =
-    ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions", "link_click_partials"];
+pub(crate) const RESULT_TABLES: [&str; 5] =
+    ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions", "link_click_partials", "journey_partials"];
 
 pub(crate) const CATALOG_VERSION_SQL: &str = "SELECT version FROM catalog_version WHERE id = 1";
 

@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use crate::pg::{
-    dedup_attr, dedup_link_clicks, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS, PARTIAL_UPDATE,
-    PUBLISHED_UPDATE,
+    dedup_attr, dedup_journeys, dedup_link_clicks, dedup_metrics, dedup_partials, set_excluded, ATTR_UPDATE, METRIC_UPDATE, PARTIAL_COLS,
+    PARTIAL_UPDATE, PUBLISHED_UPDATE,
 };
 use crate::rows::*;
 use crate::*;
@@ -270,6 +270,32 @@ async fn write_link_clicks(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[
     Ok(n)
 }
 
+/// Upserts journey partials; a row of an earlier epoch than the stored one is ignored.
+async fn write_journeys(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[JourneyPartialRow]) -> Result<u64> {
+    let mut n = 0;
+    for (_, rows) in by_account(rows, |r| r.account_id) {
+        for chunk in dedup_journeys(&rows).chunks(CHUNK) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!("INSERT INTO journey_partials ({JOURNEY_COLS}) "));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.account_id.to_string())
+                    .push_bind(r.journey_date.to_string())
+                    .push_bind(r.channels.clone())
+                    .push_bind(r.campaigns.clone())
+                    .push_bind(r.partition)
+                    .push_bind(r.conversions)
+                    .push_bind(r.non_conversions)
+                    // At the six places Postgres and ClickHouse keep, so every store sums the same.
+                    .push_bind(money_text(r.revenue.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)))
+                    .push_bind(i64::from(r.epoch));
+            });
+            qb.push(journey_upsert_sql("excluded", NOW));
+            qb.build().execute(&mut **tx).await?;
+            n += chunk.len() as u64;
+        }
+    }
+    Ok(n)
+}
+
 /// Every partition's stored partial row of `cells` (campaign, ad, day) of `account`.
 async fn partials_of_cells(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
@@ -513,6 +539,10 @@ impl ResultSink for SqliteStore {
         self.write_grouped(ResultWrite::LinkClicks(rows.to_vec())).await
     }
 
+    async fn publish_journeys(&self, rows: &[JourneyPartialRow]) -> Result<u64> {
+        self.write_grouped(ResultWrite::Journeys(rows.to_vec())).await
+    }
+
     async fn clear_results(&self) -> Result<u64> {
         // As the connecting (owner) role: a replay rebuilds every account.
         let (_turn, mut tx) = self.write_tx().await?;
@@ -702,5 +732,20 @@ impl ResultReader for SqliteStore {
         let rows: Vec<(String, i64, i64)> =
             sqlx::query_as(&link_click_sums_sql("?")).bind(account_id.to_string()).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|(code, human, bot)| (code, (human, bot))).collect())
+    }
+
+    async fn journey_paths(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<JourneyPathRow>> {
+        // Every partition's row of every day, summed in Rust: revenue is decimal text, which
+        // SQLite's sum() would add as doubles.
+        let rows = sqlx::query(
+            "SELECT channels, campaigns, conversions, non_conversions, revenue FROM journey_partials \
+             WHERE account_id = ? AND journey_date BETWEEN ? AND ?",
+        )
+        .bind(account_id.to_string())
+        .bind(from.to_string())
+        .bind(to.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(sum_journey_paths(rows.iter().map(journey_path_from_row).collect::<Result<Vec<_>>>()?))
     }
 }

@@ -26,4 +26,4 @@ pub use catalog::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStor
 pub use checkpoints::{CheckpointTable, CheckpointWrite, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use results::{ResultReader, ResultSink};
-pub use touchline_model::results::{AttributionRow, DailyMetricRow, LinkClickPartialRow, PartialRow};
+pub use touchline_model::results::{AttributionRow, DailyMetricRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};

@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::Result;
-use touchline_model::results::{AttributionRow, DailyMetricRow, LinkClickPartialRow, PartialRow};
+use touchline_model::results::{AttributionRow, DailyMetricRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};
 
 /// A store the aggregator writes results to. Every write is idempotent: the runtime repeats
 /// a write after a crash or a failed attempt, and the rows come out the same. Daily metrics
@@ -29,8 +29,13 @@ pub trait ResultSink: Send + Sync + 'static {
     /// row of an older epoch than the stored one is ignored). Idempotent.
     async fn publish_link_clicks(&self, rows: &[LinkClickPartialRow]) -> Result<u64>;
 
-    /// Deletes every derived result (partials, published metrics, attributions, link clicks) of every
-    /// account, before a replay rebuilds them. Catalog and raw rows are kept.
+    /// Writes one aggregator partition's journeys per account, day and path (absolute values
+    /// per (account, day, channels, campaigns, partition); a row of an older epoch than the
+    /// stored one is ignored). Idempotent.
+    async fn publish_journeys(&self, rows: &[JourneyPartialRow]) -> Result<u64>;
+
+    /// Deletes every derived result (partials, published metrics, attributions, link clicks,
+    /// journeys) of every account, before a replay rebuilds them. Catalog and raw rows are kept.
     async fn clear_results(&self) -> Result<u64>;
 
     /// Raw entity rows, inserted once per record id; a store that keeps no raw rows
@@ -51,4 +56,9 @@ pub trait ResultReader: Send + Sync + 'static {
     /// Clicks per short code of an account over every day, `(human, bot)`: the sum of the
     /// link click partials. Codes without clicks are absent.
     async fn link_click_counts(&self, account_id: Uuid) -> Result<HashMap<String, (i64, i64)>>;
+
+    /// An account's journeys between two days (inclusive) per path: the sums over partitions
+    /// and days of the journey partials, sorted by channels then campaigns (byte order). Paths
+    /// whose sums are all zero are absent.
+    async fn journey_paths(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<JourneyPathRow>>;
 }

@@ -24,14 +24,15 @@
 
 use tokio::sync::oneshot;
 
-use super::{write_attributions, write_link_clicks, write_partials, SqliteStore};
-use crate::{AttributionRow, LinkClickPartialRow, PartialRow, Result, StoreError};
+use super::{write_attributions, write_journeys, write_link_clicks, write_partials, SqliteStore};
+use crate::{AttributionRow, JourneyPartialRow, LinkClickPartialRow, PartialRow, Result, StoreError};
 
 /// A result write that can join a group.
 pub(super) enum ResultWrite {
     Attributions(Vec<AttributionRow>),
     Partials(Vec<PartialRow>),
     LinkClicks(Vec<LinkClickPartialRow>),
+    Journeys(Vec<JourneyPartialRow>),
 }
 
 struct Queued {
@@ -105,6 +106,7 @@ impl SqliteStore {
                 ResultWrite::Attributions(rows) => write_attributions(&mut tx, rows).await?,
                 ResultWrite::Partials(rows) => write_partials(&mut tx, rows).await?,
                 ResultWrite::LinkClicks(rows) => write_link_clicks(&mut tx, rows).await?,
+                ResultWrite::Journeys(rows) => write_journeys(&mut tx, rows).await?,
             });
         }
         tx.commit().await?;

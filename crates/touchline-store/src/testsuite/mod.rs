@@ -116,6 +116,12 @@ macro_rules! result_store_suite {
             }
 
             #[tokio::test]
+            async fn journeys_publish_sums() {
+                let (_guard, stores) = super::$fresh().await;
+                $crate::testsuite::results::journeys_publish_sums(&stores).await;
+            }
+
+            #[tokio::test]
             async fn clear_results_forgets_every_result() {
                 let (_guard, stores) = super::$fresh().await;
                 $crate::testsuite::results::clear_results_forgets_every_result(&stores).await;

@@ -2,7 +2,7 @@
 //! what a sink writes, read back.
 
 use super::{attribution, d, date, partial, ResultStores};
-use crate::{AttributionRow, LinkClickPartialRow, PartialRow};
+use crate::{AttributionRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};
 
 /// Newer versions of a conversion's attribution replace older rows; stale ones are ignored.
 pub async fn attribution_versions(stores: &ResultStores) {
@@ -219,20 +219,109 @@ pub async fn link_clicks_sum_partitions_and_days(stores: &ResultStores) {
     assert_eq!(stores.reader.link_click_counts(a).await.expect("read").get("spring"), Some(&(12, 3)));
 }
 
-/// Clearing results (before a replay) removes every account's attributions, daily metrics
-/// and link clicks, and results written afterwards read back alone.
+#[allow(clippy::too_many_arguments)]
+fn journey(
+    account: uuid::Uuid,
+    day: u32,
+    channels: &str,
+    campaigns: &str,
+    partition: i32,
+    conversions: i64,
+    non_conversions: i64,
+    revenue: &str,
+    epoch: u32,
+) -> JourneyPartialRow {
+    JourneyPartialRow {
+        account_id: account,
+        journey_date: date(day),
+        channels: channels.to_owned(),
+        campaigns: campaigns.to_owned(),
+        partition,
+        conversions,
+        non_conversions,
+        revenue: d(revenue),
+        epoch,
+    }
+}
+
+fn path(channels: &str, campaigns: &str, conversions: i64, non_conversions: i64, revenue: &str) -> JourneyPathRow {
+    JourneyPathRow { channels: channels.to_owned(), campaigns: campaigns.to_owned(), conversions, non_conversions, revenue: d(revenue) }
+}
+
+/// An account's paths over a range are the sums of every partition's journeys on every day of
+/// the range (inclusive), sorted by channels then campaigns in byte order; a partition's newer
+/// counts replace its older ones (absolute values), a repeated write changes nothing, a write
+/// of an older epoch is ignored, accounts see only their own journeys, and a path whose sums
+/// went back to zero is left out.
+pub async fn journeys_publish_sums(stores: &ResultStores) {
+    let (a, b) = stores.two_accounts().await;
+    const SEARCH: &str = "email > search";
+    const SEARCH_CAMPAIGNS: &str = "c1 > c2";
+    let partition_0 = [
+        journey(a, 19, SEARCH, SEARCH_CAMPAIGNS, 0, 5, 5, "100", 1),
+        journey(a, 20, SEARCH, SEARCH_CAMPAIGNS, 0, 2, 1, "30.5", 1),
+        journey(a, 21, SEARCH, SEARCH_CAMPAIGNS, 0, 1, 0, "10.123456", 1),
+        journey(a, 21, "email", "(none)", 0, 0, 3, "0", 1),
+        journey(a, 22, "email", "c9", 0, 1, 0, "2", 1),
+    ];
+    stores.sink.publish_journeys(&partition_0).await.expect("partition 0");
+    let partition_1 = [
+        journey(a, 21, SEARCH, SEARCH_CAMPAIGNS, 1, 1, 2, "4.25", 1),
+        journey(a, 22, "email", "(none)", 1, 0, 1, "0", 1),
+        journey(a, 23, "social", "c3", 1, 1, 0, "7", 1),
+        journey(b, 21, SEARCH, SEARCH_CAMPAIGNS, 1, 50, 50, "500", 1),
+    ];
+    stores.sink.publish_journeys(&partition_1).await.expect("partition 1");
+    let paths = |from: u32, to: u32, account: uuid::Uuid| async move {
+        stores.reader.journey_paths(account, date(from), date(to)).await.expect("read journeys")
+    };
+    // The 19th and the 23rd are outside; "(none)" sorts before "c9" by bytes.
+    // email: 3 + 1 non-conversions. email > search: 2 + 1 + 1 conversions, 1 + 0 + 2
+    // non-conversions, 30.5 + 10.123456 + 4.25 revenue.
+    assert_eq!(
+        paths(20, 22, a).await,
+        vec![path("email", "(none)", 0, 4, "0"), path("email", "c9", 1, 0, "2"), path(SEARCH, SEARCH_CAMPAIGNS, 4, 3, "44.873456")]
+    );
+    assert_eq!(paths(22, 22, a).await, vec![path("email", "(none)", 0, 1, "0"), path("email", "c9", 1, 0, "2")], "one day");
+    assert_eq!(paths(23, 30, a).await, vec![path("social", "c3", 1, 0, "7")]);
+    assert!(paths(1, 18, a).await.is_empty(), "no journeys before the 19th");
+    assert_eq!(paths(1, 30, b).await, vec![path(SEARCH, SEARCH_CAMPAIGNS, 50, 50, "500")], "account b sees its own only");
+    // Partition 1 recounted the 21st: its share becomes 2 conversions, not 1 + 2.
+    let recount = [journey(a, 21, SEARCH, SEARCH_CAMPAIGNS, 1, 2, 2, "9.25", 1)];
+    stores.sink.publish_journeys(&recount).await.expect("recount");
+    stores.sink.publish_journeys(&recount).await.expect("same write again");
+    let search = |rows: Vec<JourneyPathRow>| rows.into_iter().find(|r| r.channels == SEARCH);
+    assert_eq!(search(paths(20, 22, a).await), Some(path(SEARCH, SEARCH_CAMPAIGNS, 5, 3, "49.873456")));
+    // A previous owner of partition 1 writing late is ignored; the next owner replaces it.
+    stores.sink.publish_journeys(&[journey(a, 21, SEARCH, SEARCH_CAMPAIGNS, 1, 99, 99, "999", 0)]).await.expect("stale owner");
+    assert_eq!(search(paths(20, 22, a).await), Some(path(SEARCH, SEARCH_CAMPAIGNS, 5, 3, "49.873456")), "a stale epoch must not overwrite");
+    stores.sink.publish_journeys(&[journey(a, 21, SEARCH, SEARCH_CAMPAIGNS, 1, 0, 0, "0", 2)]).await.expect("next owner");
+    assert_eq!(search(paths(20, 22, a).await), Some(path(SEARCH, SEARCH_CAMPAIGNS, 3, 1, "40.623456")));
+    // The conversion of the 22nd moved to another path: the emptied one disappears.
+    stores.sink.publish_journeys(&[journey(a, 22, "email", "c9", 0, 0, 0, "0", 1)]).await.expect("emptied path");
+    assert_eq!(
+        paths(20, 22, a).await,
+        vec![path("email", "(none)", 0, 4, "0"), path(SEARCH, SEARCH_CAMPAIGNS, 3, 1, "40.623456")],
+        "a path whose counts are zero is left out"
+    );
+}
+
+/// Clearing results (before a replay) removes every account's attributions, daily metrics,
+/// link clicks and journeys, and results written afterwards read back alone.
 pub async fn clear_results_forgets_every_result(stores: &ResultStores) {
     let (a, b) = stores.two_accounts().await;
     for account in [a, b] {
         stores.sink.upsert_attributions(&[attribution(account, "conv-1", "t1", "linear", 7, 1.0)]).await.expect("attribution");
         stores.sink.publish_partials(&[partial(account, "c1", 0, 100, 10, "20", "1", "50")]).await.expect("partial");
         stores.sink.publish_link_clicks(&[clicks(account, "spring", 21, 0, 5, 1, 3)]).await.expect("link clicks");
+        stores.sink.publish_journeys(&[journey(account, 21, "email", "(none)", 0, 1, 2, "5", 3)]).await.expect("journeys");
     }
     stores.sink.clear_results().await.expect("clear");
     for account in [a, b] {
         assert!(stores.reader.attributions(account, None).await.expect("read").is_empty(), "attributions of {account} cleared");
         assert!(stores.reader.daily_metrics(account, date(1), date(30)).await.expect("read").is_empty(), "metrics of {account} cleared");
         assert!(stores.reader.link_click_counts(account).await.expect("read").is_empty(), "link clicks of {account} cleared");
+        assert!(stores.reader.journey_paths(account, date(1), date(30)).await.expect("read").is_empty(), "journeys of {account} cleared");
     }
     // A replay starts over at lower versions; they are not hidden by the cleared rows.
     let again = attribution(a, "conv-1", "t2", "linear", 1, 1.0);
@@ -241,4 +330,6 @@ pub async fn clear_results_forgets_every_result(stores: &ResultStores) {
     assert_eq!(stores.reader.attributions(a, None).await.expect("read"), vec![again]);
     let rows = stores.reader.daily_metrics(a, date(21), date(21)).await.expect("read");
     assert_eq!(rows.iter().map(|r| (r.impressions, r.cost)).collect::<Vec<_>>(), vec![(40, d("8"))]);
+    stores.sink.publish_journeys(&[journey(a, 21, "email", "(none)", 0, 0, 1, "0", 1)]).await.expect("journeys after clear");
+    assert_eq!(stores.reader.journey_paths(a, date(21), date(21)).await.expect("read"), vec![path("email", "(none)", 0, 1, "0")]);
 }
