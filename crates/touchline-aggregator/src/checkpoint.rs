@@ -411,6 +411,16 @@ mod tests {
                 link_record_id: touchline_model::Id::new("r1").unwrap(),
                 touches: Vec::new(),
             }],
+            journeys: vec![touchline_engine::JourneyPartial {
+                partition: 0,
+                account_id: uuid::Uuid::from_u128(7),
+                date: chrono::NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+                channels: "email > search".into(),
+                campaigns: "(none) > spring".into(),
+                conversions: 2,
+                non_conversions: 1,
+                revenue: "12.345678".parse().unwrap(),
+            }],
             ..touchline_engine::Flush::default()
         };
         save(

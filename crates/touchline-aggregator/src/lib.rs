@@ -18,8 +18,8 @@
 //! offsets, so state, position and sinks never disagree. A flush writes raw rows
 //! (insert-or-ignore by record id, or files the next start cleans) and DLQ entries first,
 //! then saves the checkpoint, then delivers the outbox: results to the sinks (partial
-//! metrics are absolute values per partition, attribution sets replace older versions) and
-//! re-key records to the bus. Results never reach a sink before the state they come from is
+//! metrics, link clicks and journeys are absolute values per partition, attribution sets
+//! replace older versions) and re-key records to the bus. Results never reach a sink before the state they come from is
 //! checkpointed: otherwise a crash between the two would leave absolute values that the
 //! replay, which batches records differently, need not recompute (found by
 //! `tests/partitions_sim.rs`). Attribution versions written to sinks are

@@ -34,7 +34,7 @@ use clickhouse::RowWrite;
 use sha2::{Digest, Sha256};
 use touchline_model::Record;
 use touchline_store::sink::{
-    attribution_chunks, link_click_row, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
+    attribution_chunks, journey_row, link_click_row, partial_row, sink_version, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
     ATTRIBUTION_ROWS_PER_WRITE,
 };
 use touchline_store::{AttributionRow, JourneyPartialRow, LinkClickPartialRow, PartialRow, ResultSink, StoreError};
@@ -222,6 +222,14 @@ impl Sink for ClickHouseSink {
                 .await
                 .map_err(tagged)?;
             out.extend(links.into_iter().map(|(p, why)| RefusedRow::link_clicks(name, p, why)));
+        }
+        let journeys: Vec<JourneyPartialRow> = batch.flush.journeys.iter().map(|p| journey_row(p, batch.epoch)).collect();
+        if !journeys.is_empty() {
+            let version = self.next_partial_version(batch.epoch);
+            let paths = write_isolating(&journeys, |c| async move { self.write_journeys(c, version).await.map(drop) }, refused)
+                .await
+                .map_err(tagged)?;
+            out.extend(paths.into_iter().map(|(p, why)| RefusedRow::journeys(name, p, why)));
         }
         Ok(out)
     }

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use common::{account, dataset, TestDb};
 use touchline_clickhouse::{ClickHouseSink, ClickHouseStore};
-use touchline_engine::{Engine, EngineConfig};
+use touchline_engine::{Engine, EngineConfig, Flush, JourneyPartial};
 use touchline_model::{partition_for, Body, Record};
 use touchline_sql::prelude::*;
 use touchline_sql::SqlSink;
-use touchline_sql::{Account, AttributionRow, DailyMetricRow, SqliteStore, MODELS};
+use touchline_sql::{Account, AttributionRow, DailyMetricRow, JourneyPathRow, SqliteStore, MODELS};
 use touchline_store::sink::{Sink, SinkBatch};
 use uuid::Uuid;
 
@@ -209,6 +209,15 @@ async fn reports_equal_the_sql_store_row_by_row() {
         assert_eq!(store.link_click_counts(acct).await.unwrap(), expected, "ClickHouse, {acct}");
         assert_eq!(sql.link_click_counts(acct).await.unwrap(), expected, "SQLite, {acct}");
     }
+    // Journeys per path: the same in both stores.
+    for acct in [account(1), account(2)] {
+        let (from, to) = (day("2026-01-01"), day("2026-12-31"));
+        assert_eq!(
+            store.journey_paths(acct, from, to).await.unwrap(),
+            sql.journey_paths(acct, from, to).await.unwrap(),
+            "journeys of {acct}"
+        );
+    }
     // The BI view agrees with the store on every count and money column.
     for acct in [account(1), account(2)] {
         let rows = store.daily_metrics(acct, day("2026-01-01"), day("2026-12-31")).await.unwrap();
@@ -299,6 +308,89 @@ async fn a_flush_repeated_after_a_crash_leaves_the_report_unchanged() {
     // A replay clears the results first (its epochs start again).
     store.clear_results().await.unwrap();
     assert!(reports(&store).await.iter().all(|(m, a)| m.is_empty() && a.is_empty()));
+}
+
+fn journey(
+    acct: Uuid,
+    date: &str,
+    channels: &str,
+    partition: u32,
+    conversions: u64,
+    non_conversions: u64,
+    revenue: &str,
+) -> JourneyPartial {
+    JourneyPartial {
+        partition,
+        account_id: acct,
+        date: day(date),
+        channels: channels.to_owned(),
+        campaigns: channels.replace("email", "c1").replace("search", "c2"),
+        conversions,
+        non_conversions,
+        revenue: revenue.parse().unwrap(),
+    }
+}
+
+/// The journeys of a flush reach both stores and read back alike; a row the SQL store refuses
+/// (its account is unknown there) comes back alone, as a `journeys` row for the DLQ, and a
+/// late flush of an older epoch changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journeys_of_a_flush_read_back_alike_in_both_stores() {
+    let db = TestDb::migrated("sink_journeys").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sql = sqlite(&dir).await;
+    let ch_sink = ClickHouseSink::new(db.ch.clone());
+    let sql_sink = SqlSink { store: sql.clone(), raw_rows: false };
+    let store = ClickHouseStore::new(db.ch.clone());
+    let unknown = Uuid::from_u128(0xdead);
+    let first = Flush {
+        journeys: vec![
+            journey(account(1), "2026-03-01", "email > search", 0, 2, 1, "30.5"),
+            journey(account(1), "2026-03-02", "email", 0, 0, 4, "0"),
+            journey(unknown, "2026-03-01", "email", 0, 1, 0, "1"),
+        ],
+        ..Flush::default()
+    };
+    let second = Flush { journeys: vec![journey(account(1), "2026-03-02", "email > search", 1, 1, 0, "0.1234565")], ..Flush::default() };
+    for (p, f) in [(0, &first), (1, &second)] {
+        let batch = SinkBatch { partition: p, epoch: 2, raw: &[], raw_offsets: &[], flush: f };
+        assert!(ch_sink.write(&batch).await.unwrap().is_empty(), "ClickHouse has no foreign keys");
+        let refused = sql_sink.write(&batch).await.unwrap();
+        if p == 0 {
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!((refused[0].kind, refused[0].key.as_str()), ("journeys", format!("{unknown}:2026-03-01:email:c1:0").as_str()));
+        } else {
+            assert!(refused.is_empty(), "{refused:?}");
+        }
+    }
+    let (from, to) = (day("2026-03-01"), day("2026-03-02"));
+    // email > search: 2 + 1 conversions, 30.5 + 0.123457 (rounded half away from zero).
+    let expected = vec![
+        JourneyPathRow {
+            channels: "email".into(),
+            campaigns: "c1".into(),
+            conversions: 0,
+            non_conversions: 4,
+            revenue: "0".parse().unwrap(),
+        },
+        JourneyPathRow {
+            channels: "email > search".into(),
+            campaigns: "c1 > c2".into(),
+            conversions: 3,
+            non_conversions: 1,
+            revenue: "30.623457".parse().unwrap(),
+        },
+    ];
+    assert_eq!(store.journey_paths(account(1), from, to).await.unwrap(), expected, "ClickHouse");
+    assert_eq!(sql.journey_paths(account(1), from, to).await.unwrap(), expected, "SQLite");
+    // A previous owner of partition 0 flushing late (epoch 1) is ignored by both.
+    let stale = Flush { journeys: vec![journey(account(1), "2026-03-01", "email > search", 0, 9, 9, "99")], ..Flush::default() };
+    let batch = SinkBatch { partition: 0, epoch: 1, raw: &[], raw_offsets: &[], flush: &stale };
+    ch_sink.write(&batch).await.unwrap();
+    sql_sink.write(&batch).await.unwrap();
+    db.exec(&format!("OPTIMIZE TABLE {}.journey_partials FINAL", db.name)).await;
+    assert_eq!(store.journey_paths(account(1), from, to).await.unwrap(), expected, "ClickHouse after the stale flush and merges");
+    assert_eq!(sql.journey_paths(account(1), from, to).await.unwrap(), expected, "SQLite after the stale flush");
 }
 
 #[tokio::test]

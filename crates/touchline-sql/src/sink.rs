@@ -1,15 +1,16 @@
 //! The SQL stores as a sink of the aggregator: raw rows (SQLite, when asked), attribution
-//! rows, partial metrics published as sums and link click partials, each refused row
-//! isolated and reported.
+//! rows, partial metrics published as sums, link click partials and journey partials, each
+//! refused row isolated and reported.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use touchline_store::sink::{
-    attribution_chunks, link_click_row, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError, ATTRIBUTION_ROWS_PER_WRITE,
+    attribution_chunks, journey_row, link_click_row, partial_row, write_isolating, RefusedRow, Sink, SinkBatch, SinkError,
+    ATTRIBUTION_ROWS_PER_WRITE,
 };
 
-use crate::{LinkClickPartialRow, PartialRow, Store, StoreError};
+use crate::{JourneyPartialRow, LinkClickPartialRow, PartialRow, Store, StoreError};
 
 /// Postgres or SQLite: raw tables (SQLite, when `raw_rows`), attribution rows, partial
 /// metrics published as sums.
@@ -43,6 +44,9 @@ impl Sink for SqlSink {
         let clicks: Vec<LinkClickPartialRow> = batch.flush.link_clicks.iter().map(|p| link_click_row(p, batch.epoch)).collect();
         let links = write_isolating(&clicks, |c| async move { self.store.publish_link_clicks(c).await.map(drop) }, refused).await?;
         out.extend(links.into_iter().map(|(p, why)| RefusedRow::link_clicks(name, p, why)));
+        let journeys: Vec<JourneyPartialRow> = batch.flush.journeys.iter().map(|p| journey_row(p, batch.epoch)).collect();
+        let paths = write_isolating(&journeys, |c| async move { self.store.publish_journeys(c).await.map(drop) }, refused).await?;
+        out.extend(paths.into_iter().map(|(p, why)| RefusedRow::journeys(name, p, why)));
         Ok(out)
     }
 }

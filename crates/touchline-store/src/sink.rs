@@ -4,8 +4,8 @@
 //! store refuses ([`write_isolating`]).
 
 use async_trait::async_trait;
-use touchline_engine::{AttributionSet, DailyPartial, Flush, LinkClickPartial};
-use touchline_model::results::{AttributionRow, LinkClickPartialRow, PartialRow};
+use touchline_engine::{AttributionSet, DailyPartial, Flush, JourneyPartial, LinkClickPartial};
+use touchline_model::results::{AttributionRow, JourneyPartialRow, LinkClickPartialRow, PartialRow};
 use touchline_model::Record;
 
 /// One flush of one partition.
@@ -31,7 +31,7 @@ pub struct SinkError(pub String);
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefusedRow {
     pub sink: String,
-    /// `raw`, `attribution`, `partial` or `link_clicks`.
+    /// `raw`, `attribution`, `partial`, `link_clicks` or `journeys`.
     pub kind: &'static str,
     /// The row's identity (record id, conversion/touch/model, or cell), also the DLQ key.
     pub key: String,
@@ -116,6 +116,11 @@ impl RefusedRow {
     pub fn link_clicks(sink: &str, p: &LinkClickPartialRow, reason: String) -> RefusedRow {
         let key = format!("{}:{}:{}:{}", p.account_id, p.short_code, p.click_date, p.partition);
         RefusedRow::result(sink, "link_clicks", key, p, reason)
+    }
+
+    pub fn journeys(sink: &str, p: &JourneyPartialRow, reason: String) -> RefusedRow {
+        let key = format!("{}:{}:{}:{}:{}", p.account_id, p.journey_date, p.channels, p.campaigns, p.partition);
+        RefusedRow::result(sink, "journeys", key, p, reason)
     }
 
     /// A refused result row, carried as its JSON.
@@ -218,6 +223,23 @@ pub fn link_click_row(p: &LinkClickPartial, epoch: u32) -> LinkClickPartialRow {
         partition: p.partition as i32,
         human_clicks: i(p.human_clicks),
         bot_clicks: i(p.bot_clicks),
+        epoch,
+    }
+}
+
+/// The row of a journey partial written under `epoch`: revenue at the 6 places every store
+/// keeps, so a store that rounds and one that does not hold the same value.
+pub fn journey_row(p: &JourneyPartial, epoch: u32) -> JourneyPartialRow {
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    JourneyPartialRow {
+        account_id: p.account_id,
+        journey_date: p.date,
+        channels: p.channels.clone(),
+        campaigns: p.campaigns.clone(),
+        partition: p.partition as i32,
+        conversions: i(p.conversions),
+        non_conversions: i(p.non_conversions),
+        revenue: p.revenue.round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero),
         epoch,
     }
 }
