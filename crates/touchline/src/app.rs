@@ -99,7 +99,11 @@ impl App {
     /// an address of its own.
     pub fn router(&self) -> Router {
         let router = touchline_collector::router(self.state.clone())
-            .merge(reports::router(reports::ReportState { results: self.results.clone(), collector: self.state.clone() }))
+            .merge(reports::router(reports::ReportState {
+                results: self.results.clone(),
+                collector: self.state.clone(),
+                data_driven: Arc::default(),
+            }))
             .merge(touchline_links::router(self.links.clone(), self.config.short_domain));
         let router = if self.config.metrics_addr.is_some() { router } else { router.merge(self.metrics_router()) };
         router.layer(axum::middleware::from_fn_with_state(self.telemetry.clone(), telemetry::track_latency))

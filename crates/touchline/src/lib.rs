@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod app;
 pub mod config;
+pub mod datadriven;
 pub mod dataset;
 pub mod demo;
 pub mod generate;

@@ -14,11 +14,15 @@ use serde_json::{json, Value};
 use touchline_collector::{ApiError, ApiQuery, AppState, SecretKey};
 use touchline_sql::ResultReader;
 
+use crate::datadriven;
+
 /// What the report handlers share; the collector's state authenticates their secret keys.
 #[derive(Clone, FromRef)]
 pub struct ReportState {
     pub results: Arc<dyn ResultReader>,
     pub collector: Arc<AppState>,
+    /// Markov and Shapley answers of the last seconds.
+    pub data_driven: Arc<datadriven::Cache>,
 }
 
 pub fn router(state: ReportState) -> Router {
@@ -113,70 +117,9 @@ async fn campaigns(
 }
 
 /// Report rows, highest `revenue` first.
-fn by_revenue_desc(rows: &mut [Value]) {
+pub(crate) fn by_revenue_desc(rows: &mut [Value]) {
     let revenue = |v: &Value| v["revenue"].as_f64().unwrap_or(0.0);
     rows.sort_by(|x, y| revenue(y).partial_cmp(&revenue(x)).unwrap_or(std::cmp::Ordering::Equal));
-}
-
-/// Models computed on demand over the period's conversion paths.
-const DATA_DRIVEN_MODELS: [&str; 2] = ["markov", "shapley"];
-
-/// Markov (exact removal effects) or Shapley credits per channel over the conversion paths of
-/// the period, on demand. The paths are rebuilt from the stored `linear` rows (every touch of
-/// every conversion's window, in time order); journeys that did not convert are not stored, so
-/// the Markov chain is the one of the converting paths.
-async fn data_driven(
-    results: &dyn ResultReader,
-    account: uuid::Uuid,
-    model: &str,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Json<Value>, ApiError> {
-    use touchline_engine::{markov, shapley, PathCount, ShapleyOptions};
-    let rows = results.attributions(account, Some("linear")).await.map_err(store_unavailable)?;
-    // conversion → (value, touches as (time, touchpoint id, channel))
-    type Touches = Vec<(Option<chrono::DateTime<Utc>>, String, String)>;
-    let mut conversions: BTreeMap<String, (f64, Touches)> = BTreeMap::new();
-    for r in rows {
-        let day = r.conversion_time.date_naive();
-        if day < from || day > to {
-            continue;
-        }
-        use rust_decimal::prelude::ToPrimitive;
-        let value = r.conversion_value.and_then(|v| v.to_f64()).unwrap_or(0.0);
-        let e = conversions.entry(r.conversion_id).or_insert((value, Vec::new()));
-        e.1.push((r.touchpoint_timestamp, r.touchpoint_id, r.channel_id.unwrap_or_else(|| "(direct)".into())));
-    }
-    let paths: Vec<PathCount> = conversions
-        .into_values()
-        .map(|(value, mut touches)| {
-            touches.sort();
-            PathCount { channels: touches.into_iter().map(|t| t.2).collect(), conversions: 1.0, nulls: 0.0, value }
-        })
-        .collect();
-    let n = paths.len();
-    let paths = touchline_engine::aggregate_paths(paths);
-    let round = |x: f64| (x * 1e9).round() / 1e9;
-    let (channels, extra) = if model == "markov" {
-        let m = markov(&paths);
-        (m.channels, json!({"conversion_probability": round(m.conversion_probability)}))
-    } else {
-        let r = shapley(&paths, ShapleyOptions::default());
-        (r.channels, serde_json::to_value(&r.method).unwrap_or(Value::Null))
-    };
-    let mut rows: Vec<Value> = channels
-        .iter()
-        .map(|c| {
-            let mut row = json!({"campaign_id": null, "advertisement_id": null, "channel": c.channel, "conversions": round(c.conversions), "revenue": round(c.revenue)});
-            if let Some(effect) = c.removal_effect {
-                row["removal_effect"] = json!(round(effect));
-            }
-            row
-        })
-        .collect();
-    by_revenue_desc(&mut rows);
-    Ok(Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "paths": n, "details": extra,
-                "scope": "channels, over the converting paths of the period", "rows": rows})))
 }
 
 /// Models whose per-conversion rows the aggregator stores.
@@ -184,19 +127,21 @@ const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct"
 
 async fn attribution(
     State(results): State<Arc<dyn ResultReader>>,
+    State(cache): State<Arc<datadriven::Cache>>,
     SecretKey(account): SecretKey,
     ApiQuery(q): ApiQuery<Range>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(&q)?;
     let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
-    if DATA_DRIVEN_MODELS.contains(&model.as_str()) {
-        return data_driven(results.as_ref(), account, &model, from, to).await;
+    if let Some(model) = datadriven::MODELS.into_iter().find(|m| *m == model) {
+        let answer = datadriven::report(results.as_ref(), &cache, account, model, from, to).await?;
+        return Ok(Json(Value::clone(&answer)));
     }
     if !STORED_MODELS.contains(&model.as_str()) {
         return Err(ApiError::BadRequest(format!(
             "query parameter `model`: {model:?} is not one of {}, {}",
             STORED_MODELS.join(", "),
-            DATA_DRIVEN_MODELS.join(", ")
+            datadriven::MODELS.join(", ")
         )));
     }
     let rows = results.attributions(account, Some(&model)).await.map_err(store_unavailable)?;

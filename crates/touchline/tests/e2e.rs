@@ -191,8 +191,9 @@ async fn run_pipeline(setup: Setup) {
     assert_eq!(total, 150.0);
     assert!(find(&last, "c1", "display").is_none(), "last touch credits the click, not the impression");
 
-    // Data-driven models over the two converting paths, [display, search] (100) and [search]
-    // (50). Shapley on channel sets: v({search}) = 1, v({display, search}) = 2, so search gets
+    // Data-driven models over the period's journeys: the two converting paths, [display,
+    // search] (100) and [search] (50); no journey has ended without converting yet (with 20
+    // years of allowed lateness none can be decided). Shapley on channel sets: v({search}) = 1, v({display, search}) = 2, so search gets
     // (1 + 2) / 2 = 1.5 and display 0.5; revenue (50 + 150) / 2 = 100 and 50. Markov on the
     // converting chain: removing display leaves P(conv) = 0.5 (effect 0.5), removing search
     // leaves 0 (effect 1); normalised over 2 conversions: display 2/3, search 4/3, revenue 50/100.
