@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dataset::{expected_link_clicks, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
+use common::dataset::{expected_link_clicks, journeys_of, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
 use touchline_sql::ResultReader;
 use uuid::Uuid;
 
@@ -132,6 +132,10 @@ async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&st
     assert_eq!(got.1, expected.1, "attributions differ after {kills} crashes");
     assert_eq!(link_clicks_of(store_a.as_ref()).await, expected_link_clicks(), "the uninterrupted run counts each click once");
     assert_eq!(link_clicks_of(store_b.as_ref()).await, expected_link_clicks(), "link clicks differ after {kills} crashes");
+    let journeys = journeys_of(store_a.as_ref()).await;
+    let converted: std::collections::BTreeSet<&str> = expected.1.iter().map(|a| a.0.as_str()).collect();
+    assert_eq!(journeys.iter().map(|j| j.conversions).sum::<i64>(), converted.len() as i64, "each conversion is one journey");
+    assert_eq!(journeys_of(store_b.as_ref()).await, journeys, "journeys differ after {kills} crashes");
     let raw = warehouse_rows(&dir_b);
     assert_eq!(raw, warehouse_rows(&dir_a), "the Parquet warehouse holds the same rows after {kills} crashes");
     // One row per record of the log (a client's retry is a record of its own, with the same id).
@@ -152,6 +156,7 @@ async fn crash_and_compare(db_a: String, db_b: String, clickhouse_db: Option<&st
             "ClickHouse attributions equal the SQL store's"
         );
         assert_eq!(link_clicks_of(&chs).await, expected_link_clicks(), "ClickHouse link clicks");
+        assert_eq!(journeys_of(&chs).await, journeys, "ClickHouse journeys");
         for db in [ch.to_owned(), format!("{ch}_ref")] {
             common::drop_clickhouse_database(&db).await;
         }
@@ -196,6 +201,8 @@ async fn replay_rebuilds_the_same_results() {
     let store = prepare_store(&db, &dir).await;
     assert!(aggregator(&dir, &db).status().unwrap().success());
     let expected = results(store.as_ref()).await;
+    let journeys = journeys_of(store.as_ref()).await;
+    assert!(!journeys.is_empty());
     // Damage the results: a bogus row and a changed one.
     let mut bogus = expected.0[0].clone();
     bogus.campaign_id = "bogus".into();
@@ -210,10 +217,12 @@ async fn replay_rebuilds_the_same_results() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("replayed"), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(results(store.as_ref()).await, expected, "replay rebuilds the same results");
     assert_eq!(link_clicks_of(store.as_ref()).await, expected_link_clicks(), "replay counts each click once");
+    assert_eq!(journeys_of(store.as_ref()).await, journeys, "replay counts each journey once");
     // From a date after every record: nothing is read, and the results are empty.
     let out = replay("2099-01-01");
     assert!(out.status.success());
     let (m, a) = results(store.as_ref()).await;
     assert!(m.is_empty() && a.is_empty());
     assert!(link_clicks_of(store.as_ref()).await.is_empty());
+    assert!(journeys_of(store.as_ref()).await.is_empty());
 }

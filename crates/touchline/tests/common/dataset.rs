@@ -128,6 +128,12 @@ pub async fn link_clicks_of(s: &dyn touchline_sql::ResultReader) -> Vec<(String,
     counts
 }
 
+/// The stored journeys of the account over every day of the dataset, by path.
+pub async fn journeys_of(s: &dyn touchline_sql::ResultReader) -> Vec<touchline_model::results::JourneyPathRow> {
+    let (from, to) = ("2026-01-01".parse().unwrap(), "2027-01-01".parse().unwrap());
+    s.journey_paths(ACCOUNT, from, to).await.unwrap()
+}
+
 /// Writes the dataset into an embedded log under `data_dir/log`, as the collector would.
 pub async fn write_log(data_dir: &Path) -> usize {
     let log =
