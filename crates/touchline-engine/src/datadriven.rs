@@ -218,48 +218,109 @@ pub fn markov_transitions(paths: &[PathCount]) -> Vec<(String, String, f64)> {
 /// Empty paths (conversions with no touch) are left out of the chain; their conversions are
 /// not credited to any channel and not counted in `total_conversions`.
 pub fn markov(paths: &[PathCount]) -> MarkovResult {
-    let Chain { names, n, w, prob, total_conv, total_value } = Chain::build(paths);
-    let p_of = |r: usize, c: usize| prob.get(r * w + c).copied().unwrap_or(0.0);
-    let p_conv = |removed: Option<usize>| -> f64 {
-        let mut a = vec![0.0; n * n];
-        let mut b = vec![0.0; n];
-        for i in 0..n {
-            if let Some(x) = a.get_mut(i * n + i) {
-                *x = 1.0;
-            }
-            if Some(i) == removed {
-                continue; // x_i = 0
-            }
-            for j in 0..n {
-                if let Some(x) = a.get_mut(i * n + j) {
-                    *x -= p_of(i, j);
+    let chain = Chain::build(paths);
+    let channels: Vec<&str> = chain.names.keys().copied().collect();
+    removal_credits(&chain, &channels, |state, channel| state == channel)
+}
+
+/// Markov attribution of order `order` (1 to [`MAX_MARKOV_ORDER`]), as ChannelAttribution's
+/// `markov_model(order = k)` builds it: a state is `k` consecutive channels of a path (every
+/// window of the path, repeats kept; a path shorter than `k` is one state), and removing a
+/// channel removes every state that holds it. Order 1 is [`markov`].
+pub fn markov_of_order(paths: &[PathCount], order: usize) -> MarkovResult {
+    let order = order.clamp(1, MAX_MARKOV_ORDER);
+    if order == 1 {
+        return markov(paths);
+    }
+    let states: Vec<PathCount> = paths.iter().map(|p| PathCount { channels: windows(&p.channels, order), ..p.clone() }).collect();
+    let chain = Chain::build(&states);
+    let mut channels: Vec<&str> = paths.iter().flat_map(|p| p.channels.iter().map(String::as_str)).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    removal_credits(&chain, &channels, |state, channel| state.split(STATE_JOIN).any(|c| c == channel))
+}
+
+/// Highest order [`markov_of_order`] computes (the state count grows with the power of it).
+pub const MAX_MARKOV_ORDER: usize = 3;
+
+/// What joins the channels of a higher-order state's name (a character no channel name holds).
+const STATE_JOIN: char = '\u{1f}';
+
+/// The states of a path for order `k`: its windows of `k` channels, or the whole path when it
+/// is shorter.
+fn windows(channels: &[String], k: usize) -> Vec<String> {
+    if channels.is_empty() {
+        return Vec::new();
+    }
+    if channels.len() <= k {
+        return vec![channels.join(&STATE_JOIN.to_string())];
+    }
+    channels.windows(k).map(|w| w.join(&STATE_JOIN.to_string())).collect()
+}
+
+/// Removal effects of `channels` over `chain`, removing for each channel the states
+/// `holds(state, channel)` says hold it, and the conversions credited in proportion.
+fn removal_credits(chain: &Chain, channels: &[&str], holds: impl Fn(&str, &str) -> bool) -> MarkovResult {
+    let base = conversion_probability(chain, &vec![false; chain.n]);
+    let effects: Vec<f64> = channels
+        .iter()
+        .map(|channel| {
+            let mut removed = vec![false; chain.n];
+            for (state, i) in &chain.names {
+                if let Some(r) = removed.get_mut(*i) {
+                    *r = holds(state, channel);
                 }
             }
-            if let Some(x) = b.get_mut(i) {
-                *x = p_of(i, n);
+            if base > 0.0 {
+                (1.0 - conversion_probability(chain, &removed) / base).clamp(0.0, 1.0)
+            } else {
+                0.0
             }
-        }
-        let x = if n == 0 { Some(Vec::new()) } else { solve_linear(a, b) };
-        let x = x.unwrap_or_else(|| vec![0.0; n]);
-        (0..n).map(|j| p_of(n, j) * x.get(j).copied().unwrap_or(0.0)).sum()
-    };
-    let base = p_conv(None);
-    let effects: Vec<f64> = (0..n).map(|c| if base > 0.0 { (1.0 - p_conv(Some(c)) / base).clamp(0.0, 1.0) } else { 0.0 }).collect();
+        })
+        .collect();
     let sum_re: f64 = effects.iter().sum();
-    let channels = names
-        .keys()
+    let credited = channels
+        .iter()
         .zip(&effects)
         .map(|(name, re)| {
             let share = if sum_re > 0.0 { re / sum_re } else { 0.0 };
             ChannelCredit {
                 channel: (*name).to_owned(),
-                conversions: share * total_conv,
-                revenue: share * total_value,
+                conversions: share * chain.total_conv,
+                revenue: share * chain.total_value,
                 removal_effect: Some(*re),
             }
         })
         .collect();
-    MarkovResult { conversion_probability: base, total_conversions: total_conv, total_revenue: total_value, channels }
+    MarkovResult { conversion_probability: base, total_conversions: chain.total_conv, total_revenue: chain.total_value, channels: credited }
+}
+
+/// The probability of reaching `conversion` from `start` when the states marked in `removed`
+/// lead to `null`.
+fn conversion_probability(chain: &Chain, removed: &[bool]) -> f64 {
+    let (n, w) = (chain.n, chain.w);
+    let p_of = |r: usize, c: usize| chain.prob.get(r * w + c).copied().unwrap_or(0.0);
+    let mut a = vec![0.0; n * n];
+    let mut b = vec![0.0; n];
+    for i in 0..n {
+        if let Some(x) = a.get_mut(i * n + i) {
+            *x = 1.0;
+        }
+        if removed.get(i) == Some(&true) {
+            continue; // x_i = 0
+        }
+        for j in 0..n {
+            if let Some(x) = a.get_mut(i * n + j) {
+                *x -= p_of(i, j);
+            }
+        }
+        if let Some(x) = b.get_mut(i) {
+            *x = p_of(i, n);
+        }
+    }
+    let x = if n == 0 { Some(Vec::new()) } else { solve_linear(a, b) };
+    let x = x.unwrap_or_else(|| vec![0.0; n]);
+    (0..n).map(|j| p_of(n, j) * x.get(j).copied().unwrap_or(0.0)).sum()
 }
 
 /// Largest channel count for which Shapley values are computed exactly (2^15 coalitions).

@@ -63,8 +63,8 @@ pub use attribution::{
 };
 pub use config::{AccountSettings, Catalog, EngineConfig};
 pub use datadriven::{
-    aggregate_paths, markov, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod, ShapleyOptions,
-    ShapleyResult,
+    aggregate_paths, markov, markov_of_order, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod,
+    ShapleyOptions, ShapleyResult, MAX_MARKOV_ORDER,
 };
 pub use engine::{Counters, Engine, EngineError, Flush, IdentityTransfer, Ingest, StateStats, SNAPSHOT_VERSION};
 pub use journeys::JourneyPartial;

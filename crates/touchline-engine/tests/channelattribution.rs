@@ -103,31 +103,70 @@ fn markov_over_the_journeys_matches_the_hand_solved_chain() {
     }
 }
 
-/// ChannelAttribution estimates the same chain by simulation: within 0.05 conversions (its
-/// figures for issue 20's example differed from the exact ones by up to 0.026).
-#[test]
-fn markov_over_the_journeys_matches_channelattribution() {
-    let journeys = engine_journeys();
+/// ChannelAttribution's credits per channel for `journeys` (path text → converting,
+/// non-converting) under Markov of `order`.
+fn channelattribution(journeys: &BTreeMap<String, (u64, u64)>, order: usize) -> BTreeMap<String, f64> {
     let rows: Vec<String> = journeys.iter().map(|(p, (c, n))| format!("{p}\t{c}\t{n}")).collect();
     let script = r#"
 import sys, pandas as pd, ChannelAttribution as ca
 rows = [l.split("\t") for l in sys.argv[1].split("\n")]
 df = pd.DataFrame({"path": [r[0] for r in rows], "conv": [int(r[1]) for r in rows], "null": [int(r[2]) for r in rows]})
-r = ca.markov_model(df, var_path="path", var_conv="conv", var_null="null", order=1, sep=">", seed=7, verbose=0)
+r = ca.markov_model(df, var_path="path", var_conv="conv", var_null="null", order=int(sys.argv[2]), sep=">", seed=7, verbose=0)
 for _, x in r.iterrows():
     print(f"{x['channel_name']}\t{x['total_conversions']}")
 "#;
-    let out = Command::new(python()).args(["-c", script, &rows.join("\n")]).output().expect("run python with ChannelAttribution");
+    let out = Command::new(python())
+        .args(["-c", script, &rows.join("\n"), &order.to_string()])
+        .output()
+        .expect("run python with ChannelAttribution");
     assert!(out.status.success(), "ChannelAttribution failed: {}", String::from_utf8_lossy(&out.stderr));
-    let reference: BTreeMap<String, f64> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .filter_map(|l| l.split_once('\t'))
         .map(|(c, v)| (c.trim().to_owned(), v.trim().parse().unwrap()))
-        .collect();
+        .collect()
+}
+
+/// ChannelAttribution estimates the same chain by simulation: within 0.05 conversions (its
+/// figures for issue 20's example differed from the exact ones by up to 0.026).
+#[test]
+fn markov_over_the_journeys_matches_channelattribution() {
+    let journeys = engine_journeys();
+    let reference = channelattribution(&journeys, 1);
     assert_eq!(reference.len(), 3, "{reference:?}");
     let r = markov(&paths(&journeys));
     for (channel, theirs) in &reference {
         assert!((credit(&r, channel) - theirs).abs() < 0.05, "{channel}: ours {} vs ChannelAttribution {theirs}", credit(&r, channel));
+    }
+}
+
+/// Orders 2 and 3 over longer journeys (repeats included), against ChannelAttribution's
+/// `order = 2` and `order = 3`, within the same 0.05 conversions (of 14).
+#[test]
+fn higher_order_markov_matches_channelattribution() {
+    let journeys: BTreeMap<String, (u64, u64)> = [
+        ("A > B", 3, 1),
+        ("A", 1, 2),
+        ("B > C", 2, 1),
+        ("C", 1, 2),
+        ("A > C", 2, 1),
+        ("B", 0, 3),
+        ("A > B > C", 2, 1),
+        ("A > A > B", 1, 0),
+        ("C > B > A > C", 2, 2),
+    ]
+    .into_iter()
+    .map(|(p, c, n)| (p.to_owned(), (c, n)))
+    .collect();
+    for order in [2, 3] {
+        let reference = channelattribution(&journeys, order);
+        assert_eq!(reference.len(), 3, "{reference:?}");
+        let r = touchline_engine::markov_of_order(&paths(&journeys), order);
+        assert!((r.total_conversions - 14.0).abs() < 1e-12);
+        for (channel, theirs) in &reference {
+            let ours = credit(&r, channel);
+            assert!((ours - theirs).abs() < 0.05, "order {order}, {channel}: ours {ours} vs ChannelAttribution {theirs}");
+        }
     }
 }
