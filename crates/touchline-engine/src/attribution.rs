@@ -642,6 +642,16 @@ fn split_exact_decimal(weights: &[f64], total: Decimal, dp: u32, out: &mut Vec<D
             *slot = fixed;
         }
     }
+    // `Decimal` addition rounds a sum it cannot hold in 96 bits (a mantissa near the limit at
+    // a high scale), and overflows past `Decimal::MAX`: there the shares can miss the total. The
+    // other shares sum to less than the total in magnitude (the weights are non-negative and
+    // this one is the largest), so their sum is exact, and so is the total less it.
+    let others = out.iter().enumerate().filter(|(i, _)| *i != big).try_fold(Decimal::ZERO, |a, (_, b)| a.checked_add(*b));
+    if let (Some(fixed), Some(slot)) = (others.and_then(|o| total.checked_sub(o)), out.get_mut(big)) {
+        if fixed != *slot {
+            *slot = fixed;
+        }
+    }
 }
 
 fn share(units: i64, total: Decimal, dp: u32) -> Option<Decimal> {
@@ -1074,6 +1084,19 @@ mod tests {
         assert_eq!(parts[1], Decimal::new(3333, 2));
         let parts = split_exact(&w, Decimal::ONE, 12);
         assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::ONE);
+    }
+
+    /// At the largest mantissa (7.92…, 28 places) the running sum of the shares passes 96 bits,
+    /// where `Decimal` addition rounds; the shares must still add up to the total.
+    #[test]
+    fn decimal_split_conserves_totals_at_the_mantissa_limit() {
+        let total = Decimal::from_i128_with_scale((1i128 << 96) - 1, 28);
+        for w in [vec![1.0 / 6.0; 6], vec![0.4, 0.05, 0.05, 0.05, 0.05, 0.4], vec![1.0 / 3.0; 3]] {
+            for dp in [28, 6, 2] {
+                let parts = split_exact(&w, total, dp);
+                assert_eq!(parts.iter().try_fold(Decimal::ZERO, |a, b| a.checked_add(*b)), Some(total), "{w:?} dp {dp}: {parts:?}");
+            }
+        }
     }
 
     #[test]
