@@ -239,6 +239,54 @@ pub(crate) fn split_exact_into(weights: &[f64], total: Decimal, dp: u32, out: &m
     split_exact_decimal(weights, total, dp, out);
 }
 
+/// Fewest decimal places attributed revenue is written with: a cent.
+const MONEY_MIN_PLACES: u32 = 2;
+
+/// Decimal places a conversion value is split at: the places the stores keep (Postgres
+/// `numeric(20,6)`, ClickHouse `Decimal(38,6)`). Rounding then moves a share by a few
+/// millionths at most, where cents moved it by up to half a cent a conversion, an error that
+/// summed over a campaign's conversions. A value with more places keeps them.
+const MONEY_SPLIT_PLACES: u32 = 6;
+
+/// `(split, written)`: the places [`split_money_into`] rounds the shares of `value` to, and the
+/// fewest it writes them with when they are exact there (the value's own scale, at least
+/// [`MONEY_MIN_PLACES`]). A one-hot split is exact at `written`: it is computed there directly.
+pub(crate) fn money_places(value: Decimal) -> (u32, u32) {
+    let s = value.scale();
+    (s.max(MONEY_SPLIT_PLACES), s.max(MONEY_MIN_PLACES))
+}
+
+/// Splits a conversion value into attributed revenue: shares rounded to
+/// [`money_places`]`.0` places, summing exactly to `value`. Shares that are all exact at the
+/// value's own scale are written at that scale (`10.00` over two touches gives `5.00` and
+/// `5.00`, not `5.000000`): rows that need no rounding are the same, byte for byte, whatever the
+/// places a split is rounded to, and so are the fingerprints checkpoints keep of them.
+pub(crate) fn split_money_into(weights: &[f64], value: Decimal, out: &mut Vec<Decimal>) {
+    let (dp, written) = money_places(value);
+    split_exact_into(weights, value, dp, out);
+    if written < dp {
+        trim_places(out, written);
+    }
+}
+
+/// Rewrites the shares with more than `places` decimal places at `places` when every share is
+/// exact there (else leaves them all as they are).
+fn trim_places(out: &mut [Decimal], places: u32) {
+    let exact = |d: &Decimal| {
+        let Some(e) = d.scale().checked_sub(places) else { return true };
+        let m = d.mantissa().unsigned_abs();
+        match u64::try_from(m) {
+            // `div_rem_pow10` takes e ≤ 19; any u64 is below 10²⁰, so past that only 0 is exact.
+            Ok(m) if e <= 19 => div_rem_pow10(m, e).1 == 0,
+            Ok(m) => m == 0,
+            Err(_) => pow10(e).is_some_and(|p| m.is_multiple_of(p.unsigned_abs())),
+        }
+    };
+    if out.iter().all(exact) {
+        out.iter_mut().filter(|d| d.scale() > places).for_each(|d| d.rescale(places));
+    }
+}
+
 /// [`split_exact_into`] of the one-hot weights `[0, …, 1 (at hot), …, 0]` (`n` of them), without
 /// walking them: every zero weight gets the same share and the hot one the rest, whatever `n`
 /// is, so the split of `[0, 1]` ([`one_hot_shares`]) gives both values.
@@ -737,7 +785,9 @@ pub struct AttributionRow<'a> {
     pub weight: f64,
     /// The same share as an exact decimal (12 places) whose sum over the set is exactly 1.
     pub credit: Decimal,
-    /// `value × weight`, rounded to the value's scale (at least 2), summing exactly to the value.
+    /// `value × weight`, rounded to 6 places (the value's scale when it has more) and summing
+    /// exactly to the value; written at the value's scale (at least 2) when every share of the
+    /// set is exact there. See [`split_money_into`].
     pub attributed_revenue: Decimal,
 }
 
@@ -1084,6 +1134,11 @@ mod tests {
         assert_eq!(parts[1], Decimal::new(3333, 2));
         let parts = split_exact(&w, Decimal::ONE, 12);
         assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::ONE);
+        // 100.00 / 3 = 33.333333… at 6 places: 3 × 33.333333 = 99.999999, remainder 0.000001.
+        let mut parts = Vec::new();
+        split_money_into(&w, Decimal::new(10000, 2), &mut parts);
+        assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::new(10000, 2));
+        assert_eq!(parts, [Decimal::new(33_333_334, 6), Decimal::new(33_333_333, 6), Decimal::new(33_333_333, 6)]);
     }
 
     /// At the largest mantissa (7.92…, 28 places) the running sum of the shares passes 96 bits,
@@ -1096,6 +1151,48 @@ mod tests {
                 let parts = split_exact(&w, total, dp);
                 assert_eq!(parts.iter().try_fold(Decimal::ZERO, |a, b| a.checked_add(*b)), Some(total), "{w:?} dp {dp}: {parts:?}");
             }
+        }
+    }
+
+    fn money(w: &[f64], value: Decimal) -> Vec<Decimal> {
+        let mut out = Vec::new();
+        split_money_into(w, value, &mut out);
+        out
+    }
+
+    /// Worked by hand. The remainder of a split is at most a few millionths; shares that need no
+    /// rounding keep the value's own scale.
+    #[test]
+    fn money_is_split_at_six_places() {
+        let d = Decimal::new;
+        let scales = |v: &[Decimal]| v.iter().map(|x| x.scale()).collect::<Vec<_>>();
+        // 10.00 over a > a > b (linear): 3.333333… each; 3 × 3.333333 = 9.999999, one gets 3.333334.
+        let third = [1.0 / 3.0; 3];
+        assert_eq!(money(&third, d(1000, 2)), [d(3_333_334, 6), d(3_333_333, 6), d(3_333_333, 6)]);
+        // 10.00 / 2 = 5 and 10.00 × (0.4, 0.2, 0.4) = (4, 2, 4): exact, written as the value is.
+        let halves = money(&[0.5, 0.5], d(1000, 2));
+        assert_eq!((halves.clone(), scales(&halves)), (vec![d(500, 2), d(500, 2)], vec![2, 2]));
+        let u = money(&[0.4, 0.2, 0.4], d(1000, 2));
+        assert_eq!((u.clone(), scales(&u)), (vec![d(400, 2), d(200, 2), d(400, 2)], vec![2, 2, 2]));
+        // 120 (scale 0) / 2 = 60: at least two places, as before.
+        let whole = money(&[0.5, 0.5], d(120, 0));
+        assert_eq!((whole.clone(), scales(&whole)), (vec![d(6000, 2), d(6000, 2)], vec![2, 2]));
+        // 49.99 / 2 = 24.995: exact at 6 places only, so the whole set is written at 6.
+        let odd = money(&[0.5, 0.5], d(4999, 2));
+        assert_eq!((odd.clone(), scales(&odd)), (vec![d(24_995_000, 6), d(24_995_000, 6)], vec![6, 6]));
+        // 1.23456789 (8 places) / 2 = 0.617283945: its own 8 places, half to even 0.61728394
+        // twice = 1.23456788, remainder 0.00000001.
+        let fine = money(&[0.5, 0.5], d(123_456_789, 8));
+        assert_eq!(fine, [d(61_728_395, 8), d(61_728_394, 8)]);
+        // A one-hot split is the value itself at its scale (at least 2), as the engine's
+        // one-hot shortcut writes it.
+        for (v, dp) in [(d(4999, 2), 2), (d(120, 0), 2), (d(1_234_567, 6), 6)] {
+            let mut short = Vec::new();
+            split_one_hot_into(3, 1, v, dp, &mut short);
+            let full = money(&[0.0, 1.0, 0.0], v);
+            assert_eq!(full, short, "{v}");
+            assert_eq!(scales(&full), scales(&short), "{v}");
+            assert_eq!(money_places(v).1, dp, "{v}");
         }
     }
 
@@ -1113,12 +1210,13 @@ mod tests {
         ];
         let units = [0i64, 1, 5, 499_999_999_999, 500_000_000_000, 333_333_333_333, 1_000_000_000_000, 125_000_000_000, 250_000_000_000];
         for t in totals {
-            let dp = t.scale().max(2);
-            for u in units {
-                let slow = Decimal::new(u, 12).checked_mul(t).map(|x| x.round_dp(dp));
-                if let Some(fast) = share(u, t, dp) {
-                    assert_eq!(Some(fast), slow, "{u} × {t}");
-                    assert_eq!(fast.scale(), slow.map(|x| x.scale()).unwrap_or(0), "{u} × {t}");
+            for dp in [t.scale().max(2), money_places(t).0] {
+                for u in units {
+                    let slow = Decimal::new(u, 12).checked_mul(t).map(|x| x.round_dp(dp));
+                    if let Some(fast) = share(u, t, dp) {
+                        assert_eq!(Some(fast), slow, "{u} × {t}");
+                        assert_eq!(fast.scale(), slow.map(|x| x.scale()).unwrap_or(0), "{u} × {t}");
+                    }
                 }
             }
         }
@@ -1150,7 +1248,7 @@ mod tests {
             vec![f64::NAN, 0.5, 0.5],
         ];
         for t in totals {
-            for dp in [2u32, t.scale().max(2), 12] {
+            for dp in [2u32, t.scale().max(2), 6, money_places(t).0, 12] {
                 for w in &weight_sets {
                     let mut fast = Vec::new();
                     split_exact_into(w, t, dp, &mut fast);
@@ -1200,7 +1298,7 @@ mod tests {
         assert!(one_hot_pair(Decimal::new(4999, 2), 2).is_some());
         assert!(one_hot_pair(Decimal::new(120, 0), 2).is_some());
         for t in totals {
-            for dp in [2u32, t.scale().max(2), 12, 0, 28] {
+            for dp in [2u32, t.scale().max(2), 6, money_places(t).0, 12, 0, 28] {
                 for n in [1usize, 2, 3, 10, 17] {
                     for hot in [0, n / 2, n - 1] {
                         let mut w = vec![0.0; n];
@@ -1292,7 +1390,7 @@ mod tests {
                 tm = -tm;
             }
             let total = if k % 11 == 0 { Decimal::new(10i64.pow(ts), ts) } else { Decimal::new(tm, ts) };
-            let dp = [0u32, 2, ts, ts + 1, 12, 20][(next() % 6) as usize];
+            let dp = [0u32, 2, ts, ts + 1, 6, 12, 20][(next() % 7) as usize];
             let mut fast = Vec::new();
             split_exact_into(&w, total, dp, &mut fast);
             let mut slow = Vec::new();
@@ -1316,6 +1414,77 @@ mod tests {
         assert!(narrow_hits > 10_000, "{narrow_hits}");
     }
 
+    fn arb_weights() -> impl proptest::strategy::Strategy<Value = Vec<f64>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1usize..=12).prop_map(|n| vec![1.0 / n as f64; n]),
+            (1usize..=12, any::<bool>()).prop_map(|(n, view)| {
+                let mut w = Vec::new();
+                weights_into(Model::PositionBased, n, |_| 0, |_| view, 1, &mut w);
+                w
+            }),
+            proptest::collection::vec(0i64..2_000_000_000, 1..12).prop_map(|ms| {
+                let mut w = Vec::new();
+                weights_into(Model::TimeDecay, ms.len(), |i| ms.get(i).copied().unwrap_or(0), |_| false, 86_400, &mut w);
+                w
+            }),
+            (1usize..=12, 0usize..12).prop_map(|(n, hot)| {
+                let mut w = vec![0.0; n];
+                w[hot % n] = 1.0;
+                w
+            }),
+            proptest::collection::vec(0u32..1000, 1..20).prop_map(|xs| {
+                let sum: f64 = xs.iter().map(|x| f64::from(*x)).sum();
+                xs.iter().map(|x| if sum > 0.0 { f64::from(*x) / sum } else { 0.0 }).collect()
+            }),
+        ]
+    }
+
+    fn arb_total() -> impl proptest::strategy::Strategy<Value = Decimal> {
+        use proptest::prelude::*;
+        let max = (1i128 << 96) - 1;
+        // Below the money limit (|value| < 10¹², checked on every record the engine gets) at
+        // one of `scales`.
+        let within = move |scales: std::ops::RangeInclusive<u32>| {
+            scales.prop_flat_map(move |s| {
+                let lim = pow10(s).and_then(|p| p.checked_mul(1_000_000_000_000)).unwrap_or(max).min(max);
+                (-lim + 1..lim).prop_map(move |m| Decimal::from_i128_with_scale(m, s))
+            })
+        };
+        prop_oneof![
+            // Everyday money, up to 100,000.00 either way.
+            (-10_000_000i64..=10_000_000).prop_map(|m| Decimal::new(m, 2)),
+            // What the decoder accepts: at most 6 places.
+            within(0..=6),
+            // Records of third-party producers on the bus are not rounded: any scale.
+            within(0..=28),
+            Just(Decimal::new(999_999_999_999, 0)),
+            Just(Decimal::from_i128_with_scale(max, 28)),
+            Just(Decimal::ZERO),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any value over any model's weights splits into one share per weight, summing exactly
+        /// to the value, each at most `money_places(value).0` places: the split at those places,
+        /// perhaps written with fewer.
+        #[test]
+        fn money_split_conserves_any_value(w in arb_weights(), total in arb_total()) {
+            let mut parts = Vec::new();
+            split_money_into(&w, total, &mut parts);
+            proptest::prop_assert_eq!(parts.len(), w.len());
+            let sum = parts.iter().try_fold(Decimal::ZERO, |a, b| a.checked_add(*b));
+            proptest::prop_assert_eq!(sum, Some(total), "{:?} × {}: {:?}", w, total, parts);
+            let (dp, _) = money_places(total);
+            proptest::prop_assert!(parts.iter().all(|p| p.scale() <= dp.max(total.scale())), "{:?}", parts);
+            let mut exact = Vec::new();
+            split_exact_into(&w, total, dp, &mut exact);
+            let exact: Vec<Decimal> = exact.iter().map(|x| x.normalize()).collect();
+            let got: Vec<Decimal> = parts.iter().map(|x| x.normalize()).collect();
+            proptest::prop_assert_eq!(got, exact);
+        }
+    }
+
     /// The constant-divisor division agrees with the hardware one for every exponent it takes.
     #[test]
     fn div_rem_pow10_matches_division() {
@@ -1332,13 +1501,35 @@ mod tests {
         }
     }
 
-    /// The common cases (money values, one-hot and spread weights) take the integer path.
+    /// The common cases (money values, one-hot and spread weights) take the integer path; with
+    /// no zero weight, money values up to 92,233.72 (two places; 9,223,372 is the bound on the
+    /// mantissa of 64-bit products) and up to 9.223372 (six places) its single-pass 64-bit form
+    /// at the six places of a money split.
     #[test]
     fn fast_split_covers_the_common_cases() {
-        for w in [vec![0.0, 1.0, 0.0], vec![1.0 / 3.0; 3], vec![0.4, 0.1, 0.1, 0.4]] {
+        for w in [vec![0.0, 1.0, 0.0], vec![1.0 / 3.0; 3], vec![0.4, 0.1, 0.1, 0.4], vec![0.1; 10]] {
             for (t, dp) in [(Decimal::new(4999, 2), 2), (Decimal::ONE, 12), (Decimal::new(25, 0), 2)] {
                 let mut out = Vec::new();
                 assert!(split_exact_fast(&w, t, dp, &mut out), "{w:?} × {t}");
+            }
+            // A zero weight's share is `Decimal`'s zero product, of scale 0, which only the
+            // 128-bit path writes.
+            for t in
+                [Decimal::new(4999, 2), Decimal::new(25, 0), Decimal::new(9_223_372, 2), Decimal::new(9_223_372, 6), Decimal::new(-1, 2)]
+            {
+                let mut out = Vec::new();
+                let narrow = split_exact_narrow(&w, t, money_places(t).0, false, &mut out).is_some();
+                assert_eq!(narrow, !w.contains(&0.0), "{w:?} × {t}");
+            }
+            // Larger values take the 128-bit integer path, still not the `Decimal` one.
+            for t in [
+                Decimal::new(9_223_373, 2),
+                Decimal::new(12_345_678_901_234_567, 6),
+                Decimal::new(99_999_999_999_999, 2),
+                Decimal::new(999_999_999_999, 0),
+            ] {
+                let mut out = Vec::new();
+                assert!(split_exact_fast(&w, t, money_places(t).0, &mut out), "{w:?} × {t}");
             }
         }
     }

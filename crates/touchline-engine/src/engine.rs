@@ -10,8 +10,8 @@ use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, 
 use uuid::Uuid;
 
 use crate::attribution::{
-    fill_one_hot, one_hot_shares, split_exact_into, split_one_hot_into, weights_into, AttributedConversion, AttributionSet, Credit,
-    CreditedTouch, Model, Touch, TouchSource, DIRECT,
+    fill_one_hot, money_places, one_hot_shares, split_exact_into, split_money_into, split_one_hot_into, weights_into, AttributedConversion,
+    AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
 };
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
@@ -1901,7 +1901,8 @@ impl Engine {
         } else {
             FpScheme::Touches
         };
-        let dp = c.value.scale().max(2);
+        // A one-hot split is exact: computed at the places revenue is written with.
+        let (_, one_hot_dp) = money_places(c.value);
         // Reused buffers (all empty between calls; put back below).
         // (model, rows) of the models whose fingerprint changed.
         fps.reserve_exact(Model::HEURISTIC.len());
@@ -1980,7 +1981,7 @@ impl Engine {
                             Some(shares) if weights.len() > 1 => fill_one_hot(weights.len(), j, *shares, &mut credits),
                             _ => split_one_hot_into(weights.len(), j, Decimal::ONE, 12, &mut credits),
                         }
-                        split_one_hot_into(weights.len(), j, c.value, dp, &mut revenue);
+                        split_one_hot_into(weights.len(), j, c.value, one_hot_dp, &mut revenue);
                         if onehot.is_none() {
                             onehot = Some(j);
                             oh_credits.clone_from(&credits);
@@ -2002,7 +2003,7 @@ impl Engine {
                                 }
                             }
                         }
-                        split_exact_into(&weights, c.value, dp, &mut revenue);
+                        split_money_into(&weights, c.value, &mut revenue);
                     }
                 }
                 for (i, t) in touches.iter().enumerate() {

@@ -13,7 +13,8 @@
 mod common;
 
 use common::*;
-use touchline_engine::{Engine, EngineConfig, Flush};
+use rust_decimal::Decimal;
+use touchline_engine::{Engine, EngineConfig, Flush, Model};
 use touchline_model::Record;
 
 /// Before the snapshot: paths of three identities and their conversions.
@@ -49,7 +50,16 @@ fn feed(e: &mut Engine, records: &[Record]) -> Flush {
 }
 
 /// Restores `fixture` (the state after [`first`]) and checks that [`second`] then gives exactly
-/// what it gives after [`first`] in one uninterrupted run of this build.
+/// what it gives after [`first`] in one uninterrupted run of this build, but for the rows the
+/// fixtures' builds split differently.
+///
+/// Those builds rounded attributed revenue to cents, the remainder on the first touch; this one
+/// splits at six places. a1's path does not change in [`second`] (its late impression is outside
+/// the one-day view lookback), but its multi-touch rows do: 49.99 over its two clicks was
+/// 25.00 + 24.99 under linear and position-based (50/50 with two touches) and is now 24.995 +
+/// 24.995, and time decay's shares now have six places. Re-attributed, a1 emits these three
+/// models once more, with a new version. Its one-hot models (first, last, last non-direct
+/// touch: 49.99 to one touch, written as before) are not emitted.
 fn restores_without_reemitting(fixture: &str) {
     let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
     let mut e = Engine::new(EngineConfig::single());
@@ -60,8 +70,23 @@ fn restores_without_reemitting(fixture: &str) {
     let want = feed(&mut e, &second());
     let bytes = std::fs::read(&path).unwrap();
     let mut back = Engine::restore(EngineConfig::single(), &bytes).unwrap();
-    let got = feed(&mut back, &second());
+    let mut got = feed(&mut back, &second());
     assert!(!want.attributions.is_empty());
+    let resplit = [Model::Linear, Model::TimeDecay, Model::PositionBased];
+    let (again, rest): (Vec<_>, Vec<_>) =
+        got.attributions.into_iter().partition(|s| s.conversion_id == "c-a1" && resplit.contains(&s.model));
+    assert_eq!(again.iter().map(|s| s.model).collect::<Vec<_>>(), resplit);
+    let half = Decimal::new(24_995, 3);
+    for s in &again {
+        assert_eq!(s.version, 2);
+        let rev: Vec<Decimal> = s.rows().map(|r| r.attributed_revenue).collect();
+        assert_eq!(rev.iter().sum::<Decimal>(), Decimal::new(4999, 2));
+        assert!(rev.iter().all(|r| r.scale() == 6), "{rev:?}");
+        if s.model != Model::TimeDecay {
+            assert_eq!(rev, [half, half]);
+        }
+    }
+    got.attributions = rest;
     // Snapshots of builds before journeys do not say which path their conversions were counted
     // under, so journeys are counted from the first change after the restore (documented with
     // `journey_partials`); everything else must be identical.
