@@ -222,6 +222,8 @@ fn set(out: &mut [f64], i: usize, w: f64) {
 
 /// Converts weights into exact decimal shares of `total` rounded to `dp` places, the rounding
 /// remainder going to the largest weight (first on ties), so that the shares sum to `total` exactly.
+/// Callers that repeat splits over the same weights move the remainder off the first of the tied
+/// weights ([`remainder_slot`]): always the first would favour it every time.
 #[cfg(test)]
 pub(crate) fn split_exact(weights: &[f64], total: Decimal, dp: u32) -> Vec<Decimal> {
     let mut out = Vec::with_capacity(weights.len());
@@ -243,9 +245,10 @@ pub(crate) fn split_exact_into(weights: &[f64], total: Decimal, dp: u32, out: &m
 const MONEY_MIN_PLACES: u32 = 2;
 
 /// Decimal places a conversion value is split at: the places the stores keep (Postgres
-/// `numeric(20,6)`, ClickHouse `Decimal(38,6)`). Rounding then moves a share by a few
-/// millionths at most, where cents moved it by up to half a cent a conversion, an error that
-/// summed over a campaign's conversions. A value with more places keeps them.
+/// `numeric(20,6)`, ClickHouse `Decimal(38,6)`). Rounding moves a share by a few millionths at
+/// most, and with the remainder spread over tied touches ([`remainder_slot`]) these errors do
+/// not pile up on one campaign: over thousands of conversions each campaign's revenue stays
+/// within a cent of its exact share. A value with more places keeps them.
 const MONEY_SPLIT_PLACES: u32 = 6;
 
 /// `(split, written)`: the places [`split_money_into`] rounds the shares of `value` to, and the
@@ -257,16 +260,68 @@ pub(crate) fn money_places(value: Decimal) -> (u32, u32) {
 }
 
 /// Splits a conversion value into attributed revenue: shares rounded to
-/// [`money_places`]`.0` places, summing exactly to `value`. Shares that are all exact at the
-/// value's own scale are written at that scale (`10.00` over two touches gives `5.00` and
-/// `5.00`, not `5.000000`): rows that need no rounding are the same, byte for byte, whatever the
-/// places a split is rounded to, and so are the fingerprints checkpoints keep of them.
-pub(crate) fn split_money_into(weights: &[f64], value: Decimal, out: &mut Vec<Decimal>) {
+/// [`money_places`]`.0` places, summing exactly to `value`, the rounding remainder on the largest
+/// weight `slot` names ([`remainder_slot`]: chosen among ties by the conversion, so the same
+/// conversion always gives the same shares). Shares that are all exact at the value's own scale
+/// are written at that scale (`10.00` over two touches gives `5.00` and `5.00`, not
+/// `5.000000`): rows that need no rounding are the same, byte for byte, whatever the places a
+/// split is rounded to, and so are the fingerprints checkpoints keep of them.
+pub(crate) fn split_money_into(weights: &[f64], value: Decimal, slot: RemainderSlot, out: &mut Vec<Decimal>) {
     let (dp, written) = money_places(value);
     split_exact_into(weights, value, dp, out);
+    slot.apply(out);
     if written < dp {
         trim_places(out, written);
     }
+}
+
+/// Where the rounding remainder of a split goes: from `first`, the first of the largest weights
+/// (where [`split_exact_into`] puts it), to `chosen`, one of the weights tied with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RemainderSlot {
+    first: usize,
+    chosen: usize,
+}
+
+impl RemainderSlot {
+    /// Moves the remainder of a split of the weights this slot was chosen over. Tied weights
+    /// have equal rounded shares, so this is a swap and the total is unchanged.
+    pub(crate) fn apply(self, out: &mut [Decimal]) {
+        if self.first != self.chosen && self.chosen < out.len() {
+            out.swap(self.first, self.chosen);
+        }
+    }
+}
+
+/// The largest weight of `weights` that takes a split's rounding remainder: the
+/// `pick % ties`-th of the tied largest weights, in path order. With the remainder always on the
+/// first of equal weights, a path like `a > a > b` under linear credits `a` the extra unit of
+/// every conversion, an error that grows with volume; with `pick` spread over conversions (a
+/// hash) each tied touch gets it equally often.
+pub(crate) fn remainder_slot(weights: &[f64], pick: u64) -> RemainderSlot {
+    // One pass: the first largest (as `largest`: NaN never wins) and how many weights equal it.
+    let (mut first, mut top, mut ties) = (0usize, f64::NAN, 0u64);
+    for (i, &w) in weights.iter().enumerate() {
+        if i == 0 || w > top {
+            (first, top, ties) = (i, w, 1);
+        } else if w == top {
+            ties += 1;
+        }
+    }
+    let mut chosen = first;
+    let mut k = if ties < 2 { 0 } else { pick % ties };
+    if k > 0 {
+        for (i, &w) in weights.iter().enumerate().skip(first + 1) {
+            if w == top {
+                k -= 1;
+                if k == 0 {
+                    chosen = i;
+                    break;
+                }
+            }
+        }
+    }
+    RemainderSlot { first, chosen }
 }
 
 /// Rewrites the shares with more than `places` decimal places at `places` when every share is
@@ -1134,11 +1189,15 @@ mod tests {
         assert_eq!(parts[1], Decimal::new(3333, 2));
         let parts = split_exact(&w, Decimal::ONE, 12);
         assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::ONE);
-        // 100.00 / 3 = 33.333333… at 6 places: 3 × 33.333333 = 99.999999, remainder 0.000001.
-        let mut parts = Vec::new();
-        split_money_into(&w, Decimal::new(10000, 2), &mut parts);
-        assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::new(10000, 2));
-        assert_eq!(parts, [Decimal::new(33_333_334, 6), Decimal::new(33_333_333, 6), Decimal::new(33_333_333, 6)]);
+        // 100.00 / 3 = 33.333333… at 6 places: 3 × 33.333333 = 99.999999, remainder 0.000001 on
+        // the touch `pick` chooses among the three tied weights.
+        for pick in 0..6u64 {
+            let mut parts = Vec::new();
+            split_money_into(&w, Decimal::new(10000, 2), remainder_slot(&w, pick), &mut parts);
+            assert_eq!(parts.iter().copied().sum::<Decimal>(), Decimal::new(10000, 2));
+            let want: Vec<Decimal> = (0..3u64).map(|i| Decimal::new(if i == pick % 3 { 33_333_334 } else { 33_333_333 }, 6)).collect();
+            assert_eq!(parts, want, "pick {pick}");
+        }
     }
 
     /// At the largest mantissa (7.92…, 28 places) the running sum of the shares passes 96 bits,
@@ -1154,46 +1213,96 @@ mod tests {
         }
     }
 
-    fn money(w: &[f64], value: Decimal) -> Vec<Decimal> {
+    fn money(w: &[f64], value: Decimal, pick: u64) -> Vec<Decimal> {
         let mut out = Vec::new();
-        split_money_into(w, value, &mut out);
+        split_money_into(w, value, remainder_slot(w, pick), &mut out);
         out
     }
 
-    /// Worked by hand. The remainder of a split is at most a few millionths; shares that need no
-    /// rounding keep the value's own scale.
+    /// Worked by hand. The remainder of a split is at most a few millionths, wherever it goes;
+    /// shares that need no rounding keep the value's own scale.
     #[test]
     fn money_is_split_at_six_places() {
         let d = Decimal::new;
         let scales = |v: &[Decimal]| v.iter().map(|x| x.scale()).collect::<Vec<_>>();
         // 10.00 over a > a > b (linear): 3.333333… each; 3 × 3.333333 = 9.999999, one gets 3.333334.
         let third = [1.0 / 3.0; 3];
-        assert_eq!(money(&third, d(1000, 2)), [d(3_333_334, 6), d(3_333_333, 6), d(3_333_333, 6)]);
+        assert_eq!(money(&third, d(1000, 2), 0), [d(3_333_334, 6), d(3_333_333, 6), d(3_333_333, 6)]);
+        assert_eq!(money(&third, d(1000, 2), 7), [d(3_333_333, 6), d(3_333_334, 6), d(3_333_333, 6)]);
         // 10.00 / 2 = 5 and 10.00 × (0.4, 0.2, 0.4) = (4, 2, 4): exact, written as the value is.
-        let halves = money(&[0.5, 0.5], d(1000, 2));
+        let halves = money(&[0.5, 0.5], d(1000, 2), 1);
         assert_eq!((halves.clone(), scales(&halves)), (vec![d(500, 2), d(500, 2)], vec![2, 2]));
-        let u = money(&[0.4, 0.2, 0.4], d(1000, 2));
+        let u = money(&[0.4, 0.2, 0.4], d(1000, 2), 1);
         assert_eq!((u.clone(), scales(&u)), (vec![d(400, 2), d(200, 2), d(400, 2)], vec![2, 2, 2]));
         // 120 (scale 0) / 2 = 60: at least two places, as before.
-        let whole = money(&[0.5, 0.5], d(120, 0));
+        let whole = money(&[0.5, 0.5], d(120, 0), 0);
         assert_eq!((whole.clone(), scales(&whole)), (vec![d(6000, 2), d(6000, 2)], vec![2, 2]));
         // 49.99 / 2 = 24.995: exact at 6 places only, so the whole set is written at 6.
-        let odd = money(&[0.5, 0.5], d(4999, 2));
+        let odd = money(&[0.5, 0.5], d(4999, 2), 0);
         assert_eq!((odd.clone(), scales(&odd)), (vec![d(24_995_000, 6), d(24_995_000, 6)], vec![6, 6]));
         // 1.23456789 (8 places) / 2 = 0.617283945: its own 8 places, half to even 0.61728394
         // twice = 1.23456788, remainder 0.00000001.
-        let fine = money(&[0.5, 0.5], d(123_456_789, 8));
-        assert_eq!(fine, [d(61_728_395, 8), d(61_728_394, 8)]);
+        let fine = money(&[0.5, 0.5], d(123_456_789, 8), 1);
+        assert_eq!(fine, [d(61_728_394, 8), d(61_728_395, 8)]);
         // A one-hot split is the value itself at its scale (at least 2), as the engine's
         // one-hot shortcut writes it.
         for (v, dp) in [(d(4999, 2), 2), (d(120, 0), 2), (d(1_234_567, 6), 6)] {
             let mut short = Vec::new();
             split_one_hot_into(3, 1, v, dp, &mut short);
-            let full = money(&[0.0, 1.0, 0.0], v);
+            let full = money(&[0.0, 1.0, 0.0], v, 5);
             assert_eq!(full, short, "{v}");
             assert_eq!(scales(&full), scales(&short), "{v}");
             assert_eq!(money_places(v).1, dp, "{v}");
         }
+    }
+
+    /// The remainder goes to one of the largest weights, each of the tied ones in turn as `pick`
+    /// varies, never to a smaller one.
+    #[test]
+    fn remainder_goes_to_a_tied_largest_weight() {
+        // 0.000001 × (0.4, 0.1, 0.1, 0.4) rounds to 0 everywhere: the whole millionth is the
+        // remainder.
+        let w = [0.4, 0.1, 0.1, 0.4];
+        let at = |pick| money(&w, Decimal::new(1, 6), pick).iter().position(|x| !x.is_zero());
+        assert_eq!(at(0), Some(0));
+        assert_eq!(at(1), Some(3));
+        assert_eq!(at(2), Some(0));
+        assert_eq!(at(u64::MAX), Some(3));
+        // Ties elsewhere than the top do not count; a single largest always takes it.
+        assert_eq!(remainder_slot(&[0.2, 0.3, 0.2, 0.3, 0.0], 1), RemainderSlot { first: 1, chosen: 3 });
+        assert_eq!(remainder_slot(&[0.1, 0.1, 0.8], 1), RemainderSlot { first: 2, chosen: 2 });
+        assert_eq!(remainder_slot(&[1.0], 9), RemainderSlot { first: 0, chosen: 0 });
+        assert_eq!(remainder_slot(&[], 9), RemainderSlot { first: 0, chosen: 0 });
+        // As `largest`: NaN never wins, and a NaN first weight is never replaced.
+        assert_eq!(remainder_slot(&[f64::NAN, 0.5, 0.5], 1), RemainderSlot { first: 0, chosen: 0 });
+        assert_eq!(remainder_slot(&[0.5, f64::NAN, 0.5], 1), RemainderSlot { first: 0, chosen: 2 });
+        let mut nothing: Vec<Decimal> = Vec::new();
+        remainder_slot(&[0.5, 0.5], 1).apply(&mut nothing);
+        assert!(nothing.is_empty());
+    }
+
+    /// The drift, at volume: 100,000 conversions of 10.00 over a > a > b under linear.
+    /// Exact: a gets 2/3 of 1,000,000.00 = 666,666.666…, b 333,333.333…. Each conversion's
+    /// shares are within 0.000001 of the exact ones, and the remainder lands on each of the
+    /// three touches about equally often, so the totals stay within a cent. (Rounded to cents
+    /// with the remainder always on the first touch, a would get 6.67 a conversion:
+    /// 667,000.00.)
+    #[test]
+    fn linear_a_a_b_does_not_drift() {
+        let (mut a, mut b) = (Decimal::ZERO, Decimal::ZERO);
+        let mut out = Vec::new();
+        for i in 0..100_000u64 {
+            // Any well-spread pick: the engine hashes the record id.
+            let pick = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+            let w = [1.0 / 3.0; 3];
+            split_money_into(&w, Decimal::new(1000, 2), remainder_slot(&w, pick), &mut out);
+            a += out[0] + out[1];
+            b += out[2];
+        }
+        assert_eq!(a + b, Decimal::new(100_000_000, 2));
+        let exact_a = Decimal::new(200_000_000, 2) / Decimal::from(3);
+        assert!((a - exact_a).abs() < Decimal::new(1, 2), "a {a} vs {exact_a}");
+        assert!((b - (Decimal::new(100_000_000, 2) - exact_a)).abs() < Decimal::new(1, 2), "b {b}");
     }
 
     #[test]
@@ -1466,22 +1575,27 @@ mod tests {
 
     proptest::proptest! {
         /// Any value over any model's weights splits into one share per weight, summing exactly
-        /// to the value, each at most `money_places(value).0` places: the split at those places,
-        /// perhaps written with fewer.
+        /// to the value, each at most `money_places(value).0` places; the remainder moved by
+        /// `pick` goes to a largest weight.
         #[test]
-        fn money_split_conserves_any_value(w in arb_weights(), total in arb_total()) {
+        fn money_split_conserves_any_value(w in arb_weights(), total in arb_total(), pick in proptest::prelude::any::<u64>()) {
             let mut parts = Vec::new();
-            split_money_into(&w, total, &mut parts);
+            split_money_into(&w, total, remainder_slot(&w, pick), &mut parts);
             proptest::prop_assert_eq!(parts.len(), w.len());
             let sum = parts.iter().try_fold(Decimal::ZERO, |a, b| a.checked_add(*b));
-            proptest::prop_assert_eq!(sum, Some(total), "{:?} × {}: {:?}", w, total, parts);
+            proptest::prop_assert_eq!(sum, Some(total), "{:?} × {} pick {}: {:?}", w, total, pick, parts);
             let (dp, _) = money_places(total);
             proptest::prop_assert!(parts.iter().all(|p| p.scale() <= dp.max(total.scale())), "{:?}", parts);
-            let mut exact = Vec::new();
-            split_exact_into(&w, total, dp, &mut exact);
-            let exact: Vec<Decimal> = exact.iter().map(|x| x.normalize()).collect();
+            // Without the move, the same shares in another order.
+            let mut first = Vec::new();
+            split_exact_into(&w, total, dp, &mut first);
+            let slot = remainder_slot(&w, pick);
+            proptest::prop_assert!(w.get(slot.first) == w.get(slot.chosen) || slot.first == slot.chosen);
+            proptest::prop_assert_eq!(slot.first, largest(&w));
+            first.swap(slot.first, slot.chosen);
+            let trimmed: Vec<Decimal> = first.iter().map(|x| x.normalize()).collect();
             let got: Vec<Decimal> = parts.iter().map(|x| x.normalize()).collect();
-            proptest::prop_assert_eq!(got, exact);
+            proptest::prop_assert_eq!(got, trimmed);
         }
     }
 

@@ -10,8 +10,8 @@ use touchline_model::{partition_for, topics, Body, Conversion, Currency, Event, 
 use uuid::Uuid;
 
 use crate::attribution::{
-    fill_one_hot, money_places, one_hot_shares, split_exact_into, split_money_into, split_one_hot_into, weights_into, AttributedConversion,
-    AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
+    fill_one_hot, money_places, one_hot_shares, remainder_slot, split_exact_into, split_money_into, split_one_hot_into, weights_into,
+    AttributedConversion, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
 };
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
@@ -539,6 +539,15 @@ fn ik(account: &Uuid, id: &str) -> String {
     s.push(':');
     s.push_str(id);
     s
+}
+
+/// The `pick` of [`remainder_slot`] for a conversion: a hash of its record id (stable across
+/// processes and restarts, so recomputing a conversion gives the same rows).
+fn remainder_pick(record_id: &str) -> u64 {
+    let mut h = Fingerprint::new(false);
+    h.bytes(b"remainder");
+    h.bytes(record_id.as_bytes());
+    h.value()
 }
 
 /// The position of the single weight of a one-hot weight vector (one 1.0, the rest 0.0).
@@ -1903,6 +1912,9 @@ impl Engine {
         };
         // A one-hot split is exact: computed at the places revenue is written with.
         let (_, one_hot_dp) = money_places(c.value);
+        // Which of tied largest weights takes a split's rounding remainder: a function of the
+        // conversion alone, spread evenly over conversions.
+        let pick = remainder_pick(c.record_id.as_str());
         // Reused buffers (all empty between calls; put back below).
         // (model, rows) of the models whose fingerprint changed.
         fps.reserve_exact(Model::HEURISTIC.len());
@@ -2003,7 +2015,10 @@ impl Engine {
                                 }
                             }
                         }
-                        split_money_into(&weights, c.value, &mut revenue);
+                        // The credits, cached or not, hold the remainder on the first tied weight.
+                        let slot = remainder_slot(&weights, pick);
+                        slot.apply(&mut credits);
+                        split_money_into(&weights, c.value, slot, &mut revenue);
                     }
                 }
                 for (i, t) in touches.iter().enumerate() {
