@@ -15,7 +15,9 @@ use chrono::NaiveDate;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{json, Value};
 use touchline_collector::ApiError;
-use touchline_engine::{aggregate_paths, markov, shapley, PathCount, ShapleyOptions};
+use touchline_engine::{aggregate_paths, markov_of_order, shapley, PathCount, ShapleyOptions};
+
+pub use touchline_engine::MAX_MARKOV_ORDER;
 use touchline_sql::ResultReader;
 use uuid::Uuid;
 
@@ -31,7 +33,7 @@ pub const OTHER_CHANNEL: &str = "(other)";
 /// How long an answer is reused for the same account, range and model.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 
-type Key = (Uuid, NaiveDate, NaiveDate, &'static str);
+type Key = (Uuid, NaiveDate, NaiveDate, &'static str, usize);
 
 /// Answers of the last [`CACHE_TTL`], bounded by entries.
 pub struct Cache(quick_cache::sync::Cache<Key, (Instant, Arc<Value>)>);
@@ -42,16 +44,23 @@ impl Default for Cache {
     }
 }
 
-/// The credits of `model` (one of [`MODELS`]) over `account`'s journeys from `from` to `to`.
-pub async fn report(
-    results: &dyn ResultReader,
-    cache: &Cache,
-    account: Uuid,
-    model: &'static str,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Arc<Value>, ApiError> {
-    let key = (account, from, to, model);
+/// What a data-driven report is asked for.
+#[derive(Clone, Copy)]
+pub struct Query {
+    pub account: Uuid,
+    /// One of [`MODELS`].
+    pub model: &'static str,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Markov's order (1 to [`MAX_MARKOV_ORDER`]); Shapley ignores it.
+    pub order: usize,
+}
+
+/// The credits of the model over the account's journeys of the range.
+pub async fn report(results: &dyn ResultReader, cache: &Cache, q: Query) -> Result<Arc<Value>, ApiError> {
+    let Query { account, model, from, to, order } = q;
+    let order = if model == "markov" { order } else { 1 };
+    let key = (account, from, to, model, order);
     if let Some((_, v)) = cache.0.get(&key).filter(|(at, _)| at.elapsed() < CACHE_TTL) {
         return Ok(v);
     }
@@ -65,7 +74,7 @@ pub async fn report(
             value: r.revenue.to_f64().unwrap_or(0.0),
         })
         .collect();
-    let answer = tokio::task::spawn_blocking(move || credit(paths, model, from, to))
+    let answer = tokio::task::spawn_blocking(move || credit(paths, Query { order, ..q }))
         .await
         .map_err(|e| ApiError::Internal(format!("the {model} computation failed: {e}")))?;
     let answer = Arc::new(answer);
@@ -102,15 +111,16 @@ pub fn bound_channels(paths: Vec<PathCount>, max: usize) -> Vec<PathCount> {
     aggregate_paths(merged)
 }
 
-fn credit(paths: Vec<PathCount>, model: &str, from: NaiveDate, to: NaiveDate) -> Value {
+fn credit(paths: Vec<PathCount>, q: Query) -> Value {
+    let Query { model, from, to, order, .. } = q;
     // Whole counts: each path's come from the store's integer sums.
     let journeys = paths.iter().map(|p| p.conversions + p.nulls).sum::<f64>().round() as u64;
     let converting = paths.iter().map(|p| p.conversions).sum::<f64>().round() as u64;
     let paths = bound_channels(aggregate_paths(paths), MAX_CHANNELS);
     let round = |x: f64| (x * 1e9).round() / 1e9;
     let (channels, extra) = if model == "markov" {
-        let m = markov(&paths);
-        (m.channels, json!({"conversion_probability": round(m.conversion_probability)}))
+        let m = markov_of_order(&paths, order);
+        (m.channels, json!({"conversion_probability": round(m.conversion_probability), "order": order}))
     } else {
         let r = shapley(&paths, ShapleyOptions::default());
         (r.channels, serde_json::to_value(&r.method).unwrap_or(Value::Null))

@@ -34,6 +34,8 @@ struct Range {
     from: Option<String>,
     to: Option<String>,
     model: Option<String>,
+    /// Markov's order, 1 (the default) to 3.
+    order: Option<usize>,
 }
 
 /// Report ranges stay inside the years records can carry (the decoder refuses times outside
@@ -134,7 +136,12 @@ async fn attribution(
     let (from, to) = parse_range(&q)?;
     let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
     if let Some(model) = datadriven::MODELS.into_iter().find(|m| *m == model) {
-        let answer = datadriven::report(results.as_ref(), &cache, account, model, from, to).await?;
+        let order = q.order.unwrap_or(1);
+        if !(1..=datadriven::MAX_MARKOV_ORDER).contains(&order) {
+            return Err(ApiError::BadRequest(format!("query parameter `order`: {order} is not 1, 2 or 3")));
+        }
+        let query = datadriven::Query { account, model, from, to, order };
+        let answer = datadriven::report(results.as_ref(), &cache, query).await?;
         return Ok(Json(Value::clone(&answer)));
     }
     if !STORED_MODELS.contains(&model.as_str()) {

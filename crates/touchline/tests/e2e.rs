@@ -210,6 +210,15 @@ async fn run_pipeline(setup: Setup) {
     );
     assert!((channel(&mk, "display")["conversions"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
     assert!((channel(&mk, "search")["revenue"].as_f64().unwrap() - 100.0).abs() < 1e-6);
+    // Order 2: the states are "display search" and "search". Removing display removes the
+    // first (P = 1/2, effect 0.5), removing search removes both (effect 1): the same credits.
+    let mk2 = get(&s.base, "/v1/reports/attribution?model=markov&order=2&from=2026-11-19&to=2026-11-22").await;
+    assert_eq!(mk2["details"]["order"].as_u64(), Some(2), "{mk2}");
+    assert_eq!(
+        (channel(&mk2, "display")["removal_effect"].as_f64(), channel(&mk2, "search")["removal_effect"].as_f64()),
+        (Some(0.5), Some(1.0)),
+        "{mk2}"
+    );
 
     // The fact table holds the same numbers as the report.
     let rows = s.store.daily_metrics(ACCOUNT, "2026-11-20".parse().unwrap(), "2026-11-20".parse().unwrap()).await.unwrap();
@@ -224,6 +233,13 @@ async fn run_pipeline(setup: Setup) {
     let r = reqwest::Client::new().get(format!("{}{path}", s.base)).bearer_auth(WRITE).send().await.unwrap();
     assert_eq!(r.status(), 403);
     let r = reqwest::Client::new().get(format!("{}/v1/reports/attribution?model=nope", s.base)).bearer_auth(SECRET).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/reports/attribution?model=markov&order=4", s.base))
+        .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let r = reqwest::Client::new().get(format!("{}/v1/reports/campaigns?from=yesterday", s.base)).bearer_auth(SECRET).send().await.unwrap();
     assert_eq!(r.status(), 400);
