@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::text::Text;
-use crate::util::{FastMap, FastSet};
+use crate::util::FastMap;
 
 /// Touches a path keeps at most (the last ones of its journey).
 pub const MAX_PATH_TOUCHES: usize = 16;
@@ -72,6 +72,9 @@ struct Counts {
     conversions: u64,
     non_conversions: u64,
     revenue: Decimal,
+    /// Listed in `Journeys::dirty` (not in snapshots; restored from that list).
+    #[serde(skip)]
+    dirty: bool,
 }
 
 impl Counts {
@@ -125,10 +128,12 @@ pub(crate) struct Leaving {
 
 /// The journey counts of a partition, what changed since the last flush, and what is needed
 /// to judge the touches still held.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Journeys {
     paths: FastMap<PathKey, Counts>,
-    dirty: FastSet<PathKey>,
+    /// Keys changed since the last flush, each once (its `Counts::dirty` says whether it is
+    /// listed).
+    dirty: Vec<PathKey>,
     /// Identity key → its conversions (time, key), sorted: kept while a touch they could
     /// credit is held.
     conversions: FastMap<Text, Vec<(DateTime<Utc>, Text)>>,
@@ -233,21 +238,24 @@ impl Journeys {
     }
 
     fn entry(&mut self, key: &PathKey) -> &mut Counts {
-        if !self.dirty.contains(key) {
-            self.dirty.insert(key.clone());
+        let c = self.paths.entry(key.clone()).or_default();
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(key.clone());
         }
-        self.paths.entry(key.clone()).or_default()
+        c
     }
 
     /// The absolute counts of every path changed since the last call, sorted. A path whose
     /// counts went back to zero is emitted with zeros (the store must forget what it had).
     pub fn flush(&mut self, partition: u32) -> Vec<JourneyPartial> {
-        let mut keys: Vec<PathKey> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let mut keys = std::mem::take(&mut self.dirty);
         keys.sort_unstable();
         let out = keys
             .iter()
             .filter_map(|k| {
-                let c = self.paths.get(k)?;
+                let c = self.paths.get_mut(k)?;
+                c.dirty = false;
                 Some(JourneyPartial {
                     partition,
                     account_id: k.account_id,
@@ -270,13 +278,25 @@ impl Journeys {
     pub fn evict(&mut self, min_date: Option<NaiveDate>, touch_cutoff: Option<DateTime<Utc>>) {
         let (Some(min_date), Some(touch_cutoff)) = (min_date, touch_cutoff) else { return };
         let floor = self.open.values().map(|o| o.last.date_naive()).chain([min_date, touch_cutoff.date_naive()]).min().unwrap_or(min_date);
-        let dirty = &self.dirty;
-        self.paths.retain(|k, _| k.date >= floor || dirty.contains(k));
+        self.paths.retain(|k, c| k.date >= floor || c.dirty);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.paths.len()
+    }
+}
+
+/// Equal states: the same counts, conversions and open journeys, and the same paths waiting
+/// for a flush in whatever order they were listed.
+impl PartialEq for Journeys {
+    fn eq(&self, other: &Journeys) -> bool {
+        let listed = |j: &Journeys| {
+            let mut d = j.dirty.clone();
+            d.sort_unstable();
+            d
+        };
+        self.paths == other.paths && self.conversions == other.conversions && self.open == other.open && listed(self) == listed(other)
     }
 }
 
@@ -303,7 +323,7 @@ fn sorted<K: Ord + Clone, V: Clone>(map: &FastMap<K, V>) -> Vec<(K, V)> {
 
 impl Serialize for Journeys {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut dirty: Vec<PathKey> = self.dirty.iter().cloned().collect();
+        let mut dirty = self.dirty.clone();
         dirty.sort_unstable();
         JourneysRepr { paths: sorted(&self.paths), dirty, conversions: sorted(&self.conversions), open: sorted(&self.open) }.serialize(s)
     }
@@ -312,12 +332,13 @@ impl Serialize for Journeys {
 impl<'de> Deserialize<'de> for Journeys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Journeys, D::Error> {
         let r = JourneysRepr::deserialize(d)?;
-        Ok(Journeys {
-            paths: r.paths.into_iter().collect(),
-            dirty: r.dirty.into_iter().collect(),
-            conversions: r.conversions.into_iter().collect(),
-            open: r.open.into_iter().collect(),
-        })
+        let mut paths: FastMap<PathKey, Counts> = r.paths.into_iter().collect();
+        for k in &r.dirty {
+            if let Some(c) = paths.get_mut(k) {
+                c.dirty = true;
+            }
+        }
+        Ok(Journeys { paths, dirty: r.dirty, conversions: r.conversions.into_iter().collect(), open: r.open.into_iter().collect() })
     }
 }
 
