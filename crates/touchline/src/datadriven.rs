@@ -64,7 +64,7 @@ pub async fn report(results: &dyn ResultReader, cache: &Cache, q: Query) -> Resu
     if let Some((_, v)) = cache.0.get(&key).filter(|(at, _)| at.elapsed() < CACHE_TTL) {
         return Ok(v);
     }
-    let rows = results.journey_paths(account, from, to).await.map_err(|e| ApiError::StoreUnavailable(e.to_string()))?;
+    let rows = results.journey_paths(account, from, to).await.map_err(crate::reports::store_unavailable)?;
     let paths: Vec<PathCount> = rows
         .iter()
         .map(|r| PathCount {

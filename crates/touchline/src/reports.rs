@@ -80,7 +80,7 @@ fn num(d: Decimal) -> Value {
     d.normalize().to_f64().map_or(Value::Null, Value::from)
 }
 
-fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::StoreUnavailable(e.to_string())
 }
 
