@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("ingest_and_attribute_6_models_10_touch_paths", |b| b.iter(|| black_box(run(&ps))));
     // The same conversions with their touches already in the state (ingested, flushed, outside
-    // the measurement): conversion ingest + attribution under six models + flush + dropping the
+    // the measurement): conversion ingest + attribution under eight models + flush + dropping the
     // output, i.e. the cost a conversion adds on top of its touches.
     let (touches, conversions) = paths_split(convs);
     g.bench_function("baseline_clone_conversions_in_state", |b| {

@@ -12,8 +12,10 @@ use uuid::Uuid;
 
 use crate::text::Text;
 
-/// Attribution models. The first six are computed per conversion as records arrive; `markov` and
-/// `shapley` are data-driven and computed over the paths of a period (see [`crate::datadriven`]).
+/// Attribution models, all computed per conversion as records arrive. The first six are rules
+/// over the conversion's touches; `markov` and `shapley` are data-driven: computed over the
+/// journeys of a period (see [`crate::datadriven`]), and per conversion by the channel weights
+/// of the account's recent journeys (see [`crate::channel_credit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Model {
@@ -32,6 +34,24 @@ impl Model {
     pub const HEURISTIC: [Model; 6] =
         [Model::FirstTouch, Model::LastTouch, Model::LastNonDirect, Model::Linear, Model::TimeDecay, Model::PositionBased];
 
+    /// Every model a conversion is credited under, in output order: the rules, then the
+    /// data-driven models.
+    pub const PER_CONVERSION: [Model; 8] = [
+        Model::FirstTouch,
+        Model::LastTouch,
+        Model::LastNonDirect,
+        Model::Linear,
+        Model::TimeDecay,
+        Model::PositionBased,
+        Model::Markov,
+        Model::Shapley,
+    ];
+
+    /// Whether the model splits a conversion by the account's data-driven channel weights.
+    pub fn is_data_driven(self) -> bool {
+        matches!(self, Model::Markov | Model::Shapley)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Model::FirstTouch => "first_touch",
@@ -46,7 +66,7 @@ impl Model {
     }
 
     pub fn parse(s: &str) -> Option<Model> {
-        [Model::Markov, Model::Shapley].into_iter().chain(Model::HEURISTIC).find(|m| m.as_str() == s)
+        Model::PER_CONVERSION.into_iter().find(|m| m.as_str() == s)
     }
 
     pub(crate) fn index(self) -> usize {
@@ -178,6 +198,7 @@ pub(crate) fn weights_into(
             let i = (0..n).rposition(|i| !direct(i)).unwrap_or(last);
             set(out, i, 1.0);
         }
+        // The data-driven models without channel weights (see `crate::channel_credit`).
         Model::Linear | Model::Markov | Model::Shapley => {
             let w = 1.0 / n as f64;
             out.iter_mut().for_each(|x| *x = w);

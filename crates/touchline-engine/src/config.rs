@@ -1,7 +1,7 @@
 //! Engine configuration: the partition this engine owns, per-account settings and the campaign
-//! catalog (time zones). Every default lives here.
+//! catalog (time zones, data-driven channel weights). Every default lives here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::Duration;
 use chrono_tz::Tz;
@@ -53,11 +53,30 @@ impl AccountSettings {
     }
 }
 
-/// Campaign catalog supplied by the runtime as plain data: the time zone of each campaign.
+/// The data-driven weights of one account under one model (`markov` or `shapley`): each
+/// channel's share of the conversions the model credits over the account's recent journeys,
+/// converting and not. The runtime computes them on a schedule, never per record; the engine
+/// splits each conversion by them ([`crate::channel_credit`]). Keys are channel names as journey
+/// paths write them ([`crate::journeys::path_name`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelWeights(pub BTreeMap<String, f64>);
+
+impl ChannelWeights {
+    /// The weight of `channel` (as a path names it): 0 when the table has none, or none usable.
+    pub fn of(&self, path_name: &str) -> f64 {
+        self.0.get(path_name).copied().filter(|w| w.is_finite() && *w > 0.0).unwrap_or(0.0)
+    }
+}
+
+/// Campaign catalog supplied by the runtime as plain data: the time zone of each campaign and
+/// the data-driven weights of each account.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
     /// account → campaign id → IANA time zone.
     pub campaign_time_zones: HashMap<Uuid, HashMap<String, Tz>>,
+    /// (account, `Model::Markov` or `Model::Shapley`) → channel weights. An account without
+    /// them gets the linear split under those models.
+    pub channel_weights: HashMap<(Uuid, Model), ChannelWeights>,
 }
 
 impl Catalog {
@@ -70,6 +89,23 @@ impl Catalog {
             }
             Err(_) => false,
         }
+    }
+
+    /// A digest of the data-driven weights of every account that has some: what the engine
+    /// compares to know whose conversions to credit again.
+    pub(crate) fn weight_digests(&self) -> BTreeMap<Uuid, u64> {
+        let mut sorted: Vec<(&(Uuid, Model), &ChannelWeights)> = self.channel_weights.iter().collect();
+        sorted.sort_by_key(|(k, _)| **k);
+        let mut out: BTreeMap<Uuid, crate::util::Fingerprint> = BTreeMap::new();
+        for ((account, model), table) in sorted {
+            let h = out.entry(*account).or_insert_with(|| crate::util::Fingerprint::new(false));
+            h.u64(model.index() as u64);
+            for (channel, w) in &table.0 {
+                h.bytes(channel.as_bytes());
+                h.u64(w.to_bits());
+            }
+        }
+        out.into_iter().map(|(a, h)| (a, h.value())).collect()
     }
 }
 

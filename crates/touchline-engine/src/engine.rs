@@ -13,6 +13,7 @@ use crate::attribution::{
     fill_one_hot, money_places, one_hot_shares, remainder_slot, split_exact_into, split_money_into, split_one_hot_into, weights_into,
     AttributedConversion, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
 };
+use crate::channel_credit::channel_weights_into;
 use crate::config::EngineConfig;
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::emitted::EmittedSession;
@@ -369,6 +370,10 @@ struct State {
     pending: BTreeMap<String, Pending>,
     link_clicks: LinkClicks,
     journeys: Journeys,
+    /// Account → digest of the data-driven channel weights its held conversions are credited
+    /// by ([`crate::config::Catalog::weight_digests`]). `None` in snapshots of builds that
+    /// credited no conversion under `markov` and `shapley`.
+    weights_applied: Option<BTreeMap<Uuid, u64>>,
 }
 
 fn state_from_msgpack(bytes: &[u8]) -> Result<StateRepr, EngineError> {
@@ -423,6 +428,10 @@ struct StateRepr {
     /// Journeys per account, day and path; absent from snapshots of builds before them.
     #[serde(default)]
     journeys: Journeys,
+    /// Digests of the channel weights conversions were credited by; absent from snapshots of
+    /// builds before per-conversion `markov` and `shapley`.
+    #[serde(default)]
+    weights_applied: Option<BTreeMap<Uuid, u64>>,
 }
 
 /// `value` serialised through `f` (a `serialize_with` function of the state's fields).
@@ -442,7 +451,7 @@ impl Serialize for State {
     /// The fields of [`StateRepr`], in its order, each as its serde attribute writes it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StateRepr", 19)?;
+        let mut st = s.serialize_struct("StateRepr", 20)?;
         st.serialize_field("watermark", &self.watermark)?;
         st.serialize_field("counters", &self.counters)?;
         st.serialize_field("touches", &self.ids.ser_touches())?;
@@ -462,6 +471,7 @@ impl Serialize for State {
         st.serialize_field("pending", &self.pending)?;
         st.serialize_field("link_clicks", &self.link_clicks)?;
         st.serialize_field("journeys", &self.journeys)?;
+        st.serialize_field("weights_applied", &self.weights_applied)?;
         st.end()
     }
 }
@@ -731,7 +741,7 @@ fn with_cell_in(
 
 impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
-        Engine {
+        let mut engine = Engine {
             cfg,
             st: State::default(),
             int: Interner::default(),
@@ -743,16 +753,44 @@ impl Engine {
             scratch_changed: Vec::new(),
             key_buf2: String::new(),
             ids_buf: Vec::new(),
-        }
+        };
+        engine.apply_channel_weights();
+        engine
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
     }
 
-    /// Replaces the campaign catalog (time zones). Applies to records ingested from now on.
+    /// Replaces the campaign catalog. Time zones apply to records ingested from now on; new
+    /// channel weights of an account credit its held conversions again at the next flush (a
+    /// conversion's rows change at most once per refresh of the weights).
     pub fn set_catalog(&mut self, catalog: crate::config::Catalog) {
         self.cfg.catalog = catalog;
+        self.apply_channel_weights();
+    }
+
+    /// Marks for attribution the held conversions of every account whose channel weights
+    /// differ from those they were credited by (all of them after a snapshot of a build that
+    /// credited none under the data-driven models).
+    fn apply_channel_weights(&mut self) {
+        let now = self.cfg.catalog.weight_digests();
+        let changed: HashSet<Uuid> = match &self.st.weights_applied {
+            Some(before) => before
+                .iter()
+                .filter(|(a, d)| now.get(*a) != Some(*d))
+                .map(|(a, _)| *a)
+                .chain(now.iter().filter(|(a, d)| before.get(*a) != Some(*d)).map(|(a, _)| *a))
+                .collect(),
+            None => self.st.convs.values().map(|c| c.account).collect(),
+        };
+        if !changed.is_empty() {
+            let keys: Vec<Text> = self.st.convs.iter().filter(|(_, c)| changed.contains(&c.account)).map(|(k, _)| k.clone()).collect();
+            for k in keys {
+                mark_dirty(&mut self.st.convs, &mut self.st.dirty_convs, k);
+            }
+        }
+        self.st.weights_applied = Some(now);
     }
 
     pub fn counters(&self) -> &Counters {
@@ -856,6 +894,7 @@ impl Engine {
             pending: r.pending,
             link_clicks: r.link_clicks,
             journeys: r.journeys,
+            weights_applied: r.weights_applied,
         };
         // Share the strings again and restore the list order (snapshots of any list order load).
         let mut int = Interner::default();
@@ -905,7 +944,7 @@ impl Engine {
             _ => false,
         });
         let gc_at = GC_MIN.max(2 * int.len());
-        Ok(Engine {
+        let mut engine = Engine {
             cfg,
             st,
             int,
@@ -917,7 +956,9 @@ impl Engine {
             scratch_changed: Vec::new(),
             key_buf2: String::new(),
             ids_buf: Vec::new(),
-        })
+        };
+        engine.apply_channel_weights();
+        Ok(engine)
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1654,7 +1695,7 @@ impl Engine {
         let mut out = Flush::default();
         let dirty = sort_strings(std::mem::take(&mut self.st.dirty_convs));
         // Up to one set per model and conversion: reserved once instead of regrown (and moved).
-        out.attributions.reserve(dirty.len().saturating_mul(Model::HEURISTIC.len()));
+        out.attributions.reserve(dirty.len().saturating_mul(Model::PER_CONVERSION.len()));
         for key in dirty {
             self.attribute(&key, &mut out.attributions);
         }
@@ -1890,7 +1931,7 @@ impl Engine {
         // Found once by key; reached by position below.
         let Some((ix, _, c)) = self.st.convs.get_full(key) else { return };
         let settings = self.cfg.settings(&c.account);
-        let default_model = if Model::HEURISTIC.contains(&settings.default_model) { settings.default_model } else { Model::LastTouch };
+        let default_model = settings.default_model;
         let Scratch {
             mut weights,
             mut credits,
@@ -1917,7 +1958,7 @@ impl Engine {
         let pick = remainder_pick(c.record_id.as_str());
         // Reused buffers (all empty between calls; put back below).
         // (model, rows) of the models whose fingerprint changed.
-        fps.reserve_exact(Model::HEURISTIC.len());
+        fps.reserve_exact(Model::PER_CONVERSION.len());
         // Default-model contributions per cell (a handful: searched linearly, sorted at the end)
         // are collected in `contrib`.
         // The one-hot split computed first (position, then credits and revenue in `oh_*`).
@@ -1938,7 +1979,7 @@ impl Engine {
             h.bytes(currency.as_bytes());
             conv_fp = h.value();
         }
-        for (mi, model) in Model::HEURISTIC.into_iter().enumerate() {
+        for (mi, model) in Model::PER_CONVERSION.into_iter().enumerate() {
             // Fingerprint of the rows, computed before (and without) building them: the same
             // hash as over the built rows.
             let mut h = Fingerprint::new(scheme == FpScheme::Fnv);
@@ -1964,14 +2005,23 @@ impl Engine {
                     }
                 }
             } else {
-                weights_into(
-                    model,
-                    touches.len(),
-                    |i| touches.get(i).map_or(0, |t| elapsed_ms(t.at, t.at_ns, c.at, conv_ns)),
-                    |i| touches.get(i).is_some_and(|t| t.is_direct()),
-                    settings.half_life_secs,
-                    &mut weights,
-                );
+                if model.is_data_driven() {
+                    channel_weights_into(
+                        touches.len(),
+                        |i| touches.get(i).map_or("", |t| t.channel().as_str()),
+                        self.cfg.catalog.channel_weights.get(&(c.account, model)),
+                        &mut weights,
+                    );
+                } else {
+                    weights_into(
+                        model,
+                        touches.len(),
+                        |i| touches.get(i).map_or(0, |t| elapsed_ms(t.at, t.at_ns, c.at, conv_ns)),
+                        |i| touches.get(i).is_some_and(|t| t.is_direct()),
+                        settings.half_life_secs,
+                        &mut weights,
+                    );
+                }
                 // Exact shares. A one-hot split depends on the hot position only through that
                 // position (every other share is the same zero): the first one-hot model's split
                 // is reused, moved, by the others. Credits (total 1) of linear and position-based

@@ -342,6 +342,17 @@ impl<'de> Deserialize<'de> for Journeys {
     }
 }
 
+/// A channel or campaign name as a path writes it: cut to [`MAX_NAME_BYTES`], `>` written as
+/// `›` (the names [`touchline_model::results::path_names`] gives back from a path).
+pub fn path_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let cut = touchline_model::truncate_utf8(name, MAX_NAME_BYTES).0;
+    if cut.contains('>') {
+        std::borrow::Cow::Owned(cut.replace('>', "›"))
+    } else {
+        std::borrow::Cow::Borrowed(cut)
+    }
+}
+
 /// The path text of `names`: the last [`MAX_PATH_TOUCHES`], each cut to [`MAX_NAME_BYTES`].
 pub(crate) fn path_of<'a>(names: impl DoubleEndedIterator<Item = &'a str>) -> String {
     let mut last: Vec<&str> = names.rev().take(MAX_PATH_TOUCHES).collect();

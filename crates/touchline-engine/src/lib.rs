@@ -45,6 +45,7 @@
 //! non-converting journeys the data-driven models read, and [`Engine::snapshot`] for checkpoints.
 
 pub mod attribution;
+mod channel_credit;
 pub mod config;
 pub mod datadriven;
 mod emitted;
@@ -61,7 +62,7 @@ mod util;
 pub use attribution::{
     model_weights, AttributedConversion, AttributionRow, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
 };
-pub use config::{AccountSettings, Catalog, EngineConfig};
+pub use config::{AccountSettings, Catalog, ChannelWeights, EngineConfig};
 pub use datadriven::{
     aggregate_paths, markov, markov_of_order, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod,
     ShapleyOptions, ShapleyResult, MAX_MARKOV_ORDER,

@@ -179,8 +179,26 @@ impl Final {
     }
 }
 
+/// The properties' engine configuration. The data-driven models have weights for `search` and
+/// `social` and none for `email` or the UTM sources, so conversions are split by weights, by
+/// weights with weightless channels, and linearly.
+fn config() -> EngineConfig {
+    let mut cfg = EngineConfig::single();
+    cfg.catalog.channel_weights = data_driven_weights(&[("search", 0.5), ("social", 0.3)], &[("search", 0.2), ("social", 0.7)]);
+    cfg
+}
+
+fn data_driven_weights(markov: &[(&str, f64)], shapley: &[(&str, f64)]) -> std::collections::HashMap<(uuid::Uuid, Model), ChannelWeights> {
+    let table = |pairs: &[(&str, f64)]| ChannelWeights(pairs.iter().map(|(c, w)| ((*c).to_owned(), *w)).collect());
+    [((acct(), Model::Markov), table(markov)), ((acct(), Model::Shapley), table(shapley))].into_iter().collect()
+}
+
 fn run(records: &[Record]) -> Final {
-    let mut e = Engine::new(EngineConfig::single());
+    run_with(config(), records)
+}
+
+fn run_with(cfg: EngineConfig, records: &[Record]) -> Final {
+    let mut e = Engine::new(cfg);
     let mut fin = Final::default();
     for r in records {
         e.ingest(r);
@@ -193,7 +211,7 @@ fn run(records: &[Record]) -> Final {
 /// [`run`], then a watermark far past every record: every touch leaves the state and every
 /// journey is decided. Returns the journeys that count (zeroed paths left out).
 fn run_to_the_end(records: &[Record]) -> Vec<touchline_engine::JourneyPartial> {
-    let mut e = Engine::new(EngineConfig::single());
+    let mut e = Engine::new(config());
     let mut fin = Final::default();
     for r in records {
         e.ingest(r);
@@ -221,12 +239,48 @@ proptest! {
             prop_assert_eq!(s.rows().map(|r| r.attributed_revenue).sum::<Decimal>(), s.value);
             prop_assert!(s.rows().all(|r| r.weight > 0.0 && r.weight <= 1.0 + 1e-12));
         }
-        // Every conversion is attributed under all six models.
+        // Every conversion is attributed under all eight models.
         let mut per_conv: BTreeMap<&str, usize> = BTreeMap::new();
         for (k, _) in fin.attributions.keys() {
             *per_conv.entry(k.as_str()).or_default() += 1;
         }
-        prop_assert!(per_conv.values().all(|n| *n == 6));
+        prop_assert!(per_conv.values().all(|n| *n == 8));
+    }
+
+    #[test]
+    fn refreshed_weights_credit_held_conversions_as_if_always_in_force(
+        (records, cut) in arb_records().prop_flat_map(|r| { let n = r.len(); (Just(r), 0..=n) })
+    ) {
+        // Weights replaced after `cut` records (and a snapshot taken and restored there, the
+        // restore getting the new weights) give what the new weights give from the start.
+        // Markov is the default model, so the daily metrics must follow too.
+        let mut cfg_old = config();
+        cfg_old.default_settings.default_model = Model::Markov;
+        let mut cfg_new = cfg_old.clone();
+        cfg_new.catalog.channel_weights = data_driven_weights(&[("social", 0.9), ("email", 0.1)], &[("search", 1.0)]);
+        for restore in [false, true] {
+            let mut e = Engine::new(cfg_old.clone());
+            let mut fin = Final::default();
+            for (i, r) in records.iter().enumerate() {
+                if i == cut {
+                    if restore {
+                        e = Engine::restore(cfg_new.clone(), &e.snapshot()).unwrap();
+                    } else {
+                        e.set_catalog(cfg_new.catalog.clone());
+                    }
+                }
+                e.ingest(r);
+                fin.absorb(&e.flush());
+            }
+            if cut == records.len() {
+                e.set_catalog(cfg_new.catalog.clone());
+            }
+            fin.absorb(&e.flush());
+            let want = run_with(cfg_new.clone(), &records).normalized();
+            let got = fin.normalized();
+            prop_assert_eq!(got.0, want.0, "attributions differ (restore: {})", restore);
+            prop_assert_eq!(got.1, want.1, "daily metrics differ (restore: {})", restore);
+        }
     }
 
     #[test]
@@ -281,19 +335,19 @@ proptest! {
                 out.push(e.flush());
             }
         };
-        let mut a = Engine::new(EngineConfig::single());
+        let mut a = Engine::new(config());
         let mut out_a = Vec::new();
         for i in 0..=records.len() {
             step(&mut a, i, &mut out_a);
         }
         out_a.push(a.flush());
 
-        let mut b = Engine::new(EngineConfig::single());
+        let mut b = Engine::new(config());
         let mut out_b = Vec::new();
         for i in 0..=records.len() {
             if i == cut {
                 let snap = b.snapshot();
-                b = Engine::restore(EngineConfig::single(), &snap).unwrap();
+                b = Engine::restore(config(), &snap).unwrap();
                 // A snapshot is a function of the state: the restored engine writes the same bytes.
                 prop_assert!(b.snapshot() == snap, "re-snapshot after restore differs");
             }
@@ -306,7 +360,7 @@ proptest! {
 
     #[test]
     fn markov_and_shapley_credit_the_period_conversions(records in arb_records()) {
-        let mut e = Engine::new(EngineConfig::single());
+        let mut e = Engine::new(config());
         for r in &records {
             e.ingest(r);
         }
@@ -343,7 +397,7 @@ proptest! {
     #[test]
     fn partials_of_several_partitions_add_up(records in arb_records()) {
         let n = 3u32;
-        let mut engines: Vec<Engine> = (0..n).map(|p| Engine::new(EngineConfig { partition: p, partitions: n, ..EngineConfig::default() })).collect();
+        let mut engines: Vec<Engine> = (0..n).map(|p| Engine::new(EngineConfig { partition: p, partitions: n, ..config() })).collect();
         // One sink view per partition: a conversion whose dedup key (order id) appears under two
         // identities living on different partitions is attributed on both (documented limitation).
         let mut fins: Vec<Final> = (0..n).map(|_| Final::default()).collect();

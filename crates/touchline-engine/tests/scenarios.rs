@@ -21,7 +21,7 @@ fn anonymous_touches_credit_a_later_server_side_conversion() {
     e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
     e.ingest(&conversion("cv1", "2026-11-12T10:00:00Z", (None, Some("cust-1")), 5000, Some("o-1")));
     let f = e.flush();
-    assert_eq!(f.attributions.len(), 6);
+    assert_eq!(f.attributions.len(), Model::PER_CONVERSION.len());
     for s in &f.attributions {
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s.row(0).unwrap().touchpoint, "tp1");
@@ -42,7 +42,7 @@ fn identify_after_the_conversion_re_attributes_it_with_a_new_version() {
     assert!(e.flush().attributions.is_empty(), "touch of an unknown anonymous id changes nothing yet");
     e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
     let f2 = e.flush();
-    assert_eq!(f2.attributions.len(), 6);
+    assert_eq!(f2.attributions.len(), Model::PER_CONVERSION.len());
     assert!(f2.attributions.iter().all(|s| s.row(0).unwrap().touchpoint == "tp1" && s.version == 2));
     // Replaying the same records changes nothing.
     e.ingest(&identify("id1", "2026-11-11T10:00:00Z", "anon-1", "cust-1"));
@@ -353,7 +353,7 @@ fn snapshot_restore_round_trip_and_version_check() {
     let (a, b, c) = (r.flush(), r2.flush(), e.flush());
     assert_eq!(a, c);
     assert_eq!(b, c);
-    assert_eq!(a.attributions.len(), 6);
+    assert_eq!(a.attributions.len(), Model::PER_CONVERSION.len());
     // Header: b"TLES", version (u32 LE), partition (u32 LE), codec.
     assert_eq!(&snap[..4], b"TLES");
     let mut bad = snap.clone();
@@ -520,7 +520,7 @@ fn an_order_taken_over_by_another_identity_follows_that_identity() {
     // The same order, earlier, from anon-b: it wins dedup and takes the conversion over.
     e.ingest(&conversion("cv-early", "2026-11-12T09:00:00Z", (Some("anon-b"), None), 5000, Some("o-1")));
     let f = e.flush();
-    assert_eq!(f.attributions.len(), 6);
+    assert_eq!(f.attributions.len(), Model::PER_CONVERSION.len());
     assert!(f.attributions.iter().all(|s| s.row(0).unwrap().touchpoint == "tb1" && s.conversion_id == "cv-early"));
     let check = |e: &mut Engine, version: u64| {
         // A new touch of anon-a no longer concerns the order; one of anon-b does.
@@ -583,4 +583,51 @@ fn journeys_count_converting_paths_and_close_non_converting_ones() {
     assert_eq!(journeys(&e.flush()), vec![("2026-11-02".into(), "display".into(), 0, 1, "0".into())], "closed once nothing can join it");
     e.advance_watermark(ts("2027-03-10T00:00:00Z"));
     assert!(journeys(&e.flush()).is_empty(), "counted once");
+}
+
+/// Per-conversion Markov and Shapley: the conversion is split over its channels by the
+/// account's weights, a channel's share over its touches; the daily metrics follow when the
+/// data-driven model is the account's default; new weights credit the held conversion again.
+#[test]
+fn data_driven_models_split_a_conversion_by_channel_weights() {
+    let table = |pairs: &[(&str, f64)]| ChannelWeights(pairs.iter().map(|(c, w)| ((*c).to_owned(), *w)).collect());
+    let mut cfg = EngineConfig::single();
+    cfg.default_settings.default_model = Model::Markov;
+    cfg.catalog.channel_weights.insert((acct(), Model::Markov), table(&[("search", 0.6), ("display", 0.2), ("email", 0.2)]));
+    let mut e = Engine::new(cfg.clone());
+    let who = (Some("v"), None);
+    e.ingest(&rec("t1", ts("2026-11-10T10:00:00Z"), Some("v"), None, tp_body("click", Some("brand"), None, Some("search"), None)));
+    e.ingest(&rec("t2", ts("2026-11-11T10:00:00Z"), Some("v"), None, tp_body("click", Some("retarget"), None, Some("display"), None)));
+    e.ingest(&rec("t3", ts("2026-11-12T10:00:00Z"), Some("v"), None, tp_body("click", Some("generic"), None, Some("search"), None)));
+    e.ingest(&conversion("cv", "2026-11-12T12:00:00Z", who, 8000, None));
+    let f = e.flush();
+    // By hand: search 0.6 / (0.6 + 0.2) = 3/4 over two touches, 3/8 each; display 1/4.
+    // 80.00 → 30.00, 20.00, 30.00.
+    let markov = set(&f, Model::Markov);
+    let rows: Vec<(String, f64, Decimal)> =
+        markov[0].rows().map(|r| (r.touchpoint.to_owned(), (r.weight * 1e9).round() / 1e9, r.attributed_revenue.normalize())).collect();
+    assert_eq!(
+        rows,
+        [
+            ("t1".to_owned(), 0.375, Decimal::new(30, 0)),
+            ("t2".to_owned(), 0.25, Decimal::new(20, 0)),
+            ("t3".to_owned(), 0.375, Decimal::new(30, 0))
+        ]
+    );
+    // No Shapley weights for the account: the linear split.
+    assert!(set(&f, Model::Shapley)[0].rows().all(|r| (r.weight - 1.0 / 3.0).abs() < 1e-12));
+    let revenue =
+        |f: &Flush, campaign: &str| f.metrics.iter().filter(|m| m.campaign_id == campaign).map(|m| m.revenue).sum::<Decimal>().normalize();
+    assert_eq!((revenue(&f, "brand"), revenue(&f, "retarget"), revenue(&f, "generic")), (30.into(), 20.into(), 30.into()));
+
+    // A refresh that weighs display alone moves all of it there, once.
+    let mut catalog = cfg.catalog.clone();
+    catalog.channel_weights.insert((acct(), Model::Markov), table(&[("display", 1.0)]));
+    e.set_catalog(catalog.clone());
+    let f = e.flush();
+    assert_eq!(f.attributions.iter().map(|s| s.model).collect::<Vec<_>>(), [Model::Markov]);
+    assert_eq!(f.attributions[0].rows().map(|r| r.touchpoint.to_owned()).collect::<Vec<_>>(), ["t2"]);
+    assert_eq!(revenue(&f, "retarget"), 80.into());
+    e.set_catalog(catalog);
+    assert!(e.flush().attributions.is_empty(), "the same weights again change nothing");
 }

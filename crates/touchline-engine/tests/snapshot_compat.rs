@@ -55,11 +55,17 @@ fn feed(e: &mut Engine, records: &[Record]) -> Flush {
 ///
 /// Those builds rounded attributed revenue to cents, the remainder on the first touch; this one
 /// splits at six places. a1's path does not change in [`second`] (its late impression is outside
-/// the one-day view lookback), but its multi-touch rows do: 49.99 over its two clicks was
+/// the one-day view lookback), but its multi-touch rows do (and a2's, see below): 49.99 over its two clicks was
 /// 25.00 + 24.99 under linear and position-based (50/50 with two touches) and is now 24.995 +
 /// 24.995, and time decay's shares now have six places. Re-attributed, a1 emits these three
 /// models once more, with a new version. Its one-hot models (first, last, last non-direct
 /// touch: 49.99 to one touch, written as before) are not emitted.
+///
+/// Those builds credited no conversion under `markov` and `shapley`. The restore credits every
+/// held conversion under them once, which also re-splits the multi-touch models of a2 (whose
+/// path [`second`] does not change either): a1's and a2's sets, absent from the uninterrupted
+/// run's output there, are emitted with a new version, the data-driven ones split linearly
+/// since the configuration has no channel weights.
 fn restores_without_reemitting(fixture: &str) {
     let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
     let mut e = Engine::new(EngineConfig::single());
@@ -72,10 +78,24 @@ fn restores_without_reemitting(fixture: &str) {
     let mut back = Engine::restore(EngineConfig::single(), &bytes).unwrap();
     let mut got = feed(&mut back, &second());
     assert!(!want.attributions.is_empty());
+    let (first_credit, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut got.attributions)
+        .into_iter()
+        .partition(|s| ["c-a1", "c-a2"].contains(&s.conversion_id.as_str()) && s.model.is_data_driven());
+    got.attributions = rest;
+    let credited: Vec<(&str, Model)> = first_credit.iter().map(|s| (s.conversion_id.as_str(), s.model)).collect();
+    assert_eq!(credited, [("c-a1", Model::Markov), ("c-a1", Model::Shapley), ("c-a2", Model::Markov), ("c-a2", Model::Shapley)]);
+    for s in &first_credit {
+        assert_eq!(s.version, 2);
+        let n = s.rows().count() as f64;
+        assert!(n > 0.0 && s.rows().all(|r| (r.weight - 1.0 / n).abs() < 1e-12), "{s:?}");
+        assert_eq!(s.rows().map(|r| r.attributed_revenue).sum::<Decimal>(), Decimal::new(4999, 2));
+    }
     let resplit = [Model::Linear, Model::TimeDecay, Model::PositionBased];
-    let (again, rest): (Vec<_>, Vec<_>) =
-        got.attributions.into_iter().partition(|s| s.conversion_id == "c-a1" && resplit.contains(&s.model));
-    assert_eq!(again.iter().map(|s| s.model).collect::<Vec<_>>(), resplit);
+    let (again, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut got.attributions)
+        .into_iter()
+        .partition(|s| ["c-a1", "c-a2"].contains(&s.conversion_id.as_str()) && resplit.contains(&s.model));
+    let models: Vec<(&str, Model)> = again.iter().map(|s| (s.conversion_id.as_str(), s.model)).collect();
+    assert_eq!(models, ["c-a1", "c-a2"].into_iter().flat_map(|c| resplit.map(|m| (c, m))).collect::<Vec<_>>());
     let half = Decimal::new(24_995, 3);
     for s in &again {
         assert_eq!(s.version, 2);
