@@ -289,8 +289,14 @@ impl CatalogStore for PgStore {
         let advertisements =
             sqlx::query(ADVERTISEMENTS_SQL).fetch_all(&mut *tx).await?.iter().map(advertisement_from_row).collect::<Result<_>>()?;
         let links = sqlx::query(LINKS_SQL).fetch_all(&mut *tx).await?.iter().map(link_from_row).collect::<Result<_>>()?;
+        let channel_weights = sqlx::query(&channel_weights_sql("weights::text"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(channel_weights_from_row)
+            .collect::<Result<_>>()?;
         tx.commit().await?;
-        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links })
+        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links, channel_weights })
     }
 
     async fn catalog_version(&self) -> Result<i64> {
@@ -388,6 +394,28 @@ impl CatalogStore for PgStore {
         .bind(&ad.campaign_id)
         .bind(&ad.channel_id)
         .bind(&ad.title)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_channel_weights(&self, w: &ChannelWeights) -> Result<()> {
+        let mut tx = self.as_account(w.account_id).await?;
+        sqlx::query(
+            "INSERT INTO channel_weights (account_id, model, weights, window_from, window_to, journeys, conversions, computed_at) \
+             VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8) ON CONFLICT (account_id, model) DO UPDATE SET weights = EXCLUDED.weights, \
+             window_from = EXCLUDED.window_from, window_to = EXCLUDED.window_to, journeys = EXCLUDED.journeys, \
+             conversions = EXCLUDED.conversions, computed_at = EXCLUDED.computed_at",
+        )
+        .bind(w.account_id)
+        .bind(&w.model)
+        .bind(channel_weights_json(w)?)
+        .bind(w.window_from)
+        .bind(w.window_to)
+        .bind(w.journeys)
+        .bind(w.conversions)
+        .bind(w.computed_at)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

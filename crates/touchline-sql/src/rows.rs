@@ -2,7 +2,10 @@
 //! either backend's rows ([`Columns`]).
 
 use crate::columns::Columns;
-use crate::{Account, Advertisement, ApiKey, AttributionRow, Campaign, DailyMetricRow, JourneyPathRow, KeyKind, Link, PartialRow, Result};
+use crate::{
+    Account, Advertisement, ApiKey, AttributionRow, Campaign, ChannelWeights, DailyMetricRow, JourneyPathRow, KeyKind, Link, PartialRow,
+    Result, StoreError,
+};
 
 /// Columns of `campaign_performance_metrics` a row is written with, in bind order.
 pub(crate) const METRIC_COLS: &str =
@@ -96,6 +99,34 @@ pub(crate) const ADVERTISEMENTS_SQL: &str =
 
 pub(crate) const LINKS_SQL: &str = "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, \
      utm_content, campaign_id, advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code";
+
+/// The channel weights, `{weights}` being the column read as JSON text.
+pub(crate) fn channel_weights_sql(weights: &str) -> String {
+    format!(
+        "SELECT account_id, model, {weights} AS weights, window_from, window_to, journeys, conversions, computed_at \
+         FROM channel_weights ORDER BY account_id, model"
+    )
+}
+
+pub(crate) fn channel_weights_from_row(r: &impl Columns) -> Result<ChannelWeights> {
+    let text = r.text("weights")?;
+    let weights = serde_json::from_str(&text).map_err(|e| StoreError::Invalid(format!("bad channel weights {text:?}: {e}")))?;
+    Ok(ChannelWeights {
+        account_id: r.uuid("account_id")?,
+        model: r.text("model")?,
+        weights,
+        window_from: r.date("window_from")?,
+        window_to: r.date("window_to")?,
+        journeys: r.int64("journeys")?,
+        conversions: r.int64("conversions")?,
+        computed_at: r.time("computed_at")?,
+    })
+}
+
+/// The weights of `w` as the `weights` column stores them.
+pub(crate) fn channel_weights_json(w: &ChannelWeights) -> Result<String> {
+    serde_json::to_string(&w.weights).map_err(|e| StoreError::Invalid(format!("channel weights of {}: {e}", w.account_id)))
+}
 
 pub(crate) fn account_from_row(r: &impl Columns) -> Result<Account> {
     Ok(Account {

@@ -390,8 +390,14 @@ impl CatalogStore for SqliteStore {
         let advertisements =
             sqlx::query(ADVERTISEMENTS_SQL).fetch_all(&mut *tx).await?.iter().map(advertisement_from_row).collect::<Result<_>>()?;
         let links = sqlx::query(LINKS_SQL).fetch_all(&mut *tx).await?.iter().map(link_from_row).collect::<Result<_>>()?;
+        let channel_weights = sqlx::query(&channel_weights_sql("weights"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(channel_weights_from_row)
+            .collect::<Result<_>>()?;
         tx.commit().await?;
-        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links })
+        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links, channel_weights })
     }
 
     async fn catalog_version(&self) -> Result<i64> {
@@ -493,6 +499,27 @@ impl CatalogStore for SqliteStore {
         .bind(&ad.campaign_id)
         .bind(&ad.channel_id)
         .bind(&ad.title)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_channel_weights(&self, w: &ChannelWeights) -> Result<()> {
+        let _turn = self.write_turn.lock().await;
+        sqlx::query(
+            "INSERT INTO channel_weights (account_id, model, weights, window_from, window_to, journeys, conversions, computed_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, model) DO UPDATE SET weights = excluded.weights, \
+             window_from = excluded.window_from, window_to = excluded.window_to, journeys = excluded.journeys, \
+             conversions = excluded.conversions, computed_at = excluded.computed_at",
+        )
+        .bind(w.account_id.to_string())
+        .bind(&w.model)
+        .bind(channel_weights_json(w)?)
+        .bind(w.window_from.to_string())
+        .bind(w.window_to.to_string())
+        .bind(w.journeys)
+        .bind(w.conversions)
+        .bind(ts(w.computed_at))
         .execute(&self.pool)
         .await?;
         Ok(())

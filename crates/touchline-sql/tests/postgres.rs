@@ -168,6 +168,7 @@ async fn row_level_security_isolates_accounts() {
             "campaign_attributions",
             "campaign_metric_partials",
             "campaign_performance_metrics",
+            "channel_weights",
             "journey_partials",
             "link_click_partials",
             "links",

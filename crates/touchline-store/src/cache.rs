@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, Link, Result};
+use crate::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, ChannelWeights, Link, Result};
 
 /// An immutable view of the catalog.
 #[derive(Debug, Default)]
@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub advertisements: HashMap<(Uuid, String), Advertisement>,
     /// Links by short code, deleted ones included (the redirect answers 410 for them).
     pub links: HashMap<String, Link>,
+    /// Data-driven channel weights by (account, model).
+    pub channel_weights: HashMap<(Uuid, String), ChannelWeights>,
 }
 
 impl Snapshot {
@@ -38,6 +40,7 @@ impl Snapshot {
             campaigns: c.campaigns.into_iter().map(|x| ((x.account_id, x.id.clone()), x)).collect(),
             advertisements: c.advertisements.into_iter().map(|x| ((x.account_id, x.id.clone()), x)).collect(),
             links: c.links.into_iter().map(|l| (l.short_code.clone(), l)).collect(),
+            channel_weights: c.channel_weights.into_iter().map(|w| ((w.account_id, w.model.clone()), w)).collect(),
         }
     }
 

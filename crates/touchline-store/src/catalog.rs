@@ -1,9 +1,11 @@
 //! The catalog: accounts and their settings, API keys (by hash), campaigns with their time
-//! zones, advertisements and short links. The collector and the aggregator read it whole
+//! zones, advertisements, short links and the data-driven channel weights of each account. The collector and the aggregator read it whole
 //! ([`CatalogStore::load_catalog`]) and follow its changes ([`CatalogStore::catalog_version`]).
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -112,6 +114,29 @@ pub struct Link {
     pub deleted: bool,
 }
 
+/// The data-driven models whose per-conversion credit uses [`ChannelWeights`].
+pub const DATA_DRIVEN_MODELS: [&str; 2] = ["markov", "shapley"];
+
+/// An account's channel weights under one data-driven model, computed over its journeys of a
+/// window of days: each channel's share of the conversions the model credits there. The
+/// aggregator splits each conversion's credit by them (see docs/attribution.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelWeights {
+    pub account_id: Uuid,
+    /// One of [`DATA_DRIVEN_MODELS`].
+    pub model: String,
+    /// Channel (as journey paths name it) → share; the shares sum to 1, or the map is empty
+    /// when the window held no converting journey.
+    pub weights: BTreeMap<String, f64>,
+    /// First and last day of the journeys they were computed over.
+    pub window_from: NaiveDate,
+    pub window_to: NaiveDate,
+    /// Journeys of the window, converting and not, and the converting ones.
+    pub journeys: i64,
+    pub conversions: i64,
+    pub computed_at: DateTime<Utc>,
+}
+
 /// Everything the collector and aggregator read from the catalog.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
@@ -121,6 +146,7 @@ pub struct Catalog {
     pub campaigns: Vec<Campaign>,
     pub advertisements: Vec<Advertisement>,
     pub links: Vec<Link>,
+    pub channel_weights: Vec<ChannelWeights>,
 }
 
 /// Where the catalog lives (the SQL stores).
@@ -149,6 +175,9 @@ pub trait CatalogStore: Send + Sync + 'static {
     async fn upsert_advertisement(&self, ad: &Advertisement) -> Result<()>;
 
     async fn upsert_link(&self, link: &Link) -> Result<()>;
+
+    /// Replaces an account's channel weights under one model.
+    async fn put_channel_weights(&self, weights: &ChannelWeights) -> Result<()>;
 
     /// Returns when the catalog may have changed (Postgres: a NOTIFY) or after `timeout`.
     async fn wait_for_change(&self, timeout: std::time::Duration) {

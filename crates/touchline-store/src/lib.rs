@@ -22,7 +22,9 @@ pub mod sink;
 pub mod testsuite;
 
 pub use cache::CatalogCache;
-pub use catalog::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, KeyKind, Link, MODELS};
+pub use catalog::{
+    Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, ChannelWeights, KeyKind, Link, DATA_DRIVEN_MODELS, MODELS,
+};
 pub use checkpoints::{CheckpointTable, CheckpointWrite, StoredCheckpoint};
 pub use error::{Result, StoreError};
 pub use results::{ResultReader, ResultSink};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{date, two_accounts};
-use crate::{Account, Advertisement, ApiKey, Campaign, CatalogCache, CatalogStore, KeyKind, Link};
+use crate::{Account, Advertisement, ApiKey, Campaign, CatalogCache, CatalogStore, ChannelWeights, KeyKind, Link};
 
 /// What is written to the catalog comes back from `load_catalog`.
 pub async fn catalog_round_trip(store: &dyn CatalogStore) {
@@ -70,6 +70,46 @@ pub async fn catalog_round_trip(store: &dyn CatalogStore) {
     // Soft-deleting a link keeps it in the catalog, marked deleted.
     store.upsert_link(&Link { deleted: true, ..link }).await.expect("delete link");
     assert!(store.load_catalog().await.expect("load").links[0].deleted);
+}
+
+/// Channel weights come back as written, one set per account and model, replaced by the next,
+/// and reach a running cache like any catalog change.
+pub async fn channel_weights_round_trip(store: Arc<dyn CatalogStore>) {
+    let (a, b) = two_accounts(store.as_ref()).await;
+    let cache = CatalogCache::load(store.clone(), Duration::from_secs(60)).await.expect("load cache");
+    let _task = cache.spawn_refresh(Duration::from_millis(200));
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&chrono::Utc);
+    let markov = ChannelWeights {
+        account_id: a,
+        model: "markov".into(),
+        weights: [("search".to_owned(), 0.625), ("Zalo › OA".to_owned(), 0.375)].into_iter().collect(),
+        window_from: date(1),
+        window_to: date(30),
+        journeys: 40,
+        conversions: 8,
+        computed_at: at("2026-12-07T02:00:00.123456Z"),
+    };
+    let shapley = ChannelWeights { model: "shapley".into(), weights: Default::default(), conversions: 0, ..markov.clone() };
+    let other = ChannelWeights { account_id: b, ..markov.clone() };
+    for w in [&markov, &shapley, &other] {
+        store.put_channel_weights(w).await.expect("put weights");
+    }
+    let newer = ChannelWeights {
+        weights: [("email".to_owned(), 1.0)].into_iter().collect(),
+        computed_at: at("2026-12-08T02:00:00Z"),
+        ..markov.clone()
+    };
+    store.put_channel_weights(&newer).await.expect("replace weights");
+    let mut got = store.load_catalog().await.expect("load").channel_weights;
+    got.sort_by(|x, y| (x.account_id, &x.model).cmp(&(y.account_id, &y.model)));
+    let mut want = vec![newer.clone(), shapley, other];
+    want.sort_by(|x, y| (x.account_id, &x.model).cmp(&(y.account_id, &y.model)));
+    assert_eq!(got, want);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cache.snapshot().channel_weights.get(&(a, "markov".to_owned())) != Some(&newer) {
+        assert!(Instant::now() < deadline, "the cache did not see the new weights within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Catalog changes reach a running cache without restart; unknown keys are remembered.

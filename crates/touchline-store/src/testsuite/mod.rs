@@ -75,6 +75,12 @@ macro_rules! catalog_store_suite {
                 let (_guard, store) = super::$fresh().await;
                 $crate::testsuite::catalog::cache_follows_changes(store).await;
             }
+
+            #[tokio::test]
+            async fn channel_weights_round_trip() {
+                let (_guard, store) = super::$fresh().await;
+                $crate::testsuite::catalog::channel_weights_round_trip(store).await;
+            }
         }
     };
 }
