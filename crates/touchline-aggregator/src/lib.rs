@@ -53,7 +53,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use touchline_bus::{Bus, Membership, OutRecord, StaticMembership, StoredRecord};
-use touchline_engine::{AccountSettings, Engine, EngineConfig, Flush, Ingest, Model};
+use touchline_engine::{AccountSettings, ChannelWeights, Engine, EngineConfig, Flush, Ingest, Model};
 use touchline_model::{check_stored, topics, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, Replay, SqlCheckpoints};
@@ -187,7 +187,8 @@ pub enum AggError {
     Sink(String),
 }
 
-/// Builds the engine configuration of a partition from the SQL catalog.
+/// Builds the engine configuration of a partition from the SQL catalog: account settings,
+/// campaign time zones and the data-driven channel weights.
 pub fn engine_config(snap: &touchline_store::cache::Snapshot, partition: u32, partitions: u32, lateness: i64) -> EngineConfig {
     let mut cfg = EngineConfig { partition, partitions, allowed_lateness_secs: lateness, ..EngineConfig::default() };
     for a in snap.accounts.values() {
@@ -204,6 +205,11 @@ pub fn engine_config(snap: &touchline_store::cache::Snapshot, partition: u32, pa
     }
     for c in snap.campaigns.values() {
         cfg.catalog.set_time_zone(c.account_id, &c.id, &c.timezone);
+    }
+    for w in snap.channel_weights.values() {
+        if let Some(model) = Model::parse(&w.model).filter(|m| m.is_data_driven()) {
+            cfg.catalog.channel_weights.insert((w.account_id, model), ChannelWeights(w.weights.clone()));
+        }
     }
     cfg
 }
@@ -500,14 +506,22 @@ impl Aggregator {
                     }
                 }
             }
-            // A catalog change (new account settings, campaign time zones) applies from now on.
+            // A catalog change applies from now on: campaign time zones to the records that follow,
+            // new channel weights to the held conversions of their account.
             let snap = self.catalog.snapshot();
+            let mut recredited = 0;
             if snap.version != catalog_version {
                 catalog_version = snap.version;
                 let cfg = engine_config(&snap, p, self.bus.partitions(), self.config.allowed_lateness_secs);
-                engine.set_catalog(cfg.catalog);
+                recredited = engine.set_catalog(cfg.catalog);
             }
-            if pending > 0 {
+            if recredited > 0 {
+                // Results of no record: a restore could not recompute them from the records
+                // after the last base, so the checkpoint of this flush is a new base.
+                tracing::info!(partition = p, conversions = recredited, "new channel weights: crediting held conversions again");
+                chain = None;
+            }
+            if pending > 0 || recredited > 0 {
                 let consumed = Consumption { offsets: &offsets, raw: &mut raw, records: pending as u64, max_received };
                 self.flush_cycle(p, epoch, &mut engine, &mut chain, consumed, dlq, &shutdown).await?;
             } else if self.base_stale(chain.as_ref()) {

@@ -764,16 +764,17 @@ impl Engine {
 
     /// Replaces the campaign catalog. Time zones apply to records ingested from now on; new
     /// channel weights of an account credit its held conversions again at the next flush (a
-    /// conversion's rows change at most once per refresh of the weights).
-    pub fn set_catalog(&mut self, catalog: crate::config::Catalog) {
+    /// conversion's rows change at most once per refresh of the weights). Returns how many
+    /// conversions that marks for the next flush.
+    pub fn set_catalog(&mut self, catalog: crate::config::Catalog) -> usize {
         self.cfg.catalog = catalog;
-        self.apply_channel_weights();
+        self.apply_channel_weights()
     }
 
     /// Marks for attribution the held conversions of every account whose channel weights
     /// differ from those they were credited by (all of them after a snapshot of a build that
-    /// credited none under the data-driven models).
-    fn apply_channel_weights(&mut self) {
+    /// credited none under the data-driven models). Returns how many it marked.
+    fn apply_channel_weights(&mut self) -> usize {
         let now = self.cfg.catalog.weight_digests();
         let changed: HashSet<Uuid> = match &self.st.weights_applied {
             Some(before) => before
@@ -784,13 +785,16 @@ impl Engine {
                 .collect(),
             None => self.st.convs.values().map(|c| c.account).collect(),
         };
+        let mut keys: Vec<Text> = Vec::new();
         if !changed.is_empty() {
-            let keys: Vec<Text> = self.st.convs.iter().filter(|(_, c)| changed.contains(&c.account)).map(|(k, _)| k.clone()).collect();
-            for k in keys {
-                mark_dirty(&mut self.st.convs, &mut self.st.dirty_convs, k);
-            }
+            keys = self.st.convs.iter().filter(|(_, c)| changed.contains(&c.account)).map(|(k, _)| k.clone()).collect();
+        }
+        let marked = keys.len();
+        for k in keys {
+            mark_dirty(&mut self.st.convs, &mut self.st.dirty_convs, k);
         }
         self.st.weights_applied = Some(now);
+        marked
     }
 
     pub fn counters(&self) -> &Counters {
