@@ -65,11 +65,7 @@ impl App {
         catalog.spawn_refresh(std::time::Duration::from_secs(2));
         let keys: Arc<dyn KeyStore> = Arc::new(CatalogKeys(catalog.clone()));
         let clickhouse = open_clickhouse(&config).await?;
-        let results: Arc<dyn ResultReader> = match (config.reports_source, &clickhouse) {
-            (ReportsSource::Clickhouse, Some(ch)) => Arc::new(touchline_clickhouse::ClickHouseStore::new(ch.clone())),
-            (ReportsSource::Clickhouse, None) => bail!("reports_source = clickhouse needs clickhouse_url"),
-            (ReportsSource::Sql, _) => store.clone(),
-        };
+        let results = results_reader(&config, &store, clickhouse.as_ref())?;
         let (bus, spill) = open_bus(&config, role).await?;
         let state = AppState::new(bus.clone(), keys.clone(), config.collector.clone());
         let link_deps = touchline_links::LinkDeps {
@@ -160,6 +156,7 @@ impl App {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         self.serve_metrics(stop_rx.clone()).await?;
         let agg_task = if self.role == Role::Serve {
+            self.spawn_weights_schedule(stop_rx.clone());
             let agg = self.aggregator();
             tokio::spawn(agg.run(stop_rx, false))
         } else {
@@ -182,6 +179,20 @@ impl App {
             Err(e) => tracing::error!(error = %e, "aggregator task failed"),
         }
         http_result
+    }
+}
+
+impl App {
+    /// Refreshes the data-driven channel weights on their schedule (see [`crate::weights`])
+    /// until `stop` turns true. Roles that aggregate run it.
+    fn spawn_weights_schedule(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        tokio::spawn(crate::weights::run_schedule(
+            self.catalog.clone(),
+            self.store.clone(),
+            self.results.clone(),
+            self.config.weights.clone(),
+            stop,
+        ));
     }
 }
 
@@ -217,6 +228,9 @@ pub async fn run_aggregator(
         let _ = stop_tx.send(true);
     });
     app.serve_metrics(stop_rx.clone()).await?;
+    if !exit_when_idle {
+        app.spawn_weights_schedule(stop_rx.clone());
+    }
     app.aggregator().run(stop_rx, exit_when_idle).await.context("aggregator failed")
 }
 
@@ -407,6 +421,20 @@ pub async fn open_bus(config: &Config, role: Role) -> anyhow::Result<(Arc<dyn Bu
 }
 
 /// Connects to ClickHouse when configured and applies its migrations.
+/// Where reports (and the channel weights) read results: the SQL store, or ClickHouse when
+/// `reports_source` says so.
+pub fn results_reader(
+    config: &Config,
+    store: &Arc<dyn touchline_sql::Store>,
+    clickhouse: Option<&touchline_clickhouse::ClickHouse>,
+) -> anyhow::Result<Arc<dyn ResultReader>> {
+    Ok(match (config.reports_source, clickhouse) {
+        (ReportsSource::Clickhouse, Some(ch)) => Arc::new(touchline_clickhouse::ClickHouseStore::new(ch.clone())),
+        (ReportsSource::Clickhouse, None) => bail!("reports_source = clickhouse needs clickhouse_url"),
+        (ReportsSource::Sql, _) => store.clone(),
+    })
+}
+
 pub async fn open_clickhouse(config: &Config) -> anyhow::Result<Option<touchline_clickhouse::ClickHouse>> {
     let Some(c) = config.clickhouse() else { return Ok(None) };
     let ch = touchline_clickhouse::connect(&c).await.with_context(|| format!("connecting to ClickHouse at {}", redact(&c.url)))?;

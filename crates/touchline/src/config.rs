@@ -69,6 +69,9 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Raw entities as Parquet files (`TOUCHLINE_WAREHOUSE__ENABLED`, `…__DIR`, …).
     pub warehouse: WarehouseConfig,
+    /// The data-driven channel weights' schedule and window (`TOUCHLINE_WEIGHTS__REFRESH_SECS`,
+    /// `…__WINDOW_DAYS`, `…__MARKOV_ORDER`).
+    pub weights: crate::weights::WeightsConfig,
 }
 
 /// The Parquet warehouse of raw entities (see `touchline-warehouse`).
@@ -108,13 +111,15 @@ impl Default for Config {
             links: touchline_links::LinksConfig::default(),
             metrics_addr: None,
             warehouse: WarehouseConfig::default(),
+            weights: crate::weights::WeightsConfig::default(),
         }
     }
 }
 
 /// Top-level keys that may come from the environment; other `TOUCHLINE_*` variables are not ours.
-pub const ENV_KEYS: [&str; 19] = [
+pub const ENV_KEYS: [&str; 20] = [
     "short_domain",
+    "weights",
     "warehouse",
     "links",
     "metrics_addr",

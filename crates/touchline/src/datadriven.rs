@@ -18,7 +18,7 @@ use touchline_collector::ApiError;
 use touchline_engine::{aggregate_paths, markov_of_order, shapley, PathCount, ShapleyOptions};
 
 pub use touchline_engine::MAX_MARKOV_ORDER;
-use touchline_sql::ResultReader;
+use touchline_sql::{JourneyPathRow, ResultReader};
 use uuid::Uuid;
 
 /// Models computed on demand over the journeys of a range.
@@ -65,21 +65,25 @@ pub async fn report(results: &dyn ResultReader, cache: &Cache, q: Query) -> Resu
         return Ok(v);
     }
     let rows = results.journey_paths(account, from, to).await.map_err(crate::reports::store_unavailable)?;
-    let paths: Vec<PathCount> = rows
-        .iter()
-        .map(|r| PathCount {
-            channels: touchline_model::results::path_names(&r.channels).into_iter().map(str::to_owned).collect(),
-            conversions: r.conversions as f64,
-            nulls: r.non_conversions as f64,
-            value: r.revenue.to_f64().unwrap_or(0.0),
-        })
-        .collect();
+    let paths = paths_of(&rows);
     let answer = tokio::task::spawn_blocking(move || credit(paths, Query { order, ..q }))
         .await
         .map_err(|e| ApiError::Internal(format!("the {model} computation failed: {e}")))?;
     let answer = Arc::new(answer);
     cache.0.insert(key, (Instant::now(), answer.clone()));
     Ok(answer)
+}
+
+/// The channel paths of the store's journey rows, as the models read them.
+pub fn paths_of(rows: &[JourneyPathRow]) -> Vec<PathCount> {
+    rows.iter()
+        .map(|r| PathCount {
+            channels: touchline_model::results::path_names(&r.channels).into_iter().map(str::to_owned).collect(),
+            conversions: r.conversions as f64,
+            nulls: r.non_conversions as f64,
+            value: r.revenue.to_f64().unwrap_or(0.0),
+        })
+        .collect()
 }
 
 /// The rarest channels (by journeys through them) beyond [`MAX_CHANNELS`] renamed

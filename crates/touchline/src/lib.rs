@@ -11,3 +11,4 @@ pub mod loadgen;
 pub mod reports;
 pub mod tail;
 pub mod telemetry;
+pub mod weights;

@@ -111,6 +111,10 @@ enum Command {
     Migrate,
     /// Print the effective configuration (keys redacted) and exit.
     Config,
+    /// The data-driven channel weights Markov and Shapley split each conversion by: refresh
+    /// them now, or show them.
+    #[command(subcommand)]
+    Weights(touchline::weights::WeightsCommand),
     /// Send HTTP load to a running server (keep-alive connections, as fast as it answers or at
     /// a fixed rate) and print throughput and latency percentiles.
     Loadgen(touchline::loadgen::LoadgenArgs),
@@ -219,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Weights(command) => touchline::weights::cli(config, command).await,
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&touchline::app::redacted_config(&config))?);
             Ok(())

@@ -36,6 +36,30 @@ struct Range {
     model: Option<String>,
     /// Markov's order, 1 (the default) to 3.
     order: Option<usize>,
+    /// What `markov` and `shapley` are summed over: `journeys` (the default: credit per
+    /// channel over the period's journeys) or `conversions` (the per-conversion rows the
+    /// aggregator stores, split by the account's channel weights, like the other models).
+    basis: Option<String>,
+}
+
+/// How a data-driven model is reported.
+#[derive(Clone, Copy, PartialEq)]
+enum Basis {
+    Journeys,
+    Conversions,
+}
+
+fn parse_basis(q: &Range, model: &str) -> Result<Basis, ApiError> {
+    let data_driven = datadriven::MODELS.contains(&model);
+    match q.basis.as_deref() {
+        None if data_driven => Ok(Basis::Journeys),
+        None | Some("conversions") => Ok(Basis::Conversions),
+        Some("journeys") if data_driven => Ok(Basis::Journeys),
+        Some("journeys") => {
+            Err(ApiError::BadRequest(format!("query parameter `basis`: journeys applies to markov and shapley, not {model}")))
+        }
+        Some(other) => Err(ApiError::BadRequest(format!("query parameter `basis`: {other:?} is not journeys or conversions"))),
+    }
 }
 
 /// Report ranges stay inside the years records can carry (the decoder refuses times outside
@@ -124,9 +148,6 @@ pub(crate) fn by_revenue_desc(rows: &mut [Value]) {
     rows.sort_by(|x, y| revenue(y).partial_cmp(&revenue(x)).unwrap_or(std::cmp::Ordering::Equal));
 }
 
-/// Models whose per-conversion rows the aggregator stores.
-const STORED_MODELS: [&str; 6] = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"];
-
 async fn attribution(
     State(results): State<Arc<dyn ResultReader>>,
     State(cache): State<Arc<datadriven::Cache>>,
@@ -135,7 +156,11 @@ async fn attribution(
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(&q)?;
     let model = q.model.clone().unwrap_or_else(|| "last_touch".into());
-    if let Some(model) = datadriven::MODELS.into_iter().find(|m| *m == model) {
+    if !touchline_sql::MODELS.contains(&model.as_str()) {
+        return Err(ApiError::BadRequest(format!("query parameter `model`: {model:?} is not one of {}", touchline_sql::MODELS.join(", "))));
+    }
+    let basis = parse_basis(&q, &model)?;
+    if let Some(model) = datadriven::MODELS.into_iter().find(|m| *m == model && basis == Basis::Journeys) {
         let order = q.order.unwrap_or(1);
         if !(1..=datadriven::MAX_MARKOV_ORDER).contains(&order) {
             return Err(ApiError::BadRequest(format!("query parameter `order`: {order} is not 1, 2 or 3")));
@@ -143,13 +168,6 @@ async fn attribution(
         let query = datadriven::Query { account, model, from, to, order };
         let answer = datadriven::report(results.as_ref(), &cache, query).await?;
         return Ok(Json(Value::clone(&answer)));
-    }
-    if !STORED_MODELS.contains(&model.as_str()) {
-        return Err(ApiError::BadRequest(format!(
-            "query parameter `model`: {model:?} is not one of {}, {}",
-            STORED_MODELS.join(", "),
-            datadriven::MODELS.join(", ")
-        )));
     }
     let rows = results.attributions(account, Some(&model)).await.map_err(store_unavailable)?;
     // (campaign, advertisement, channel) → (credited conversions, revenue)
@@ -171,5 +189,5 @@ async fn attribution(
         })
         .collect();
     by_revenue_desc(&mut out);
-    Ok(Json(json!({"model": model, "from": from.to_string(), "to": to.to_string(), "rows": out})))
+    Ok(Json(json!({"model": model, "basis": "conversions", "from": from.to_string(), "to": to.to_string(), "rows": out})))
 }
