@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::dataset::{expected_link_clicks, journeys_of, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
+use common::dataset::{
+    expected_link_clicks, journeys_of, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, NO_WEIGHTS_SCHEDULE, PARTITIONS,
+};
 use touchline_sql::ResultReader;
 use uuid::Uuid;
 
@@ -58,6 +60,7 @@ fn touchline(data_dir: &Path, db: &str, args: &[&str]) -> Command {
         // also land between a flush's raw writes.
         .env("TOUCHLINE_AGGREGATOR__RAW_BUFFER_BYTES", "8000")
         .env("TOUCHLINE_LOG_LEVEL", "warn")
+        .env(NO_WEIGHTS_SCHEDULE.0, NO_WEIGHTS_SCHEDULE.1)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     c

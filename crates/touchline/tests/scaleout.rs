@@ -16,7 +16,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::dataset::{dataset, expected_link_clicks, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, PARTITIONS};
+use common::dataset::{
+    dataset, expected_link_clicks, link_clicks_of, prepare_store, results, write_log, Lcg, ACCOUNT, NO_WEIGHTS_SCHEDULE, PARTITIONS,
+};
 use touchline_bus::Bus;
 use touchline_sql::ResultReader;
 
@@ -53,6 +55,7 @@ fn touchline(data_dir: &Path, env: &Env, args: &[&str]) -> Command {
         .env("TOUCHLINE_AGGREGATOR__FLUSH_INTERVAL_MS", "200")
         .env("TOUCHLINE_AGGREGATOR__READ_BATCH", "50")
         .env("TOUCHLINE_LOG_LEVEL", std::env::var("SCALEOUT_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(NO_WEIGHTS_SCHEDULE.0, NO_WEIGHTS_SCHEDULE.1)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     c

@@ -166,13 +166,37 @@ pub async fn write_log(data_dir: &Path) -> usize {
     n
 }
 
+/// A migrated store with the account and fixed channel weights (so Markov and Shapley split
+/// conversions by weights, not linearly). The runs compared keep them: they set
+/// [`NO_WEIGHTS_SCHEDULE`], since a refresh in one run and not in another, or at another
+/// moment, would credit the conversions it holds differently.
 pub async fn prepare_store(db: &str, data_dir: &Path) -> std::sync::Arc<dyn Store> {
     std::fs::create_dir_all(data_dir).unwrap();
     let s = touchline_sql::connect(db).await.unwrap();
     s.migrate().await.unwrap();
     s.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
+    for (model, weights) in [
+        ("markov", [("search", 0.5), ("display", 0.3), ("social", 0.2)]),
+        ("shapley", [("search", 0.2), ("display", 0.2), ("social", 0.6)]),
+    ] {
+        s.put_channel_weights(&touchline_sql::ChannelWeights {
+            account_id: ACCOUNT,
+            model: model.into(),
+            weights: weights.into_iter().map(|(c, w)| (c.to_owned(), w)).collect(),
+            window_from: "2026-08-01".parse().unwrap(),
+            window_to: "2026-10-29".parse().unwrap(),
+            journeys: 0,
+            conversions: 0,
+            computed_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    }
     s
 }
+
+/// The environment variable, and its value, that turns the channel weights' schedule off.
+pub const NO_WEIGHTS_SCHEDULE: (&str, &str) = ("TOUCHLINE_WEIGHTS__REFRESH_SECS", "0");
 
 /// Everything the stores hold for the account, versions left out (they carry the run's epoch).
 pub async fn results(s: &dyn Store) -> (Vec<touchline_sql::DailyMetricRow>, Vec<(String, String, String, String, String)>) {
