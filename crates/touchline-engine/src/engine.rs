@@ -509,6 +509,9 @@ struct Scratch {
     revenue: Vec<Decimal>,
     onehot_credits: Vec<Decimal>,
     onehot_revenue: Vec<Decimal>,
+    /// The split of equal weights, when a model of the conversion being attributed had them.
+    equal_credits: Vec<Decimal>,
+    equal_revenue: Vec<Decimal>,
     fps: Vec<u64>,
     contrib: Vec<(CellKey, Decimal, Decimal)>,
 }
@@ -561,6 +564,11 @@ fn remainder_pick(record_id: &str) -> u64 {
 }
 
 /// The position of the single weight of a one-hot weight vector (one 1.0, the rest 0.0).
+/// Whether every weight is the same (bit for bit): such splits depend only on their length.
+fn all_equal(w: &[f64]) -> bool {
+    w.first().is_some_and(|x| w.iter().all(|y| y.to_bits() == x.to_bits()))
+}
+
 fn one_hot(w: &[f64]) -> Option<usize> {
     let mut hot = None;
     for (i, x) in w.iter().enumerate() {
@@ -1942,6 +1950,8 @@ impl Engine {
             mut revenue,
             onehot_credits: mut oh_credits,
             onehot_revenue: mut oh_revenue,
+            equal_credits: mut eq_credits,
+            equal_revenue: mut eq_revenue,
             mut fps,
             mut contrib,
         } = std::mem::take(&mut self.scratch);
@@ -2054,6 +2064,12 @@ impl Engine {
                             oh_revenue.clone_from(&revenue);
                         }
                     }
+                    // Equal weights split alike under every model (linear, and the data-driven
+                    // models without channel weights): the split is computed once.
+                    _ if !eq_credits.is_empty() && eq_credits.len() == weights.len() && all_equal(&weights) => {
+                        credits.clone_from(&eq_credits);
+                        revenue.clone_from(&eq_revenue);
+                    }
                     _ => {
                         let ck = (model.index(), weights.len());
                         let by_length = hot.is_none() && matches!(model, Model::Linear | Model::PositionBased);
@@ -2073,6 +2089,10 @@ impl Engine {
                         let slot = remainder_slot(&weights, pick);
                         slot.apply(&mut credits);
                         split_money_into(&weights, c.value, slot, &mut revenue);
+                        if all_equal(&weights) {
+                            eq_credits.clone_from(&credits);
+                            eq_revenue.clone_from(&revenue);
+                        }
                     }
                 }
                 for (i, t) in touches.iter().enumerate() {
@@ -2153,6 +2173,8 @@ impl Engine {
         revenue.clear();
         oh_credits.clear();
         oh_revenue.clear();
+        eq_credits.clear();
+        eq_revenue.clear();
         if !new_credits.is_empty() {
             if self.credit_cache.len() > 256 {
                 self.credit_cache.clear();
@@ -2165,6 +2187,8 @@ impl Engine {
             revenue,
             onehot_credits: oh_credits,
             onehot_revenue: oh_revenue,
+            equal_credits: eq_credits,
+            equal_revenue: eq_revenue,
             fps: Vec::new(),
             contrib: Vec::new(),
         };
