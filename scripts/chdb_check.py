@@ -39,11 +39,13 @@ EXPECTED = {
         "last_touch summer 1 100",
         "linear spring 1.5 110",
         "linear summer 0.5 50",
+        "markov spring 1.25 85",
+        "markov summer 0.75 75",
     ],
     "03_models_side_by_side.sql": [
-        " 0 1 0 0 0 0 0 0",
-        "spring 2 1 0 1.5 0 0 60 110",
-        "summer 0 1 0 0.5 0 0 100 50",
+        " 0 1 0 0 0 0 0 0 0 0",
+        "spring 2 1 0 1.5 0 0 1.25 0 60 110",
+        "summer 0 1 0 0.5 0 0 0.75 0 100 50",
     ],
     "04_funnel.sql": ["4 2 1"],
     "05_link_clicks_per_day.sql": [

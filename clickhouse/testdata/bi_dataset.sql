@@ -24,6 +24,8 @@ VALUES
     ('00000000-0000-0000-0000-0000000000a1', 'spring', 'ad1', '2026-03-01', 0, 4294967299, 120, 12, 50, 6, 9, 3, 90, 30, 0, 0, '2026-03-01 13:00:00');
 
 -- Attribution rows. c1: last_touch moved from t1 (spring) to t2 (summer) in a newer version.
+-- markov by channel weights paid_social 1, email 3: t1 gets 1/4 of c1, t2 3/4; o2's one
+-- touch all of it.
 INSERT INTO touchline.attributions
     (account_id, conversion_id, touchpoint_id, attribution_model, version, conversion_date, conversion_time, conversion_time_us, campaign_id, advertisement_id, customer_id, touchpoint_type, touchpoint_timestamp, touchpoint_timestamp_us, channel_id, conversion_value, currency, weight, attributed_revenue)
 VALUES
@@ -35,6 +37,9 @@ VALUES
     ('00000000-0000-0000-0000-0000000000a1', 'order:purchase:o2', 't3', 'first_touch', 8589934593, '2026-03-02', '2026-03-02 10:00:00', 1772445600000000, 'spring', 'ad1', 'a9', 'impression', '2026-03-02 09:00:00', 1772442000000000, 'display', 60, 'EUR', 1, 60),
     ('00000000-0000-0000-0000-0000000000a1', 'order:purchase:o2', 't3', 'last_touch', 8589934593, '2026-03-02', '2026-03-02 10:00:00', 1772445600000000, 'spring', 'ad1', 'a9', 'impression', '2026-03-02 09:00:00', 1772442000000000, 'display', 60, 'EUR', 1, 60),
     ('00000000-0000-0000-0000-0000000000a1', 'order:purchase:o2', 't3', 'linear', 8589934593, '2026-03-02', '2026-03-02 10:00:00', 1772445600000000, 'spring', 'ad1', 'a9', 'impression', '2026-03-02 09:00:00', 1772442000000000, 'display', 60, 'EUR', 1, 60),
+    ('00000000-0000-0000-0000-0000000000a1', 'record:c1', 't1', 'markov', 4294967298, '2026-03-01', '2026-03-01 15:00:00', 1772377200000000, 'spring', 'ad1', 'cu1', 'click', '2026-03-01 09:00:00', 1772355600000000, 'paid_social', 100, 'EUR', 0.25, 25),
+    ('00000000-0000-0000-0000-0000000000a1', 'record:c1', 't2', 'markov', 4294967298, '2026-03-01', '2026-03-01 15:00:00', 1772377200000000, 'summer', NULL, 'cu1', 'click', '2026-03-01 14:00:00', 1772373600000000, 'email', 100, 'EUR', 0.75, 75),
+    ('00000000-0000-0000-0000-0000000000a1', 'order:purchase:o2', 't3', 'markov', 8589934593, '2026-03-02', '2026-03-02 10:00:00', 1772445600000000, 'spring', 'ad1', 'a9', 'impression', '2026-03-02 09:00:00', 1772442000000000, 'display', 60, 'EUR', 1, 60),
     ('00000000-0000-0000-0000-0000000000a1', 'record:c3', '(direct)', 'last_touch', 8589934593, '2026-03-02', '2026-03-02 11:00:00', 1772449200000000, NULL, NULL, 'a7', 'direct', NULL, NULL, 'direct', 0, NULL, 1, 0),
     ('00000000-0000-0000-0000-0000000000b2', 'record:x1', 'tx', 'last_touch', 4294967297, '2026-03-01', '2026-03-01 15:00:00', 1772377200000000, 'spring', 'ad1', 'zz', 'click', '2026-03-01 09:00:00', 1772355600000000, 'paid_social', 500, 'EUR', 1, 500);
 -- The first_touch row of c1 again (a repeated flush).

@@ -63,7 +63,8 @@ fn expected(name: &str) -> &'static [&'static str] {
         // first_touch: c1 → t1 spring (100; its copy counts once) + o2 → t3 spring (60).
         // last_touch: c1's newer version credits t2 summer (100), not t1; o2 → spring (60);
         // c3 is direct (no campaign, 0). linear: c1 split 0.5/0.5 spring/summer (50 + 50),
-        // o2 all spring (60): spring 1.5 and 110, summer 0.5 and 50.
+        // o2 all spring (60): spring 1.5 and 110, summer 0.5 and 50. markov: c1 by channel
+        // weights 1/4 spring (25), 3/4 summer (75), o2 all spring (60): spring 1.25 and 85.
         "02_attribution_by_model.sql" => &[
             "first_touch spring 2 160",
             "last_touch (none) 1 0",
@@ -71,9 +72,11 @@ fn expected(name: &str) -> &'static [&'static str] {
             "last_touch summer 1 100",
             "linear spring 1.5 110",
             "linear summer 0.5 50",
+            "markov spring 1.25 85",
+            "markov summer 0.75 75",
         ],
-        // The same credits, one column per model; no rows for the other models.
-        "03_models_side_by_side.sql" => &[" 0 1 0 0 0 0 0 0", "spring 2 1 0 1.5 0 0 60 110", "summer 0 1 0 0.5 0 0 100 50"],
+        // The same credits, one column per model; no rows for the other models (shapley among them).
+        "03_models_side_by_side.sql" => &[" 0 1 0 0 0 0 0 0 0 0", "spring 2 1 0 1.5 0 0 1.25 0 60 110", "summer 0 1 0 0.5 0 0 0.75 0 100 50"],
         // Viewed: p1, p2, cu3, p5 (p4 never viewed). Added after viewing within 24 h: p1, p2
         // (p5 added 25 h later). Ordered after adding: p1 (cu3 skipped the cart).
         "04_funnel.sql" => &["4 2 1"],
