@@ -76,7 +76,9 @@ fn expected(name: &str) -> &'static [&'static str] {
             "markov summer 0.75 75",
         ],
         // The same credits, one column per model; no rows for the other models (shapley among them).
-        "03_models_side_by_side.sql" => &[" 0 1 0 0 0 0 0 0 0 0", "spring 2 1 0 1.5 0 0 1.25 0 60 110", "summer 0 1 0 0.5 0 0 0.75 0 100 50"],
+        "03_models_side_by_side.sql" => {
+            &[" 0 1 0 0 0 0 0 0 0 0", "spring 2 1 0 1.5 0 0 1.25 0 60 110", "summer 0 1 0 0.5 0 0 0.75 0 100 50"]
+        }
         // Viewed: p1, p2, cu3, p5 (p4 never viewed). Added after viewing within 24 h: p1, p2
         // (p5 added 25 h later). Ordered after adding: p1 (cu3 skipped the cart).
         "04_funnel.sql" => &["4 2 1"],

@@ -191,6 +191,7 @@ impl App {
             self.store.clone(),
             self.results.clone(),
             self.config.weights.clone(),
+            self.config.aggregator.allowed_lateness_secs,
             stop,
         ));
     }

@@ -2,6 +2,12 @@
 //! Markov and Shapley, computed over its journeys of a trailing window and stored in the
 //! catalog (`channel_weights`), from where the aggregator splits each conversion by them.
 //!
+//! The window ends on the last day whose journeys are all decided: a journey that did not
+//! convert is known only once no late record can extend it or convert it (the allowed
+//! lateness plus twice the click lookback after its last touch, see docs/attribution.md).
+//! Days after that hold their converting journeys but not yet their non-converting ones, and
+//! weights over them would favour the channels of converting paths.
+//!
 //! They are refreshed on a schedule, never per record: a refresh changes the rows of every
 //! conversion the aggregator still holds at most once, and a refresh per record would rewrite
 //! them continuously. Every instance running the schedule checks the stored `computed_at`, so
@@ -27,7 +33,8 @@ pub struct WeightsConfig {
     /// Seconds between two refreshes of an account's weights (default a day); 0 turns the
     /// schedule off (`touchline weights refresh` still works).
     pub refresh_secs: u64,
-    /// Days of journeys, up to today (UTC), the weights are computed over (default 90).
+    /// Days of journeys the weights are computed over (default 90), up to the last day whose
+    /// journeys are all decided.
     pub window_days: u32,
     /// Order of the Markov chain (1 to 3, default 1).
     pub markov_order: usize,
@@ -121,14 +128,29 @@ pub async fn refresh(
     Ok(weights)
 }
 
+/// The last day whose journeys are all decided on `today`: before it by the allowed lateness
+/// plus twice the click lookback (a touch is judged once no conversion can credit it, and its
+/// run once no touch can join it).
+pub fn last_decided_day(today: NaiveDate, lateness_secs: i64, click_lookback_days: i32) -> NaiveDate {
+    let lateness_days = lateness_secs.max(0).unsigned_abs().div_ceil(86_400);
+    let days = lateness_days.saturating_add(2 * u64::from(click_lookback_days.max(0).unsigned_abs()));
+    today.checked_sub_days(chrono::Days::new(days)).unwrap_or(NaiveDate::MIN)
+}
+
 /// Refreshes every account whose weights are missing or older than the interval; returns how
-/// many it refreshed.
-pub async fn refresh_due(catalog: &CatalogCache, store: &dyn CatalogStore, results: &dyn ResultReader, cfg: &WeightsConfig) -> usize {
+/// many it refreshed. `lateness_secs` is the aggregator's allowed lateness.
+pub async fn refresh_due(
+    catalog: &CatalogCache,
+    store: &dyn CatalogStore,
+    results: &dyn ResultReader,
+    cfg: &WeightsConfig,
+    lateness_secs: i64,
+) -> usize {
     let snap = catalog.snapshot();
     let now = Utc::now();
     let interval = chrono::Duration::seconds(i64::try_from(cfg.refresh_secs).unwrap_or(i64::MAX));
     let mut refreshed = 0;
-    for account in snap.accounts.keys() {
+    for (account, settings) in &snap.accounts {
         let last = touchline_sql::DATA_DRIVEN_MODELS
             .iter()
             .map(|m| snap.channel_weights.get(&(*account, (*m).to_owned())).map(|w| w.computed_at))
@@ -137,7 +159,8 @@ pub async fn refresh_due(catalog: &CatalogCache, store: &dyn CatalogStore, resul
         if last.is_some_and(|t| now.signed_duration_since(t) < interval) {
             continue;
         }
-        match refresh(store, results, *account, now.date_naive(), cfg).await {
+        let to = last_decided_day(now.date_naive(), lateness_secs, settings.click_lookback_days);
+        match refresh(store, results, *account, to, cfg).await {
             Ok(w) => {
                 refreshed += 1;
                 tracing::info!(account = %account, journeys = w[0].journeys, channels = w[0].weights.len(), "refreshed the channel weights");
@@ -154,6 +177,7 @@ pub async fn run_schedule(
     store: std::sync::Arc<dyn touchline_sql::Store>,
     results: std::sync::Arc<dyn ResultReader>,
     cfg: WeightsConfig,
+    lateness_secs: i64,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     if cfg.refresh_secs == 0 {
@@ -161,7 +185,7 @@ pub async fn run_schedule(
     }
     let every = CHECK_EVERY.min(Duration::from_secs(cfg.refresh_secs));
     loop {
-        refresh_due(&catalog, store.as_ref(), results.as_ref(), &cfg).await;
+        refresh_due(&catalog, store.as_ref(), results.as_ref(), &cfg, lateness_secs).await;
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -177,8 +201,8 @@ pub enum WeightsCommand {
         /// The account (id or name); every account when omitted.
         #[arg(long)]
         account: Option<String>,
-        /// Last day of the window (YYYY-MM-DD, default today in UTC), e.g. to compute the
-        /// weights of a replayed past period.
+        /// Last day of the window (YYYY-MM-DD); by default the last day whose journeys are all
+        /// decided, as the schedule does.
         #[arg(long)]
         to: Option<NaiveDate>,
     },
@@ -203,9 +227,11 @@ pub async fn cli(config: crate::config::Config, command: WeightsCommand) -> anyh
             if chosen.is_empty() {
                 anyhow::bail!("no account {:?} in {}", account.unwrap_or_default(), crate::app::redact(&config.database_url()));
             }
-            let to = to.unwrap_or_else(|| Utc::now().date_naive());
             let mut out = Vec::new();
             for id in chosen {
+                let lookback = accounts.iter().find(|a| a.id == id).map_or(30, |a| a.click_lookback_days);
+                let today = Utc::now().date_naive();
+                let to = to.unwrap_or_else(|| last_decided_day(today, config.aggregator.allowed_lateness_secs, lookback));
                 out.extend(refresh(store.as_ref(), results.as_ref(), id, to, &config.weights).await?);
             }
             out
@@ -233,6 +259,17 @@ mod tests {
         let want: BTreeMap<String, f64> = [("a".to_owned(), 0.75), ("x".to_owned(), 0.125), ("y".to_owned(), 0.125)].into_iter().collect();
         assert_eq!(got, want);
         assert!(shares(&[credit("a", 0.0)], &[]).is_empty(), "nothing credited: no weights");
+    }
+
+    #[test]
+    fn the_window_ends_where_every_journey_is_decided() {
+        // 7 days of lateness and 2 × 30 days of click lookback before 2026-12-07: 67 days,
+        // 2026-10-01 (Dec 7 − 30 = Nov 7, − 31 = Oct 7, − 6 = Oct 1).
+        let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        assert_eq!(last_decided_day(today, 7 * 86_400, 30), NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
+        // Part of a day of lateness counts as a whole one.
+        assert_eq!(last_decided_day(today, 3_600, 1), NaiveDate::from_ymd_opt(2026, 12, 4).unwrap());
+        assert_eq!(last_decided_day(today, i64::MAX, i32::MAX), NaiveDate::MIN, "no overflow");
     }
 
     #[test]
