@@ -277,10 +277,12 @@ async fn a_refused_row_is_dead_lettered_and_the_rest_written(backend: Backend, s
     refuse_a_campaign(&t).await;
     let records = vec![click("r-1", REFUSED), purchase("r-1", "10.00"), click("r-2", "fine"), purchase("r-2", "20.00")];
     t.app_bus.append(records).await.unwrap();
-    // Six models, one touch each: the refused conversion's six rows go to the DLQ.
-    let dlq = t.settle(4, 6).await;
+    // Eight models, one touch each: the refused conversion's eight rows go to the DLQ.
+    let models = touchline_sql::MODELS.len();
+    assert_eq!(models, 8);
+    let dlq = t.settle(4, models).await;
     let refused: Vec<&Value> = dlq.iter().filter(|d| d["kind"] == "attribution").collect();
-    assert_eq!(refused.len(), 6, "{dlq:?}");
+    assert_eq!(refused.len(), models, "{dlq:?}");
     for d in &refused {
         assert_eq!(d["sink"], sink);
         assert_eq!(d["row"]["campaign_id"], REFUSED);
@@ -288,9 +290,9 @@ async fn a_refused_row_is_dead_lettered_and_the_rest_written(backend: Backend, s
     }
     // Later records are still processed.
     t.app_bus.append(vec![click("r-3", "later"), purchase("r-3", "5.00")]).await.unwrap();
-    t.settle(6, 6).await;
+    t.settle(6, models).await;
     t.credited_eventually(matches!(t.backend, Backend::SqliteAndClickHouse { .. }), &["fine", "later"]).await;
-    assert_eq!(t.stats.sink_refused_rows.load(Ordering::Relaxed), 6);
+    assert_eq!(t.stats.sink_refused_rows.load(Ordering::Relaxed), models as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
