@@ -672,6 +672,127 @@ pub fn metric_row(p: &PartialRow, version: i64, written_at: u32) -> MetricRow<'_
     }
 }
 
+/// A row of `campaign_reach_input`: one partition's people of one cell, as identity hashes
+/// (the server builds the `uniqCombined` state from them) and as touchline's sketch.
+#[derive(clickhouse::Row, Serialize)]
+pub struct ReachInputRow<'a> {
+    #[serde(with = "clickhouse::serde::uuid")]
+    pub account_id: Uuid,
+    pub campaign_id: &'a str,
+    pub advertisement_id: &'a str,
+    pub metric_date: u16,
+    pub partition: u32,
+    pub version: i64,
+    pub reach_hashes: Vec<u64>,
+    pub reach_sketch: SketchBytes,
+}
+
+/// Sketch bytes in a `String` column (RowBinary strings are length-prefixed bytes; serde's
+/// default for a byte vector would be an array).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SketchBytes(pub Vec<u8>);
+
+impl Serialize for SketchBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SketchBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = SketchBytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("sketch bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<SketchBytes, E> {
+                Ok(SketchBytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> std::result::Result<SketchBytes, E> {
+                Ok(SketchBytes(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<SketchBytes, E> {
+                Ok(SketchBytes(v.as_bytes().to_vec()))
+            }
+        }
+        d.deserialize_byte_buf(Visit)
+    }
+}
+
+/// The identity hashes a partial's `uniqCombined` state is built from: those the aggregator
+/// gave, else the hashes of an exact sketch (a row built without them).
+fn reach_hashes(p: &PartialRow) -> Vec<u64> {
+    if !p.reach_hashes.is_empty() {
+        return p.reach_hashes.clone();
+    }
+    touchline_model::reach::ReachSketch::from_bytes(&p.reach_sketch)
+        .ok()
+        .and_then(|s| s.exact_hashes().map(<[u64]>::to_vec))
+        .unwrap_or_default()
+}
+
+pub fn reach_input_row(p: &PartialRow, version: i64) -> ReachInputRow<'_> {
+    ReachInputRow {
+        account_id: p.account_id,
+        campaign_id: &p.campaign_id,
+        advertisement_id: &p.advertisement_id,
+        metric_date: date_days(p.metric_date),
+        partition: p.partition as u32,
+        version,
+        reach_hashes: reach_hashes(p),
+        reach_sketch: SketchBytes(p.reach_sketch.clone()),
+    }
+}
+
+/// One partition's latest partial of one cell, with its latest reach sketch, as read back.
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
+pub struct PartialRead {
+    pub campaign_id: String,
+    pub advertisement_id: String,
+    pub metric_date: u16,
+    pub partition: u32,
+    pub version: i64,
+    pub impressions: u64,
+    pub clicks: u64,
+    pub reach: u64,
+    pub engagements: u64,
+    pub sessions: u64,
+    pub conversions: i128,
+    pub revenue: i128,
+    pub cost: i128,
+    pub reported_impressions: u64,
+    pub reported_clicks: u64,
+    pub reach_sketch: SketchBytes,
+}
+
+impl PartialRead {
+    pub fn into_row(self, account_id: Uuid) -> Result<PartialRow> {
+        let i = |v: u64| i64::try_from(v).map_err(|_| Error::Decode(format!("count {v} exceeds i64")));
+        Ok(PartialRow {
+            account_id,
+            metric_date: date_from_days(self.metric_date),
+            partition: i32::try_from(self.partition).map_err(|_| Error::Decode(format!("partition {} exceeds i32", self.partition)))?,
+            impressions: i(self.impressions)?,
+            clicks: i(self.clicks)?,
+            reach: i(self.reach)?,
+            engagements: i(self.engagements)?,
+            sessions: i(self.sessions)?,
+            conversions: from_dec6(self.conversions)?.normalize(),
+            revenue: from_dec6(self.revenue)?.normalize(),
+            cost: from_dec6(self.cost)?.normalize(),
+            reported_impressions: i(self.reported_impressions)?,
+            reported_clicks: i(self.reported_clicks)?,
+            // The sink's version is `epoch << 32 | n`.
+            epoch: u32::try_from(self.version >> 32).unwrap_or(0),
+            reach_sketch: self.reach_sketch.0,
+            reach_hashes: Vec::new(),
+            campaign_id: self.campaign_id,
+            advertisement_id: self.advertisement_id,
+        })
+    }
+}
+
 /// One (campaign, ad, day) of an account: the sums over partitions, as read back.
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
 pub struct MetricSum {
@@ -704,6 +825,7 @@ impl MetricSum {
             },
             engagements: i(self.engagements)?,
             sessions: i(self.sessions)?,
+            ..CellSums::default()
         };
         Ok(DailyMetricRow::from_totals(account_id, self.campaign_id, self.advertisement_id, date_from_days(self.metric_date), &sums))
     }

@@ -40,8 +40,8 @@ use touchline_store::sink::{
 use touchline_store::{AttributionRow, JourneyPartialRow, LinkClickPartialRow, PartialRow, ResultSink, StoreError};
 
 use crate::rows::{
-    self, AttrRow, ConversionRow, EventRow, IdentityRow, JourneyPartialChRow, LinkClickPartialChRow, LinkClickRow, MetricRow, SessionRow,
-    SpendRow, TouchpointRow,
+    self, AttrRow, ConversionRow, EventRow, IdentityRow, JourneyPartialChRow, LinkClickPartialChRow, LinkClickRow, MetricRow,
+    ReachInputRow, SessionRow, SpendRow, TouchpointRow,
 };
 use crate::{ClickHouse, Error, Result};
 
@@ -121,6 +121,9 @@ impl ClickHouseSink {
         for chunk in rows.chunks(self.ch.config().max_insert_rows) {
             n += self
                 .insert::<MetricRow<'static>>("campaign_daily_metrics", None, chunk.iter().map(|p| rows::metric_row(p, version, now)))
+                .await?;
+            // The same partials' people, under the same version: a retry rewrites both.
+            self.insert::<ReachInputRow<'static>>("campaign_reach_input", None, chunk.iter().map(|p| rows::reach_input_row(p, version)))
                 .await?;
         }
         Ok(n)

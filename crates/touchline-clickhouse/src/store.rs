@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use touchline_store::{AttributionRow, DailyMetricRow, JourneyPathRow, ResultReader, StoreError};
+use touchline_store::{AttributionRow, DailyMetricRow, JourneyPathRow, PartialRow, ResultReader, StoreError};
 use uuid::Uuid;
 
-use crate::rows::{AttrRead, JourneyPathSum, MetricSum, ATTR_READ_COLS};
+use crate::rows::{AttrRead, JourneyPathSum, PartialRead, ATTR_READ_COLS};
 use crate::{ClickHouse, Result};
 
 #[derive(Clone, Debug)]
@@ -42,7 +42,7 @@ impl ClickHouseStore {
     /// rebuilds them. Raw tables are kept. Needed because a replay restarts epochs, and rows of the old epochs
     /// would otherwise outrank the rebuilt ones.
     pub async fn clear_results(&self) -> Result<()> {
-        for t in ["attributions", "campaign_daily_metrics", "link_click_partials", "journey_partials"] {
+        for t in ["attributions", "campaign_daily_metrics", "campaign_reach_partials", "link_click_partials", "journey_partials"] {
             self.ch.execute(&format!("TRUNCATE TABLE {}", self.ch.table(t)), &format!("TRUNCATE {t}")).await?;
         }
         Ok(())
@@ -50,24 +50,42 @@ impl ClickHouseStore {
 }
 
 impl ClickHouseStore {
-    /// Daily metrics of an account between two dates (inclusive), ordered by date, campaign,
-    /// advertisement (byte order), as the SQL stores return them.
-    async fn read_daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+    /// Every partition's latest partial of an account's cells between two dates (inclusive),
+    /// with its latest reach sketch (empty when none was written), ordered by campaign,
+    /// advertisement, date, partition.
+    async fn read_range_partials(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<PartialRow>> {
+        let range = format!("account_id = toUUID('{account_id}') AND metric_date >= toDate('{from}') AND metric_date <= toDate('{to}')");
         let sql = format!(
-            "SELECT campaign_id, advertisement_id, metric_date, sum(p_imp) AS impressions, sum(p_clk) AS clicks, sum(p_rch) AS reach, \
-             sum(p_eng) AS engagements, sum(p_ses) AS sessions, sum(p_conv) AS conversions, sum(p_rev) AS revenue, sum(p_cst) AS cost \
-             FROM (SELECT campaign_id, advertisement_id, metric_date, partition, argMax(impressions, version) AS p_imp, \
-             argMax(clicks, version) AS p_clk, argMax(reach, version) AS p_rch, argMax(engagements, version) AS p_eng, \
-             argMax(sessions, version) AS p_ses, argMax(conversions, version) AS p_conv, argMax(revenue, version) AS p_rev, \
-             argMax(cost, version) AS p_cst FROM {table} \
-             WHERE account_id = toUUID('{account_id}') AND metric_date >= toDate('{from}') AND metric_date <= toDate('{to}') \
-             GROUP BY campaign_id, advertisement_id, metric_date, partition) \
-             GROUP BY campaign_id, advertisement_id, metric_date ORDER BY metric_date, campaign_id, advertisement_id",
-            table = self.ch.table("campaign_daily_metrics"),
+            "SELECT campaign_id, advertisement_id, metric_date, partition, ver AS version, impressions, clicks, reach, engagements, sessions, \
+             conversions, revenue, cost, reported_impressions, reported_clicks, reach_sketch \
+             FROM (SELECT campaign_id, advertisement_id, metric_date, partition, max(version) AS ver, \
+             argMax(impressions, version) AS impressions, argMax(clicks, version) AS clicks, argMax(reach, version) AS reach, \
+             argMax(engagements, version) AS engagements, argMax(sessions, version) AS sessions, \
+             argMax(conversions, version) AS conversions, argMax(revenue, version) AS revenue, argMax(cost, version) AS cost, \
+             argMax(reported_impressions, version) AS reported_impressions, argMax(reported_clicks, version) AS reported_clicks \
+             FROM {metrics} WHERE {range} GROUP BY campaign_id, advertisement_id, metric_date, partition) \
+             ANY LEFT JOIN (SELECT campaign_id, advertisement_id, metric_date, partition, argMax(reach_sketch, version) AS reach_sketch \
+             FROM {reach} WHERE {range} GROUP BY campaign_id, advertisement_id, metric_date, partition) \
+             USING (campaign_id, advertisement_id, metric_date, partition) \
+             ORDER BY campaign_id, advertisement_id, metric_date, partition",
+            metrics = self.ch.table("campaign_daily_metrics"),
+            reach = self.ch.table("campaign_reach_partials"),
         );
-        let sums: Vec<MetricSum> =
-            self.ch.bounded("reading daily metrics", self.ch.client().query_raw(&sql).fetch_all::<MetricSum>()).await?;
-        sums.into_iter().map(|s| s.into_row(account_id)).collect()
+        let rows: Vec<PartialRead> =
+            self.ch.bounded("reading partial metrics", self.ch.client().query_raw(&sql).fetch_all::<PartialRead>()).await?;
+        rows.into_iter().map(|r| r.into_row(account_id)).collect()
+    }
+
+    /// Daily metrics of an account between two dates (inclusive), ordered by date, campaign,
+    /// advertisement (byte order), as the SQL stores return them: published from the partials
+    /// by the function the SQL stores publish with, reach from the union of the sketches.
+    async fn read_daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>> {
+        let parts = self.read_range_partials(account_id, from, to).await?;
+        let mut rows = touchline_model::publish_cells(&parts).map_err(|e| crate::Error::Decode(e.to_string()))?;
+        rows.sort_by(|a, b| {
+            (a.metric_date, &a.campaign_id, &a.advertisement_id).cmp(&(b.metric_date, &b.campaign_id, &b.advertisement_id))
+        });
+        Ok(rows)
     }
 
     /// The current attribution rows of an account (optionally of one model), ordered by
@@ -133,6 +151,10 @@ fn read_error(e: crate::Error) -> StoreError {
 impl ResultReader for ClickHouseStore {
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> touchline_store::Result<Vec<DailyMetricRow>> {
         self.read_daily_metrics(account_id, from, to).await.map_err(read_error)
+    }
+
+    async fn range_partials(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> touchline_store::Result<Vec<PartialRow>> {
+        self.read_range_partials(account_id, from, to).await.map_err(read_error)
     }
 
     async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> touchline_store::Result<Vec<AttributionRow>> {

@@ -678,39 +678,83 @@ fn group_in(members: &FastMap<String, BTreeSet<String>>, root: &str) -> Vec<Stri
     out
 }
 
-/// The impression/click/engagement counts (and reach) of touch `t` in its cell, `sign` 1 to
-/// add, -1 to remove. Takes the parts of the state it changes, so that the caller can hold others.
+/// What a touch counts in its cell.
+enum TouchCount {
+    Impression,
+    Click,
+    Engagement,
+}
+
+/// What touch `t` counts in the daily metrics, if anything: touches without a campaign, events
+/// and sessions count nothing here.
+fn touch_count(t: &Held) -> Option<TouchCount> {
+    let count = match t.source {
+        TouchSource::Touchpoint if t.view => TouchCount::Impression,
+        TouchSource::Touchpoint if t.kind().as_str() == "click" => TouchCount::Click,
+        TouchSource::Touchpoint => TouchCount::Engagement,
+        TouchSource::LinkClick => TouchCount::Click,
+        TouchSource::Event | TouchSource::Session => return None,
+    };
+    t.metric_campaign().is_some().then_some(count)
+}
+
+/// The identity reach counts touch `t` under: the root of the touch's identity through the
+/// stitching links (a visitor linked to a customer counts as that customer), without the
+/// account prefix of identity keys. `ident` is the touch's identity key.
+fn reach_identity(links: &FastMap<String, Link>, acct: &Uuid, ident: &str, t: &Held) -> Text {
+    let root = resolve_in(links, ident);
+    if root == ident {
+        return t.identity.clone();
+    }
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let prefix = acct.hyphenated().encode_lower(&mut buf);
+    Text::from(root.strip_prefix(&*prefix).and_then(|r| r.strip_prefix(':')).unwrap_or(root))
+}
+
+/// The impression/click/engagement counts (and reach, under `counted_as`, see
+/// [`reach_identity`]) of touch `t` in its cell, `sign` 1 to add, -1 to remove. Takes the parts
+/// of the state it changes, so that the caller can hold others.
 fn touch_metrics_in(
     cfg: &EngineConfig,
     cells: &mut FastMap<CellKey, Cell>,
     dirty_cells: &mut Vec<CellKey>,
     acct: &Uuid,
     t: &Held,
+    counted_as: &Text,
     sign: i8,
 ) {
-    enum F {
-        Imp,
-        Click,
-        Eng,
-    }
-    let f = match t.source {
-        TouchSource::Touchpoint if t.view => F::Imp,
-        TouchSource::Touchpoint if t.kind().as_str() == "click" => F::Click,
-        TouchSource::Touchpoint => F::Eng,
-        TouchSource::LinkClick => F::Click,
-        TouchSource::Event | TouchSource::Session => return,
-    };
-    let Some(campaign) = t.metric_campaign() else { return };
-    with_cell_in(cfg, cells, dirty_cells, acct, campaign, t.advertisement_id().map(Text::as_str), t.at, |cell| match f {
-        F::Imp => {
+    let (Some(count), Some(campaign)) = (touch_count(t), t.metric_campaign()) else { return };
+    with_cell_in(cfg, cells, dirty_cells, acct, campaign, t.advertisement_id().map(Text::as_str), t.at, |cell| match count {
+        TouchCount::Impression => {
             add_u(&mut cell.impressions, sign);
-            cell.reach_add(&t.identity, sign);
+            cell.reach_add(counted_as, sign);
         }
-        F::Click => {
+        TouchCount::Click => {
             add_u(&mut cell.clicks, sign);
-            cell.reach_add(&t.identity, sign);
+            cell.reach_add(counted_as, sign);
         }
-        F::Eng => add_u(&mut cell.engagements, sign),
+        TouchCount::Engagement => add_u(&mut cell.engagements, sign),
+    });
+}
+
+/// Moves touch `t`'s place in its cell's reach from identity `from` to `to` (its stitching
+/// root changed); impressions and clicks stay as they are.
+fn recount_reach_in(
+    cfg: &EngineConfig,
+    cells: &mut FastMap<CellKey, Cell>,
+    dirty_cells: &mut Vec<CellKey>,
+    acct: &Uuid,
+    t: &Held,
+    from: &Text,
+    to: &Text,
+) {
+    if !matches!(touch_count(t), Some(TouchCount::Impression | TouchCount::Click)) {
+        return;
+    }
+    let Some(campaign) = t.metric_campaign() else { return };
+    with_cell_in(cfg, cells, dirty_cells, acct, campaign, t.advertisement_id().map(Text::as_str), t.at, |cell| {
+        cell.reach_add(from, -1);
+        cell.reach_add(to, 1);
     });
 }
 
@@ -1527,8 +1571,11 @@ impl Engine {
                 .then(|| root.to_owned());
             (dirty, transfer)
         };
-        if !touch.foreign {
-            touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &touch, 1);
+        // Stitching does not change within this call: the touch and the one it replaces count
+        // under the same root.
+        let counted_as = (!touch.foreign).then(|| reach_identity(&st.links, acct, ident, &touch));
+        if let Some(counted_as) = &counted_as {
+            touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &touch, counted_as, 1);
         }
         let carried = transfer.as_ref().map(|_| touch.to_touch());
         let id = match id {
@@ -1554,7 +1601,8 @@ impl Engine {
             None => None,
         };
         if let Some(o) = old.filter(|o| !o.foreign) {
-            touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &o, -1);
+            let counted_as = counted_as.unwrap_or_else(|| reach_identity(&st.links, acct, ident, &o));
+            touch_metrics_in(cfg, &mut st.cells, &mut st.dirty_cells, acct, &o, &counted_as, -1);
         }
         for k in dirty {
             mark_dirty(&mut st.convs, &mut st.dirty_convs, k);
@@ -1603,6 +1651,7 @@ impl Engine {
         }
         let fk = ik(acct, from);
         let tk = ik(acct, to);
+        let root_before = self.resolve(&fk);
         if let Some(l) = self.st.links.get(&fk) {
             if (l.at, l.rid.as_str()) <= (at, rid.as_str()) {
                 return Ingest::Duplicate;
@@ -1619,6 +1668,9 @@ impl Engine {
         self.st.members.entry(tk).or_default().insert(fk.clone());
         let root = self.resolve(&fk);
         self.mark_group_dirty(&root);
+        if root != root_before {
+            self.recount_reach(acct, &fk, &root_before, &root);
+        }
         if root != fk && self.partition_of(&root) != self.cfg.partition && hops < MAX_HOPS {
             let mut touches = Vec::new();
             for g in self.group(&fk) {
@@ -1629,6 +1681,25 @@ impl Engine {
             self.queue_transfer(acct, &fk, &root, &link, touches.into_iter());
         }
         Ingest::Applied
+    }
+
+    /// Moves the reach of the held local touches of `key` and every identity linked into it from
+    /// the old stitching root to the new one, so reach counts each person under the root the
+    /// links give now, whichever came first, the touch or the link. Touches no longer held
+    /// (evicted past the lookback) keep the root they were counted under.
+    fn recount_reach(&mut self, acct: &Uuid, key: &str, root_before: &str, root_after: &str) {
+        let strip = |root: &str| -> Text {
+            let prefix = format!("{acct}:");
+            Text::from(root.strip_prefix(&prefix).unwrap_or(root))
+        };
+        let (from, to) = (strip(root_before), strip(root_after));
+        let st = &mut self.st;
+        for g in group_in(&st.members, key) {
+            let Some(touches) = st.ids.touches(&g) else { continue };
+            for t in touches.iter().filter(|t| !t.foreign) {
+                recount_reach_in(&self.cfg, &mut st.cells, &mut st.dirty_cells, acct, t, &from, &to);
+            }
+        }
     }
 
     fn queue_transfer(&mut self, acct: &Uuid, from_key: &str, root: &str, link: &Link, touches: impl Iterator<Item = Touch>) {

@@ -10,11 +10,23 @@
 //! - impressions, clicks, engagements, sessions, conversions, revenue: each record / session /
 //!   conversion is counted on exactly one partition (touches carried to another partition by an
 //!   identity transfer are never counted there).
-//! - reach: distinct identities (the record's partition identity: customer id, else anonymous id)
-//!   per cell. The bus key is `{account}:{identity}`, so one identity's records all live on one
-//!   partition and no identity is counted by two partitions: the sum is exact. An anonymous id and
-//!   the customer id it is later stitched to count as two identities (they can live on different
-//!   partitions; stitching does not move counted records).
+//! - reach is **not** additive. Each partition counts the distinct people of a cell who had an
+//!   impression or a click, a person being the stitching root of the touch's identity: a
+//!   visitor linked to a customer (identify/alias) counts as that customer. The exact count goes
+//!   out as `reach`, and the people themselves as a [`ReachSketch`] (exact up to
+//!   2,048 people, a HyperLogLog above), built at flush from the cell's exact set with a
+//!   fixed-key hash, so the same people give the same bytes whatever the arrival order. A day's
+//!   reach, and reach over any range of days, is the distinct count of the union of the
+//!   sketches ([`touchline_model::ReachUnion`], which states when it is exact): a customer
+//!   counted on their own partition and, through a stitched visitor's touch, on the visitor's
+//!   partition is one person.
+//!
+//!   When the link arrives after the visitor's touches were counted, the engine moves those
+//!   touches' reach from the visitor to the customer (see `Engine::recount_reach`) and marks
+//!   their cells changed, so the next flush rewrites the cells' partials: the result is the
+//!   same whichever came first. Touches the engine no longer holds (evicted once older than
+//!   the lookback) keep the identity they were counted under: a link that arrives after that
+//!   leaves the visitor counted as a separate person on those days.
 //! - cost: spend records are keyed by campaign, so one partition holds a campaign's spend.
 //! - frequency, ctr, cpc, cpm, cpa, roas are **not** additive: derive them after summing, with
 //!   [`DerivedRatios`], the formula every store publishes with.
@@ -22,7 +34,8 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use touchline_model::{DailyTotals, DerivedRatios};
+use touchline_model::reach::{identity_hash, ReachSketch};
+use touchline_model::{DailyTotals, DerivedRatios, ReachUnion};
 use uuid::Uuid;
 
 /// A metrics cell: one campaign/ad/day of one account.
@@ -111,7 +124,7 @@ pub(crate) struct Cell {
     pub clicks: u64,
     pub engagements: u64,
     pub sessions: u64,
-    /// identity → impressions + clicks of that identity in this cell.
+    /// Person (stitching root identity) → impressions + clicks counted under them in this cell.
     #[serde(serialize_with = "crate::util::ordered::map")]
     pub reach: crate::util::FastMap<crate::text::Text, u32>,
     pub conversions: Decimal,
@@ -153,7 +166,17 @@ impl Cell {
         }
     }
 
+    /// The distinct hashes ([`identity_hash`]) of the cell's people, ascending.
+    pub fn reach_hashes(&self) -> Vec<u64> {
+        let mut hashes: Vec<u64> = self.reach.iter().filter(|(_, n)| **n > 0).map(|(who, _)| identity_hash(who.as_str())).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes
+    }
+
     pub fn partial(&self, partition: u32, k: &CellKey) -> DailyPartial {
+        let reach_hashes = self.reach_hashes();
+        let reach_sketch = ReachSketch::from_hashes(reach_hashes.iter().copied()).to_bytes();
         DailyPartial {
             partition,
             account_id: k.account_id,
@@ -170,6 +193,8 @@ impl Cell {
             cost: self.cost.normalize(),
             reported_impressions: self.reported_impressions,
             reported_clicks: self.reported_clicks,
+            reach_sketch,
+            reach_hashes,
         }
     }
 }
@@ -189,7 +214,8 @@ pub struct DailyPartial {
     pub impressions: u64,
     /// Touchpoints of kind `click` and non-bot link clicks.
     pub clicks: u64,
-    /// Distinct identities with an impression or a click (exact, additive across partitions).
+    /// Distinct people with an impression or a click on this partition (exact; not additive
+    /// across partitions or days: union the sketches).
     pub reach: u64,
     /// Other touchpoint kinds (cta, email_open, …) and events that carry the campaign.
     pub engagements: u64,
@@ -203,6 +229,12 @@ pub struct DailyPartial {
     /// Impressions/clicks as reported by the ad platforms on spend records.
     pub reported_impressions: u64,
     pub reported_clicks: u64,
+    /// The [`ReachSketch`] bytes of the people `reach` counts.
+    #[serde(default)]
+    pub reach_sketch: Vec<u8>,
+    /// Their distinct identity hashes, ascending (what the sketch was built from).
+    #[serde(default)]
+    pub reach_hashes: Vec<u64>,
 }
 
 impl DailyPartial {
@@ -289,10 +321,11 @@ impl DailyReportRow {
 }
 
 /// Sums partial rows (any partitions, any cells) into report rows, one per
-/// `(account, campaign, ad, date)`, sorted by that key. Give it the *latest* partial of each
-/// `(partition, cell)`.
+/// `(account, campaign, ad, date)`, sorted by that key, with reach from the union of the
+/// cell's sketches. Give it the *latest* partial of each `(partition, cell)`.
 pub fn combine_partials(parts: &[DailyPartial]) -> Vec<DailyReportRow> {
     let mut m: std::collections::BTreeMap<CellKey, DailyReportRow> = std::collections::BTreeMap::new();
+    let mut reach: std::collections::BTreeMap<CellKey, ReachUnion> = std::collections::BTreeMap::new();
     for p in parts {
         let k = CellKey {
             account_id: p.account_id,
@@ -300,10 +333,11 @@ pub fn combine_partials(parts: &[DailyPartial]) -> Vec<DailyReportRow> {
             advertisement_id: p.advertisement_id.clone(),
             date: p.date,
         };
+        let people = i64::try_from(p.reach).unwrap_or(i64::MAX);
+        reach.entry(k.clone()).or_default().add(p.date, people, &p.reach_sketch);
         let r = m.entry(k).or_insert_with(|| DailyReportRow::empty(p));
         r.impressions = r.impressions.saturating_add(p.impressions);
         r.clicks = r.clicks.saturating_add(p.clicks);
-        r.reach = r.reach.saturating_add(p.reach);
         r.engagements = r.engagements.saturating_add(p.engagements);
         r.sessions = r.sessions.saturating_add(p.sessions);
         r.reported_impressions = r.reported_impressions.saturating_add(p.reported_impressions);
@@ -312,8 +346,9 @@ pub fn combine_partials(parts: &[DailyPartial]) -> Vec<DailyReportRow> {
         add_d(&mut r.revenue, p.revenue, 1);
         add_d(&mut r.cost, p.cost, 1);
     }
-    m.into_values()
-        .map(|mut r| {
+    m.into_iter()
+        .map(|(k, mut r)| {
+            r.reach = reach.get(&k).map_or(0, |u| u64::try_from(u.reach()).unwrap_or(0));
             r.derive();
             r
         })

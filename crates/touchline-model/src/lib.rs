@@ -12,6 +12,7 @@ mod fields;
 pub mod ids;
 pub mod limits;
 pub mod partition;
+pub mod reach;
 pub mod results;
 pub mod rfc3339;
 
@@ -24,4 +25,6 @@ pub use error::{BodyError, RecordError};
 pub use ids::{Currency, Id, Kind, MAX_ID_LEN};
 pub use limits::truncate_utf8;
 pub use partition::{murmur2, partition_for};
-pub use results::{publish_cells, AttributionRow, DailyMetricRow, DailyTotals, DerivedRatios, PartialRow};
+pub use results::{
+    publish_cells, summarize_range, AttributionRow, DailyMetricRow, DailyTotals, DerivedRatios, PartialRow, RangeMetricRow, ReachUnion,
+};

@@ -13,6 +13,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::reach::ReachSketch;
+
 /// Decimal places of the money ratios (cpc, cpm, cpa), as the `numeric(20, 6)` columns.
 pub const RATIO_SCALE: u32 = 6;
 
@@ -90,6 +92,16 @@ pub struct PartialRow {
     /// the partition moved (a revocation that timed out, a paused process) cannot overwrite
     /// its successor's values.
     pub epoch: u32,
+    /// The [`ReachSketch`] bytes of the people `reach` counts, stored beside the counts so
+    /// reach unions over partitions and days ([`ReachUnion`]). Empty for rows written before
+    /// sketches: such a row adds its `reach` as it is.
+    #[serde(default)]
+    pub reach_sketch: Vec<u8>,
+    /// The distinct identity hashes the sketch was built from, for a store that builds its
+    /// own distinct-count state from them (ClickHouse's `uniqCombined`). Not stored, and empty
+    /// in rows read back from a store.
+    #[serde(skip)]
+    pub reach_hashes: Vec<u64>,
 }
 
 /// One partition's absolute clicks of one short link on one UTC day (`link_click_partials`).
@@ -263,28 +275,93 @@ impl DailyMetricRow {
     }
 }
 
-/// Everything a published row sums over partitions.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Everything a published row sums over partitions. `totals.reach` is left at 0 while
+/// summing: reach is not additive, it comes from the union ([`CellSums::finish`]).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CellSums {
     pub totals: DailyTotals,
     pub engagements: i64,
     pub sessions: i64,
+    pub reach: ReachUnion,
 }
 
 impl CellSums {
-    /// Adds one partition's row; `None` when a count overflows `i64` or money overflows
-    /// `Decimal`.
+    /// Adds one partition's row (of any day); `None` when a count overflows `i64` or money
+    /// overflows `Decimal`.
     fn add(&mut self, p: &PartialRow) -> Option<()> {
+        self.reach.add(p.metric_date, p.reach, &p.reach_sketch)?;
         let t = &mut self.totals;
         t.impressions = t.impressions.checked_add(p.impressions)?;
         t.clicks = t.clicks.checked_add(p.clicks)?;
-        t.reach = t.reach.checked_add(p.reach)?;
         t.conversions = t.conversions.checked_add(p.conversions)?;
         t.revenue = t.revenue.checked_add(p.revenue)?;
         t.cost = t.cost.checked_add(p.cost)?;
         self.engagements = self.engagements.checked_add(p.engagements)?;
         self.sessions = self.sessions.checked_add(p.sessions)?;
         Some(())
+    }
+
+    /// The sums with the reach of the union set.
+    fn finish(mut self) -> CellSums {
+        self.totals.reach = self.reach.reach();
+        self
+    }
+}
+
+/// Reach over a set of partial rows: one cell's partitions (a day), or a campaign's cells over
+/// a range of days. Reach is not additive (one person on two days, or stitched to a customer
+/// counted on another partition, is one person), so it is the distinct count of the union of
+/// the rows' sketches:
+/// - while the union holds at most [`crate::reach::EXACT_LIMIT`] people, exactly;
+/// - above that, for the rows of **one day**, the sum of the rows' exact `reach` (each
+///   partition counts its people exactly; a person counted on two partitions of the day —
+///   a visitor stitched to a customer who lives on another partition — counts twice, as
+///   before sketches);
+/// - above that, over **several days**, the HyperLogLog estimate (relative standard error
+///   [`crate::reach::STANDARD_ERROR`]).
+///
+/// Rows written before sketches (empty `reach_sketch`) or whose sketch does not decode add
+/// their `reach` to the count as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReachUnion {
+    sketch: ReachSketch,
+    /// The first day seen, and whether another day was seen.
+    days: Option<(NaiveDate, bool)>,
+    /// Sum of the exact `reach` of the rows with a sketch.
+    sketched_sum: i64,
+    /// Sum of the `reach` of the rows without a (readable) sketch.
+    unsketched_sum: i64,
+}
+
+impl ReachUnion {
+    /// Adds one partial row's reach; `None` when a sum overflows `i64`.
+    pub fn add(&mut self, date: NaiveDate, reach: i64, sketch: &[u8]) -> Option<()> {
+        self.days = Some(match self.days {
+            None => (date, false),
+            Some((first, several)) => (first, several || first != date),
+        });
+        match ReachSketch::from_bytes(sketch) {
+            Ok(s) => {
+                self.sketch.merge(&s);
+                self.sketched_sum = self.sketched_sum.checked_add(reach)?;
+            }
+            Err(_) => self.unsketched_sum = self.unsketched_sum.checked_add(reach)?,
+        }
+        Some(())
+    }
+
+    /// The reach of the rows added (see the type's docs).
+    pub fn reach(&self) -> i64 {
+        let one_day = matches!(self.days, Some((_, false)));
+        let sketched =
+            if self.sketch.is_exact() || !one_day { i64::try_from(self.sketch.count()).unwrap_or(i64::MAX) } else { self.sketched_sum };
+        sketched.saturating_add(self.unsketched_sum)
+    }
+
+    /// Whether [`ReachUnion::reach`] is an estimate (a union of several days above the exact
+    /// limit).
+    pub fn is_estimate(&self) -> bool {
+        !self.sketch.is_exact() && matches!(self.days, Some((_, true)))
     }
 }
 
@@ -312,7 +389,60 @@ pub fn publish_cells(parts: &[PartialRow]) -> Result<Vec<DailyMetricRow>, SumOve
     }
     Ok(cells
         .into_iter()
-        .map(|((account, campaign, ad, date), sums)| DailyMetricRow::from_totals(account, campaign.to_owned(), ad.to_owned(), date, &sums))
+        .map(|((account, campaign, ad, date), sums)| {
+            DailyMetricRow::from_totals(account, campaign.to_owned(), ad.to_owned(), date, &sums.finish())
+        })
+        .collect())
+}
+
+/// The metrics of one campaign/advertisement over a range of days: the sums of its partial
+/// rows over every partition and day, reach from the union of their sketches ([`ReachUnion`]),
+/// and the ratios derived from those (frequency = impressions / reach over the range).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RangeMetricRow {
+    pub account_id: Uuid,
+    pub campaign_id: String,
+    /// `""` for campaign-level rows.
+    pub advertisement_id: String,
+    /// The first and last day with a partial row.
+    pub first_date: NaiveDate,
+    pub last_date: NaiveDate,
+    /// Whether `reach` (and so `frequency`) is a HyperLogLog estimate rather than exact.
+    pub reach_estimated: bool,
+    /// Every total and ratio of the range; its `metric_date` is `first_date`.
+    pub metrics: DailyMetricRow,
+}
+
+/// The [`RangeMetricRow`]s of `parts` (every stored partial of every partition and day of the
+/// range), one per (account, campaign, advertisement), sorted by that key.
+pub fn summarize_range(parts: &[PartialRow]) -> Result<Vec<RangeMetricRow>, SumOverflow> {
+    let mut groups: BTreeMap<(Uuid, &str, &str), (CellSums, NaiveDate, NaiveDate)> = BTreeMap::new();
+    for p in parts {
+        let (sums, first, last) = groups
+            .entry((p.account_id, &p.campaign_id, &p.advertisement_id))
+            .or_insert_with(|| (CellSums::default(), p.metric_date, p.metric_date));
+        *first = (*first).min(p.metric_date);
+        *last = (*last).max(p.metric_date);
+        sums.add(p).ok_or_else(|| SumOverflow {
+            campaign_id: p.campaign_id.clone(),
+            advertisement_id: p.advertisement_id.clone(),
+            metric_date: p.metric_date,
+        })?;
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((account, campaign, ad), (sums, first, last))| {
+            let reach_estimated = sums.reach.is_estimate();
+            RangeMetricRow {
+                account_id: account,
+                campaign_id: campaign.to_owned(),
+                advertisement_id: ad.to_owned(),
+                first_date: first,
+                last_date: last,
+                reach_estimated,
+                metrics: DailyMetricRow::from_totals(account, campaign.to_owned(), ad.to_owned(), first, &sums.finish()),
+            }
+        })
         .collect())
 }
 
@@ -397,6 +527,8 @@ mod tests {
             reported_impressions: 0,
             reported_clicks: 0,
             epoch: 1,
+            reach_sketch: Vec::new(),
+            reach_hashes: Vec::new(),
         }
     }
 
@@ -417,6 +549,73 @@ mod tests {
     fn an_overflowing_sum_names_its_cell() {
         let e = publish_cells(&[partial(0, "a", i64::MAX, "0"), partial(1, "a", 1, "0")]).unwrap_err();
         assert!(e.to_string().contains("campaign \"a\""), "{e}");
+    }
+
+    fn day(n: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, n).unwrap()
+    }
+
+    /// A partial of campaign "a" on day `date` whose people are `people`.
+    fn people_row(partition: i32, date: NaiveDate, people: &[String]) -> PartialRow {
+        let sketch = ReachSketch::of_identities(people.iter().map(String::as_str));
+        PartialRow {
+            metric_date: date,
+            impressions: people.len() as i64,
+            reach: sketch.count() as i64,
+            reach_sketch: sketch.to_bytes(),
+            ..partial(partition, "a", 0, "0")
+        }
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn one_person_on_two_partitions_of_a_day_is_one() {
+        // Partition 0 counted ann and bob (bob a visitor stitched to customer bob), partition 1
+        // counted bob and cat: the day reached 3 people, not 2 + 2.
+        let rows =
+            publish_cells(&[people_row(0, day(1), &names(&["ann", "bob"])), people_row(1, day(1), &names(&["bob", "cat"]))]).unwrap();
+        assert_eq!((rows.len(), rows[0].reach, rows[0].impressions), (1, 3, 4));
+        assert_eq!(rows[0].frequency, Some(4.0 / 3.0));
+    }
+
+    #[test]
+    fn three_people_over_two_days_with_one_in_common() {
+        // Day 1: ann, bob; day 2: bob, cat. Each day reached 2, the two days 3 (not 4), with 4
+        // impressions: frequency 4/3 over the range, 1 on each day.
+        let parts = [people_row(0, day(1), &names(&["ann", "bob"])), people_row(0, day(2), &names(&["bob", "cat"]))];
+        let daily = publish_cells(&parts).unwrap();
+        assert_eq!(daily.iter().map(|r| r.reach).collect::<Vec<_>>(), vec![2, 2]);
+        let range = summarize_range(&parts).unwrap();
+        assert_eq!(range.len(), 1);
+        let r = &range[0];
+        assert_eq!((r.first_date, r.last_date, r.reach_estimated), (day(1), day(2), false));
+        assert_eq!((r.metrics.reach, r.metrics.impressions, r.metrics.frequency), (3, 4, Some(4.0 / 3.0)));
+    }
+
+    #[test]
+    fn a_row_without_a_sketch_adds_its_reach() {
+        // Written before sketches: 5 people nobody can dedupe, plus ann from a sketched row.
+        let legacy = PartialRow { reach: 5, ..partial(1, "a", 0, "0") };
+        let rows = publish_cells(&[legacy, people_row(0, day(1), &names(&["ann"]))]).unwrap();
+        assert_eq!(rows[0].reach, 6);
+    }
+
+    #[test]
+    fn a_large_day_stays_exact_and_a_large_range_is_estimated_within_the_bound() {
+        // 2,000 people on each of two partitions, disjoint: 4,000, past the exact limit.
+        let first: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
+        let second: Vec<String> = (2000..4000).map(|i| format!("p{i}")).collect();
+        let one_day = publish_cells(&[people_row(0, day(1), &first), people_row(1, day(1), &second)]).unwrap();
+        assert_eq!(one_day[0].reach, 4000, "one day: the partitions' exact counts");
+        let range = summarize_range(&[people_row(0, day(1), &first), people_row(0, day(2), &second)]).unwrap();
+        let r = &range[0];
+        assert!(r.reach_estimated);
+        // Within 5 standard errors (1.04/√2¹⁴ each) of the true 4,000.
+        let bound = 5.0 * crate::reach::STANDARD_ERROR * 4000.0;
+        assert!((r.metrics.reach as f64 - 4000.0).abs() <= bound, "{} vs 4000 ± {bound}", r.metrics.reach);
     }
 
     proptest! {

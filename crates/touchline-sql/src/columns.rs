@@ -23,6 +23,7 @@ pub(crate) trait Columns {
     fn real(&self, col: &str) -> Result<f64>;
     fn opt_real(&self, col: &str) -> Result<Option<f64>>;
     fn flag(&self, col: &str) -> Result<bool>;
+    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
     fn uuid(&self, col: &str) -> Result<Uuid>;
     fn date(&self, col: &str) -> Result<NaiveDate>;
     fn opt_date(&self, col: &str) -> Result<Option<NaiveDate>>;
@@ -33,7 +34,7 @@ pub(crate) trait Columns {
     fn opt_money(&self, col: &str) -> Result<Option<Decimal>>;
 }
 
-/// The columns both backends store natively (text, integers, doubles, booleans).
+/// The columns both backends store natively (text, integers, doubles, booleans, bytes).
 macro_rules! same_on_both_backends {
     () => {
         fn text(&self, col: &str) -> Result<String> {
@@ -55,6 +56,9 @@ macro_rules! same_on_both_backends {
             Ok(self.try_get(col)?)
         }
         fn flag(&self, col: &str) -> Result<bool> {
+            Ok(self.try_get(col)?)
+        }
+        fn bytes(&self, col: &str) -> Result<Vec<u8>> {
             Ok(self.try_get(col)?)
         }
     };

@@ -137,8 +137,8 @@ pub(crate) const METRIC_UPDATE: [&str; 18] = [
 ];
 
 pub(crate) const PARTIAL_COLS: &str = "account_id, campaign_id, advertisement_id, metric_date, partition, impressions, clicks, reach, \
-     engagements, sessions, conversions, revenue, cost, reported_impressions, reported_clicks, epoch";
-pub(crate) const PARTIAL_UPDATE: [&str; 11] = [
+     engagements, sessions, conversions, revenue, cost, reported_impressions, reported_clicks, epoch, reach_sketch";
+pub(crate) const PARTIAL_UPDATE: [&str; 12] = [
     "impressions",
     "clicks",
     "reach",
@@ -150,6 +150,7 @@ pub(crate) const PARTIAL_UPDATE: [&str; 11] = [
     "reported_impressions",
     "reported_clicks",
     "epoch",
+    "reach_sketch",
 ];
 /// Columns a publish sets: the sums and their ratios, never a campaign's currency or UTMs.
 pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
@@ -528,7 +529,8 @@ impl ResultSink for PgStore {
                         .push_bind(r.cost)
                         .push_bind(r.reported_impressions)
                         .push_bind(r.reported_clicks)
-                        .push_bind(i64::from(r.epoch));
+                        .push_bind(i64::from(r.epoch))
+                        .push_bind(&r.reach_sketch);
                 });
                 // A write of an earlier epoch (a previous owner of the partition) is ignored.
                 qb.push(format!(
@@ -636,6 +638,13 @@ impl ResultReader for PgStore {
         .await?;
         tx.commit().await?;
         rows.iter().map(metric_from_row).collect()
+    }
+
+    async fn range_partials(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<PartialRow>> {
+        let mut tx = self.as_account(account_id).await?;
+        let rows = sqlx::query(&range_partials_sql(["$1", "$2", "$3"])).bind(account_id).bind(from).bind(to).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter().map(partial_from_row).collect()
     }
 
     async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {

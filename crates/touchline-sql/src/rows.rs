@@ -79,6 +79,17 @@ pub(crate) fn journey_path_from_row(r: &impl Columns) -> Result<JourneyPathRow> 
     })
 }
 
+/// Every partition's partial metrics of the account bound as `param` (`$1` or `?`) between
+/// the days bound as the next two parameters: what a range report unions.
+pub(crate) fn range_partials_sql(params: [&str; 3]) -> String {
+    let [account, from, to] = params;
+    format!(
+        "SELECT {PARTIAL_COLS} FROM campaign_metric_partials WHERE account_id = {account} AND metric_date BETWEEN {from} AND {to} \
+         ORDER BY campaign_id, advertisement_id, metric_date, partition",
+        PARTIAL_COLS = crate::pg::PARTIAL_COLS
+    )
+}
+
 /// Every table of derived results: what a replay clears before rebuilding them.
 pub(crate) const RESULT_TABLES: [&str; 5] =
     ["campaign_metric_partials", "campaign_performance_metrics", "campaign_attributions", "link_click_partials", "journey_partials"];
@@ -255,5 +266,7 @@ pub(crate) fn partial_from_row(r: &impl Columns) -> Result<PartialRow> {
         reported_impressions: r.int64("reported_impressions")?,
         reported_clicks: r.int64("reported_clicks")?,
         epoch: u32::try_from(r.int64("epoch")?).unwrap_or(u32::MAX),
+        reach_sketch: r.bytes("reach_sketch")?,
+        reach_hashes: Vec::new(),
     })
 }

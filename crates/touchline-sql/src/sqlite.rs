@@ -221,7 +221,8 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
                     .push_bind(money_text(r.cost))
                     .push_bind(r.reported_impressions)
                     .push_bind(r.reported_clicks)
-                    .push_bind(i64::from(r.epoch));
+                    .push_bind(i64::from(r.epoch))
+                    .push_bind(r.reach_sketch.clone());
             });
             // A write of an earlier epoch (a previous owner of the partition) is ignored.
             qb.push(format!(
@@ -740,6 +741,16 @@ impl ResultReader for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(metric_from_row).collect()
+    }
+
+    async fn range_partials(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<PartialRow>> {
+        let rows = sqlx::query(&range_partials_sql(["?", "?", "?"]))
+            .bind(account_id.to_string())
+            .bind(from.to_string())
+            .bind(to.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(partial_from_row).collect()
     }
 
     async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>> {

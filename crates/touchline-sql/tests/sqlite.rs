@@ -148,6 +148,8 @@ fn partial(account: uuid::Uuid, partition: i32, cost: &str, revenue: &str) -> to
         reported_impressions: 0,
         reported_clicks: 0,
         epoch: 1,
+        reach_sketch: Vec::new(),
+        reach_hashes: Vec::new(),
     }
 }
 

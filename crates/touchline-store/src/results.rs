@@ -50,6 +50,11 @@ pub trait ResultReader: Send + Sync + 'static {
     /// and advertisement.
     async fn daily_metrics(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<DailyMetricRow>>;
 
+    /// Every partition's stored partial metrics of an account between two dates (inclusive),
+    /// reach sketches included, sorted by campaign, advertisement, date and partition: what a
+    /// report over a range sums and unions (`touchline_model::summarize_range`).
+    async fn range_partials(&self, account_id: Uuid, from: NaiveDate, to: NaiveDate) -> Result<Vec<PartialRow>>;
+
     /// The newest attribution rows of an account, optionally of one model.
     async fn attributions(&self, account_id: Uuid, model: Option<&str>) -> Result<Vec<AttributionRow>>;
 

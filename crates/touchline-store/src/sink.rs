@@ -210,6 +210,8 @@ pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
         reported_impressions: i(p.reported_impressions),
         reported_clicks: i(p.reported_clicks),
         epoch,
+        reach_sketch: p.reach_sketch.clone(),
+        reach_hashes: p.reach_hashes.clone(),
     }
 }
 

@@ -109,6 +109,12 @@ macro_rules! result_store_suite {
                 $crate::testsuite::results::partials_publish_sums(&stores).await;
             }
 
+            #[tokio::test]
+            async fn reach_unions_partitions_and_days() {
+                let (_guard, stores) = super::$fresh().await;
+                $crate::testsuite::results::reach_unions_partitions_and_days(&stores).await;
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_result_writes() {
                 let (_guard, stores) = super::$fresh().await;
@@ -241,5 +247,22 @@ pub fn partial(
         reported_impressions: 0,
         reported_clicks: 0,
         epoch: 1,
+        reach_sketch: Vec::new(),
+        reach_hashes: Vec::new(),
+    }
+}
+
+/// A partial of campaign `reach` on `date(day)` whose people are `people`, one impression each,
+/// with their sketch and hashes as the aggregator writes them.
+pub fn people_partial(account: Uuid, partition: i32, day: u32, people: &[&str]) -> PartialRow {
+    let sketch = touchline_model::reach::ReachSketch::of_identities(people.iter().copied());
+    let n = i64::try_from(people.len()).unwrap_or(i64::MAX);
+    PartialRow {
+        metric_date: date(day),
+        impressions: n,
+        reach: n,
+        reach_sketch: sketch.to_bytes(),
+        reach_hashes: sketch.exact_hashes().map(<[u64]>::to_vec).unwrap_or_default(),
+        ..partial(account, "reach", partition, 0, 0, "0", "0", "0")
     }
 }

@@ -1,7 +1,7 @@
 //! The [`ResultSink`](crate::ResultSink) and [`ResultReader`](crate::ResultReader) checks:
 //! what a sink writes, read back.
 
-use super::{attribution, d, date, partial, ResultStores};
+use super::{attribution, d, date, partial, people_partial, ResultStores};
 use crate::{AttributionRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};
 
 /// Newer versions of a conversion's attribution replace older rows; stale ones are ignored.
@@ -135,6 +135,44 @@ pub async fn partials_publish_sums(stores: &ResultStores) {
     let c3 = rows.iter().find(|r| r.campaign_id == "c3").expect("c3");
     assert_eq!((c3.cpa, c3.cpc, c3.cpm), (Some(d("66.666667")), Some(d("66.666667")), Some(d("66666.666667"))), "{c3:?}");
     assert_eq!(c3.roas, Some(0.5));
+}
+
+/// Reach is the distinct count of the union of the stored sketches, per day and over a range:
+/// one person on two partitions or two days counts once. By hand:
+/// - Nov 20: partition 0 saw ann, bob; partition 1 bob, cat → 3 people, 4 impressions.
+/// - Nov 21: partition 0 saw ann, dan; partition 1 first eve, then (rewritten, absolute) eve,
+///   fay; a stale owner's write of zed is ignored → ann, dan, eve, fay: 4 people, 4 impressions.
+/// - Nov 20–21: ann, bob, cat, dan, eve, fay → 6 people, 8 impressions, frequency 8/6.
+pub async fn reach_unions_partitions_and_days(stores: &ResultStores) {
+    let (a, _) = stores.two_accounts().await;
+    stores
+        .sink
+        .publish_partials(&[people_partial(a, 0, 20, &["ann", "bob"]), people_partial(a, 0, 21, &["ann", "dan"])])
+        .await
+        .expect("partition 0");
+    stores.sink.publish_partials(&[people_partial(a, 1, 20, &["bob", "cat"]), people_partial(a, 1, 21, &["eve"])]).await.expect("p1");
+    stores.sink.publish_partials(&[people_partial(a, 1, 21, &["eve", "fay"])]).await.expect("p1 rewrites its share");
+    stores
+        .sink
+        .publish_partials(&[PartialRow { epoch: 0, ..people_partial(a, 1, 21, &["zed", "eve", "fay"]) }])
+        .await
+        .expect("stale owner");
+    let daily = stores.reader.daily_metrics(a, date(20), date(21)).await.expect("daily");
+    let per_day: Vec<(u32, i64, i64)> = daily
+        .iter()
+        .filter(|r| r.campaign_id == "reach")
+        .map(|r| (chrono::Datelike::day(&r.metric_date), r.reach, r.impressions))
+        .collect();
+    assert_eq!(per_day, vec![(20, 3, 4), (21, 4, 4)]);
+    let parts = stores.reader.range_partials(a, date(20), date(21)).await.expect("range partials");
+    assert_eq!(parts.len(), 4, "one row per partition and day: {parts:?}");
+    let range = touchline_model::summarize_range(&parts).expect("sums");
+    let r = range.iter().find(|r| r.campaign_id == "reach").expect("reach row");
+    assert_eq!((r.metrics.reach, r.metrics.impressions, r.reach_estimated), (6, 8, false));
+    assert_eq!(r.metrics.frequency, Some(8.0 / 6.0));
+    assert_eq!((r.first_date, r.last_date), (date(20), date(21)));
+    let day21 = stores.reader.range_partials(a, date(21), date(21)).await.expect("one day");
+    assert_eq!(touchline_model::summarize_range(&day21).expect("sums")[0].metrics.reach, 4);
 }
 
 /// Eight partitions write their results at once, as the aggregator's partition tasks do:
