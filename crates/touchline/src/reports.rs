@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use touchline_collector::{ApiError, ApiQuery, AppState, SecretKey};
+use touchline_model::{DailyMetricRow, RangeMetricRow};
 use touchline_sql::ResultReader;
 
 use crate::datadriven;
@@ -40,6 +41,9 @@ struct Range {
     /// channel over the period's journeys) or `conversions` (the per-conversion rows the
     /// aggregator stores, split by the account's channel weights, like the other models).
     basis: Option<String>,
+    /// Campaigns report: `day` (the default) for a row per day, `campaign` for a row per
+    /// campaign and advertisement over the whole range (reach of the range, not a sum).
+    group: Option<String>,
 }
 
 /// How a data-driven model is reported.
@@ -114,32 +118,59 @@ async fn campaigns(
     ApiQuery(q): ApiQuery<Range>,
 ) -> Result<Json<Value>, ApiError> {
     let (from, to) = parse_range(&q)?;
-    let rows = results.daily_metrics(account, from, to).await.map_err(store_unavailable)?;
-    let rows: Vec<Value> = rows
-        .into_iter()
-        .map(|r| {
-            json!({
-                "campaign_id": r.campaign_id,
-                "advertisement_id": if r.advertisement_id.is_empty() { Value::Null } else { Value::from(r.advertisement_id) },
-                "date": r.metric_date.to_string(),
-                "impressions": r.impressions,
-                "clicks": r.clicks,
-                "reach": r.reach,
-                "frequency": r.frequency,
-                "engagements": r.engagements,
-                "sessions": r.sessions,
-                "conversions": num(r.conversions),
-                "revenue": num(r.revenue),
-                "cost": num(r.cost),
-                "ctr": r.ctr,
-                "cpc": r.cpc.map(num),
-                "cpm": r.cpm.map(num),
-                "cpa": r.cpa.map(num),
-                "roas": r.roas,
-            })
-        })
-        .collect();
+    let rows: Vec<Value> = match q.group.as_deref().unwrap_or("day") {
+        "day" => results.daily_metrics(account, from, to).await.map_err(store_unavailable)?.iter().map(daily_json).collect(),
+        "campaign" => {
+            let parts = results.range_partials(account, from, to).await.map_err(store_unavailable)?;
+            let rows = touchline_model::summarize_range(&parts).map_err(store_unavailable)?;
+            rows.iter().map(range_json).collect()
+        }
+        other => return Err(ApiError::BadRequest(format!("query parameter `group`: {other:?} is not `day` or `campaign`"))),
+    };
     Ok(Json(json!({"from": from.to_string(), "to": to.to_string(), "rows": rows})))
+}
+
+/// The metrics and ratios of a row, as both groupings answer them.
+fn metrics_json(r: &DailyMetricRow) -> serde_json::Map<String, Value> {
+    let v = json!({
+        "campaign_id": r.campaign_id,
+        "advertisement_id": if r.advertisement_id.is_empty() { Value::Null } else { Value::from(r.advertisement_id.clone()) },
+        "impressions": r.impressions,
+        "clicks": r.clicks,
+        "reach": r.reach,
+        "frequency": r.frequency,
+        "engagements": r.engagements,
+        "sessions": r.sessions,
+        "conversions": num(r.conversions),
+        "revenue": num(r.revenue),
+        "cost": num(r.cost),
+        "ctr": r.ctr,
+        "cpc": r.cpc.map(num),
+        "cpm": r.cpm.map(num),
+        "cpa": r.cpa.map(num),
+        "roas": r.roas,
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// A row of `group=day`: one campaign/advertisement on one day.
+fn daily_json(r: &DailyMetricRow) -> Value {
+    let mut m = metrics_json(r);
+    m.insert("date".into(), Value::from(r.metric_date.to_string()));
+    Value::Object(m)
+}
+
+/// A row of `group=campaign`: one campaign/advertisement over the range, reach from the union
+/// of its people over every day and partition.
+fn range_json(r: &RangeMetricRow) -> Value {
+    let mut m = metrics_json(&r.metrics);
+    m.insert("first_date".into(), Value::from(r.first_date.to_string()));
+    m.insert("last_date".into(), Value::from(r.last_date.to_string()));
+    m.insert("reach_estimated".into(), Value::from(r.reach_estimated));
+    Value::Object(m)
 }
 
 /// Report rows, highest `revenue` first.
