@@ -410,6 +410,7 @@ mod tests {
                 linked_at: chrono::Utc::now(),
                 link_record_id: touchline_model::Id::new("r1").unwrap(),
                 touches: Vec::new(),
+                notice: false,
             }],
             journeys: vec![touchline_engine::JourneyPartial {
                 partition: 0,

@@ -250,20 +250,47 @@ impl Sim {
 }
 
 /// The scale-out dataset's shape: anonymous visitors with touches, some identified to a
-/// customer (several visitors per customer), conversions sent server-side with only the
-/// customer id (some retried), conversions of anonymous visitors, spend.
+/// customer (several visitors per customer) by an identify or by a touch that carries both ids,
+/// conversions sent server-side with only the customer id (some retried), conversions of
+/// anonymous visitors, spend.
 #[derive(Clone, Debug)]
 enum Spec {
-    Touch { anon: usize, minute: i64, campaign: usize, click: bool },
-    Identify { anon: usize, minute: i64 },
-    Convert { customer: usize, minute: i64, order: usize, retry: bool },
-    ConvertAnon { anon: usize, minute: i64 },
+    Touch {
+        anon: usize,
+        minute: i64,
+        campaign: usize,
+        click: bool,
+    },
+    /// A touch sent with the visitor's anonymous id and their customer id: keyed by the
+    /// customer, it links the two on the customer's partition, which must tell the visitor's.
+    TouchKnown {
+        anon: usize,
+        minute: i64,
+        campaign: usize,
+        click: bool,
+    },
+    Identify {
+        anon: usize,
+        minute: i64,
+    },
+    Convert {
+        customer: usize,
+        minute: i64,
+        order: usize,
+        retry: bool,
+    },
+    ConvertAnon {
+        anon: usize,
+        minute: i64,
+    },
 }
 
 fn arb_spec() -> impl Strategy<Value = Spec> {
     prop_oneof![
         4 => (0usize..8, 0i64..4 * 24 * 60, 0usize..3, any::<bool>()).prop_map(|(anon, minute, campaign, click)| Spec::Touch { anon, minute, campaign, click }),
         2 => (0usize..8, 0i64..4 * 24 * 60).prop_map(|(anon, minute)| Spec::Identify { anon, minute }),
+        // Visitors 6 and 7 are never identified (see `records`).
+        1 => (0usize..6, 0i64..4 * 24 * 60, 0usize..3, any::<bool>()).prop_map(|(anon, minute, campaign, click)| Spec::TouchKnown { anon, minute, campaign, click }),
         2 => (0usize..3, 0i64..4 * 24 * 60, 0usize..4, any::<bool>()).prop_map(|(customer, minute, order, retry)| Spec::Convert { customer, minute, order, retry }),
         // Visitors 6 and 7 are never identified (see `records`).
         1 => (6usize..8, 0i64..4 * 24 * 60).prop_map(|(anon, minute)| Spec::ConvertAnon { anon, minute }),
@@ -278,12 +305,14 @@ fn records(specs: &[Spec]) -> Vec<Record> {
     for (i, s) in specs.iter().enumerate() {
         let rid = format!("r{i:03}");
         match *s {
-            Spec::Touch { anon, minute, campaign, click } => {
+            Spec::Touch { anon, minute, campaign, click } | Spec::TouchKnown { anon, minute, campaign, click } => {
+                // The customer of visitor `anon` is the one its identify names.
+                let customer = matches!(s, Spec::TouchKnown { .. }).then(|| format!("c{}", anon % 3));
                 let mut r = rec(
                     &rid,
                     ts(&at(minute)),
                     Some(&format!("a{anon}")),
-                    None,
+                    customer.as_deref(),
                     tp_body(
                         if click { "click" } else { "impression" },
                         Some(&format!("k{campaign}")),

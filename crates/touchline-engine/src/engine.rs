@@ -88,11 +88,14 @@ pub struct Counters {
 }
 
 /// A re-key record for `touchline.identities`: carries the touches of an anonymous identity (and
-/// of identities stitched to it) to the partition of the customer it was linked to.
+/// of identities stitched to it) to the partition of the customer it was linked to; or, as a
+/// *link notice* (`notice`, no touches), tells the anonymous identity's partition about a link
+/// that a record carrying both ids made on the customer's partition.
 ///
 /// Wire form: JSON `{"v":1,"type":"identity_transfer","account_id":…,"from":…,"to":…,
-/// "linked_at":…,"link_record_id":…,"touches":[…]}`, bus key [`IdentityTransfer::partition_key`].
-/// Applying one twice is harmless (touches are deduplicated by key).
+/// "linked_at":…,"link_record_id":…,"touches":[…]}` (plus `"notice":true` on a notice), bus key
+/// [`IdentityTransfer::partition_key`]. Applying one twice is harmless (touches are
+/// deduplicated by key, links by their record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdentityTransfer {
     pub v: u8,
@@ -106,6 +109,10 @@ pub struct IdentityTransfer {
     pub linked_at: DateTime<Utc>,
     pub link_record_id: Id,
     pub touches: Vec<Touch>,
+    /// A link notice: it goes to the partition of `from`, which then sends `from`'s touches to
+    /// the customer's partition as for an identify.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notice: bool,
 }
 
 impl IdentityTransfer {
@@ -116,9 +123,11 @@ impl IdentityTransfer {
         topics::IDENTITIES
     }
 
-    /// Bus key `{account_id}:{to}`: the partition of the customer.
+    /// Bus key `{account_id}:{to}`, the partition of the customer; for a link notice
+    /// `{account_id}:{from}`, the partition of the anonymous identity.
     pub fn partition_key(&self) -> String {
-        format!("{}:{}", self.account_id, self.to)
+        let destination = if self.notice { &self.from } else { &self.to };
+        format!("{}:{}", self.account_id, destination)
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -333,6 +342,10 @@ struct Pending {
     linked_at: DateTime<Utc>,
     link_record_id: Id,
     touches: BTreeMap<String, Touch>,
+    /// A link notice for the partition of `from` (see [`IdentityTransfer::notice`]); absent
+    /// from snapshots of builds before them.
+    #[serde(default)]
+    notice: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -366,7 +379,8 @@ struct State {
     /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
     /// whether it is listed). Serialised as a sequence, like the set it replaced.
     dirty_cells: Vec<CellKey>,
-    /// `{from key}\u{1f}{to key}` → touches to send.
+    /// `{from key}\u{1f}{to key}` → touches to send; `{from key}\u{1f}{to key}\u{1f}notice` → a
+    /// link notice to send.
     pending: BTreeMap<String, Pending>,
     link_clicks: LinkClicks,
     journeys: Journeys,
@@ -420,7 +434,8 @@ struct StateRepr {
     /// Keys of the cells changed since the last flush, each once (the cell's `dirty` flag says
     /// whether it is listed). Serialised as a sequence, like the set it replaced.
     dirty_cells: Vec<CellKey>,
-    /// `{from key}\u{1f}{to key}` → touches to send.
+    /// `{from key}\u{1f}{to key}` → touches to send; `{from key}\u{1f}{to key}\u{1f}notice` → a
+    /// link notice to send.
     pending: BTreeMap<String, Pending>,
     /// Clicks per short link and day; absent from snapshots of builds before them.
     #[serde(default)]
@@ -1065,7 +1080,8 @@ impl Engine {
                 if self.too_late(m.timestamp) {
                     return Ingest::TooLate;
                 }
-                // A record carrying both ids links them (Segment semantics), locally.
+                // A record carrying both ids links them (Segment semantics); the visitor's
+                // partition learns the link from a notice (see `link`).
                 if let (Some(a), Some(c)) = (&m.anonymous_id, &m.customer_id) {
                     self.link(&acct, a, c, m.timestamp, &m.record_id, 0);
                 }
@@ -1104,12 +1120,15 @@ impl Engine {
         }
     }
 
-    /// Applies an identity transfer from another partition.
+    /// Applies an identity transfer (or a link notice) from another partition.
     pub fn ingest_transfer(&mut self, t: &IdentityTransfer) -> Ingest {
         self.st.counters.transfers_in += 1;
         let acct = t.account_id;
         let (Ok(from), Ok(to)) = (Id::new(t.from.clone()), Id::new(t.to.clone())) else { return Ingest::Ignored };
-        self.link(&acct, &from, &to, t.linked_at, &t.link_record_id, 1);
+        let linked = self.link(&acct, &from, &to, t.linked_at, &t.link_record_id, 1);
+        if t.touches.is_empty() {
+            return linked;
+        }
         let cutoff = self.touch_cutoff();
         let mut any = false;
         for touch in &t.touches {
@@ -1680,7 +1699,28 @@ impl Engine {
             }
             self.queue_transfer(acct, &fk, &root, &link, touches.into_iter());
         }
+        // A link made here from a record of this partition whose previous identity lives on
+        // another partition: a record carrying both ids, keyed by the customer. The visitor's
+        // partition holds the visitor's touches and would never learn the link otherwise.
+        if hops == 0 && self.partition_of(&fk) != self.cfg.partition {
+            self.queue_link_notice(acct, from, to, &fk, &link);
+        }
         Ingest::Applied
+    }
+
+    /// Queues a link notice `from` → `to` for the partition of `from` (key `from_key`). A later
+    /// link of `from` that wins over `link` replaces it.
+    fn queue_link_notice(&mut self, acct: &Uuid, from: &Id, to: &Id, from_key: &str, link: &Link) {
+        let notice = Pending {
+            account: *acct,
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            linked_at: link.at,
+            link_record_id: link.rid.clone(),
+            touches: BTreeMap::new(),
+            notice: true,
+        };
+        self.st.pending.insert(format!("{from_key}\u{1f}{}\u{1f}notice", link.to), notice);
     }
 
     /// Moves the reach of the held local touches of `key` and every identity linked into it from
@@ -1713,6 +1753,7 @@ impl Engine {
             linked_at: link.at,
             link_record_id: link.rid.clone(),
             touches: BTreeMap::new(),
+            notice: false,
         });
         for t in touches {
             match p.touches.get(&t.key) {
@@ -1790,7 +1831,7 @@ impl Engine {
             self.flush_explicit(&k, &mut out.sessions);
         }
         for (_, p) in std::mem::take(&mut self.st.pending) {
-            if p.touches.is_empty() {
+            if p.touches.is_empty() && !p.notice {
                 continue;
             }
             self.st.counters.transfers_out += 1;
@@ -1811,6 +1852,7 @@ impl Engine {
                         t
                     })
                     .collect(),
+                notice: p.notice,
             });
         }
         let mut keys = std::mem::take(&mut self.st.dirty_cells);

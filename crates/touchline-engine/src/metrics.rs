@@ -19,7 +19,8 @@
 //!   reach, and reach over any range of days, is the distinct count of the union of the
 //!   sketches ([`touchline_model::ReachUnion`], which states when it is exact): a customer
 //!   counted on their own partition and, through a stitched visitor's touch, on the visitor's
-//!   partition is one person.
+//!   partition is one person. A link made on the customer's partition by a record carrying
+//!   both ids reaches the visitor's partition as a link notice, so both count the customer.
 //!
 //!   When the link arrives after the visitor's touches were counted, the engine moves those
 //!   touches' reach from the visitor to the customer (see `Engine::recount_reach`) and marks

@@ -77,6 +77,47 @@ fn a_retried_touch_after_the_link_leaves_one_person() {
 }
 
 #[test]
+fn a_record_carrying_both_ids_tells_the_visitors_partition() {
+    // Two partitions; anon-1 lives on one, the customer on the other. The visitor's impression
+    // is counted on the visitor's partition; the click carrying both ids is keyed by the
+    // customer, so it links them on the customer's partition. A link notice must carry the
+    // link back, so the visitor's partition recounts the impression as the customer: one
+    // person on Nov 20 across both partitions, as on one engine.
+    let cfg = |p| EngineConfig { partition: p, partitions: 2, ..EngineConfig::default() };
+    let partition = |r: &touchline_model::Record| touchline_model::partition_for(r.partition_key().as_bytes(), 2) as usize;
+    let impression = touchpoint("i1", "2026-11-20T08:00:00Z", (Some("anon-1"), None), "impression", Some("c"));
+    let click_of = |cust: &str| touchpoint("k1", "2026-11-20T09:00:00Z", (Some("anon-1"), Some(cust)), "click", Some("c"));
+    let customer = (0..100).map(|i| format!("cust-{i}")).find(|c| partition(&click_of(c)) != partition(&impression)).unwrap();
+    let click = click_of(&customer);
+    let mut engines = [Engine::new(cfg(0)), Engine::new(cfg(1))];
+    let (visitor_p, customer_p) = (partition(&impression), partition(&click));
+    engines[visitor_p].ingest(&impression);
+    engines[customer_p].ingest(&click);
+    let visitor_first = engines[visitor_p].flush();
+    assert_eq!(sketch(cell(&visitor_first, day(20))), ReachSketch::of_identities(["anon-1"]));
+
+    let customer_flush = engines[customer_p].flush();
+    let [notice] = customer_flush.transfers.as_slice() else { panic!("one notice: {:?}", customer_flush.transfers) };
+    assert!(notice.notice && notice.touches.is_empty());
+    assert_eq!((notice.from.as_str(), notice.to.as_str()), ("anon-1", customer.as_str()));
+    assert_eq!(notice.partition_key(), impression.partition_key(), "goes to the visitor's partition");
+    engines[visitor_p].ingest_identities_message(&notice.to_json()).unwrap();
+    let visitor_after = engines[visitor_p].flush();
+    let recounted = cell(&visitor_after, day(20));
+    assert_eq!((recounted.impressions, recounted.reach), (1, 1));
+    assert_eq!(sketch(recounted), ReachSketch::of_identities([customer.as_str()]));
+    // And the visitor's impression now goes to the customer's partition for attribution.
+    let [transfer] = visitor_after.transfers.as_slice() else { panic!("one transfer: {:?}", visitor_after.transfers) };
+    assert_eq!((transfer.notice, transfer.touches.len()), (false, 1));
+
+    let mut union = ReachUnion::default();
+    for p in [recounted, cell(&customer_flush, day(20))] {
+        union.add(p.date, p.reach as i64, &p.reach_sketch).unwrap();
+    }
+    assert_eq!(union.reach(), 1);
+}
+
+#[test]
 fn three_people_over_two_days_with_one_in_common_reach_three() {
     // Nov 20: ann, bob (bob twice). Nov 21: bob, cat. Each day 2 people; both days 3, with 5
     // impressions: frequency 5/3 over the range.
