@@ -9,9 +9,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-use touchline_model::results::CellSums;
-use touchline_model::{Body, DailyTotals, Id, Record};
-use touchline_store::{AttributionRow, DailyMetricRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};
+use touchline_model::{Body, Id, Record};
+use touchline_store::{AttributionRow, JourneyPartialRow, JourneyPathRow, LinkClickPartialRow, PartialRow};
 use uuid::Uuid;
 
 use crate::{Error, Result};
@@ -793,44 +792,6 @@ impl PartialRead {
     }
 }
 
-/// One (campaign, ad, day) of an account: the sums over partitions, as read back.
-#[derive(Debug, Clone, PartialEq, clickhouse::Row, Deserialize)]
-pub struct MetricSum {
-    pub campaign_id: String,
-    pub advertisement_id: String,
-    pub metric_date: u16,
-    pub impressions: u64,
-    pub clicks: u64,
-    pub reach: u64,
-    pub engagements: u64,
-    pub sessions: u64,
-    pub conversions: i128,
-    pub revenue: i128,
-    pub cost: i128,
-}
-
-impl MetricSum {
-    /// The published row: these sums and the ratios every store derives from them
-    /// ([`touchline_model::DerivedRatios`]). Currency and UTM columns are not published.
-    pub fn into_row(self, account_id: Uuid) -> Result<DailyMetricRow> {
-        let i = |v: u64| i64::try_from(v).map_err(|_| Error::Decode(format!("count {v} exceeds i64")));
-        let sums = CellSums {
-            totals: DailyTotals {
-                impressions: i(self.impressions)?,
-                clicks: i(self.clicks)?,
-                reach: i(self.reach)?,
-                conversions: from_dec6(self.conversions)?,
-                revenue: from_dec6(self.revenue)?,
-                cost: from_dec6(self.cost)?,
-            },
-            engagements: i(self.engagements)?,
-            sessions: i(self.sessions)?,
-            ..CellSums::default()
-        };
-        Ok(DailyMetricRow::from_totals(account_id, self.campaign_id, self.advertisement_id, date_from_days(self.metric_date), &sums))
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -865,33 +826,6 @@ mod tests {
         assert_eq!((secs(early), utc_day(early)), (0, 0));
         let late = DateTime::parse_from_rfc3339("2300-01-01T00:00:00Z").unwrap().with_timezone(&Utc);
         assert_eq!((secs(late), utc_day(late)), (u32::MAX, u16::MAX));
-    }
-
-    #[test]
-    fn derived_metrics_are_null_when_the_denominator_is_zero() {
-        let zero = MetricSum {
-            campaign_id: "c".into(),
-            advertisement_id: "".into(),
-            metric_date: 20_000,
-            impressions: 0,
-            clicks: 0,
-            reach: 0,
-            engagements: 0,
-            sessions: 0,
-            conversions: 0,
-            revenue: 0,
-            cost: 0,
-        };
-        let r = zero.clone().into_row(Uuid::nil()).unwrap();
-        assert_eq!((r.frequency, r.ctr, r.cpc, r.cpm, r.cpa, r.roas), (None, None, None, None, None, None));
-        let m = MetricSum { impressions: 3, clicks: 3, reach: 2, conversions: 2_000_000, revenue: 50_000_000, cost: 10_000_000, ..zero };
-        let r = m.into_row(Uuid::nil()).unwrap();
-        assert_eq!(r.frequency, Some(1.5));
-        assert_eq!(r.ctr, Some(1.0));
-        assert_eq!(r.cpc, Some(d("3.333333")));
-        assert_eq!(r.cpm, Some(d("3333.333333")));
-        assert_eq!(r.cpa, Some(d("5")));
-        assert_eq!(r.roas, Some(5.0));
     }
 
     proptest! {

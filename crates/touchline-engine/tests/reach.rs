@@ -17,7 +17,7 @@ fn day(n: u32) -> NaiveDate {
 }
 
 /// The partial of campaign `c` on `date` in a flush.
-fn cell<'a>(f: &'a Flush, date: NaiveDate) -> &'a DailyPartial {
+fn cell(f: &Flush, date: NaiveDate) -> &DailyPartial {
     f.metrics.iter().find(|m| m.campaign_id == "c" && m.date == date).unwrap()
 }
 
