@@ -997,6 +997,7 @@ impl Engine {
         for cell in st.cells.values_mut() {
             let reach = std::mem::take(&mut cell.reach);
             cell.reach = reach.into_iter().map(|(k, v)| (int.get(&k), v)).collect();
+            cell.rehash_reach();
         }
         // Flag the listed cells (a key listed twice or without a cell is dropped: flush skips both).
         st.dirty_derived.sort_unstable();

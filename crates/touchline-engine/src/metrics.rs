@@ -125,9 +125,10 @@ pub(crate) struct Cell {
     pub clicks: u64,
     pub engagements: u64,
     pub sessions: u64,
-    /// Person (stitching root identity) → impressions + clicks counted under them in this cell.
+    /// Person (stitching root identity) → impressions + clicks counted under them in this cell,
+    /// and the person's hash.
     #[serde(serialize_with = "crate::util::ordered::map")]
-    pub reach: crate::util::FastMap<crate::text::Text, u32>,
+    pub reach: crate::util::FastMap<crate::text::Text, Reached>,
     pub conversions: Decimal,
     pub revenue: Decimal,
     pub cost: Decimal,
@@ -137,6 +138,111 @@ pub(crate) struct Cell {
     /// serialised: restore sets it from that list.
     #[serde(skip)]
     pub dirty: bool,
+    /// The sorted distinct hashes of `reach`'s people, kept between flushes so that a flush
+    /// hashes and sorts only the people who joined since the last one. Not serialised: restore
+    /// rebuilds it.
+    #[serde(skip)]
+    pub reach_built: ReachBuilt,
+}
+
+/// A person of a cell's reach: the impressions + clicks counted under them, and their
+/// [`identity_hash`], computed once when they join the cell. Serialised as the count alone (the
+/// snapshot form of before); restore computes the hash again ([`Cell::rehash_reach`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Reached {
+    pub touches: u32,
+    pub hash: u64,
+}
+
+impl Serialize for Reached {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.touches.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reached {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Reached { touches: u32::deserialize(d)?, hash: 0 })
+    }
+}
+
+/// The sorted distinct hashes of a cell's people, derived from its reach and never part of the
+/// state (any two compare equal). `sorted` is `None` until the next flush builds it from the
+/// whole reach: at first, after a restore and after anyone leaves the cell (rare: a touch
+/// replaced or recounted under another identity), since hashes are not counted here. While it
+/// is built, people who join go to `joined`, which the next flush sorts and merges in. `bytes`
+/// is the sketch of `sorted` ([`ReachSketch::bytes_of_sorted`]), kept with it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReachBuilt {
+    sorted: Option<Vec<u64>>,
+    joined: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl PartialEq for ReachBuilt {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl ReachBuilt {
+    fn join(&mut self, hash: u64) {
+        if self.sorted.is_some() {
+            self.joined.push(hash);
+        }
+    }
+
+    fn invalidate(&mut self) {
+        self.sorted = None;
+        self.joined = Vec::new();
+        self.bytes = Vec::new();
+    }
+
+    /// The sorted distinct hashes of `reach` and their sketch's bytes, merging in who joined
+    /// since the last call.
+    fn hashes(&mut self, reach: &crate::util::FastMap<crate::text::Text, Reached>) -> (&[u64], &[u8]) {
+        let mut joined = std::mem::take(&mut self.joined);
+        let sorted = match self.sorted.take() {
+            None => {
+                let mut all: Vec<u64> = reach.values().filter(|p| p.touches > 0).map(|p| p.hash).collect();
+                all.sort_unstable();
+                all.dedup();
+                self.bytes = ReachSketch::bytes_of_sorted(&all);
+                all
+            }
+            Some(sorted) if joined.is_empty() => sorted,
+            Some(sorted) => {
+                joined.sort_unstable();
+                joined.dedup();
+                let all = merge_sorted(&sorted, &joined);
+                ReachSketch::extend_bytes(&mut self.bytes, &all, &joined);
+                joined.clear();
+                // Keep the buffer for the next joins.
+                self.joined = joined;
+                all
+            }
+        };
+        (self.sorted.get_or_insert(sorted), &self.bytes)
+    }
+}
+
+/// The sorted union of two sorted distinct lists.
+fn merge_sorted(a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&x), Some(&y)) = (a.get(i), b.get(j)) {
+        if x <= y {
+            out.push(x);
+            i += 1;
+            j += usize::from(x == y);
+        } else {
+            out.push(y);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(a.get(i..).unwrap_or_default());
+    out.extend_from_slice(b.get(j..).unwrap_or_default());
+    out
 }
 
 pub(crate) fn add_u(x: &mut u64, sign: i8) {
@@ -158,26 +264,39 @@ impl Cell {
     pub fn reach_add(&mut self, identity: &crate::text::Text, sign: i8) {
         if sign >= 0 {
             // One probe: the key is an interned string, so cloning it is a reference count.
-            *self.reach.entry(identity.clone()).or_insert(0) += 1;
-        } else if let Some(n) = self.reach.get_mut(identity.as_str()) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+            let person = self.reach.entry(identity.clone()).or_insert_with(|| Reached { touches: 0, hash: 0 });
+            if person.touches == 0 {
+                person.hash = identity_hash(identity.as_str());
+                self.reach_built.join(person.hash);
+            }
+            person.touches += 1;
+        } else if let Some(person) = self.reach.get_mut(identity.as_str()) {
+            person.touches = person.touches.saturating_sub(1);
+            if person.touches == 0 {
                 self.reach.remove(identity.as_str());
+                self.reach_built.invalidate();
             }
         }
     }
 
-    /// The distinct hashes ([`identity_hash`]) of the cell's people, ascending.
-    pub fn reach_hashes(&self) -> Vec<u64> {
-        let mut hashes: Vec<u64> = self.reach.iter().filter(|(_, n)| **n > 0).map(|(who, _)| identity_hash(who.as_str())).collect();
-        hashes.sort_unstable();
-        hashes.dedup();
-        hashes
+    /// Computes the hashes of the reach's people again (a restored cell holds counts only).
+    pub fn rehash_reach(&mut self) {
+        for (who, person) in self.reach.iter_mut() {
+            person.hash = identity_hash(who.as_str());
+        }
+        self.reach_built.invalidate();
     }
 
-    pub fn partial(&self, partition: u32, k: &CellKey) -> DailyPartial {
-        let reach_hashes = self.reach_hashes();
-        let reach_sketch = ReachSketch::from_hashes(reach_hashes.iter().copied()).to_bytes();
+    /// The distinct hashes ([`identity_hash`]) of the cell's people, ascending. Each person is
+    /// hashed once, when they join the cell; a call sorts only who joined since the last one.
+    #[cfg(test)]
+    pub fn reach_hashes(&mut self) -> &[u64] {
+        self.reach_built.hashes(&self.reach).0
+    }
+
+    pub fn partial(&mut self, partition: u32, k: &CellKey) -> DailyPartial {
+        let (hashes, sketch) = self.reach_built.hashes(&self.reach);
+        let (reach_hashes, reach_sketch) = (hashes.to_vec(), sketch.to_vec());
         DailyPartial {
             partition,
             account_id: k.account_id,
@@ -379,5 +498,42 @@ mod tests {
         let other = CellKeyRef { account_id: &acct, campaign_id: "campad-1", advertisement_id: None, date };
         let q: &dyn CellKeyView = &other;
         assert_eq!(m.get(q), None);
+    }
+
+    /// The hashes kept between flushes are always those of the cell's people now, whatever
+    /// joined or left in between.
+    #[test]
+    fn kept_reach_hashes_follow_joins_and_leaves() {
+        let people: Vec<crate::text::Text> = ["ann", "bob", "cat", "dan", "eve"].into_iter().map(crate::text::Text::from).collect();
+        let whole = |cell: &Cell| {
+            let mut h: Vec<u64> = cell.reach.keys().map(|k| identity_hash(k.as_str())).collect();
+            h.sort_unstable();
+            h
+        };
+        let mut cell = Cell::default();
+        // (person, sign) steps, with a flush (reach_hashes) after each.
+        let steps = [(0, 1), (1, 1), (0, 1), (2, 1), (3, 1), (1, -1), (4, 1), (0, -1), (1, 1), (0, -1), (3, 1)];
+        for (who, sign) in steps {
+            let Some(person) = people.get(who) else { continue };
+            cell.reach_add(person, sign);
+            if who % 2 == 0 {
+                let want = whole(&cell);
+                assert_eq!(cell.reach_hashes(), want.as_slice());
+            }
+        }
+        let want = whole(&cell);
+        assert_eq!(cell.reach_hashes(), want.as_slice());
+        assert_eq!(cell.reach.len(), 4);
+        let mut restored: Cell = serde_json::from_str(&serde_json::to_string(&cell).unwrap_or_default()).unwrap_or_default();
+        restored.rehash_reach();
+        assert_eq!(restored.reach_hashes(), want.as_slice());
+        assert_eq!(restored.reach.values().map(|p| p.touches).sum::<u32>(), 5);
+    }
+
+    #[test]
+    fn merging_sorted_hashes_keeps_them_sorted_and_distinct() {
+        assert_eq!(merge_sorted(&[1, 3, 5], &[2, 3, 6, 7]), vec![1, 2, 3, 5, 6, 7]);
+        assert_eq!(merge_sorted(&[], &[4]), vec![4]);
+        assert_eq!(merge_sorted(&[4], &[]), vec![4]);
     }
 }

@@ -89,6 +89,30 @@ impl ReachSketch {
         ReachSketch::from_hashes(identities.into_iter().map(identity_hash))
     }
 
+    /// [`ReachSketch::to_bytes`] of the sketch of `hashes`, which must be sorted and distinct
+    /// (as [`ReachSketch::from_hashes`] leaves them), without copying them first.
+    pub fn bytes_of_sorted(hashes: &[u64]) -> Vec<u8> {
+        debug_assert!(hashes.windows(2).all(|w| w.first() < w.get(1)));
+        if hashes.len() <= EXACT_LIMIT {
+            exact_bytes(hashes)
+        } else {
+            let mut registers = vec![0u8; REGISTERS];
+            hashes.iter().for_each(|h| observe(&mut registers, *h));
+            dense_bytes(&registers)
+        }
+    }
+
+    /// Updates `bytes`, the [`ReachSketch::bytes_of_sorted`] of a set of hashes, to those of
+    /// `all` (sorted and distinct), the set with `joined` added. A dense sketch takes the new
+    /// hashes into its registers in place; any other is written again from `all`.
+    pub fn extend_bytes(bytes: &mut Vec<u8>, all: &[u64], joined: &[u64]) {
+        let dense = bytes.first() == Some(&DENSE_TAG) && bytes.len() == 2 + REGISTERS;
+        match bytes.get_mut(2..) {
+            Some(registers) if dense && all.len() > EXACT_LIMIT => joined.iter().for_each(|h| observe(registers, *h)),
+            _ => *bytes = ReachSketch::bytes_of_sorted(all),
+        }
+    }
+
     /// Sorted distinct hashes, in the form their number calls for.
     fn of_sorted(hashes: Vec<u64>) -> ReachSketch {
         if hashes.len() <= EXACT_LIMIT {
@@ -148,19 +172,8 @@ impl ReachSketch {
     /// The stored form (see the module docs).
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
-            ReachSketch::Exact(hashes) => {
-                let mut out = Vec::with_capacity(1 + 8 * hashes.len());
-                out.push(EXACT_TAG);
-                hashes.iter().for_each(|h| out.extend_from_slice(&h.to_le_bytes()));
-                out
-            }
-            ReachSketch::Dense(registers) => {
-                let mut out = Vec::with_capacity(2 + registers.len());
-                out.push(DENSE_TAG);
-                out.push(PRECISION as u8);
-                out.extend_from_slice(registers);
-                out
-            }
+            ReachSketch::Exact(hashes) => exact_bytes(hashes),
+            ReachSketch::Dense(registers) => dense_bytes(registers),
         }
     }
 
@@ -191,6 +204,25 @@ impl ReachSketch {
             _ => Err(SketchError("unknown form")),
         }
     }
+}
+
+/// The stored form of an exact sketch of `hashes`.
+fn exact_bytes(hashes: &[u64]) -> Vec<u8> {
+    let mut out = vec![0u8; 1 + 8 * hashes.len()];
+    if let Some((tag, body)) = out.split_first_mut() {
+        *tag = EXACT_TAG;
+        body.chunks_exact_mut(8).zip(hashes).for_each(|(b, h)| b.copy_from_slice(&h.to_le_bytes()));
+    }
+    out
+}
+
+/// The stored form of a dense sketch of `registers`.
+fn dense_bytes(registers: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + registers.len());
+    out.push(DENSE_TAG);
+    out.push(PRECISION as u8);
+    out.extend_from_slice(registers);
+    out
 }
 
 /// The sorted union of two sorted distinct lists.
@@ -326,6 +358,32 @@ mod tests {
         let bytes = dense.to_bytes();
         assert_eq!(bytes.len(), 2 + REGISTERS);
         assert_eq!(ReachSketch::from_bytes(&bytes).unwrap(), dense);
+    }
+
+    #[test]
+    fn the_bytes_of_sorted_hashes_are_those_of_their_sketch() {
+        for n in [0, 1, 5, EXACT_LIMIT, EXACT_LIMIT + 1, 3 * EXACT_LIMIT] {
+            let sketch = ReachSketch::from_hashes((0..n as u64).map(|i| identity_hash(&i.to_string())));
+            let mut sorted: Vec<u64> = (0..n as u64).map(|i| identity_hash(&i.to_string())).collect();
+            sorted.sort_unstable();
+            assert_eq!(ReachSketch::bytes_of_sorted(&sorted), sketch.to_bytes(), "{n} hashes");
+        }
+    }
+
+    #[test]
+    fn extended_bytes_are_those_of_the_whole_set() {
+        let hash = |i: u64| identity_hash(&i.to_string());
+        for (before, after) in [(0, 3), (10, 20), (EXACT_LIMIT - 2, EXACT_LIMIT + 5), (EXACT_LIMIT + 5, 3 * EXACT_LIMIT)] {
+            let sorted = |n: u64| {
+                let mut h: Vec<u64> = (0..n).map(hash).collect();
+                h.sort_unstable();
+                h
+            };
+            let mut bytes = ReachSketch::bytes_of_sorted(&sorted(before as u64));
+            let joined: Vec<u64> = (before as u64..after as u64).map(hash).collect();
+            ReachSketch::extend_bytes(&mut bytes, &sorted(after as u64), &joined);
+            assert_eq!(bytes, ReachSketch::bytes_of_sorted(&sorted(after as u64)), "{before} then {after}");
+        }
     }
 
     #[test]
