@@ -226,7 +226,7 @@ fn dense_bytes(registers: &[u8]) -> Vec<u8> {
 }
 
 /// The sorted union of two sorted distinct lists.
-fn union_sorted(a: &[u64], b: &[u64]) -> Vec<u64> {
+pub(crate) fn union_sorted(a: &[u64], b: &[u64]) -> Vec<u64> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (a.iter().peekable(), b.iter().peekable());
     loop {

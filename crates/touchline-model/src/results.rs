@@ -310,15 +310,16 @@ impl CellSums {
 
 /// Reach over a set of partial rows: one cell's partitions (a day), or a campaign's cells over
 /// a range of days. Reach is not additive (one person on two days, or stitched to a customer
-/// counted on another partition, is one person), so it is the distinct count of the union of
-/// the rows' sketches:
-/// - while the union holds at most [`crate::reach::EXACT_LIMIT`] people, exactly;
-/// - above that, for the rows of **one day**, the sum of the rows' exact `reach` (each
-///   partition counts its people exactly; a person counted on two partitions of the day —
-///   a visitor stitched to a customer who lives on another partition — counts twice, as
-///   before sketches);
-/// - above that, over **several days**, the HyperLogLog estimate (relative standard error
-///   [`crate::reach::STANDARD_ERROR`]).
+/// counted on another partition, is one person: with link notices a customer is counted both on
+/// their own partition and, through a stitched visitor's touch, on the visitor's), so it is the
+/// distinct count of the union of the rows' people:
+/// - for the rows of **one day** whose sketches are all exact (each partition reached at most
+///   [`crate::reach::EXACT_LIMIT`] people that day), exactly, whatever the union's size: the
+///   union of their hashes;
+/// - otherwise, the distinct count of the union of the sketches: exact while it holds at most
+///   [`crate::reach::EXACT_LIMIT`] people, else the HyperLogLog estimate (relative standard
+///   error [`crate::reach::STANDARD_ERROR`]) — over several days, or on a day when some
+///   partition reached more than that many people.
 ///
 /// Rows written before sketches (empty `reach_sketch`) or whose sketch does not decode add
 /// their `reach` to the count as it is.
@@ -327,8 +328,11 @@ pub struct ReachUnion {
     sketch: ReachSketch,
     /// The first day seen, and whether another day was seen.
     days: Option<(NaiveDate, bool)>,
-    /// Sum of the exact `reach` of the rows with a sketch.
-    sketched_sum: i64,
+    /// The sorted distinct union of the hashes of the rows with a sketch, while they are all
+    /// of one day and exact (`sketch_only` false); emptied otherwise.
+    day_hashes: Vec<u64>,
+    /// Whether a row's sketch was dense or a second day was seen: `day_hashes` is not kept.
+    sketch_only: bool,
     /// Sum of the `reach` of the rows without a (readable) sketch.
     unsketched_sum: i64,
 }
@@ -342,8 +346,17 @@ impl ReachUnion {
         });
         match ReachSketch::from_bytes(sketch) {
             Ok(s) => {
+                let several_days = matches!(self.days, Some((_, true)));
+                match s.exact_hashes() {
+                    Some(hashes) if !self.sketch_only && !several_days => {
+                        self.day_hashes = crate::reach::union_sorted(&self.day_hashes, hashes);
+                    }
+                    _ => {
+                        self.sketch_only = true;
+                        self.day_hashes = Vec::new();
+                    }
+                }
                 self.sketch.merge(&s);
-                self.sketched_sum = self.sketched_sum.checked_add(reach)?;
             }
             Err(_) => self.unsketched_sum = self.unsketched_sum.checked_add(reach)?,
         }
@@ -352,16 +365,15 @@ impl ReachUnion {
 
     /// The reach of the rows added (see the type's docs).
     pub fn reach(&self) -> i64 {
-        let one_day = matches!(self.days, Some((_, false)));
-        let sketched =
-            if self.sketch.is_exact() || !one_day { i64::try_from(self.sketch.count()).unwrap_or(i64::MAX) } else { self.sketched_sum };
-        sketched.saturating_add(self.unsketched_sum)
+        let sketched = if self.sketch_only { self.sketch.count() } else { self.day_hashes.len() as u64 };
+        i64::try_from(sketched).unwrap_or(i64::MAX).saturating_add(self.unsketched_sum)
     }
 
-    /// Whether [`ReachUnion::reach`] is an estimate (a union of several days above the exact
-    /// limit).
+    /// Whether [`ReachUnion::reach`] is an estimate: the union of the sketches holds more than
+    /// [`crate::reach::EXACT_LIMIT`] people, and they are of several days or one of them was
+    /// dense.
     pub fn is_estimate(&self) -> bool {
-        !self.sketch.is_exact() && matches!(self.days, Some((_, true)))
+        self.sketch_only && !self.sketch.is_exact()
     }
 }
 
@@ -609,13 +621,44 @@ mod tests {
         let first: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
         let second: Vec<String> = (2000..4000).map(|i| format!("p{i}")).collect();
         let one_day = publish_cells(&[people_row(0, day(1), &first), people_row(1, day(1), &second)]).unwrap();
-        assert_eq!(one_day[0].reach, 4000, "one day: the partitions' exact counts");
+        assert_eq!(one_day[0].reach, 4000, "one day: the union of the partitions' hashes");
         let range = summarize_range(&[people_row(0, day(1), &first), people_row(0, day(2), &second)]).unwrap();
         let r = &range[0];
         assert!(r.reach_estimated);
         // Within 5 standard errors (1.04/√2¹⁴ each) of the true 4,000.
         let bound = 5.0 * crate::reach::STANDARD_ERROR * 4000.0;
         assert!((r.metrics.reach as f64 - 4000.0).abs() <= bound, "{} vs 4000 ± {bound}", r.metrics.reach);
+    }
+
+    #[test]
+    fn a_large_day_counts_a_person_on_two_partitions_once() {
+        // 2,000 people on each of two partitions, 1,000 of them on both (customers counted on
+        // their own partition and, through a stitched visitor, on the visitor's): 3,000 people,
+        // past the exact limit, counted exactly from the hashes (the sum would say 4,000).
+        let first: Vec<String> = (0..2000).map(|i| format!("p{i}")).collect();
+        let second: Vec<String> = (1000..3000).map(|i| format!("p{i}")).collect();
+        let rows = publish_cells(&[people_row(0, day(1), &first), people_row(1, day(1), &second)]).unwrap();
+        assert_eq!(rows[0].reach, 3000);
+        let mut union = ReachUnion::default();
+        for p in [people_row(1, day(1), &second), people_row(0, day(1), &first)] {
+            union.add(p.metric_date, p.reach, &p.reach_sketch).unwrap();
+        }
+        assert_eq!((union.reach(), union.is_estimate()), (3000, false));
+    }
+
+    #[test]
+    fn a_day_with_a_dense_partition_is_the_estimate_of_the_union() {
+        // Partition 0 reached 3,000 people (a dense sketch), partition 1 1,000 of the same:
+        // 3,000 people, estimated, not 4,000.
+        let first: Vec<String> = (0..3000).map(|i| format!("p{i}")).collect();
+        let second: Vec<String> = (2000..3000).map(|i| format!("p{i}")).collect();
+        let mut union = ReachUnion::default();
+        for p in [people_row(0, day(1), &first), people_row(1, day(1), &second)] {
+            union.add(p.metric_date, p.reach, &p.reach_sketch).unwrap();
+        }
+        assert!(union.is_estimate());
+        let bound = 5.0 * crate::reach::STANDARD_ERROR * 3000.0;
+        assert!((union.reach() as f64 - 3000.0).abs() <= bound, "{} vs 3000 ± {bound}", union.reach());
     }
 
     proptest! {
