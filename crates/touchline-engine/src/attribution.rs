@@ -30,10 +30,6 @@ pub enum Model {
 }
 
 impl Model {
-    /// The per-conversion models, in output order.
-    pub const HEURISTIC: [Model; 6] =
-        [Model::FirstTouch, Model::LastTouch, Model::LastNonDirect, Model::Linear, Model::TimeDecay, Model::PositionBased];
-
     /// Every model a conversion is credited under, in output order: the rules, then the
     /// data-driven models.
     pub const PER_CONVERSION: [Model; 8] = [
@@ -1671,7 +1667,7 @@ mod tests {
 
     #[test]
     fn model_names_round_trip() {
-        for m in Model::HEURISTIC.into_iter().chain([Model::Markov, Model::Shapley]) {
+        for m in Model::PER_CONVERSION {
             assert_eq!(Model::parse(m.as_str()), Some(m));
             assert_eq!(serde_json::to_string(&m).unwrap_or_default(), format!("\"{}\"", m.as_str()));
         }

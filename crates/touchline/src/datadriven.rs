@@ -21,8 +21,9 @@ pub use touchline_engine::MAX_MARKOV_ORDER;
 use touchline_sql::{JourneyPathRow, ResultReader};
 use uuid::Uuid;
 
-/// Models computed on demand over the journeys of a range.
-pub const MODELS: [&str; 2] = ["markov", "shapley"];
+/// Models computed on demand over the journeys of a range (and per conversion by the
+/// channel weights, see [`crate::weights`]).
+pub use touchline_sql::DATA_DRIVEN_MODELS as MODELS;
 
 /// Channels the chain keeps at most; the rest are merged into [`OTHER_CHANNEL`].
 pub const MAX_CHANNELS: usize = 48;
