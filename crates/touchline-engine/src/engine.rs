@@ -2477,7 +2477,10 @@ impl Engine {
     /// counts the journeys no touch can join any more. Touches of identities stitched to a
     /// root on another partition are left to that partition.
     fn judge_leaving_touches(&mut self, touch_cutoff: DateTime<Utc>) {
-        let mut leaving: Vec<(Text, Leaving)> = Vec::new();
+        // Touches of one root come from several identity slots; ordering them by the touch's
+        // full order (time, then record id) keeps a path independent of arrival order when
+        // two touches share an instant.
+        let mut leaving: Vec<(Text, (DateTime<Utc>, Text, DateTime<Utc>), Leaving)> = Vec::new();
         for slot in self.st.ids.live() {
             if slot.touches.first().is_none_or(|t| t.at >= touch_cutoff) {
                 continue;
@@ -2493,6 +2496,7 @@ impl Engine {
                 let lookback = if t.view { s.view_lookback_secs } else { s.click_lookback_secs };
                 leaving.push((
                     root.clone(),
+                    (t.at, t.id.clone(), t.received_at),
                     Leaving {
                         account_id: account,
                         at: t.at,
@@ -2504,9 +2508,9 @@ impl Engine {
                 ));
             }
         }
-        leaving.sort_by(|a, b| (&a.0, a.1.at).cmp(&(&b.0, b.1.at)));
+        leaving.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let mut group: (Option<Text>, Vec<String>) = (None, Vec::new());
-        for (root, touch) in leaving {
+        for (root, _, touch) in leaving {
             if group.0.as_ref() != Some(&root) {
                 let members =
                     if self.st.members.contains_key(root.as_str()) { self.group(root.as_str()) } else { vec![root.as_str().to_owned()] };
