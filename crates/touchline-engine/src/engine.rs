@@ -442,7 +442,7 @@ struct StateRepr {
     link_clicks: LinkClicks,
     /// Journeys per account, day and path; absent from snapshots of builds before them.
     #[serde(default)]
-    journeys: Journeys,
+    journeys: Option<Journeys>,
     /// Digests of the channel weights conversions were credited by; absent from snapshots of
     /// builds before per-conversion `markov` and `shapley`.
     #[serde(default)]
@@ -946,6 +946,7 @@ impl Engine {
             .map_err(|e| EngineError::Snapshot(e.to_string()))?;
         let r = if codec == Some(CODEC_DEFLATE_JSON) { state_from_json(&state)? } else { state_from_msgpack(&state)? };
         let r_dirty_convs = sort_strings(r.dirty_convs.into_iter().collect());
+        let journeys_absent = r.journeys.is_none();
         let mut st = State {
             watermark: r.watermark,
             counters: r.counters,
@@ -964,7 +965,7 @@ impl Engine {
             dirty_cells: r.dirty_cells,
             pending: r.pending,
             link_clicks: r.link_clicks,
-            journeys: r.journeys,
+            journeys: r.journeys.unwrap_or_default(),
             weights_applied: r.weights_applied,
         };
         // Share the strings again and restore the list order (snapshots of any list order load).
@@ -988,8 +989,9 @@ impl Engine {
             c.kind_text = Some(int.get(c.kind.as_str()));
         }
         // A snapshot taken before journeys holds no conversion times: the held conversions'
-        // are the ones its touches can still be credited by.
-        if !st.journeys.knows_conversions() {
+        // are the ones its touches can still be credited by. (A later snapshot may hold none
+        // while conversions wait for a flush: those were judged already.)
+        if journeys_absent {
             for (key, c) in &st.convs {
                 st.journeys.note_conversion(&c.ident, key, c.at);
             }

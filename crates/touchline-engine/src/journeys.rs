@@ -171,11 +171,6 @@ impl Journeys {
         list.insert(i, (at, key.clone()));
     }
 
-    /// Whether any conversion time is kept (a snapshot taken before journeys has none).
-    pub fn knows_conversions(&self) -> bool {
-        !self.conversions.is_empty()
-    }
-
     /// Forgets conversion `key` of `ident` (it moved to another identity).
     pub fn forget_conversion(&mut self, ident: &Text, key: &Text) {
         if let Some(list) = self.conversions.get_mut(ident) {
