@@ -636,6 +636,9 @@ fn journey_key(account: &Uuid, at: DateTime<Utc>, touches: &[&Held]) -> PathKey 
     }
 }
 
+/// A touch's full order: time, record id, then arrival ([`Held::order`]'s fields, owned).
+type TouchOrder = (DateTime<Utc>, Text, DateTime<Utc>);
+
 /// The day of `at` in `tz` (UTC, the default zone, without the zone machinery).
 fn local_date(at: DateTime<Utc>, tz: chrono_tz::Tz) -> NaiveDate {
     if tz == chrono_tz::UTC {
@@ -2482,7 +2485,7 @@ impl Engine {
         // Touches of one root come from several identity slots; ordering them by the touch's
         // full order (time, then record id) keeps a path independent of arrival order when
         // two touches share an instant.
-        let mut leaving: Vec<(Text, (DateTime<Utc>, Text, DateTime<Utc>), Leaving)> = Vec::new();
+        let mut leaving: Vec<(Text, TouchOrder, Leaving)> = Vec::new();
         for slot in self.st.ids.live() {
             if slot.touches.first().is_none_or(|t| t.at >= touch_cutoff) {
                 continue;
