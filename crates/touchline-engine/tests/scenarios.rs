@@ -429,23 +429,6 @@ fn paths_feed_markov_and_shapley() {
     assert!(s.channels.iter().all(|c| (c.conversions - 0.5).abs() < 1e-9), "{s:?}");
 }
 
-/// A link click of `code`, by a bot or not, of `campaign`.
-fn link_click(code: Option<&str>, bot: bool, campaign: Option<&str>) -> touchline_model::Body {
-    touchline_model::Body::LinkClick(touchline_model::LinkClick {
-        link_id: None,
-        short_code: code.map(id),
-        target_url: None,
-        referer: None,
-        user_agent: None,
-        ip: None,
-        device_id: None,
-        campaign_id: campaign.map(id),
-        advertisement_id: None,
-        bot,
-        unique: None,
-    })
-}
-
 #[test]
 fn link_clicks_count_unless_bots_or_without_campaign() {
     let lc = |bot: bool, campaign: Option<&str>| link_click(None, bot, campaign);

@@ -138,3 +138,20 @@ pub fn session_body(sid: &str, started: DateTime<Utc>, ended: Option<DateTime<Ut
         ip: None,
     })
 }
+
+/// A link click of `code`, by a bot or not, of `campaign`.
+pub fn link_click(code: Option<&str>, bot: bool, campaign: Option<&str>) -> Body {
+    Body::LinkClick(LinkClick {
+        link_id: None,
+        short_code: code.map(id),
+        target_url: None,
+        referer: None,
+        user_agent: None,
+        ip: None,
+        device_id: None,
+        campaign_id: campaign.map(id),
+        advertisement_id: None,
+        bot,
+        unique: None,
+    })
+}
