@@ -289,9 +289,11 @@ fn metrics_count_clicks_reach_engagements_sessions_conversions_and_cost() {
 
 #[test]
 fn lookback_windows_per_class() {
+    // Ages at the conversion (2026-11-20T10:00Z): 2 days, 31 days (Oct 20 → 31 is 11, then
+    // 20), 29 days, 12 hours, and a second after it. The exact edges are in tests/boundaries.rs.
     let mut e = Engine::new(EngineConfig::single());
     e.ingest(&touchpoint("view-2d", "2026-11-18T10:00:00Z", (Some("a"), None), "impression", Some("c")));
-    e.ingest(&touchpoint("click-31d", "2026-10-12T09:00:00Z", (Some("a"), None), "click", Some("c")));
+    e.ingest(&touchpoint("click-31d", "2026-10-20T10:00:00Z", (Some("a"), None), "click", Some("c")));
     e.ingest(&touchpoint("click-29d", "2026-10-22T10:00:00Z", (Some("a"), None), "click", Some("c")));
     e.ingest(&touchpoint("view-12h", "2026-11-19T22:00:00Z", (Some("a"), None), "impression", Some("c")));
     e.ingest(&touchpoint("after", "2026-11-20T10:00:01Z", (Some("a"), None), "click", Some("c")));
