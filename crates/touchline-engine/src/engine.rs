@@ -2023,8 +2023,13 @@ impl Engine {
         // Compared in nanoseconds where all of them have one (see `held::nanos`), else by chrono.
         let (at_ns, click_ns, view_ns) = (nanos(at), nanos(click_from), nanos(view_from));
         let by_ns = at_ns != i64::MIN && click_ns != i64::MIN && view_ns != i64::MIN;
+        // A view lookback of 0 days turns view-through credit off (as ad platforms read a
+        // zero window), rather than crediting impressions at the conversion's very instant.
+        let views_count = s.view_lookback_secs > 0;
         let keep = |t: &&Held| {
-            if by_ns && t.at_ns != i64::MIN {
+            if t.view && !views_count {
+                false
+            } else if by_ns && t.at_ns != i64::MIN {
                 t.at_ns <= at_ns && t.at_ns >= if t.view { view_ns } else { click_ns }
             } else {
                 t.at <= at && t.at >= if t.view { view_from } else { click_from }

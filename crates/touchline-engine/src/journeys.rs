@@ -195,7 +195,8 @@ impl Journeys {
     /// a conversion, or part of the root's open non-converting journey, which a conversion or
     /// a long gap since its last touch first closes. Touches of one root come in time order.
     pub fn judge(&mut self, root: &Text, group: &[&str], t: Leaving) {
-        if self.converted_within(group.iter().copied(), t.at, t.at + t.lookback) {
+        // A zero lookback (view-through credit off) credits the touch to no conversion.
+        if t.lookback > Duration::zero() && self.converted_within(group.iter().copied(), t.at, t.at + t.lookback) {
             return;
         }
         let ends_open = self

@@ -145,6 +145,31 @@ fn an_accounts_own_lookbacks_have_the_same_edges() {
     assert_eq!(got, ["click-edge", "click-inside", "view-edge", "view-inside"]);
 }
 
+/// A view lookback of 0 days turns view-through credit off: an impression at the conversion's
+/// very instant is not credited (the window would otherwise be the single instant), a click at
+/// that instant still is, and the impression's journey counts as one that did not convert
+/// (decided at watermark 2027-03-01, past the 67 days after 2026-11-20).
+#[test]
+fn a_view_lookback_of_zero_credits_no_impression() {
+    let mut cfg = EngineConfig::single();
+    cfg.accounts.insert(acct(), AccountSettings { view_lookback_secs: 0, ..AccountSettings::default() });
+    let got = credited(
+        &cfg,
+        &[("view-at", "impression", "2026-11-20T10:00:00Z"), ("click-at", "click", "2026-11-20T10:00:00Z")],
+        "2026-11-20T10:00:00Z",
+    );
+    assert_eq!(got, ["click-at"]);
+
+    let mut e = Engine::new(cfg);
+    e.ingest(&touchpoint("view", "2026-11-20T10:00:00Z", (Some("v"), None), "impression", Some("c")));
+    e.ingest(&conversion("v-cv", "2026-11-20T10:00:00Z", (Some("v"), None), 1000, None));
+    let mut journeys = e.flush().journeys;
+    e.advance_watermark(ts("2027-03-01T00:00:00Z"));
+    journeys.extend(e.flush().journeys);
+    let counts: Vec<(&str, u64, u64)> = journeys.iter().map(|j| (j.channels.as_str(), j.conversions, j.non_conversions)).collect();
+    assert_eq!(counts, [("", 1, 0), ("paid_social", 0, 1)]);
+}
+
 /// The journeys use the same edge as the models: a click exactly 30 days before a conversion
 /// is on the converting journey and never counted as a journey that did not convert; a click
 /// a second older is not on it and, once decided, is a non-converting journey of its own day.
