@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use touchline_engine::{aggregate_paths, markov_of_order, shapley, ChannelCredit, PathCount, ShapleyOptions};
-use touchline_sql::{CatalogCache, CatalogStore, ChannelWeights, ResultReader};
+use touchline_sql::{Account, CatalogCache, CatalogStore, ChannelWeights, ResultReader};
 use uuid::Uuid;
 
 use crate::datadriven::{bound_channels, paths_of, MAX_CHANNELS, OTHER_CHANNEL};
@@ -128,13 +128,24 @@ pub async fn refresh(
     Ok(weights)
 }
 
-/// The last day whose journeys are all decided on `today`: before it by the allowed lateness
-/// plus twice the click lookback (a touch is judged once no conversion can credit it, and its
-/// run once no touch can join it).
-pub fn last_decided_day(today: NaiveDate, lateness_secs: i64, click_lookback_days: i32) -> NaiveDate {
+/// The last day whose journeys are all decided on `today`, as the engine decides them: a
+/// touch is judged once the touch cutoff (the allowed lateness plus the longest lookback of any
+/// account, `longest_lookback_days`) has passed it, and its run is counted once that cutoff has
+/// passed its last touch by the account's click lookback. A day counts once its last instant
+/// has, so the day before `today` minus that sum is the last one.
+pub fn last_decided_day(today: NaiveDate, lateness_secs: i64, longest_lookback_days: i32, click_lookback_days: i32) -> NaiveDate {
     let lateness_days = lateness_secs.max(0).unsigned_abs().div_ceil(86_400);
-    let days = lateness_days.saturating_add(2 * u64::from(click_lookback_days.max(0).unsigned_abs()));
-    today.checked_sub_days(chrono::Days::new(days)).unwrap_or(NaiveDate::MIN)
+    let days = |d: i32| u64::from(d.max(0).unsigned_abs());
+    let total = lateness_days.saturating_add(days(longest_lookback_days)).saturating_add(days(click_lookback_days)).saturating_add(1);
+    today.checked_sub_days(chrono::Days::new(total)).unwrap_or(NaiveDate::MIN)
+}
+
+/// The longest click or view lookback, in days, of `accounts` and of the engine's defaults for
+/// an account the catalog does not know: the engine holds touches that long.
+pub fn longest_lookback_days<'a>(accounts: impl IntoIterator<Item = &'a Account>) -> i32 {
+    let defaults = touchline_engine::AccountSettings::default().max_lookback_secs().max(0).unsigned_abs().div_ceil(86_400);
+    let defaults = i32::try_from(defaults).unwrap_or(i32::MAX);
+    accounts.into_iter().map(|a| a.click_lookback_days.max(a.view_lookback_days)).fold(defaults, i32::max)
 }
 
 /// Refreshes every account whose weights are missing or older than the interval; returns how
@@ -150,6 +161,7 @@ pub async fn refresh_due(
     let now = Utc::now();
     let interval = chrono::Duration::seconds(i64::try_from(cfg.refresh_secs).unwrap_or(i64::MAX));
     let mut refreshed = 0;
+    let longest = longest_lookback_days(snap.accounts.values());
     for (account, settings) in &snap.accounts {
         let last = touchline_sql::DATA_DRIVEN_MODELS
             .iter()
@@ -159,7 +171,7 @@ pub async fn refresh_due(
         if last.is_some_and(|t| now.signed_duration_since(t) < interval) {
             continue;
         }
-        let to = last_decided_day(now.date_naive(), lateness_secs, settings.click_lookback_days);
+        let to = last_decided_day(now.date_naive(), lateness_secs, longest, settings.click_lookback_days);
         match refresh(store, results, *account, to, cfg).await {
             Ok(w) => {
                 refreshed += 1;
@@ -228,10 +240,11 @@ pub async fn cli(config: crate::config::Config, command: WeightsCommand) -> anyh
                 anyhow::bail!("no account {:?} in {}", account.unwrap_or_default(), crate::app::redact(&config.database_url()));
             }
             let mut out = Vec::new();
+            let longest = longest_lookback_days(&accounts);
             for id in chosen {
                 let lookback = accounts.iter().find(|a| a.id == id).map_or(30, |a| a.click_lookback_days);
                 let today = Utc::now().date_naive();
-                let to = to.unwrap_or_else(|| last_decided_day(today, config.aggregator.allowed_lateness_secs, lookback));
+                let to = to.unwrap_or_else(|| last_decided_day(today, config.aggregator.allowed_lateness_secs, longest, lookback));
                 out.extend(refresh(store.as_ref(), results.as_ref(), id, to, &config.weights).await?);
             }
             out
@@ -263,13 +276,29 @@ mod tests {
 
     #[test]
     fn the_window_ends_where_every_journey_is_decided() {
-        // 7 days of lateness and 2 × 30 days of click lookback before 2026-12-07: 67 days,
-        // 2026-10-01 (Dec 7 − 30 = Nov 7, − 31 = Oct 7, − 6 = Oct 1).
+        // 7 days of lateness, 30 of the longest lookback, 30 of the click lookback: a run
+        // whose last touch is at 2026-10-01T23:59:59Z is counted at watermark
+        // 2026-12-07T23:59:59Z (the engine's boundaries test pins 67 days to the second), so on
+        // 2026-12-07 the last whole decided day is 2026-09-30 (Dec 7 − 30 = Nov 7, − 31 =
+        // Oct 7, − 6 = Oct 1, − 1).
         let today = NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
-        assert_eq!(last_decided_day(today, 7 * 86_400, 30), NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
-        // Part of a day of lateness counts as a whole one.
-        assert_eq!(last_decided_day(today, 3_600, 1), NaiveDate::from_ymd_opt(2026, 12, 4).unwrap());
-        assert_eq!(last_decided_day(today, i64::MAX, i32::MAX), NaiveDate::MIN, "no overflow");
+        assert_eq!(last_decided_day(today, 7 * 86_400, 30, 30), NaiveDate::from_ymd_opt(2026, 9, 30).unwrap());
+        // Another account's 90-day view lookback keeps every touch 60 days longer.
+        assert_eq!(last_decided_day(today, 7 * 86_400, 90, 30), NaiveDate::from_ymd_opt(2026, 8, 1).unwrap());
+        // Part of a day of lateness counts as a whole one: 1 + 1 + 1 + 1 days.
+        assert_eq!(last_decided_day(today, 3_600, 1, 1), NaiveDate::from_ymd_opt(2026, 12, 3).unwrap());
+        assert_eq!(last_decided_day(today, i64::MAX, i32::MAX, i32::MAX), NaiveDate::MIN, "no overflow");
+    }
+
+    #[test]
+    fn the_longest_lookback_counts_views_and_the_engine_defaults() {
+        let id = |n: u128| Uuid::from_u128(n);
+        let mut short = Account::new(id(1), "short");
+        (short.click_lookback_days, short.view_lookback_days) = (7, 1);
+        assert_eq!(longest_lookback_days([&short]), 30, "the engine's default click lookback");
+        let mut views = Account::new(id(2), "views");
+        (views.click_lookback_days, views.view_lookback_days) = (30, 90);
+        assert_eq!(longest_lookback_days([&short, &views]), 90);
     }
 
     #[test]
