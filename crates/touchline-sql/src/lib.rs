@@ -24,8 +24,8 @@ pub use touchline_model::results::publish_cells;
 pub use touchline_store::{cache, CatalogCache};
 pub use touchline_store::{
     Account, Advertisement, ApiKey, AttributionRow, Campaign, Catalog, CatalogStore, ChannelWeights, CheckpointTable, CheckpointWrite,
-    DailyMetricRow, JourneyPartialRow, JourneyPathRow, KeyKind, Link, LinkClickPartialRow, PartialRow, Result, ResultReader, ResultSink,
-    StoreError, StoredCheckpoint, DATA_DRIVEN_MODELS, MODELS,
+    CurrencyRate, DailyMetricRow, JourneyPartialRow, JourneyPathRow, KeyKind, Link, LinkClickPartialRow, PartialRow, Result, ResultReader,
+    ResultSink, StoreError, StoredCheckpoint, DATA_DRIVEN_MODELS, MODELS,
 };
 
 /// The store traits, for callers of their methods: `use touchline_sql::prelude::*;`.

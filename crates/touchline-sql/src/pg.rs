@@ -152,8 +152,9 @@ pub(crate) const PARTIAL_UPDATE: [&str; 12] = [
     "epoch",
     "reach_sketch",
 ];
-/// Columns a publish sets: the sums and their ratios, never a campaign's currency or UTMs.
-pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
+/// Columns a publish sets: the sums, their ratios and the account's reporting currency they
+/// are in, never a campaign's UTMs.
+pub(crate) const PUBLISHED_UPDATE: [&str; 15] = [
     "impressions",
     "clicks",
     "reach",
@@ -163,6 +164,7 @@ pub(crate) const PUBLISHED_UPDATE: [&str; 14] = [
     "conversions",
     "revenue",
     "cost",
+    "currency",
     "ctr",
     "cpc",
     "cpm",
@@ -296,8 +298,14 @@ impl CatalogStore for PgStore {
             .iter()
             .map(channel_weights_from_row)
             .collect::<Result<_>>()?;
+        let currency_rates = sqlx::query(&currency_rates_sql("rate"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(currency_rate_from_row)
+            .collect::<Result<_>>()?;
         tx.commit().await?;
-        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links, channel_weights })
+        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links, channel_weights, currency_rates })
     }
 
     async fn catalog_version(&self) -> Result<i64> {
@@ -316,11 +324,12 @@ impl CatalogStore for PgStore {
     async fn upsert_account(&self, a: &Account) -> Result<()> {
         sqlx::query(
             "INSERT INTO accounts (id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
-             time_decay_half_life_days, session_timeout_minutes, anonymize_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             time_decay_half_life_days, session_timeout_minutes, anonymize_ip, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
              ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, \
              default_attribution_model = EXCLUDED.default_attribution_model, click_lookback_days = EXCLUDED.click_lookback_days, \
              view_lookback_days = EXCLUDED.view_lookback_days, time_decay_half_life_days = EXCLUDED.time_decay_half_life_days, \
-             session_timeout_minutes = EXCLUDED.session_timeout_minutes, anonymize_ip = EXCLUDED.anonymize_ip, updated_at = now()",
+             session_timeout_minutes = EXCLUDED.session_timeout_minutes, anonymize_ip = EXCLUDED.anonymize_ip, currency = EXCLUDED.currency, \
+             updated_at = now()",
         )
         .bind(a.id)
         .bind(&a.name)
@@ -331,6 +340,7 @@ impl CatalogStore for PgStore {
         .bind(a.time_decay_half_life_days)
         .bind(a.session_timeout_minutes)
         .bind(a.anonymize_ip)
+        .bind(&a.currency)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -420,6 +430,25 @@ impl CatalogStore for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_currency_rate(&self, x: &CurrencyRate) -> Result<()> {
+        check_currency_rate(x)?;
+        // Global reference data: written by the owner, not as an account.
+        sqlx::query(
+            "INSERT INTO currency_rates (from_currency, to_currency, rate, valid_from, valid_until, source) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (from_currency, to_currency, valid_from) DO UPDATE SET \
+             rate = EXCLUDED.rate, valid_until = EXCLUDED.valid_until, source = EXCLUDED.source",
+        )
+        .bind(&x.from_currency)
+        .bind(&x.to_currency)
+        .bind(x.rate)
+        .bind(x.valid_from)
+        .bind(x.valid_until)
+        .bind(&x.source)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -544,7 +573,12 @@ impl ResultSink for PgStore {
                 cells.sort_unstable();
                 cells.dedup();
                 let partials = partials_of_cells(&mut tx, account, &cells).await?;
-                let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
+                let mut published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
+                let currency: Option<String> =
+                    sqlx::query_scalar("SELECT currency FROM accounts WHERE id = $1").bind(account).fetch_optional(&mut *tx).await?;
+                for r in &mut published {
+                    r.currency.clone_from(&currency);
+                }
                 upsert_metric_rows(&mut tx, &published.iter().collect::<Vec<_>>(), &PUBLISHED_UPDATE).await?;
                 n += chunk.len() as u64;
             }

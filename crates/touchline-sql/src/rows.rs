@@ -3,8 +3,8 @@
 
 use crate::columns::Columns;
 use crate::{
-    Account, Advertisement, ApiKey, AttributionRow, Campaign, ChannelWeights, DailyMetricRow, JourneyPathRow, KeyKind, Link, PartialRow,
-    Result, StoreError,
+    Account, Advertisement, ApiKey, AttributionRow, Campaign, ChannelWeights, CurrencyRate, DailyMetricRow, JourneyPathRow, KeyKind, Link,
+    PartialRow, Result, StoreError,
 };
 
 /// Columns of `campaign_performance_metrics` a row is written with, in bind order.
@@ -97,7 +97,7 @@ pub(crate) const RESULT_TABLES: [&str; 5] =
 pub(crate) const CATALOG_VERSION_SQL: &str = "SELECT version FROM catalog_version WHERE id = 1";
 
 pub(crate) const ACCOUNTS_SQL: &str = "SELECT id, name, timezone, default_attribution_model, click_lookback_days, \
-     view_lookback_days, time_decay_half_life_days, session_timeout_minutes, anonymize_ip FROM accounts \
+     view_lookback_days, time_decay_half_life_days, session_timeout_minutes, anonymize_ip, currency FROM accounts \
      WHERE deleted_at IS NULL ORDER BY name";
 
 pub(crate) const KEYS_SQL: &str = "SELECT account_id, kind, key_hash, prefix, revoked_at IS NOT NULL AS revoked FROM api_keys ORDER BY id";
@@ -110,6 +110,46 @@ pub(crate) const ADVERTISEMENTS_SQL: &str =
 
 pub(crate) const LINKS_SQL: &str = "SELECT account_id, short_code, target_url, utm_source, utm_medium, utm_campaign, utm_term, \
      utm_content, campaign_id, advertisement_id, deleted_at IS NOT NULL AS deleted FROM links ORDER BY short_code";
+
+/// The exchange rates, `{rate}` being the column as [`Columns::money`] reads it.
+pub(crate) fn currency_rates_sql(rate: &str) -> String {
+    format!(
+        "SELECT from_currency, to_currency, {rate} AS rate, valid_from, valid_until, source FROM currency_rates \
+         ORDER BY from_currency, to_currency, valid_from"
+    )
+}
+
+pub(crate) fn currency_rate_from_row(r: &impl Columns) -> Result<CurrencyRate> {
+    Ok(CurrencyRate {
+        from_currency: r.text("from_currency")?,
+        to_currency: r.text("to_currency")?,
+        rate: r.money("rate")?,
+        valid_from: r.time("valid_from")?,
+        valid_until: r.opt_time("valid_until")?,
+        source: r.text("source")?,
+    })
+}
+
+/// Refuses a rate the tables would refuse less clearly (or, on SQLite, not at all).
+pub(crate) fn check_currency_rate(x: &CurrencyRate) -> Result<()> {
+    let code = |c: &str| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase());
+    if !code(&x.from_currency) || !code(&x.to_currency) || x.from_currency == x.to_currency {
+        return Err(StoreError::Invalid(format!(
+            "exchange rate {} -> {}: two different ISO 4217 codes in upper case expected",
+            x.from_currency, x.to_currency
+        )));
+    }
+    if x.rate <= rust_decimal::Decimal::ZERO {
+        return Err(StoreError::Invalid(format!("exchange rate {} -> {}: {} is not positive", x.from_currency, x.to_currency, x.rate)));
+    }
+    if x.valid_until.is_some_and(|u| u <= x.valid_from) {
+        return Err(StoreError::Invalid(format!(
+            "exchange rate {} -> {}: valid_until is not after valid_from",
+            x.from_currency, x.to_currency
+        )));
+    }
+    Ok(())
+}
 
 /// The channel weights, `{weights}` being the column read as JSON text.
 pub(crate) fn channel_weights_sql(weights: &str) -> String {
@@ -150,6 +190,7 @@ pub(crate) fn account_from_row(r: &impl Columns) -> Result<Account> {
         time_decay_half_life_days: r.real("time_decay_half_life_days")?,
         session_timeout_minutes: r.int32("session_timeout_minutes")?,
         anonymize_ip: r.flag("anonymize_ip")?,
+        currency: r.text("currency")?,
     })
 }
 

@@ -236,7 +236,14 @@ async fn write_partials(tx: &mut sqlx::Transaction<'static, Sqlite>, rows: &[Par
             cells.sort_unstable();
             cells.dedup();
             let partials = partials_of_cells(tx, account, &cells).await?;
-            let published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
+            let mut published = publish_cells(&partials).map_err(|e| StoreError::Refused(e.to_string()))?;
+            let currency: Option<String> = sqlx::query_scalar("SELECT currency FROM accounts WHERE id = ?")
+                .bind(account.to_string())
+                .fetch_optional(&mut **tx)
+                .await?;
+            for r in &mut published {
+                r.currency.clone_from(&currency);
+            }
             upsert_metric_rows(tx, &published.iter().collect::<Vec<_>>(), &PUBLISHED_UPDATE).await?;
             n += chunk.len() as u64;
         }
@@ -397,8 +404,14 @@ impl CatalogStore for SqliteStore {
             .iter()
             .map(channel_weights_from_row)
             .collect::<Result<_>>()?;
+        let currency_rates = sqlx::query(&currency_rates_sql("rate"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(currency_rate_from_row)
+            .collect::<Result<_>>()?;
         tx.commit().await?;
-        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links, channel_weights })
+        Ok(Catalog { version, accounts, keys, campaigns, advertisements, links, channel_weights, currency_rates })
     }
 
     async fn catalog_version(&self) -> Result<i64> {
@@ -420,11 +433,12 @@ impl CatalogStore for SqliteStore {
         let _turn = self.write_turn.lock().await;
         sqlx::query(&format!(
             "INSERT INTO accounts (id, name, timezone, default_attribution_model, click_lookback_days, view_lookback_days, \
-             time_decay_half_life_days, session_timeout_minutes, anonymize_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             time_decay_half_life_days, session_timeout_minutes, anonymize_ip, currency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone, \
              default_attribution_model = excluded.default_attribution_model, click_lookback_days = excluded.click_lookback_days, \
              view_lookback_days = excluded.view_lookback_days, time_decay_half_life_days = excluded.time_decay_half_life_days, \
-             session_timeout_minutes = excluded.session_timeout_minutes, anonymize_ip = excluded.anonymize_ip, updated_at = {NOW}"
+             session_timeout_minutes = excluded.session_timeout_minutes, anonymize_ip = excluded.anonymize_ip, currency = excluded.currency, \
+             updated_at = {NOW}"
         ))
         .bind(a.id.to_string())
         .bind(&a.name)
@@ -435,6 +449,7 @@ impl CatalogStore for SqliteStore {
         .bind(a.time_decay_half_life_days)
         .bind(a.session_timeout_minutes)
         .bind(a.anonymize_ip)
+        .bind(&a.currency)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -521,6 +536,25 @@ impl CatalogStore for SqliteStore {
         .bind(w.journeys)
         .bind(w.conversions)
         .bind(ts(w.computed_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_currency_rate(&self, x: &CurrencyRate) -> Result<()> {
+        check_currency_rate(x)?;
+        let _turn = self.write_turn.lock().await;
+        sqlx::query(
+            "INSERT INTO currency_rates (from_currency, to_currency, rate, valid_from, valid_until, source) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (from_currency, to_currency, valid_from) DO UPDATE SET \
+             rate = excluded.rate, valid_until = excluded.valid_until, source = excluded.source",
+        )
+        .bind(&x.from_currency)
+        .bind(&x.to_currency)
+        .bind(money_text(x.rate))
+        .bind(ts(x.valid_from))
+        .bind(x.valid_until.map(ts))
+        .bind(&x.source)
         .execute(&self.pool)
         .await?;
         Ok(())

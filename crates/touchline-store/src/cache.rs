@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use uuid::Uuid;
 
-use crate::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, ChannelWeights, Link, Result};
+use crate::{Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, ChannelWeights, CurrencyRate, Link, Result};
 
 /// An immutable view of the catalog.
 #[derive(Debug, Default)]
@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub links: HashMap<String, Link>,
     /// Data-driven channel weights by (account, model).
     pub channel_weights: HashMap<(Uuid, String), ChannelWeights>,
+    /// Exchange rates, sorted by (from, to, valid_from).
+    pub currency_rates: Vec<CurrencyRate>,
 }
 
 impl Snapshot {
@@ -41,6 +43,7 @@ impl Snapshot {
             advertisements: c.advertisements.into_iter().map(|x| ((x.account_id, x.id.clone()), x)).collect(),
             links: c.links.into_iter().map(|l| (l.short_code.clone(), l)).collect(),
             channel_weights: c.channel_weights.into_iter().map(|w| ((w.account_id, w.model.clone()), w)).collect(),
+            currency_rates: c.currency_rates,
         }
     }
 

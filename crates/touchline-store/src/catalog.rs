@@ -1,11 +1,12 @@
 //! The catalog: accounts and their settings, API keys (by hash), campaigns with their time
-//! zones, advertisements, short links and the data-driven channel weights of each account. The collector and the aggregator read it whole
+//! zones, advertisements, short links, the data-driven channel weights of each account and the exchange rates. The collector and the aggregator read it whole
 //! ([`CatalogStore::load_catalog`]) and follow its changes ([`CatalogStore::catalog_version`]).
 
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,6 +28,8 @@ pub struct Account {
     pub time_decay_half_life_days: f64,
     pub session_timeout_minutes: i32,
     pub anonymize_ip: bool,
+    /// Reporting currency (ISO 4217, upper case): revenue and cost are converted to it.
+    pub currency: String,
 }
 
 impl Account {
@@ -42,6 +45,7 @@ impl Account {
             time_decay_half_life_days: 7.0,
             session_timeout_minutes: 30,
             anonymize_ip: false,
+            currency: "USD".into(),
         }
     }
 }
@@ -137,6 +141,20 @@ pub struct ChannelWeights {
     pub computed_at: DateTime<Utc>,
 }
 
+/// An exchange rate, in the shape of the seeds' `currency_conversion`: one `from_currency` is
+/// worth `rate` of `to_currency` from `valid_from` until `valid_until` (exclusive; when absent,
+/// until the pair's next row). Global, not per account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurrencyRate {
+    pub from_currency: String,
+    pub to_currency: String,
+    pub rate: Decimal,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Who supplied it (`manual`, `ecb`, …).
+    pub source: String,
+}
+
 /// Everything the collector and aggregator read from the catalog.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
@@ -147,6 +165,8 @@ pub struct Catalog {
     pub advertisements: Vec<Advertisement>,
     pub links: Vec<Link>,
     pub channel_weights: Vec<ChannelWeights>,
+    /// Sorted by (from, to, valid_from).
+    pub currency_rates: Vec<CurrencyRate>,
 }
 
 /// Where the catalog lives (the SQL stores).
@@ -178,6 +198,9 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// Replaces an account's channel weights under one model.
     async fn put_channel_weights(&self, weights: &ChannelWeights) -> Result<()>;
+
+    /// Adds an exchange rate, or replaces the one of the same (from, to, valid_from).
+    async fn put_currency_rate(&self, rate: &CurrencyRate) -> Result<()>;
 
     /// Returns when the catalog may have changed (Postgres: a NOTIFY) or after `timeout`.
     async fn wait_for_change(&self, timeout: std::time::Duration) {

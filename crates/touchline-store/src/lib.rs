@@ -23,7 +23,8 @@ pub mod testsuite;
 
 pub use cache::CatalogCache;
 pub use catalog::{
-    Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, ChannelWeights, KeyKind, Link, DATA_DRIVEN_MODELS, MODELS,
+    Account, Advertisement, ApiKey, Campaign, Catalog, CatalogStore, ChannelWeights, CurrencyRate, KeyKind, Link, DATA_DRIVEN_MODELS,
+    MODELS,
 };
 pub use checkpoints::{CheckpointTable, CheckpointWrite, StoredCheckpoint};
 pub use error::{Result, StoreError};

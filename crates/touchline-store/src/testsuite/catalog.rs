@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{date, two_accounts};
-use crate::{Account, Advertisement, ApiKey, Campaign, CatalogCache, CatalogStore, ChannelWeights, KeyKind, Link};
+use crate::{Account, Advertisement, ApiKey, Campaign, CatalogCache, CatalogStore, ChannelWeights, CurrencyRate, KeyKind, Link};
 
 /// What is written to the catalog comes back from `load_catalog`.
 pub async fn catalog_round_trip(store: &dyn CatalogStore) {
@@ -108,6 +108,62 @@ pub async fn channel_weights_round_trip(store: Arc<dyn CatalogStore>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while cache.snapshot().channel_weights.get(&(a, "markov".to_owned())) != Some(&newer) {
         assert!(Instant::now() < deadline, "the cache did not see the new weights within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An account's reporting currency and the exchange rates come back as written: a rate keeps
+/// every decimal place, the row of the same (from, to, valid_from) is replaced, invalid rates
+/// are refused, and a new rate reaches a running cache like any catalog change.
+pub async fn currency_rates_round_trip(store: Arc<dyn CatalogStore>) {
+    let (a, _) = two_accounts(store.as_ref()).await;
+    let mut account = store.load_catalog().await.expect("load").accounts.into_iter().find(|x| x.id == a).expect("account a");
+    assert_eq!(account.currency, "USD", "the default reporting currency");
+    account.currency = "EUR".into();
+    store.upsert_account(&account).await.expect("set currency");
+    let got = store.load_catalog().await.expect("load").accounts.into_iter().find(|x| x.id == a).expect("account a");
+    assert_eq!(got.currency, "EUR");
+
+    let cache = CatalogCache::load(store.clone(), Duration::from_secs(60)).await.expect("load cache");
+    let _task = cache.spawn_refresh(Duration::from_millis(200));
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&chrono::Utc);
+    let d = |s: &str| s.parse::<rust_decimal::Decimal>().expect("decimal");
+    let eur_usd = CurrencyRate {
+        from_currency: "EUR".into(),
+        to_currency: "USD".into(),
+        rate: d("1.10"),
+        valid_from: at("2026-11-20T00:00:00Z"),
+        valid_until: Some(at("2026-11-21T00:00:00Z")),
+        source: "manual".into(),
+    };
+    // 1 VND = 0.000039370079 USD: twelve places, all kept.
+    let vnd_usd = CurrencyRate {
+        from_currency: "VND".into(),
+        to_currency: "USD".into(),
+        rate: d("0.000039370079"),
+        valid_from: at("2026-11-20T00:00:00.123456Z"),
+        valid_until: None,
+        source: "ecb".into(),
+    };
+    let gbp_usd = CurrencyRate { from_currency: "GBP".into(), rate: d("1.25"), valid_until: None, ..eur_usd.clone() };
+    for x in [&eur_usd, &vnd_usd, &gbp_usd] {
+        store.put_currency_rate(x).await.expect("put rate");
+    }
+    let eur_usd = CurrencyRate { rate: d("1.0825"), ..eur_usd };
+    store.put_currency_rate(&eur_usd).await.expect("replace rate");
+    for bad in [
+        CurrencyRate { rate: d("0"), ..gbp_usd.clone() },
+        CurrencyRate { to_currency: "GBP".into(), ..gbp_usd.clone() },
+        CurrencyRate { from_currency: "gbp".into(), ..gbp_usd.clone() },
+        CurrencyRate { valid_until: Some(gbp_usd.valid_from), ..gbp_usd.clone() },
+    ] {
+        assert!(store.put_currency_rate(&bad).await.is_err(), "{bad:?} should be refused");
+    }
+    let got = store.load_catalog().await.expect("load").currency_rates;
+    assert_eq!(got, vec![eur_usd.clone(), gbp_usd, vnd_usd], "sorted by (from, to, valid_from)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cache.snapshot().currency_rates.contains(&eur_usd) {
+        assert!(Instant::now() < deadline, "the cache did not see the new rate within 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -81,6 +81,12 @@ macro_rules! catalog_store_suite {
                 let (_guard, store) = super::$fresh().await;
                 $crate::testsuite::catalog::channel_weights_round_trip(store).await;
             }
+
+            #[tokio::test]
+            async fn currency_rates_round_trip() {
+                let (_guard, store) = super::$fresh().await;
+                $crate::testsuite::catalog::currency_rates_round_trip(store).await;
+            }
         }
     };
 }
