@@ -33,15 +33,24 @@ fn split(records: &[Record]) -> Vec<Vec<Record>> {
     parts
 }
 
+/// The dataset's money is in EUR: both accounts report in it, so nothing waits for a rate.
+fn config(partition: u32, partitions: u32) -> EngineConfig {
+    let mut cfg = EngineConfig { partition, partitions, ..EngineConfig::default() };
+    for n in [1, 2] {
+        cfg.catalog.currencies.insert(account(n), touchline_model::Currency::new("EUR").unwrap());
+    }
+    cfg
+}
+
 fn engine(p: u32) -> Engine {
-    Engine::new(EngineConfig { partition: p, partitions: PARTITIONS, ..EngineConfig::default() })
+    Engine::new(config(p, PARTITIONS))
 }
 
 async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn Store> {
     let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
     store.migrate().await.unwrap();
     for n in [1, 2] {
-        store.upsert_account(&Account::new(account(n), format!("acct{n}"))).await.unwrap();
+        store.upsert_account(&Account { currency: "EUR".into(), ..Account::new(account(n), format!("acct{n}")) }).await.unwrap();
     }
     Arc::new(store)
 }
@@ -260,7 +269,7 @@ async fn a_flush_repeated_after_a_crash_leaves_the_report_unchanged() {
     let (a, b) = records.split_at(records.len() / 2);
     let sink = ClickHouseSink::new(db.ch.clone());
     let store = ClickHouseStore::new(db.ch.clone());
-    let cfg = EngineConfig::single();
+    let cfg = config(0, 1);
     let mut e = Engine::new(cfg.clone());
 
     for r in a {
@@ -398,7 +407,7 @@ async fn a_failing_write_is_an_error_naming_the_table_and_nothing_is_buffered() 
     let db = TestDb::fresh("sink_fail").await; // no migration: the tables do not exist
     let records = dataset(5, 3);
     let sink = ClickHouseSink::new(db.ch.clone());
-    let mut e = Engine::new(EngineConfig::single());
+    let mut e = Engine::new(config(0, 1));
     for r in &records {
         e.ingest(r);
     }

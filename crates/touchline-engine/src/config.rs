@@ -3,12 +3,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use touchline_model::Currency;
 use uuid::Uuid;
 
 use crate::attribution::Model;
+use crate::currency::Rates;
 
 /// Per-account settings. [`AccountSettings::default`] holds every default of the engine.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -68,8 +71,8 @@ impl ChannelWeights {
     }
 }
 
-/// Campaign catalog supplied by the runtime as plain data: the time zone of each campaign and
-/// the data-driven weights of each account.
+/// Campaign catalog supplied by the runtime as plain data: the time zone of each campaign, the
+/// data-driven weights and the reporting currency of each account, and the exchange rates.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
     /// account → campaign id → IANA time zone.
@@ -77,9 +80,31 @@ pub struct Catalog {
     /// (account, `Model::Markov` or `Model::Shapley`) → channel weights. An account without
     /// them gets the linear split under those models.
     pub channel_weights: HashMap<(Uuid, Model), ChannelWeights>,
+    /// Reporting currency of each account (USD when absent).
+    pub currencies: HashMap<Uuid, Currency>,
+    /// Exchange rates into (and out of) the reporting currencies.
+    pub rates: Rates,
 }
 
 impl Catalog {
+    /// The currency `account` reports revenue and cost in.
+    pub fn reporting_currency(&self, account: &Uuid) -> Currency {
+        self.currencies.get(account).copied().unwrap_or(Currency::USD)
+    }
+
+    /// `amount` in `currency` as `account` reports it at `at`: `(amount, currency)` converted,
+    /// or `None` when no rate covers `at` ([`crate::currency`]).
+    pub fn in_reporting_currency(
+        &self,
+        account: &Uuid,
+        amount: Decimal,
+        currency: Currency,
+        at: DateTime<Utc>,
+    ) -> Option<(Decimal, Currency)> {
+        let to = self.reporting_currency(account);
+        Some((self.rates.convert(amount, currency, to, at)?, to))
+    }
+
     /// Adds a campaign's time zone from its IANA name; an unknown name is ignored and returned as `false`.
     pub fn set_time_zone(&mut self, account: Uuid, campaign_id: &str, tz_name: &str) -> bool {
         match tz_name.parse::<Tz>() {
@@ -125,6 +150,9 @@ pub struct EngineConfig {
     pub allowed_lateness_secs: i64,
     /// Campaign time zones.
     pub catalog: Catalog,
+    /// Records a partition holds while they wait for an exchange rate; beyond it a record
+    /// without a rate is refused ([`crate::Ingest::NoRate`]).
+    pub max_waiting_for_rate: usize,
 }
 
 impl Default for EngineConfig {
@@ -136,6 +164,7 @@ impl Default for EngineConfig {
             accounts: HashMap::new(),
             allowed_lateness_secs: 7 * 86_400,
             catalog: Catalog::default(),
+            max_waiting_for_rate: crate::currency::DEFAULT_MAX_WAITING_FOR_RATE,
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::attribution::{
 };
 use crate::channel_credit::channel_weights_into;
 use crate::config::EngineConfig;
+use crate::currency::{spend_rate_time, RefusedRecord, Waiting};
 use crate::datadriven::{aggregate_paths, PathCount};
 use crate::emitted::EmittedSession;
 use crate::held::{elapsed_ms, nanos, Held, Parts};
@@ -71,6 +72,14 @@ pub enum Ingest {
     TooLate,
     /// Carries nothing the engine uses (a bot link click, a click without campaign, …).
     Ignored,
+    /// An amount in a currency with no exchange rate to the account's reporting currency at
+    /// the record's time: held in the state until a rate comes ([`Engine::set_catalog`]),
+    /// counted in [`Counters::waited_for_rate`] and [`StateStats::waiting_for_rate`].
+    Waiting,
+    /// No exchange rate, and the partition already holds
+    /// [`EngineConfig::max_waiting_for_rate`] records waiting for one: not applied, counted in
+    /// [`Counters::no_rate`]. The runtime keeps it (the DLQ).
+    NoRate,
 }
 
 /// Running counters (part of the snapshot).
@@ -85,6 +94,13 @@ pub struct Counters {
     pub transfers_out: u64,
     pub evicted_touches: u64,
     pub evicted_conversions: u64,
+    /// Records that had to wait for an exchange rate (absent from older snapshots).
+    #[serde(default)]
+    pub waited_for_rate: u64,
+    /// Records given up for want of an exchange rate: refused with the waiting list full, or
+    /// still waiting when their time fell behind the allowed lateness.
+    #[serde(default)]
+    pub no_rate: u64,
 }
 
 /// A re-key record for `touchline.identities`: carries the touches of an anonymous identity (and
@@ -155,11 +171,15 @@ pub struct Flush {
     pub link_clicks: Vec<LinkClickPartial>,
     #[serde(default)]
     pub journeys: Vec<JourneyPartial>,
+    /// Records the engine gave up on after holding them (for the DLQ).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRecord>,
 }
 
 impl Flush {
     pub fn is_empty(&self) -> bool {
-        self.attributions.is_empty()
+        self.refused.is_empty()
+            && self.attributions.is_empty()
             && self.sessions.is_empty()
             && self.metrics.is_empty()
             && self.transfers.is_empty()
@@ -179,6 +199,9 @@ pub struct StateStats {
     pub links: usize,
     pub cells: usize,
     pub spend_reports: usize,
+    /// Records waiting for an exchange rate.
+    #[serde(default)]
+    pub waiting_for_rate: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -388,6 +411,10 @@ struct State {
     /// by ([`crate::config::Catalog::weight_digests`]). `None` in snapshots of builds that
     /// credited no conversion under `markov` and `shapley`.
     weights_applied: Option<BTreeMap<Uuid, u64>>,
+    /// Records waiting for an exchange rate, in arrival order.
+    waiting: Vec<Waiting>,
+    /// Records given up on since the last flush (see [`Flush::refused`]).
+    refused: Vec<RefusedRecord>,
 }
 
 fn state_from_msgpack(bytes: &[u8]) -> Result<StateRepr, EngineError> {
@@ -447,6 +474,11 @@ struct StateRepr {
     /// builds before per-conversion `markov` and `shapley`.
     #[serde(default)]
     weights_applied: Option<BTreeMap<Uuid, u64>>,
+    /// Records waiting for an exchange rate; absent from snapshots of builds before currencies.
+    #[serde(default)]
+    waiting: Vec<Waiting>,
+    #[serde(default)]
+    refused: Vec<RefusedRecord>,
 }
 
 /// `value` serialised through `f` (a `serialize_with` function of the state's fields).
@@ -466,7 +498,7 @@ impl Serialize for State {
     /// The fields of [`StateRepr`], in its order, each as its serde attribute writes it.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("StateRepr", 20)?;
+        let mut st = s.serialize_struct("StateRepr", 22)?;
         st.serialize_field("watermark", &self.watermark)?;
         st.serialize_field("counters", &self.counters)?;
         st.serialize_field("touches", &self.ids.ser_touches())?;
@@ -487,6 +519,8 @@ impl Serialize for State {
         st.serialize_field("link_clicks", &self.link_clicks)?;
         st.serialize_field("journeys", &self.journeys)?;
         st.serialize_field("weights_applied", &self.weights_applied)?;
+        st.serialize_field("waiting", &self.waiting)?;
+        st.serialize_field("refused", &self.refused)?;
         st.end()
     }
 }
@@ -836,9 +870,83 @@ impl Engine {
     /// channel weights of an account credit its held conversions again at the next flush (a
     /// conversion's rows change at most once per refresh of the weights). Returns how many
     /// conversions that marks for the next flush.
+    ///
+    /// Records waiting for an exchange rate that the new catalog can convert (a new rate, or
+    /// a new reporting currency) are applied now; they count among the returned number too.
     pub fn set_catalog(&mut self, catalog: crate::config::Catalog) -> usize {
         self.cfg.catalog = catalog;
-        self.apply_channel_weights()
+        self.apply_channel_weights() + self.release_waiting()
+    }
+
+    /// Applies the waiting records the catalog now has a rate for (in arrival order); the
+    /// others keep waiting. Returns how many it took off the list.
+    fn release_waiting(&mut self) -> usize {
+        if self.st.waiting.is_empty() {
+            return 0;
+        }
+        let catalog = &self.cfg.catalog;
+        let (ready, still): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.st.waiting)
+            .into_iter()
+            .partition(|w| catalog.in_reporting_currency(&w.account, Decimal::ONE, w.currency, w.at).is_some());
+        self.st.waiting = still;
+        let released = ready.len();
+        for w in ready {
+            match Record::from_json(w.record.as_bytes()) {
+                Ok(r) => {
+                    let res = self.ingest_inner(&r);
+                    self.count(res);
+                    if res == Ingest::TooLate {
+                        // Consumed long ago: only the DLQ can still keep it.
+                        self.st.refused.push(RefusedRecord {
+                            reason: "too_late: waited for an exchange rate until past the allowed lateness".into(),
+                            record: w.record,
+                        });
+                    }
+                }
+                Err(e) => self.st.refused.push(RefusedRecord { reason: format!("unreadable: {e}"), record: w.record }),
+            }
+        }
+        released
+    }
+
+    /// Holds `r` until a rate converts `currency` at `at`, unless the list is full.
+    fn wait_for_rate(&mut self, r: &Record, currency: Currency, at: DateTime<Utc>, spend: bool) -> Ingest {
+        if self.st.waiting.len() >= self.cfg.max_waiting_for_rate {
+            return Ingest::NoRate;
+        }
+        let record = String::from_utf8(r.to_json()).unwrap_or_default();
+        self.st.waiting.push(Waiting { account: r.meta.account_id, currency, at, spend, record });
+        Ingest::Waiting
+    }
+
+    /// Gives up on the waiting records that can no longer be applied (older than the allowed
+    /// lateness, or a spend day older than the cells kept): they leave with the next flush.
+    fn expire_waiting(&mut self) {
+        if self.st.waiting.is_empty() {
+            return;
+        }
+        let min_date = self.min_cell_date();
+        let waiting = std::mem::take(&mut self.st.waiting);
+        for w in waiting {
+            let expired = if w.spend { min_date.is_some_and(|m| w.at.date_naive() < m) } else { self.too_late(w.at) };
+            if expired {
+                self.st.counters.no_rate += 1;
+                let reason = format!(
+                    "no_exchange_rate: no rate {} -> {} covering {} before the allowed lateness passed",
+                    w.currency,
+                    self.cfg.catalog.reporting_currency(&w.account),
+                    w.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                );
+                self.st.refused.push(RefusedRecord { reason, record: w.record });
+            } else {
+                self.st.waiting.push(w);
+            }
+        }
+    }
+
+    /// Records waiting for an exchange rate.
+    pub fn waiting_for_rate(&self) -> usize {
+        self.st.waiting.len()
     }
 
     /// Marks for attribution the held conversions of every account whose channel weights
@@ -889,6 +997,7 @@ impl Engine {
             links: self.st.links.len(),
             cells: self.st.cells.len(),
             spend_reports: self.st.spend.len(),
+            waiting_for_rate: self.st.waiting.len(),
         }
     }
 
@@ -970,6 +1079,8 @@ impl Engine {
             link_clicks: r.link_clicks,
             journeys: r.journeys.unwrap_or_default(),
             weights_applied: r.weights_applied,
+            waiting: r.waiting,
+            refused: r.refused,
         };
         // Share the strings again and restore the list order (snapshots of any list order load).
         let mut int = Interner::default();
@@ -1035,6 +1146,7 @@ impl Engine {
             ids_buf: Vec::new(),
         };
         engine.apply_channel_weights();
+        engine.release_waiting();
         Ok(engine)
     }
 
@@ -1045,14 +1157,20 @@ impl Engine {
     pub fn ingest(&mut self, r: &Record) -> Ingest {
         self.st.counters.records += 1;
         let res = self.ingest_inner(r);
+        self.count(res);
+        res
+    }
+
+    fn count(&mut self, res: Ingest) {
         let c = &mut self.st.counters;
         match res {
             Ingest::Applied => c.applied += 1,
             Ingest::Duplicate => c.duplicates += 1,
             Ingest::TooLate => c.too_late += 1,
             Ingest::Ignored => c.ignored += 1,
+            Ingest::Waiting => c.waited_for_rate += 1,
+            Ingest::NoRate => c.no_rate += 1,
         }
-        res
     }
 
     /// Applies one message of `touchline.identities`: a record (identify/alias) or an
@@ -1086,6 +1204,17 @@ impl Engine {
                 if self.too_late(m.timestamp) {
                     return Ingest::TooLate;
                 }
+                // A conversion's value in the account's reporting currency, or the record
+                // waits for a rate before it has any effect.
+                let mut converted = None;
+                if let Body::Conversion(c) = body {
+                    if let (Some(value), Some(currency)) = (c.value, c.currency) {
+                        match self.cfg.catalog.in_reporting_currency(&acct, value, currency, m.timestamp) {
+                            Some(v) => converted = Some(v),
+                            None => return self.wait_for_rate(r, currency, m.timestamp, false),
+                        }
+                    }
+                }
                 // A record carrying both ids links them (Segment semantics); the visitor's
                 // partition learns the link from a notice (see `link`).
                 if let (Some(a), Some(c)) = (&m.anonymous_id, &m.customer_id) {
@@ -1117,7 +1246,7 @@ impl Engine {
                     Body::Session(s) => self.on_session(r, s, identity.to_owned(), ident.clone()),
                     Body::Touchpoint(t) => self.on_touchpoint(r, t, identity, &ident),
                     Body::LinkClick(c) => self.on_link_click(r, c, identity, &ident),
-                    Body::Conversion(c) => self.on_conversion(r, c, identity, ident.clone()),
+                    Body::Conversion(c) => self.on_conversion(r, c, converted, identity, ident.clone()),
                     _ => Ingest::Ignored,
                 };
                 self.key_buf = ident;
@@ -1382,7 +1511,16 @@ impl Engine {
         }
     }
 
-    fn on_conversion(&mut self, r: &Record, c: &Conversion, identity: &str, ident: String) -> Ingest {
+    /// `converted`: the value and currency in the account's reporting currency, when the
+    /// conversion has both.
+    fn on_conversion(
+        &mut self,
+        r: &Record,
+        c: &Conversion,
+        converted: Option<(Decimal, Currency)>,
+        identity: &str,
+        ident: String,
+    ) -> Ingest {
         let m = &r.meta;
         let acct = m.account_id;
         // `{account}|{conversion key}`; the conversion key is `order:{kind}:{order id}` or
@@ -1436,8 +1574,8 @@ impl Engine {
             kind: c.kind.clone(),
             kind_text: Some(self.int.get_at(9, c.kind.as_str())),
             dirty: false,
-            value: c.value.unwrap_or(Decimal::ZERO),
-            currency: c.currency,
+            value: converted.map_or(c.value.unwrap_or(Decimal::ZERO), |(v, _)| v),
+            currency: converted.map_or(c.currency, |(_, cur)| Some(cur)),
             campaign_id: c.campaign_id.clone(),
             advertisement_id: c.advertisement_id.clone(),
             version: 0,
@@ -1507,9 +1645,13 @@ impl Engine {
             advertisement_id: s.advertisement_id.as_ref().map(|a| a.to_string()),
             source: s.source.clone(),
         };
+        let at = spend_rate_time(s.date);
+        let Some((cost, _)) = self.cfg.catalog.in_reporting_currency(&m.account_id, s.cost, s.currency, at) else {
+            return self.wait_for_rate(r, s.currency, at, true);
+        };
         let rec = SpendRec {
             order: (m.timestamp, m.received_at, m.record_id.clone()),
-            cost: s.cost,
+            cost,
             impressions: s.impressions.unwrap_or(0),
             clicks: s.clicks.unwrap_or(0),
         };
@@ -1874,6 +2016,7 @@ impl Engine {
         self.st.dirty_cells = keys;
         out.link_clicks = self.st.link_clicks.flush(self.cfg.partition);
         out.journeys = self.st.journeys.flush(self.cfg.partition);
+        out.refused = std::mem::take(&mut self.st.refused);
         out
     }
 
@@ -2402,7 +2545,9 @@ impl Engine {
     ///   (time-zone margin);
     /// - event and link click dedup entries older than the cutoff;
     /// - journey counts of days no conversion or touch held can change (the touches leaving
-    ///   are first judged for the non-converting journeys, see [`crate::journeys`]).
+    ///   are first judged for the non-converting journeys, see [`crate::journeys`]);
+    /// - records waiting for an exchange rate that would now be too late: they leave in the
+    ///   next flush's [`Flush::refused`].
     ///
     /// Identity links are kept (one small entry per stitched identity).
     pub fn advance_watermark(&mut self, w: DateTime<Utc>) {
@@ -2410,6 +2555,7 @@ impl Engine {
             return;
         }
         self.st.watermark = Some(w);
+        self.expire_waiting();
         let cutoff = sub(w, self.cfg.lateness());
         if let Some(tc) = self.touch_cutoff() {
             self.judge_leaving_touches(tc);

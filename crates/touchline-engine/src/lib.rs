@@ -47,6 +47,7 @@
 pub mod attribution;
 mod channel_credit;
 pub mod config;
+pub mod currency;
 pub mod datadriven;
 mod emitted;
 mod engine;
@@ -63,6 +64,7 @@ pub use attribution::{
     model_weights, AttributedConversion, AttributionRow, AttributionSet, Credit, CreditedTouch, Model, Touch, TouchSource, DIRECT,
 };
 pub use config::{AccountSettings, Catalog, ChannelWeights, EngineConfig};
+pub use currency::{RateRow, Rates, RefusedRecord};
 pub use datadriven::{
     aggregate_paths, markov, markov_of_order, markov_transitions, shapley, ChannelCredit, MarkovResult, PathCount, ShapleyMethod,
     ShapleyOptions, ShapleyResult, MAX_MARKOV_ORDER,
