@@ -53,8 +53,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use touchline_bus::{Bus, Membership, OutRecord, StaticMembership, StoredRecord};
-use touchline_engine::{AccountSettings, ChannelWeights, Engine, EngineConfig, Flush, Ingest, Model};
-use touchline_model::{check_stored, topics, Record};
+use touchline_engine::{AccountSettings, ChannelWeights, Engine, EngineConfig, Flush, Ingest, Model, RateRow};
+use touchline_model::{check_stored, topics, Currency, Record};
 
 pub use checkpoint::{CheckpointStore, FileCheckpoints, Replay, SqlCheckpoints};
 pub use stages::{SinkRows, Stage, StageTimes};
@@ -161,12 +161,21 @@ pub struct AggStats {
     /// models are rewrites.
     pub attribution_sets: AtomicU64,
     pub attribution_rows: AtomicU64,
+    /// Records given up for want of an exchange rate (kept in the DLQ).
+    pub no_rate: AtomicU64,
+    /// Records waiting for an exchange rate, per owned partition.
+    pub waiting_for_rate_by_partition: std::sync::Mutex<BTreeMap<u32, u64>>,
 }
 
 impl AggStats {
     /// Records on the bus not yet checkpointed, over all owned partitions.
     pub fn lag(&self) -> u64 {
         self.lag_by_partition.lock().map(|m| m.values().sum()).unwrap_or(0)
+    }
+
+    /// Records waiting for an exchange rate, over all owned partitions.
+    pub fn waiting_for_rate(&self) -> u64 {
+        self.waiting_for_rate_by_partition.lock().map(|m| m.values().sum()).unwrap_or(0)
     }
 
     /// Bytes of the last checkpointed engine states, over all owned partitions.
@@ -187,8 +196,9 @@ pub enum AggError {
     Sink(String),
 }
 
-/// Builds the engine configuration of a partition from the SQL catalog: account settings,
-/// campaign time zones and the data-driven channel weights.
+/// Builds the engine configuration of a partition from the SQL catalog: account settings and
+/// reporting currencies, campaign time zones, the data-driven channel weights and the
+/// exchange rates.
 pub fn engine_config(snap: &touchline_store::cache::Snapshot, partition: u32, partitions: u32, lateness: i64) -> EngineConfig {
     let mut cfg = EngineConfig { partition, partitions, allowed_lateness_secs: lateness, ..EngineConfig::default() };
     for a in snap.accounts.values() {
@@ -202,6 +212,14 @@ pub fn engine_config(snap: &touchline_store::cache::Snapshot, partition: u32, pa
             ..AccountSettings::default()
         };
         cfg.accounts.insert(a.id, settings);
+        if let Ok(currency) = Currency::new(&a.currency) {
+            cfg.catalog.currencies.insert(a.id, currency);
+        }
+    }
+    for x in &snap.currency_rates {
+        if let (Ok(from), Ok(to)) = (Currency::new(&x.from_currency), Currency::new(&x.to_currency)) {
+            cfg.catalog.rates.insert(from, to, RateRow { valid_from: x.valid_from, valid_until: x.valid_until, rate: x.rate });
+        }
     }
     for c in snap.campaigns.values() {
         cfg.catalog.set_time_zone(c.account_id, &c.id, &c.timezone);
@@ -507,7 +525,8 @@ impl Aggregator {
                 }
             }
             // A catalog change applies from now on: campaign time zones to the records that follow,
-            // new channel weights to the held conversions of their account.
+            // new channel weights to the held conversions of their account, new exchange rates
+            // to the records that waited for them.
             let snap = self.catalog.snapshot();
             let mut recredited = 0;
             if snap.version != catalog_version {
@@ -518,7 +537,11 @@ impl Aggregator {
             if recredited > 0 {
                 // Results of no record: a restore could not recompute them from the records
                 // after the last base, so the checkpoint of this flush is a new base.
-                tracing::info!(partition = p, conversions = recredited, "new channel weights: crediting held conversions again");
+                tracing::info!(
+                    partition = p,
+                    records = recredited,
+                    "catalog change: crediting held conversions again (new channel weights) or applying records that waited for an exchange rate"
+                );
                 chain = None;
             }
             if pending > 0 || recredited > 0 {
@@ -528,6 +551,9 @@ impl Aggregator {
                 self.checkpoint(p, epoch, &engine, &mut chain, &offsets, 0, None).await?;
             }
             self.update_lag(p, &offsets).await;
+            if let Ok(mut m) = self.stats.waiting_for_rate_by_partition.lock() {
+                m.insert(p, engine.waiting_for_rate() as u64);
+            }
             if *shutdown.borrow() {
                 return Ok(());
             }
@@ -568,6 +594,11 @@ impl Aggregator {
             Ok(Ingest::Duplicate) => {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 return;
+            }
+            Ok(Ingest::NoRate) => {
+                self.stats.no_rate.fetch_add(1, Ordering::Relaxed);
+                "no_exchange_rate: no rate to the account's reporting currency, and the partition's list of records waiting for one is full"
+                    .to_owned()
             }
             Ok(_) => return,
             Err(reason) => {
@@ -671,6 +702,26 @@ impl Aggregator {
             self.stats.transfers_out.fetch_add(transfers.len() as u64, Ordering::Relaxed);
             self.append_retrying(transfers, shutdown).await?;
         }
+        if !out.refused.is_empty() {
+            // Records the engine held (waiting for an exchange rate) and gave up on.
+            self.stats.no_rate.fetch_add(out.refused.len() as u64, Ordering::Relaxed);
+            let now = Utc::now().timestamp_millis();
+            let dlq = out
+                .refused
+                .iter()
+                .map(|x| {
+                    let key = Record::from_json(x.record.as_bytes()).map(|r| r.partition_key()).unwrap_or_default();
+                    let value = serde_json::json!({"v": 1, "reason": x.reason, "partition": p, "value": x.record});
+                    OutRecord {
+                        topic: topics::DLQ.to_owned(),
+                        key,
+                        value: serde_json::to_vec(&value).unwrap_or_default(),
+                        timestamp_ms: now,
+                    }
+                })
+                .collect();
+            self.append_retrying(dlq, shutdown).await?;
+        }
         Ok(())
     }
 
@@ -757,6 +808,9 @@ impl Aggregator {
             m.remove(&p);
         }
         if let Ok(mut m) = self.stats.state_bytes_by_partition.lock() {
+            m.remove(&p);
+        }
+        if let Ok(mut m) = self.stats.waiting_for_rate_by_partition.lock() {
             m.remove(&p);
         }
     }

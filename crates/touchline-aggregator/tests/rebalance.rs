@@ -154,7 +154,8 @@ async fn append(log: &EmbeddedLog, recs: &[Record]) {
 async fn store(dir: &std::path::Path, name: &str) -> Arc<dyn Store> {
     let s = touchline_sql::connect(&format!("sqlite://{}", dir.join(name).display())).await.unwrap();
     s.migrate().await.unwrap();
-    s.upsert_account(&Account::new(ACCOUNT, "default")).await.unwrap();
+    // The traffic's money is in EUR: the account reports in it.
+    s.upsert_account(&Account { currency: "EUR".into(), ..Account::new(ACCOUNT, "default") }).await.unwrap();
     s
 }
 

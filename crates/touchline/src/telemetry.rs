@@ -260,6 +260,16 @@ fn export_aggregator(a: &AggStats) {
         &a.attribution_sets,
     );
     counter("touchline_aggregator_attribution_rows_total", "Attribution rows (credited touches) in those sets.", &a.attribution_rows);
+    gauge(
+        "touchline_engine_records_waiting_for_rate",
+        "Conversions and spend reports in a currency with no exchange rate to their account's reporting currency yet, held by the partitions this aggregator owns until a rate comes.",
+        a.waiting_for_rate(),
+    );
+    counter(
+        "touchline_aggregator_no_rate_total",
+        "Records given up for want of an exchange rate (waiting list full, or still waiting past the allowed lateness), kept in touchline.dlq.",
+        &a.no_rate,
+    );
 }
 
 /// The aggregator's time per stage and per sink. They only grow, but in fractional seconds, and
