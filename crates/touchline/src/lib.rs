@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod demo;
 pub mod generate;
 pub mod loadgen;
+pub mod rates;
 pub mod reports;
 pub mod tail;
 pub mod telemetry;

@@ -115,6 +115,10 @@ enum Command {
     /// them now, or show them.
     #[command(subcommand)]
     Weights(touchline::weights::WeightsCommand),
+    /// Exchange rates into the accounts' reporting currencies: add one, show them, or set an
+    /// account's reporting currency.
+    #[command(subcommand)]
+    Rates(touchline::rates::RatesCommand),
     /// Send HTTP load to a running server (keep-alive connections, as fast as it answers or at
     /// a fixed rate) and print throughput and latency percentiles.
     Loadgen(touchline::loadgen::LoadgenArgs),
@@ -224,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Weights(command) => touchline::weights::cli(config, command).await,
+        Command::Rates(command) => touchline::rates::cli(config, command).await,
         Command::Config => {
             println!("{}", serde_json::to_string_pretty(&touchline::app::redacted_config(&config))?);
             Ok(())
