@@ -153,6 +153,9 @@ pub struct EngineConfig {
     /// Records a partition holds while they wait for an exchange rate; beyond it a record
     /// without a rate is refused ([`crate::Ingest::NoRate`]).
     pub max_waiting_for_rate: usize,
+    /// Bytes (JSON) of the records a partition holds while they wait for an exchange rate;
+    /// beyond it a record without a rate is refused too.
+    pub max_waiting_for_rate_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -165,6 +168,7 @@ impl Default for EngineConfig {
             allowed_lateness_secs: 7 * 86_400,
             catalog: Catalog::default(),
             max_waiting_for_rate: crate::currency::DEFAULT_MAX_WAITING_FOR_RATE,
+            max_waiting_for_rate_bytes: crate::currency::DEFAULT_MAX_WAITING_FOR_RATE_BYTES,
         }
     }
 }

@@ -111,6 +111,15 @@ pub struct RefusedRecord {
 /// without a rate is refused to the DLQ ([`crate::Ingest::NoRate`]).
 pub const DEFAULT_MAX_WAITING_FOR_RATE: usize = 100_000;
 
+/// Bytes of waiting records (their JSON) a partition holds by default: records differ in size
+/// by orders of magnitude, so the count alone would not bound memory.
+pub const DEFAULT_MAX_WAITING_FOR_RATE_BYTES: usize = 64 << 20;
+
+/// Bytes the waiting records hold (their JSON), as the bound counts them.
+pub(crate) fn waiting_bytes(waiting: &[Waiting]) -> usize {
+    waiting.iter().map(|w| w.record.len()).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

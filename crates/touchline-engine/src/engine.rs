@@ -547,6 +547,8 @@ pub struct Engine {
     /// Reused buffers of the derived-session flush: session id, session order.
     key_buf2: String,
     ids_buf: Vec<usize>,
+    /// Bytes of the records in `State::waiting` (derived from it, not in the snapshot).
+    waiting_bytes: usize,
 }
 
 /// Working buffers of [`Engine::attribute`], kept between conversions so that attributing one
@@ -857,6 +859,7 @@ impl Engine {
             scratch_changed: Vec::new(),
             key_buf2: String::new(),
             ids_buf: Vec::new(),
+            waiting_bytes: 0,
         };
         engine.apply_channel_weights();
         engine
@@ -889,6 +892,7 @@ impl Engine {
             .into_iter()
             .partition(|w| catalog.in_reporting_currency(&w.account, Decimal::ONE, w.currency, w.at).is_some());
         self.st.waiting = still;
+        self.waiting_bytes = crate::currency::waiting_bytes(&self.st.waiting);
         let released = ready.len();
         for w in ready {
             match Record::from_json(w.record.as_bytes()) {
@@ -909,12 +913,17 @@ impl Engine {
         released
     }
 
-    /// Holds `r` until a rate converts `currency` at `at`, unless the list is full.
+    /// Holds `r` until a rate converts `currency` at `at`, unless the list is full (by count
+    /// or by bytes).
     fn wait_for_rate(&mut self, r: &Record, currency: Currency, at: DateTime<Utc>, spend: bool) -> Ingest {
         if self.st.waiting.len() >= self.cfg.max_waiting_for_rate {
             return Ingest::NoRate;
         }
         let record = String::from_utf8(r.to_json()).unwrap_or_default();
+        if self.waiting_bytes.saturating_add(record.len()) > self.cfg.max_waiting_for_rate_bytes {
+            return Ingest::NoRate;
+        }
+        self.waiting_bytes += record.len();
         self.st.waiting.push(Waiting { account: r.meta.account_id, currency, at, spend, record });
         Ingest::Waiting
     }
@@ -942,6 +951,7 @@ impl Engine {
                 self.st.waiting.push(w);
             }
         }
+        self.waiting_bytes = crate::currency::waiting_bytes(&self.st.waiting);
     }
 
     /// Records waiting for an exchange rate.
@@ -1144,7 +1154,9 @@ impl Engine {
             scratch_changed: Vec::new(),
             key_buf2: String::new(),
             ids_buf: Vec::new(),
+            waiting_bytes: 0,
         };
+        engine.waiting_bytes = crate::currency::waiting_bytes(&engine.st.waiting);
         engine.apply_channel_weights();
         engine.release_waiting();
         Ok(engine)

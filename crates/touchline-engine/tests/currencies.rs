@@ -236,6 +236,22 @@ fn the_waiting_list_is_bounded() {
     assert_eq!(e.counters().no_rate, 1);
 }
 
+/// The bytes bound: room for exactly two records' JSON refuses the third, and releasing the
+/// waiting records gives the room back.
+#[test]
+fn the_waiting_list_is_bounded_by_bytes() {
+    let records: Vec<Record> = (0..3).map(|i| spend_in(&format!("sp-{i}"), "2026-11-20", "1", "GBP")).collect();
+    let two: usize = records[..2].iter().map(|r| r.to_json().len()).sum();
+    let mut e = Engine::new(EngineConfig { max_waiting_for_rate_bytes: two, ..EngineConfig::single() });
+    assert_eq!(e.ingest(&records[0]), Ingest::Waiting);
+    assert_eq!(e.ingest(&records[1]), Ingest::Waiting);
+    assert_eq!(e.ingest(&records[2]), Ingest::NoRate);
+    let mut catalog = e.config().catalog.clone();
+    rate(&mut catalog, "GBP", "USD", "2026-11-01T00:00:00Z", None, "1.25");
+    assert_eq!(e.set_catalog(catalog), 2);
+    assert_eq!(e.ingest(&spend_in("sp-3", "2026-11-21", "1", "CHF")), Ingest::Waiting, "room again");
+}
+
 #[test]
 fn a_record_still_waiting_past_the_allowed_lateness_is_refused() {
     let mut e = Engine::new(EngineConfig::single());
