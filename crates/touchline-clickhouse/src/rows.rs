@@ -559,6 +559,8 @@ pub struct MetricRow<'a> {
     pub reported_impressions: u64,
     pub reported_clicks: u64,
     pub written_at: u32,
+    /// The account's reporting currency (`''` when the partial has none).
+    pub currency: &'a str,
 }
 
 /// A row of `link_click_partials`.
@@ -668,6 +670,7 @@ pub fn metric_row(p: &PartialRow, version: i64, written_at: u32) -> MetricRow<'_
         reported_impressions: u(p.reported_impressions),
         reported_clicks: u(p.reported_clicks),
         written_at,
+        currency: p.currency.as_deref().unwrap_or(""),
     }
 }
 
@@ -763,6 +766,8 @@ pub struct PartialRead {
     pub reported_impressions: u64,
     pub reported_clicks: u64,
     pub reach_sketch: SketchBytes,
+    /// `''` in rows written before currencies.
+    pub currency: String,
 }
 
 impl PartialRead {
@@ -786,6 +791,7 @@ impl PartialRead {
             epoch: u32::try_from(self.version >> 32).unwrap_or(0),
             reach_sketch: self.reach_sketch.0,
             reach_hashes: Vec::new(),
+            currency: Some(self.currency).filter(|c| !c.is_empty()),
             campaign_id: self.campaign_id,
             advertisement_id: self.advertisement_id,
         })

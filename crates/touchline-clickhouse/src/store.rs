@@ -57,12 +57,13 @@ impl ClickHouseStore {
         let range = format!("account_id = toUUID('{account_id}') AND metric_date >= toDate('{from}') AND metric_date <= toDate('{to}')");
         let sql = format!(
             "SELECT campaign_id, advertisement_id, metric_date, partition, ver AS version, impressions, clicks, reach, engagements, sessions, \
-             conversions, revenue, cost, reported_impressions, reported_clicks, reach_sketch \
+             conversions, revenue, cost, reported_impressions, reported_clicks, reach_sketch, currency \
              FROM (SELECT campaign_id, advertisement_id, metric_date, partition, max(version) AS ver, \
              argMax(impressions, version) AS impressions, argMax(clicks, version) AS clicks, argMax(reach, version) AS reach, \
              argMax(engagements, version) AS engagements, argMax(sessions, version) AS sessions, \
              argMax(conversions, version) AS conversions, argMax(revenue, version) AS revenue, argMax(cost, version) AS cost, \
-             argMax(reported_impressions, version) AS reported_impressions, argMax(reported_clicks, version) AS reported_clicks \
+             argMax(reported_impressions, version) AS reported_impressions, argMax(reported_clicks, version) AS reported_clicks, \
+             argMax(currency, version) AS currency \
              FROM {metrics} WHERE {range} GROUP BY campaign_id, advertisement_id, metric_date, partition) \
              ANY LEFT JOIN (SELECT campaign_id, advertisement_id, metric_date, partition, argMax(reach_sketch, version) AS reach_sketch \
              FROM {reach} WHERE {range} GROUP BY campaign_id, advertisement_id, metric_date, partition) \

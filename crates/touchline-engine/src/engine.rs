@@ -2021,7 +2021,7 @@ impl Engine {
         for ck in keys.drain(..) {
             if let Some(cell) = self.st.cells.get_mut(&ck) {
                 cell.dirty = false;
-                out.metrics.push(cell.partial(self.cfg.partition, &ck));
+                out.metrics.push(cell.partial(self.cfg.partition, &ck, self.cfg.catalog.reporting_currency(&ck.account_id)));
             }
         }
         // Keep the list's capacity for the next flush.

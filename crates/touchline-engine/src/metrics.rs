@@ -36,7 +36,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use touchline_model::reach::{identity_hash, ReachSketch};
-use touchline_model::{DailyTotals, DerivedRatios, ReachUnion};
+use touchline_model::{Currency, DailyTotals, DerivedRatios, ReachUnion};
 use uuid::Uuid;
 
 /// A metrics cell: one campaign/ad/day of one account.
@@ -294,7 +294,9 @@ impl Cell {
         self.reach_built.hashes(&self.reach).0
     }
 
-    pub fn partial(&mut self, partition: u32, k: &CellKey) -> DailyPartial {
+    /// The cell's partial of `partition`, its money in `currency` (the account's reporting
+    /// currency).
+    pub fn partial(&mut self, partition: u32, k: &CellKey, currency: Currency) -> DailyPartial {
         let (hashes, sketch) = self.reach_built.hashes(&self.reach);
         let (reach_hashes, reach_sketch) = (hashes.to_vec(), sketch.to_vec());
         DailyPartial {
@@ -315,6 +317,7 @@ impl Cell {
             reported_clicks: self.reported_clicks,
             reach_sketch,
             reach_hashes,
+            currency: Some(currency),
         }
     }
 }
@@ -355,6 +358,10 @@ pub struct DailyPartial {
     /// Their distinct identity hashes, ascending (what the sketch was built from).
     #[serde(default)]
     pub reach_hashes: Vec<u64>,
+    /// The currency of `revenue` and `cost`: the account's reporting currency. `None` in
+    /// flushes of builds before currencies.
+    #[serde(default)]
+    pub currency: Option<Currency>,
 }
 
 impl DailyPartial {

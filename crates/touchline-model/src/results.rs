@@ -102,6 +102,10 @@ pub struct PartialRow {
     /// in rows read back from a store.
     #[serde(skip)]
     pub reach_hashes: Vec<u64>,
+    /// The currency of `revenue` and `cost` (the account's reporting currency), for a store
+    /// without the catalog to publish it (ClickHouse). `None` where a store does not keep it.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// One partition's absolute clicks of one short link on one UTC day (`link_click_partials`).
@@ -387,22 +391,26 @@ pub struct SumOverflow {
 }
 
 /// The published rows of the cells in `parts`: per (account, campaign, ad, day), the sum of
-/// every partition's partial row, with ratios derived from the sums. Give it every stored
-/// partial of each cell (one per partition); rows come out sorted by cell.
+/// every partition's partial row, with ratios derived from the sums, in the currency the
+/// partials carry. Give it every stored partial of each cell (one per partition); rows come
+/// out sorted by cell.
 pub fn publish_cells(parts: &[PartialRow]) -> Result<Vec<DailyMetricRow>, SumOverflow> {
-    let mut cells: BTreeMap<(Uuid, &str, &str, NaiveDate), CellSums> = BTreeMap::new();
+    type Cell<'a> = (Uuid, &'a str, &'a str, NaiveDate);
+    let mut cells: BTreeMap<Cell<'_>, (CellSums, Option<&str>)> = BTreeMap::new();
     for p in parts {
-        let sums = cells.entry((p.account_id, &p.campaign_id, &p.advertisement_id, p.metric_date)).or_default();
+        let (sums, currency) = cells.entry((p.account_id, &p.campaign_id, &p.advertisement_id, p.metric_date)).or_default();
         sums.add(p).ok_or_else(|| SumOverflow {
             campaign_id: p.campaign_id.clone(),
             advertisement_id: p.advertisement_id.clone(),
             metric_date: p.metric_date,
         })?;
+        *currency = currency.or(p.currency.as_deref());
     }
     Ok(cells
         .into_iter()
-        .map(|((account, campaign, ad, date), sums)| {
-            DailyMetricRow::from_totals(account, campaign.to_owned(), ad.to_owned(), date, &sums.finish())
+        .map(|((account, campaign, ad, date), (sums, currency))| DailyMetricRow {
+            currency: currency.map(str::to_owned),
+            ..DailyMetricRow::from_totals(account, campaign.to_owned(), ad.to_owned(), date, &sums.finish())
         })
         .collect())
 }
@@ -541,6 +549,7 @@ mod tests {
             epoch: 1,
             reach_sketch: Vec::new(),
             reach_hashes: Vec::new(),
+            currency: None,
         }
     }
 

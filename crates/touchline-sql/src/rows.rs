@@ -309,5 +309,6 @@ pub(crate) fn partial_from_row(r: &impl Columns) -> Result<PartialRow> {
         epoch: u32::try_from(r.int64("epoch")?).unwrap_or(u32::MAX),
         reach_sketch: r.bytes("reach_sketch")?,
         reach_hashes: Vec::new(),
+        currency: None,
     })
 }

@@ -150,6 +150,7 @@ fn partial(account: uuid::Uuid, partition: i32, cost: &str, revenue: &str) -> to
         epoch: 1,
         reach_sketch: Vec::new(),
         reach_hashes: Vec::new(),
+        currency: None,
     }
 }
 

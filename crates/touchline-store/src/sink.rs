@@ -212,6 +212,7 @@ pub fn partial_row(p: &DailyPartial, epoch: u32) -> PartialRow {
         epoch,
         reach_sketch: p.reach_sketch.clone(),
         reach_hashes: p.reach_hashes.clone(),
+        currency: p.currency.map(|c| c.as_str().to_owned()),
     }
 }
 

@@ -255,6 +255,7 @@ pub fn partial(
         epoch: 1,
         reach_sketch: Vec::new(),
         reach_hashes: Vec::new(),
+        currency: None,
     }
 }
 
