@@ -22,6 +22,7 @@ use crate::*;
 
 mod checkpoints;
 mod group;
+mod wal;
 
 use group::{ResultWrite, WriteQueue};
 
@@ -37,6 +38,8 @@ pub struct SqliteStore {
     write_turn: tokio::sync::Mutex<()>,
     /// Result writes waiting for the next transaction (see [`group`]).
     queue: WriteQueue,
+    /// Copies the WAL into the database beside the writer (see [`wal`]).
+    _checkpointer: wal::Checkpointer,
 }
 
 /// A write transaction and the turn that admits it; the turn is released when both drop.
@@ -71,9 +74,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"));
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
+            .pragma("wal_autocheckpoint", wal::WRITER_CHECKPOINT_PAGES.to_string());
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        Ok(SqliteStore { pool, write_turn: tokio::sync::Mutex::new(()), queue: WriteQueue::default() })
+        let checkpointer = wal::Checkpointer::start(pool.clone());
+        Ok(SqliteStore { pool, write_turn: tokio::sync::Mutex::new(()), queue: WriteQueue::default(), _checkpointer: checkpointer })
     }
 
     pub fn pool(&self) -> &SqlitePool {

@@ -59,6 +59,29 @@ async fn wal_mode_and_a_second_reader_while_writing() {
     }
 }
 
+/// The WAL reaches the database file while the store is open, though the writer's own
+/// auto-checkpoint is far off (a few pages against 16,384): the background checkpoint copied
+/// it. Before the copy the database file holds only the migrations' pages.
+#[tokio::test]
+async fn the_wal_is_checkpointed_beside_the_writer() {
+    let (dir, s) = fresh().await;
+    let db = dir.path().join("touchline.db");
+    let a = uuid::Uuid::from_u128(0xa);
+    s.upsert_account(&touchline_sql::Account::new(a, "alpha")).await.unwrap();
+    // Wait out checkpoints of the migrations' writes, then note the file's size.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let before = std::fs::metadata(&db).unwrap().len();
+    let rows: Vec<_> = (0..2_000).map(|i| conformance::metric(a, &format!("c{i}"), "", 2, 100)).collect();
+    s.upsert_daily_metrics(&rows).await.unwrap();
+    let grown = async {
+        while std::fs::metadata(&db).unwrap().len() <= before {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    // A liveness bound, not a timing assertion: checkpoints run every 250 ms.
+    tokio::time::timeout(std::time::Duration::from_secs(30), grown).await.expect("no checkpoint copied the WAL into the database file");
+}
+
 /// Attribution rows carry their write times in the column defaults' format: an update moves
 /// `updated_at` and keeps `created_at`; a row written again unchanged keeps both.
 #[tokio::test]
