@@ -4,14 +4,13 @@
 // A panic is the failure report of a test.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, FileCheckpoints, Sink};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use touchline_bus::{Bus, EmbeddedLog, LogConfig, OutRecord};
-use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, RequestCtx};
-use touchline_sql::{Account, CurrencyRate, SqlSink, Store};
+use touchline_sql::{Account, CurrencyRate, Store};
 use uuid::Uuid;
 
 const ACCOUNT: Uuid = Uuid::from_u128(0xc0c0);
@@ -24,33 +23,7 @@ fn records() -> Vec<OutRecord> {
         {"type": "conversion", "kind": "purchase", "value": "100.00", "currency": "EUR", "anonymous_id": "v",
          "timestamp": "2026-11-20T12:00:00Z", "message_id": "cv"}
     ]});
-    let body = serde_json::to_vec(&items).unwrap();
-    let opts = DecodeOptions::default();
-    let ctx = RequestCtx { account_id: ACCOUNT, received_at: "2026-11-21T00:00:00Z".parse().unwrap(), ip: None, user_agent: None };
-    let decoded = decode_items(&parse_body(&body, &opts).unwrap(), &ctx, Expect::Any, &opts);
-    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
-    decoded
-        .records
-        .iter()
-        .map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: 0 })
-        .collect()
-}
-
-fn aggregator(
-    log: &Arc<EmbeddedLog>,
-    store: &Arc<dyn Store>,
-    catalog: Arc<touchline_sql::CatalogCache>,
-    state: &std::path::Path,
-) -> Arc<Aggregator> {
-    let config = AggregatorConfig { flush_interval_ms: 50, snapshot_records: 1_000_000, ..AggregatorConfig::default() };
-    Arc::new(Aggregator {
-        bus: log.clone() as Arc<dyn Bus>,
-        sinks: vec![Arc::new(SqlSink { store: store.clone(), raw_rows: true }) as Arc<dyn Sink>],
-        catalog,
-        config,
-        checkpoints: Arc::new(FileCheckpoints { dir: state.to_path_buf() }),
-        stats: Arc::new(AggStats::default()),
-    })
+    common::bus_records(ACCOUNT, &items)
 }
 
 /// Last-touch rows: (conversion value, currency, attributed revenue).
@@ -62,14 +35,6 @@ async fn last_touch(store: &dyn Store) -> Vec<(String, Option<String>, String)> 
         .into_iter()
         .map(|a| (a.conversion_value.unwrap_or_default().normalize().to_string(), a.currency, a.attributed_revenue.normalize().to_string()))
         .collect()
-}
-
-async fn wait_for(what: &str, mut ok: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !ok().await {
-        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not happen within 30 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,12 +51,12 @@ async fn a_conversion_waits_for_its_rate_then_counts_in_the_reporting_currency()
     let _refresh = catalog.spawn_refresh(Duration::from_millis(50));
     let state = dir.path().join("state");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let agg = aggregator(&log, &store, catalog.clone(), &state);
+    let agg = common::aggregator(&log, &store, catalog.clone(), &state);
     let running = tokio::spawn(agg.clone().run(stopped, false));
 
     // No EUR → USD rate: the conversion waits, the click is counted.
-    wait_for("the conversion waiting", async || agg.stats.waiting_for_rate() == 1).await;
-    wait_for("the click counted", async || {
+    common::wait_for("the conversion waiting", async || agg.stats.waiting_for_rate() == 1).await;
+    common::wait_for("the click counted", async || {
         store
             .daily_metrics(ACCOUNT, "2026-11-20".parse().unwrap(), "2026-11-20".parse().unwrap())
             .await
@@ -115,10 +80,10 @@ async fn a_conversion_waits_for_its_rate_then_counts_in_the_reporting_currency()
         .unwrap();
     // 100.00 EUR × 1.10 = 110.00 USD.
     let want = vec![("110".to_owned(), Some("USD".to_owned()), "110".to_owned())];
-    wait_for("the conversion credited", async || last_touch(store.as_ref()).await == want).await;
-    wait_for("the gauge back to 0", async || agg.stats.waiting_for_rate() == 0).await;
+    common::wait_for("the conversion credited", async || last_touch(store.as_ref()).await == want).await;
+    common::wait_for("the gauge back to 0", async || agg.stats.waiting_for_rate() == 0).await;
     let day = "2026-11-20".parse().unwrap();
-    wait_for("the revenue published", async || {
+    common::wait_for("the revenue published", async || {
         store.daily_metrics(ACCOUNT, day, day).await.unwrap().iter().any(|m| m.revenue == "110".parse().unwrap())
     })
     .await;
@@ -130,7 +95,7 @@ async fn a_conversion_waits_for_its_rate_then_counts_in_the_reporting_currency()
     // A new instance restores the checkpoint the release wrote and changes nothing.
     let catalog = touchline_sql::CatalogCache::load(store.clone(), Duration::from_secs(60)).await.unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let restarted = aggregator(&log, &store, catalog, &state);
+    let restarted = common::aggregator(&log, &store, catalog, &state);
     tokio::time::timeout(Duration::from_secs(60), restarted.clone().run(stopped, true)).await.expect("finishes").unwrap();
     assert_eq!(last_touch(store.as_ref()).await, want);
     assert_eq!(restarted.stats.attribution_sets.load(Ordering::SeqCst), 0, "nothing credited again");

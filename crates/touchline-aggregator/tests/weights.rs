@@ -3,13 +3,12 @@
 // A panic is the failure report of a test.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use touchline_aggregator::{AggStats, Aggregator, AggregatorConfig, FileCheckpoints, Sink};
 use touchline_bus::{Bus, EmbeddedLog, LogConfig, OutRecord};
-use touchline_model::{decode_items, parse_body, DecodeOptions, Expect, RequestCtx};
-use touchline_sql::{Account, ChannelWeights, SqlSink, Store};
+use touchline_sql::{Account, ChannelWeights, Store};
 use uuid::Uuid;
 
 const ACCOUNT: Uuid = Uuid::from_u128(0x3e16);
@@ -27,16 +26,7 @@ fn records() -> Vec<OutRecord> {
          "timestamp": "2026-11-20T10:00:00Z", "message_id": "t3"},
         {"type": "conversion", "kind": "lead", "value": "50", "currency": "USD", "anonymous_id": "w", "timestamp": "2026-11-20T12:00:00Z", "message_id": "cw"}
     ]});
-    let body = serde_json::to_vec(&items).unwrap();
-    let opts = DecodeOptions::default();
-    let ctx = RequestCtx { account_id: ACCOUNT, received_at: "2026-11-21T00:00:00Z".parse().unwrap(), ip: None, user_agent: None };
-    let decoded = decode_items(&parse_body(&body, &opts).unwrap(), &ctx, Expect::Any, &opts);
-    assert!(decoded.rejected.is_empty(), "{:?}", decoded.rejected);
-    decoded
-        .records
-        .iter()
-        .map(|r| OutRecord { topic: r.topic().into(), key: r.partition_key(), value: r.to_json(), timestamp_ms: 0 })
-        .collect()
+    common::bus_records(ACCOUNT, &items)
 }
 
 /// Markov's attributed revenue per (conversion, touch), as the store holds it.
@@ -68,24 +58,6 @@ async fn until(store: &dyn Store, want: &[(&str, &str, &str)]) {
     }
 }
 
-fn aggregator(
-    log: &Arc<EmbeddedLog>,
-    store: &Arc<dyn Store>,
-    catalog: Arc<touchline_sql::CatalogCache>,
-    state: &std::path::Path,
-) -> Arc<Aggregator> {
-    // Snapshots far apart: the checkpoints between them are chains of offsets over a base.
-    let config = AggregatorConfig { flush_interval_ms: 50, snapshot_records: 1_000_000, ..AggregatorConfig::default() };
-    Arc::new(Aggregator {
-        bus: log.clone() as Arc<dyn Bus>,
-        sinks: vec![Arc::new(SqlSink { store: store.clone(), raw_rows: true }) as Arc<dyn Sink>],
-        catalog,
-        config,
-        checkpoints: Arc::new(FileCheckpoints { dir: state.to_path_buf() }),
-        stats: Arc::new(AggStats::default()),
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_weights_credit_held_conversions_again_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,7 +72,7 @@ async fn new_weights_credit_held_conversions_again_and_survive_a_restart() {
     let _refresh = catalog.spawn_refresh(Duration::from_millis(50));
     let state = dir.path().join("state");
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(aggregator(&log, &store, catalog.clone(), &state).run(stopped, false));
+    let running = tokio::spawn(common::aggregator(&log, &store, catalog.clone(), &state).run(stopped, false));
 
     // No weights yet: linear, 50 and 50 for v, 50 for w.
     until(store.as_ref(), &[("record:cv", "t1", "50"), ("record:cv", "t2", "50"), ("record:cw", "t3", "50")]).await;
@@ -127,7 +99,7 @@ async fn new_weights_credit_held_conversions_again_and_survive_a_restart() {
     // A new instance restores the checkpoint the re-credit wrote and changes nothing.
     let catalog = touchline_sql::CatalogCache::load(store.clone(), Duration::from_secs(60)).await.unwrap();
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let restarted = aggregator(&log, &store, catalog, &state);
+    let restarted = common::aggregator(&log, &store, catalog, &state);
     tokio::time::timeout(Duration::from_secs(60), restarted.clone().run(stopped, true)).await.expect("finishes").unwrap();
     assert_eq!(markov(store.as_ref()).await, after.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())));
     assert_eq!(restarted.stats.attribution_sets.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing credited again");
