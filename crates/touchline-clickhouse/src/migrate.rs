@@ -44,6 +44,7 @@ pub static MIGRATIONS: &[Migration] = ddl![
     "0005_journeys.sql",
     "0006_reach.sql",
     "0007_metric_currency.sql",
+    "0008_report_currency.sql",
     "extras/0001_retention_ttl.sql",
     "extras/0002_low_cardinality.sql",
     "extras/0003_insert_dedup_window.sql",

@@ -227,13 +227,14 @@ async fn reports_equal_the_sql_store_row_by_row() {
             "journeys of {acct}"
         );
     }
-    // The BI view agrees with the store on every count and money column.
+    // The BI view agrees with the store on every count and money column, and the currency.
     for acct in [account(1), account(2)] {
         let rows = store.daily_metrics(acct, day("2026-01-01"), day("2026-12-31")).await.unwrap();
+        assert!(rows.iter().all(|r| r.currency.as_deref() == Some("EUR")), "the account's currency on every row: {rows:?}");
         let view = db
             .tsv(&format!(
                 "SELECT campaign_id, advertisement_id, toString(metric_date), impressions, clicks, reach, sessions, toString(conversions), \
-                 toString(revenue), toString(cost), ifNull(toString(cpc), 'null') FROM {}.campaign_daily_report \
+                 toString(revenue), toString(cost), ifNull(toString(cpc), 'null'), currency FROM {}.campaign_daily_report \
                  WHERE account_id = toUUID('{acct}') ORDER BY metric_date, campaign_id, advertisement_id",
                 db.name
             ))
@@ -243,7 +244,7 @@ async fn reports_equal_the_sql_store_row_by_row() {
             .map(|r| {
                 let cpc = r.cpc.map_or("null".to_owned(), |v| touchline_model::results::decimal_to_f64(v).to_string());
                 format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.6}\t{:.6}\t{:.6}\t{}\n",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.6}\t{:.6}\t{:.6}\t{}\t{}\n",
                     r.campaign_id,
                     r.advertisement_id,
                     r.metric_date,
@@ -254,7 +255,8 @@ async fn reports_equal_the_sql_store_row_by_row() {
                     r.conversions,
                     r.revenue,
                     r.cost,
-                    cpc
+                    cpc,
+                    r.currency.as_deref().unwrap_or_default()
                 )
             })
             .collect();
