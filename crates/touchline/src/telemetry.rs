@@ -142,7 +142,21 @@ impl MetricSources {
         export_aggregator(&self.aggregator);
         export_stage_seconds(&self.aggregator.stages);
         export_spill(self.spill.as_ref().map(|s| s.status()).as_ref());
+        export_weights();
     }
+}
+
+fn export_weights() {
+    counter(
+        "touchline_weights_refreshes_total",
+        "Accounts whose channel weights (per-conversion markov and shapley) this process refreshed on the schedule.",
+        &crate::weights::REFRESHES,
+    );
+    counter(
+        "touchline_weights_refresh_failures_total",
+        "Scheduled weight refreshes that failed (the log says why); each is tried again at the next check.",
+        &crate::weights::REFRESH_FAILURES,
+    );
 }
 
 fn export_collector(s: &CollectorStats) {

@@ -15,6 +15,7 @@
 //! the same moment both compute, from the same journeys, the same weights).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -148,6 +149,10 @@ pub fn longest_lookback_days<'a>(accounts: impl IntoIterator<Item = &'a Account>
     accounts.into_iter().map(|a| a.click_lookback_days.max(a.view_lookback_days)).fold(defaults, i32::max)
 }
 
+/// Weight refreshes this process stored, and those that failed (exported in /metrics).
+pub static REFRESHES: AtomicU64 = AtomicU64::new(0);
+pub static REFRESH_FAILURES: AtomicU64 = AtomicU64::new(0);
+
 /// Refreshes every account whose weights are missing or older than the interval; returns how
 /// many it refreshed. `lateness_secs` is the aggregator's allowed lateness.
 pub async fn refresh_due(
@@ -175,9 +180,13 @@ pub async fn refresh_due(
         match refresh(store, results, *account, to, cfg).await {
             Ok(w) => {
                 refreshed += 1;
+                REFRESHES.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(account = %account, journeys = w[0].journeys, channels = w[0].weights.len(), "refreshed the channel weights");
             }
-            Err(e) => tracing::warn!(account = %account, error = format!("{e:#}"), "could not refresh the channel weights; retrying later"),
+            Err(e) => {
+                REFRESH_FAILURES.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(account = %account, error = format!("{e:#}"), "could not refresh the channel weights; retrying later");
+            }
         }
     }
     refreshed

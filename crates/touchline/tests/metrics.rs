@@ -17,7 +17,7 @@ const WRITE: &str = "tl_wk_metrics_write_key_0001";
 const SECRET: &str = "tl_sk_metrics_secret_key_001";
 
 /// Every exported name, as docs/api.md lists them.
-const NAMES: [&str; 42] = [
+const NAMES: [&str; 46] = [
     "touchline_http_requests_total",
     "touchline_records_accepted_total",
     "touchline_records_rejected_total",
@@ -54,6 +54,10 @@ const NAMES: [&str; 42] = [
     "touchline_aggregator_records_fed_again_total",
     "touchline_aggregator_attribution_sets_total",
     "touchline_aggregator_attribution_rows_total",
+    "touchline_engine_records_waiting_for_rate",
+    "touchline_aggregator_no_rate_total",
+    "touchline_weights_refreshes_total",
+    "touchline_weights_refresh_failures_total",
     "touchline_aggregator_stage_seconds_total",
     "touchline_aggregator_sink_seconds_total",
     "touchline_spill_backlog_records",
