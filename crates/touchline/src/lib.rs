@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod demo;
 pub mod generate;
 pub mod loadgen;
+pub mod paths;
 pub mod rates;
 pub mod reports;
 pub mod tail;

@@ -16,6 +16,7 @@ use touchline_model::{DailyMetricRow, RangeMetricRow};
 use touchline_sql::ResultReader;
 
 use crate::datadriven;
+use crate::paths::{self, PathsBy};
 
 /// What the report handlers share; the collector's state authenticates their secret keys.
 #[derive(Clone, FromRef)]
@@ -27,7 +28,11 @@ pub struct ReportState {
 }
 
 pub fn router(state: ReportState) -> Router {
-    Router::new().route("/v1/reports/campaigns", get(campaigns)).route("/v1/reports/attribution", get(attribution)).with_state(state)
+    Router::new()
+        .route("/v1/reports/campaigns", get(campaigns))
+        .route("/v1/reports/attribution", get(attribution))
+        .route("/v1/reports/paths", get(paths))
+        .with_state(state)
 }
 
 #[derive(Deserialize)]
@@ -44,6 +49,10 @@ struct Range {
     /// Campaigns report: `day` (the default) for a row per day, `campaign` for a row per
     /// campaign and advertisement over the whole range (reach of the range, not a sum).
     group: Option<String>,
+    /// Paths report: `channel` (the default) or `campaign`.
+    by: Option<String>,
+    /// Paths report: how many paths, 1 to [`paths::MAX_LIMIT`].
+    limit: Option<usize>,
 }
 
 /// How a data-driven model is reported.
@@ -221,4 +230,29 @@ async fn attribution(
         .collect();
     by_revenue_desc(&mut out);
     Ok(Json(json!({"model": model, "basis": "conversions", "from": from.to_string(), "to": to.to_string(), "rows": out})))
+}
+
+/// `GET /v1/reports/paths`: the range's journeys per channel (or campaign) path, the most
+/// frequent first ([`paths::top_paths`]).
+async fn paths(
+    State(results): State<Arc<dyn ResultReader>>,
+    SecretKey(account): SecretKey,
+    ApiQuery(q): ApiQuery<Range>,
+) -> Result<Json<Value>, ApiError> {
+    let (from, to) = parse_range(&q)?;
+    let by = PathsBy::parse(q.by.as_deref()).map_err(ApiError::BadRequest)?;
+    let limit = q.limit.unwrap_or(paths::DEFAULT_LIMIT);
+    if !(1..=paths::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("query parameter `limit`: {limit} is not 1 to {}", paths::MAX_LIMIT)));
+    }
+    let rows = results.journey_paths(account, from, to).await.map_err(store_unavailable)?;
+    let (journeys, top) = paths::top_paths(&rows, by, limit);
+    let rows: Vec<Value> = top
+        .into_iter()
+        .map(|p| {
+            json!({"path": p.path, "journeys": p.journeys, "conversions": p.conversions, "non_conversions": p.non_conversions,
+                   "revenue": num(p.revenue), "conversion_rate": p.conversion_rate})
+        })
+        .collect();
+    Ok(Json(json!({"by": by.name(), "from": from.to_string(), "to": to.to_string(), "journeys": journeys, "rows": rows})))
 }

@@ -220,6 +220,30 @@ async fn run_pipeline(setup: Setup) {
         "{mk2}"
     );
 
+    // Conversion paths: u1's journey display > search on c1 (100) and v2's search on c2 (50),
+    // one converted journey each; by campaign, u1's touches were both on c1.
+    let by_channel = get(&s.base, "/v1/reports/paths?from=2026-11-19&to=2026-11-22").await;
+    let brief = |v: &Value| -> Vec<(String, i64, i64, f64)> {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let path: Vec<&str> = r["path"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+                (
+                    path.join(" > "),
+                    r["conversions"].as_i64().unwrap(),
+                    r["non_conversions"].as_i64().unwrap(),
+                    r["revenue"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(by_channel["journeys"].as_i64(), Some(2), "{by_channel}");
+    assert_eq!(brief(&by_channel), vec![("display > search".into(), 1, 0, 100.0), ("search".into(), 1, 0, 50.0)], "{by_channel}");
+    let by_campaign = get(&s.base, "/v1/reports/paths?by=campaign&from=2026-11-19&to=2026-11-22").await;
+    assert_eq!(brief(&by_campaign), vec![("c1 > c1".into(), 1, 0, 100.0), ("c2".into(), 1, 0, 50.0)], "{by_campaign}");
+
     // Per conversion: the channel weights from those journeys are the credits above over their
     // total. Markov: display (2/3) / 2 = 1/3, search 2/3. Shapley: display 0.5 / 2 = 1/4,
     // search 3/4. u1's purchase (display, then search, both c1/ad1) splits 100 by them; v2's

@@ -74,7 +74,7 @@ async fn report_dates_at_the_edges_of_the_calendar_get_a_400_not_a_panic() {
     for q in
         ["to=-262143-01-01", "to=%2B262142-12-31", "from=-262143-01-01&to=2026-01-01", "to=1999-12-31", "from=2101-01-01&to=2101-01-02"]
     {
-        for route in ["/v1/reports/campaigns", "/v1/reports/attribution"] {
+        for route in ["/v1/reports/campaigns", "/v1/reports/attribution", "/v1/reports/paths"] {
             let (status, body) = t.get(&format!("{route}?{q}"), SECRET).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{route}?{q}: {body}");
             let msg = body["error"].as_str().unwrap_or_default();
@@ -86,8 +86,14 @@ async fn report_dates_at_the_edges_of_the_calendar_get_a_400_not_a_panic() {
     assert!(body["error"].as_str().unwrap().contains("3660 days"), "{body}");
     let (status, body) = t.get("/v1/reports/campaigns?from=2026-01-01&to=2026-03-31", SECRET).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    for (q, name) in [("by=ad", "`by`"), ("limit=0", "`limit`"), ("limit=1001", "`limit`")] {
+        let (status, body) = t.get(&format!("/v1/reports/paths?{q}"), SECRET).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "paths?{q}: {body}");
+        assert!(body["error"].as_str().unwrap_or_default().contains(name), "paths?{q}: {body}");
+    }
     // The server still answers after every probe.
     assert_eq!(t.get("/v1/reports/campaigns", SECRET).await.0, StatusCode::OK);
+    assert_eq!(t.get("/v1/reports/paths", SECRET).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
